@@ -1,0 +1,75 @@
+"""The ``vnas`` command line: one entry point, one module per subcommand.
+
+Each module in ``vnas.commands`` exposes ``register(subparsers)``, which adds its
+parser and sets ``func`` to a callable taking the parsed namespace and returning an
+exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+
+from vnas import __version__
+from vnas.errors import VNASError
+
+# Subcommand modules, in the order ``vnas --help`` lists them.
+COMMAND_MODULES = (
+    "arch",
+    "synth",
+    "preprocess",
+    "split",
+    "export_nnunet",
+    "search",
+    "aggregate",
+    "train",
+    "evaluate",
+    "predict",
+    "report",
+    "bench",
+)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the top-level parser with every available subcommand."""
+    parser = argparse.ArgumentParser(
+        prog="vnas",
+        description="V-NAS: search 2D/3D/P3D convolutions per layer for CT segmentation.",
+    )
+    parser.add_argument("--version", action="version", version=f"vnas {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"vnas.commands.{name}")
+        except ModuleNotFoundError as err:
+            if err.name != f"vnas.commands.{name}":
+                raise
+            continue  # a subcommand not built yet
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; user errors print one line and return 2."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="vnas: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args) or 0)
+    except VNASError as err:
+        print(f"vnas: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("vnas: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""One module per ``vnas`` subcommand; each exposes ``register(subparsers)``."""

@@ -1,0 +1,1 @@
+"""Dataset readers, the synthetic phantom, preprocessing, folds and patch sampling."""
