@@ -1,0 +1,137 @@
+"""Size and cost of a network: parameters, forward FLOPs, activation memory of a step.
+
+- Parameters: ``numel`` of every parameter (α, β counted separately).
+- FLOPs: :class:`torch.utils.flop_counter.FlopCounterMode` on one forward pass at
+  batch 1 (a multiply–add counts as 2 FLOPs, as PyTorch counts them). FLOPs depend
+  only on shapes, so the pass runs on the ``meta`` device: no memory, no compute,
+  the paper's size counted in a second on a laptop.
+- Activation memory of one training step at batch 1:
+  - on CUDA, ``torch.cuda.max_memory_allocated`` over forward + backward minus the
+    memory allocated before the step (the parameters): the real peak, which also
+    holds gradients, temporaries and cuDNN workspaces (``"cuda-max-allocated"``);
+  - otherwise the bytes of the distinct tensors autograd saves for backward
+    (``saved_tensors_hooks``), parameters excluded (``"saved-tensors"``). PyTorch
+    keeps no allocator statistics on CPU, and this is what a training step holds at
+    its forward/backward turning point, which dominates the peak of a segmentation
+    network. It too depends only on shapes, so it is counted on ``meta`` and is the
+    same on every machine. (``torch.profiler``'s memory timeline would need a real
+    CPU run, tens of GB at the paper's size, and parsing its events for one number.)
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from vnas.errors import VNASError
+
+__all__ = [
+    "count_parameters",
+    "cuda_peak_memory",
+    "forward_flops",
+    "network_stats",
+    "saved_tensor_bytes",
+]
+
+META = torch.device("meta")
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of scalars in all parameters of ``model``."""
+    return sum(p.numel() for p in model.parameters())
+
+
+def _on_meta(model: nn.Module) -> nn.Module:
+    """``model`` itself if it lives on ``meta``, else a copy there (shapes only)."""
+    p = next(model.parameters(), None)
+    return model if p is None or p.device == META else copy.deepcopy(model).to(META)
+
+
+def _input(model: nn.Module, patch: Sequence[int], device: torch.device) -> torch.Tensor:
+    return torch.randn(1, getattr(model, "in_channels", 1), *patch, device=device)
+
+
+def _training_loss(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of a training-mode forward; BatchNorm's batch-1 failure -> VNASError."""
+    model.train()
+    target = torch.zeros((x.shape[0], *x.shape[2:]), dtype=torch.long, device=x.device)
+    try:
+        return F.cross_entropy(model(x), target)
+    except ValueError as err:
+        if "more than 1 value per channel" not in str(err):
+            raise
+        patch = "x".join(map(str, x.shape[2:]))
+        raise VNASError(
+            f"patch {patch} leaves one voxel per channel at the deepest stage, which "
+            "BatchNorm cannot train on at batch size 1; use a larger patch (e.g. 32x64x64)"
+        ) from None
+
+
+def forward_flops(model: nn.Module, patch: Sequence[int]) -> int:
+    """FLOPs of one forward pass at batch 1 (eval mode, counted on ``meta``)."""
+    meta = _on_meta(model)
+    meta.eval()
+    with torch.no_grad(), FlopCounterMode(display=False) as counter:
+        meta(_input(meta, patch, META))
+    return int(counter.get_total_flops())
+
+
+def saved_tensor_bytes(model: nn.Module, patch: Sequence[int]) -> int:
+    """Bytes of the distinct non-parameter tensors a batch-1 forward + loss saves."""
+    meta = _on_meta(model)
+    # Storages are keyed by their StorageImpl (``_cdata``): on ``meta`` every data
+    # pointer is 0, and an in-place ReLU shares its input's storage (counted once).
+    params = {p.untyped_storage()._cdata for p in meta.parameters()}
+    sizes: dict[int, int] = {}
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        storage = t.untyped_storage()
+        if storage._cdata not in params:
+            sizes[storage._cdata] = storage.nbytes()
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        _training_loss(meta, _input(meta, patch, META))
+    return sum(sizes.values())
+
+
+def cuda_peak_memory(model: nn.Module, patch: Sequence[int]) -> int:
+    """Peak CUDA memory of forward + cross-entropy + backward at batch 1, beyond the model."""
+    device = next(model.parameters()).device
+    x = _input(model, patch, device)
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    _training_loss(model, x).backward()
+    torch.cuda.synchronize(device)
+    peak = torch.cuda.max_memory_allocated(device) - before
+    model.zero_grad(set_to_none=True)
+    return peak
+
+
+def network_stats(model: nn.Module, patch: Sequence[int]) -> dict[str, Any]:
+    """Parameters, forward FLOPs and training-step activation memory of ``model``.
+
+    A model on CUDA is measured for real; on any other device (``meta`` included)
+    activation memory is the saved-tensor count.
+    """
+    n_arch = sum(p.numel() for p in getattr(model, "arch_parameters", list)())
+    device = next(model.parameters()).device
+    if device.type == "cuda":
+        memory, method = cuda_peak_memory(model, patch), "cuda-max-allocated"
+    else:
+        memory, method = saved_tensor_bytes(model, patch), "saved-tensors"
+    return {
+        "parameters": count_parameters(model) - n_arch,
+        "arch_parameters": n_arch,
+        "forward_flops": forward_flops(model, patch),
+        "activation_bytes": memory,
+        "activation_method": method,
+        "device": str(device),
+    }

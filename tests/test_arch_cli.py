@@ -1,0 +1,153 @@
+"""``vnas arch show|stats`` through ``vnas.cli.main``."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from vnas.cli import main
+from vnas.genotype import PRESETS, write_arch_json
+from vnas.network import VNASNet
+
+SMALL = ["--patch", "32", "64", "64", "--width", "0.0625"]
+
+
+def run(capsys, *argv):
+    rc = main(list(argv))
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def test_show_preset(capsys):
+    rc, out, _ = run(capsys, "arch", "show", "nih-paper")
+    assert rc == 0
+    lines = out.splitlines()
+    assert "encoder: 0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0" in lines
+    assert "decoder: 0 0 1 0 1" in lines
+    assert sum(line.lstrip().startswith("encoder ") for line in lines) == 16
+    assert sum(line.lstrip().startswith("decoder ") for line in lines) == 5
+    assert out.count("P3D 3x3x1 → 1x1x3") == 4
+    assert out.count("3D 3x3x3 → 3x3x3") == 2
+
+
+def test_show_json(capsys):
+    rc, out, _ = run(capsys, "arch", "show", "lung-paper", "--json")
+    assert rc == 0
+    record = json.loads(out)
+    assert record["code"] == {
+        "encoder": "0 0 0, 1 2 0 1, 2 1 2 0 0 0, 0 0 0",
+        "decoder": "0 0 2 1 1",
+    }
+    assert len(record["cells"]) == 21
+    assert record["cells"][3] == {
+        "part": "encoder",
+        "stage": 2,
+        "cell": 1,
+        "op": "3D 3x3x3 → 1x1x1",
+    }
+
+
+def test_show_mix_and_search(capsys):
+    rc, out, _ = run(capsys, "arch", "show", "mix")
+    assert rc == 0 and "p(p3d)" in out and out.count("0.333") == 21 * 3
+    rc, out, _ = run(capsys, "arch", "show", "search")
+    assert rc == 0 and out.count("mixed: 2D + 3D + P3D") == 21 and "p(2d)" not in out
+
+
+def test_show_arch_json_with_probabilities(capsys, tmp_path):
+    alpha = np.zeros((16, 3))
+    alpha[:, 2] = 2.0
+    path = tmp_path / "arch.json"
+    write_arch_json(path, alpha, np.eye(3)[[0, 1, 2, 0, 1]] * 3)
+    rc, out, _ = run(capsys, "arch", "show", str(path), "--json")
+    assert rc == 0
+    record = json.loads(out)
+    assert record["code"] == {
+        "encoder": "2 2 2, 2 2 2 2, 2 2 2 2 2 2, 2 2 2",
+        "decoder": "0 1 2 0 1",
+    }
+    p = np.exp(2) / (np.exp(2) + 2)
+    assert record["cells"][0]["p(p3d)"] == pytest.approx(p, abs=1e-3)
+
+
+def test_stats_json_matches_network(capsys):
+    rc, out, _ = run(capsys, "arch", "stats", "nih-paper", *SMALL, "--classes", "3", "--json")
+    assert rc == 0
+    stats = json.loads(out)
+    model = VNASNet(1, 3, 0.0625, PRESETS["nih-paper"])
+    assert stats["parameters"] == sum(p.numel() for p in model.parameters())
+    assert stats["arch_parameters"] == 0
+    assert stats["patch"] == [32, 64, 64]
+    assert stats["activation_method"] == "saved-tensors"
+    assert stats["forward_flops"] > 0 and stats["activation_bytes"] > 0
+
+
+def stats_of(capsys, arch):
+    rc, out, _ = run(capsys, "arch", "stats", arch, *SMALL, "--json", "--device", "cpu")
+    assert rc == 0
+    return json.loads(out)
+
+
+def test_stats_order_follows_kernels(capsys):
+    """3D kernels cost more parameters and FLOPs than P3D, P3D more than 2D; the
+    activations of fixed networks depend only on shapes; search stores all three ops."""
+    s2d, s3d, sp3d = (stats_of(capsys, f"manual:{op}/{op}") for op in ("2d", "3d", "p3d"))
+    search = stats_of(capsys, "search")
+    assert s2d["parameters"] < sp3d["parameters"] < s3d["parameters"]
+    assert s2d["forward_flops"] < sp3d["forward_flops"] < s3d["forward_flops"]
+    assert s2d["activation_bytes"] == s3d["activation_bytes"] == sp3d["activation_bytes"]
+    assert search["arch_parameters"] == 16 * 3 + 5 * 3
+    assert search["activation_bytes"] > 2 * s2d["activation_bytes"]
+    assert search["forward_flops"] > s3d["forward_flops"]
+
+
+def test_stats_flops_of_the_stem():
+    """The FLOP counter counts a conv as 2 · MACs: check it on a hand-computed stem conv."""
+    from vnas.arch_stats import forward_flops
+
+    conv = torch.nn.Conv3d(1, 4, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
+    assert forward_flops(conv, (16, 32, 32)) == 2 * 4 * 49 * 16 * 16 * 16
+
+
+def test_stats_text(capsys):
+    rc, out, _ = run(capsys, "arch", "stats", "manual:p3d/p3d", *SMALL)
+    assert rc == 0
+    assert "parameters:" in out and "GFLOPs" in out and "MiB in one training step" in out
+
+
+def one_line_error(capsys, *argv) -> str:
+    rc, out, err = run(capsys, *argv)
+    assert rc == 2 and out == ""
+    assert err.startswith("vnas: error: ") and err.count("\n") == 1
+    return err
+
+
+def test_bad_preset(capsys):
+    err = one_line_error(capsys, "arch", "show", "nih")
+    assert "unknown architecture 'nih'" in err and "nih-paper" in err and "lung-paper" in err
+
+
+def test_bad_patch(capsys):
+    err = one_line_error(capsys, "arch", "stats", "nih-paper", "--patch", "20", "32", "32")
+    assert "patch 20x32x32" in err and "multiple of 16" in err
+
+
+def test_patch_too_small_for_batch_one_training(capsys):
+    err = one_line_error(
+        capsys, "arch", "stats", "nih-paper", "--patch", "16", "32", "32", "--width", "0.0625"
+    )
+    assert "BatchNorm" in err
+
+
+def test_bad_arch_json(capsys, tmp_path):
+    path = tmp_path / "broken.json"
+    path.write_text("{")
+    err = one_line_error(capsys, "arch", "stats", str(path), *SMALL)
+    assert str(path) in err
+
+
+def test_missing_subcommand():
+    with pytest.raises(SystemExit) as exc:
+        main(["arch"])
+    assert exc.value.code == 2
