@@ -1,0 +1,106 @@
+"""Dataset presets: which raw layout to read and how to preprocess it (SPEC §4).
+
+A preset names a reader layout and the paper's preprocessing for that dataset:
+
+============================  =========  ===============  ==========================
+preset                        layout     HU window        target spacing (sz, sy, sx)
+============================  =========  ===============  ==========================
+``nih``                       nih        [-100, 240]      none (native grid)
+``lung``                      msd        [-1000, 1000]    none (native grid)
+``pancreas``                  msd        [-100, 240]      (1.0, 1.0, 1.0) mm
+``synthetic-nih``             nih        [-100, 240]      none
+``synthetic-lung``            msd        [-1000, 1000]    none
+``synthetic-pancreas``        msd        [-100, 240]      (2.5, 1.0, 1.0) mm
+``nnunet``                    nnunet     ``--hu-window``  none
+============================  =========  ===============  ==========================
+
+``synthetic-pancreas`` resamples in-plane to 1.0 mm like the real preset but keeps the
+phantom's 2.5 mm slices: resampling the phantom to 1.0 mm isotropic would multiply every
+volume by 2.5 along z for no information gain, which makes CPU runs slow.
+Every preset reorients to one orientation (``LPS``, see :mod:`vnas.data.geometry`) and
+z-scores each case after the HU clip (paper §4.2).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vnas.errors import VNASError
+
+#: The one array orientation every preprocessed volume has (see ``vnas.data.geometry``).
+ORIENTATION = "LPS"
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Reader layout and preprocessing settings of one dataset.
+
+    Attributes:
+        name: preset name as given on the command line.
+        layout: ``"msd"``, ``"nih"`` or ``"nnunet"``: which reader parses the raw folder.
+        hu_window: ``(low, high)`` HU clip, or ``None`` when the user must give one.
+        spacing: target voxel size ``(sz, sy, sx)`` in mm, or ``None`` to keep the native grid.
+        skip_cases: NIH case numbers left out by default, with the reason logged.
+    """
+
+    name: str
+    layout: str
+    hu_window: tuple[float, float] | None
+    spacing: tuple[float, float, float] | None = None
+    skip_cases: tuple[int, ...] = ()
+
+
+# NIH Pancreas-CT cases 25 and 70 are duplicates of other cases in the current TCIA
+# release (SPEC §4), so they are left out by default for the real data only.
+NIH_DUPLICATES = (25, 70)
+
+PRESETS: dict[str, Preset] = {
+    p.name: p
+    for p in (
+        Preset("nih", "nih", (-100.0, 240.0), None, NIH_DUPLICATES),
+        Preset("lung", "msd", (-1000.0, 1000.0), None),
+        Preset("pancreas", "msd", (-100.0, 240.0), (1.0, 1.0, 1.0)),
+        Preset("synthetic-nih", "nih", (-100.0, 240.0), None),
+        Preset("synthetic-lung", "msd", (-1000.0, 1000.0), None),
+        Preset("synthetic-pancreas", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
+        Preset("nnunet", "nnunet", None, None),
+    )
+}
+
+
+def get_preset(name: str) -> Preset:
+    """Return the preset called ``name``; raise ``VNASError`` listing the known ones."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise VNASError(
+            f"unknown dataset preset {name!r}; choose one of {', '.join(PRESETS)}"
+        ) from None
+
+
+def preprocessing_settings(
+    preset: Preset,
+    hu_window: tuple[float, float] | None = None,
+    spacing: tuple[float, float, float] | None = None,
+) -> dict:
+    """Settings dict stored in a preprocessed ``dataset.json`` (see ``preprocess_image``).
+
+    Args:
+        preset: the dataset preset.
+        hu_window: overrides the preset's HU window.
+        spacing: overrides the preset's target spacing.
+    """
+    window = hu_window if hu_window is not None else preset.hu_window
+    if window is None:
+        raise VNASError(f"preset {preset.name!r} has no HU window: pass --hu-window LOW HIGH")
+    if window[0] >= window[1]:
+        raise VNASError(f"HU window low {window[0]} must be below high {window[1]}")
+    target = spacing if spacing is not None else preset.spacing
+    if target is not None and min(target) <= 0:
+        raise VNASError(f"target spacing must be positive, got {list(target)}")
+    return {
+        "hu_window": [float(window[0]), float(window[1])],
+        "spacing": None if target is None else [float(s) for s in target],
+        "orientation": ORIENTATION,
+        "normalization": "zscore",
+    }

@@ -1,0 +1,92 @@
+"""Medical Segmentation Decathlon reader (Task06_Lung, Task07_Pancreas), driven by dataset.json.
+
+Quirks of the real release it handles (SPEC §4): ``labels`` maps a *string* index to a
+name; ``test`` is a list of plain path strings (not dicts like ``training``); the release
+key is misspelled ``relase`` (neither spelling is needed); archives carry macOS ``._*``
+files next to real ones (never read); case numbers are not contiguous (ids come from the
+file names, never from a range). A file listed in ``dataset.json`` but missing is an error
+naming it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from vnas.data.case import Case
+from vnas.data.imageio import case_from_images, read_image
+from vnas.errors import VNASError
+
+
+def case_id_of(path: str) -> str:
+    """Case id from an MSD path: ``./imagesTr/pancreas_001.nii.gz`` -> ``pancreas_001``."""
+    name = Path(path).name
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def parse_labels(labels: object, path: Path) -> dict[str, str]:
+    """Check MSD ``labels`` (string index -> name) and return it with sorted int keys."""
+    if not isinstance(labels, dict) or not labels:
+        raise VNASError("'labels' must map class index to name", path)
+    try:
+        parsed = {int(k): str(v) for k, v in labels.items()}
+    except (TypeError, ValueError):
+        raise VNASError(f"'labels' keys must be class indices, got {list(labels)}", path) from None
+    if 0 not in parsed:
+        raise VNASError("'labels' must declare class 0 (background)", path)
+    return {str(k): parsed[k] for k in sorted(parsed)}
+
+
+class MSDReader:
+    """Reader for an MSD task folder (the one holding ``dataset.json``).
+
+    Args:
+        root: the task folder, e.g. ``Task07_Pancreas``.
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        index = self.root / "dataset.json"
+        if not index.is_file():
+            raise VNASError("no dataset.json: not an MSD task folder", self.root)
+        try:
+            info = json.loads(index.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise VNASError(f"invalid JSON: {err}", index) from None
+        if not isinstance(info, dict):
+            raise VNASError("expected a JSON object", index)
+        self.classes = parse_labels(info.get("labels"), index)
+        training = info.get("training")
+        if not isinstance(training, list) or not training:
+            raise VNASError("'training' lists no cases", index)
+        self._pairs: dict[str, tuple[Path, Path]] = {}
+        for entry in training:
+            if not isinstance(entry, dict) or "image" not in entry or "label" not in entry:
+                raise VNASError(f"training entry {entry!r} needs 'image' and 'label'", index)
+            if Path(entry["image"]).name.startswith("._"):
+                continue  # a macOS resource fork that slipped into a hand-made index
+            image = self.root / entry["image"]
+            label = self.root / entry["label"]
+            for path in (image, label):
+                if not path.is_file():
+                    raise VNASError("listed in dataset.json but missing", path)
+            self._pairs[case_id_of(entry["image"])] = (image, label)
+        # ``test`` holds plain strings in the real release; accept dicts too.
+        self.test = [
+            case_id_of(t["image"] if isinstance(t, dict) else t) for t in info.get("test", [])
+        ]
+
+    def case_ids(self) -> list[str]:
+        """Ids of the labelled training cases, sorted."""
+        return sorted(self._pairs)
+
+    def load(self, case_id: str) -> Case:
+        """Read, check and return one training case."""
+        image_path, label_path = self._pairs[case_id]
+        image = read_image(image_path)
+        label = read_image(label_path)
+        classes = [int(k) for k in self.classes]
+        return case_from_images(case_id, image, image_path, label, label_path, classes)
