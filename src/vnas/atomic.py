@@ -18,14 +18,19 @@ from typing import Any
 
 
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield a temporary file path next to ``path``; move it into place on success.
 
     On an exception the temporary file is removed and ``path`` is left untouched.
+
+    Args:
+        path: the final file.
+        suffix: ending of the temporary name; writers that pick a format from the file
+            name (SimpleITK: ``.nii.gz``) need the real one.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp_path = Path(tmp)
     try:

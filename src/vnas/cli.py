@@ -27,6 +27,8 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "predict",
+    "table",
+    "figures",
     "report",
     "bench",
 )

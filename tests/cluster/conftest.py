@@ -6,6 +6,7 @@ Every test in this folder is skipped, with the reason, when no cluster is up. Th
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -39,6 +40,9 @@ def _cluster_unavailable() -> str | None:
 @pytest.fixture(scope="session", autouse=True)
 def _skip_without_cluster() -> None:
     reason = _cluster_unavailable()
+    if reason and os.environ.get("VNAS_REQUIRE_CLUSTER") == "1":
+        # CI brings the cluster up first; there a missing cluster is a failure.
+        pytest.fail(f"VNAS_REQUIRE_CLUSTER=1 but {reason}")
     if reason:
         pytest.skip(reason)
 

@@ -1,0 +1,83 @@
+"""One architecture per dataset from the folds' searches (paper §4.1).
+
+The softmax probabilities of α (16×3) and β (5×3) are summed over the searches and the
+op with the largest sum is chosen per cell. The result is an ``arch.json`` like a
+search's: ``alpha_probs``/``beta_probs`` are the summed probabilities normalised per
+cell (i.e. their mean over the searches), ``alpha``/``beta`` their natural logarithm --
+weights whose softmax gives those probabilities back -- and ``code`` the argmax.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from vnas.errors import VNASError
+from vnas.genotype import read_arch_json, write_arch_json
+
+__all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
+
+logger = logging.getLogger(__name__)
+
+ARCH_JSON = "arch.json"
+# log(0) would be -inf, which JSON cannot hold; no softmax output is this small anyway.
+MIN_PROB = 1e-30
+
+
+def arch_json_path(source: str | Path) -> Path:
+    """The ``arch.json`` of a search folder (or the file itself)."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / ARCH_JSON
+        if not path.is_file():
+            raise VNASError(f"no {ARCH_JSON}: the search has not finished", source)
+    return path
+
+
+def aggregate_probs(
+    records: Sequence[dict],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum ``alpha_probs`` and ``beta_probs`` over ``records``, normalised per cell.
+
+    Returns:
+        ``(alpha_probs (16, 3), beta_probs (5, 3))``; each row sums to 1.
+    """
+    if not records:
+        raise VNASError("no searches to aggregate")
+    alpha = sum(np.asarray(r["alpha_probs"], dtype=np.float64) for r in records)
+    beta = sum(np.asarray(r["beta_probs"], dtype=np.float64) for r in records)
+    return alpha / alpha.sum(axis=1, keepdims=True), beta / beta.sum(axis=1, keepdims=True)
+
+
+def aggregate_searches(sources: Sequence[str | Path], out: str | Path) -> dict:
+    """Aggregate the searches in ``sources`` (folders or arch JSON files) into ``out``.
+
+    Returns:
+        The record written (see :func:`vnas.genotype.read_arch_json` for the keys).
+
+    Raises:
+        VNASError: a source is missing, unfinished or not a valid arch JSON; or the same
+            search is given twice.
+    """
+    paths = [arch_json_path(s) for s in sources]
+    resolved = [p.resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise VNASError("the same search is given more than once", paths[0])
+    records = [read_arch_json(p) for p in paths]
+    alpha_probs, beta_probs = aggregate_probs(records)
+    record = write_arch_json(
+        out,
+        np.log(np.maximum(alpha_probs, MIN_PROB)),
+        np.log(np.maximum(beta_probs, MIN_PROB)),
+    )
+    logger.info(
+        "aggregated %d searches into %s: encoder %s, decoder %s",
+        len(paths),
+        out,
+        record["code"]["encoder"],
+        record["code"]["decoder"],
+    )
+    return record

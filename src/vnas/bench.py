@@ -1,0 +1,208 @@
+"""``vnas bench``: how fast search, training and inference run on this machine.
+
+Measured in one process, on random data, with the same code paths as the commands:
+
+- the weight step (forward, backward, SGD; :class:`vnas.learner.WeightLearner`) of the
+  fixed ``nih-paper`` network and of the search network at the same width and patch, and
+  their ratio; and a whole search iteration (weight step plus α/β step);
+- whole-volume sliding-window inference (:func:`vnas.inference.sliding_window_predict`,
+  Gaussian blending, overlap 0.5) of the fixed network, in voxels per second;
+- peak memory of each. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only). CPU:
+  growth of the process's peak resident set size (``ru_maxrss``), which only counts memory
+  above the previous peak: the measurements run from the smallest to the largest
+  (fixed network, then search) so each reports its own excess; inference usually needs
+  less than training and then reports 0.
+
+Each timing is the median over ``repeats`` runs after one warm-up run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import platform
+import resource
+import statistics
+import time
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+
+from vnas import __version__
+from vnas.architect import Architect
+from vnas.device import configure_backends, resolve_amp, resolve_device
+from vnas.learner import WeightLearner, segmentation_loss
+from vnas.models import build_model, check_patch
+
+__all__ = ["format_table", "peak_memory", "run_bench"]
+
+logger = logging.getLogger(__name__)
+
+FIXED_ARCH = "nih-paper"
+NUM_CLASSES = 2
+
+
+@contextlib.contextmanager
+def peak_memory(device: torch.device) -> Iterator[dict]:
+    """Measure the enclosed block's peak memory into ``{"peak_mb", "memory_kind"}``."""
+    result: dict = {}
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        yield result
+        torch.cuda.synchronize(device)
+        result["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
+        result["memory_kind"] = "cuda max_memory_allocated"
+    else:
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        yield result
+        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        result["peak_mb"] = (after - before) / 1024  # KiB on Linux
+        result["memory_kind"] = "cpu ru_maxrss growth"
+
+
+def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
+    def sync() -> None:
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+
+    fn()  # warm-up: allocations, cudnn.benchmark's kernel choice
+    sync()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
+
+
+def _random_batch(batch: int, patch: Sequence[int], device: torch.device, seed: int):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(batch, 1, *patch, generator=g)
+    label = torch.randint(0, NUM_CLASSES, (batch, *patch), generator=g)
+    return image.to(device), label.to(device)
+
+
+def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
+    model = build_model(arch, 1, NUM_CLASSES, args.width).to(device).train()
+    learner = WeightLearner(model, 10**6, lr=1e-4, device=device, amp=amp)
+    image, label = _random_batch(args.batch_size, args.patch, device, 0)
+    result = {"arch": arch, "parameters": sum(p.numel() for p in learner.params)}
+    with peak_memory(device) as mem:
+        result["weight_step_s"] = _median_seconds(
+            lambda: learner.step(image, label), args.repeats, device
+        )
+        if arch == "search":
+            architect = Architect(model, segmentation_loss, device=device, amp=amp)
+            val_image, val_label = _random_batch(args.batch_size, args.patch, device, 1)
+
+            def iteration() -> None:
+                learner.step(image, label)
+                architect.step(val_image, val_label)
+
+            result["search_iteration_s"] = _median_seconds(iteration, args.repeats, device)
+    result.update(mem)
+    voxels = args.batch_size * math.prod(args.patch)
+    result["weight_step_voxels_per_s"] = voxels / result["weight_step_s"]
+    return result
+
+
+def _bench_inference(args, device: torch.device, amp: bool) -> dict:
+    from vnas.inference import sliding_window_predict
+
+    model = build_model(FIXED_ARCH, 1, NUM_CLASSES, args.width).to(device).eval()
+    volume = torch.randn(*args.volume, generator=torch.Generator().manual_seed(2))
+
+    def predict() -> None:
+        sliding_window_predict(
+            model,
+            volume,
+            args.patch,
+            overlap=0.5,
+            sw_batch_size=args.batch_size,
+            device=device,
+            amp=amp,
+        )
+
+    with peak_memory(device) as mem:
+        seconds = _median_seconds(predict, args.repeats, device)
+    return {
+        "arch": FIXED_ARCH,
+        "volume": list(args.volume),
+        "overlap": 0.5,
+        "seconds": seconds,
+        "voxels_per_s": math.prod(args.volume) / seconds,
+        **mem,
+    }
+
+
+def run_bench(args) -> dict:
+    """Run every measurement; ``args`` carries ``width, patch, volume, batch_size, repeats,
+    device, amp, seed``. Returns the JSON-ready results."""
+    check_patch("fixed", args.patch)
+    device = resolve_device(args.device)
+    amp = resolve_amp(args.amp, device)
+    configure_backends(device, deterministic=False)
+    torch.manual_seed(args.seed)
+    fixed = _bench_training(FIXED_ARCH, args, device, amp)
+    search = _bench_training("search", args, device, amp)
+    inference = _bench_inference(args, device, amp)
+    return {
+        "vnas_version": __version__,
+        "torch": torch.__version__,
+        "device": torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu",
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        "amp": amp,
+        "width": args.width,
+        "patch": list(args.patch),
+        "batch_size": args.batch_size,
+        "repeats": args.repeats,
+        "training": {"fixed": fixed, "search": search},
+        "search_vs_fixed_weight_step": search["weight_step_s"] / fixed["weight_step_s"],
+        "search_iteration_vs_fixed_step": search["search_iteration_s"] / fixed["weight_step_s"],
+        "inference": inference,
+    }
+
+
+def format_table(result: dict) -> str:
+    """A short plain-text table of the medians."""
+    fixed, search = result["training"]["fixed"], result["training"]["search"]
+    inf = result["inference"]
+    rows = [
+        ("what", "median s", "voxels/s", "peak MB"),
+        (
+            f"weight step {FIXED_ARCH}",
+            f"{fixed['weight_step_s']:.4f}",
+            f"{fixed['weight_step_voxels_per_s']:.3g}",
+            f"{fixed['peak_mb']:.0f}",
+        ),
+        (
+            "weight step search",
+            f"{search['weight_step_s']:.4f}",
+            f"{search['weight_step_voxels_per_s']:.3g}",
+            f"{search['peak_mb']:.0f}",
+        ),
+        ("search iteration (w + a)", f"{search['search_iteration_s']:.4f}", "", ""),
+        (
+            "inference " + "x".join(map(str, inf["volume"])),
+            f"{inf['seconds']:.4f}",
+            f"{inf['voxels_per_s']:.3g}",
+            f"{inf['peak_mb']:.0f}",
+        ),
+    ]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    head = (
+        f"device {result['device']}, {result['threads']} threads, width {result['width']}, "
+        f"patch {'x'.join(map(str, result['patch']))}, batch {result['batch_size']}, "
+        f"median of {result['repeats']}"
+    )
+    ratio = (
+        f"search / fixed weight step: {result['search_vs_fixed_weight_step']:.2f}x; "
+        f"search iteration / fixed step: {result['search_iteration_vs_fixed_step']:.2f}x"
+    )
+    return "\n".join([head, *lines, ratio])

@@ -1,0 +1,28 @@
+"""``vnas aggregate``: one architecture from the folds' searches (sum of probabilities)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "aggregate",
+        help="sum the folds' alpha/beta probabilities, argmax per cell (writes arch.json)",
+        description="Sum the softmax probabilities of alpha and beta over the given searches "
+        "and take the argmax per cell (paper 4.1). The output arch.json holds the summed "
+        "probabilities normalised per cell as alpha_probs/beta_probs, their logarithm as "
+        "alpha/beta, and the code.",
+    )
+    parser.add_argument(
+        "searches", nargs="+", metavar="SEARCH_DIR", help="search folders (or arch.json files)"
+    )
+    parser.add_argument("--out", required=True, help="output arch.json")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vnas.aggregate import aggregate_searches
+
+    aggregate_searches(args.searches, args.out)
+    return 0

@@ -1,0 +1,92 @@
+"""``vnas figures``: α/β heatmaps, loss curves and overlay slices for one dataset."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from vnas.errors import VNASError
+from vnas.figures import (
+    arch_probabilities_figure,
+    curves_figure,
+    overlay_figure,
+    read_prediction,
+    save_figure,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "figures",
+        help="plot α/β heatmaps, loss curves and prediction overlays",
+        description="Read a dataset's results folder (search/, arch.json, models/, eval/) "
+        "and write arch_probabilities.png, curves.png and overlays.png.",
+    )
+    parser.add_argument("--results", required=True, help="results/<dataset> folder")
+    parser.add_argument("--raw", required=True, help="raw dataset folder (for the CT)")
+    parser.add_argument("--preset", required=True, help="reader preset of the raw data")
+    parser.add_argument("--methods", nargs="+", required=True, help="method ids, in order")
+    parser.add_argument(
+        "--cases",
+        type=int,
+        default=2,
+        help="test cases to show: the worst, then best and median by the first method's DSC",
+    )
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.set_defaults(func=run)
+
+
+def _pick_cases(per_case: pd.Series, count: int) -> list[str]:
+    """Worst, best, then median cases, like the paper's Fig. 3 (min and average DSC)."""
+    ordered = per_case.sort_values()
+    picks = [ordered.index[0], ordered.index[-1], ordered.index[len(ordered) // 2]]
+    unique = list(dict.fromkeys(picks))
+    return unique[:count]
+
+
+def run(args: argparse.Namespace) -> int:
+    results = Path(args.results)
+    out = Path(args.out)
+    searches = sorted(results.glob("search/fold*/arch.json"))
+    if not searches:
+        raise VNASError("no search results (search/foldK/arch.json)", results)
+    arch_files = {p.parent.name: p for p in searches}
+    arch_files["aggregate"] = results / "arch.json"
+    save_figure(arch_probabilities_figure(arch_files), out / "arch_probabilities.png")
+
+    search_logs = {p.parent.name: p.parent / "trajectory.csv" for p in searches}
+    train_logs = {m: sorted(results.glob(f"models/{m}/fold*/metrics.csv")) for m in args.methods}
+    save_figure(curves_figure(search_logs, train_logs), out / "curves.png")
+
+    metrics = {
+        m: pd.concat(
+            [
+                pd.read_csv(p).assign(fold=p.parent.name)
+                for p in results.glob(f"eval/{m}/fold*/metrics.csv")
+            ]
+        )
+        for m in args.methods
+    }
+    first = metrics[args.methods[0]]
+    per_case = first.groupby("case_id")["dsc"].mean()
+    fold_of = first.groupby("case_id")["fold"].first()
+    chosen = _pick_cases(per_case, args.cases)
+
+    from vnas.data.readers import get_reader
+
+    reader = get_reader(args.preset, args.raw)
+    cases, predictions, dsc = [], {m: {} for m in args.methods}, {}
+    for case_id in chosen:
+        case = reader.load(str(case_id))
+        cases.append((str(case_id), case.image, np.asarray(case.label)))
+        for m in args.methods:
+            path = results / "eval" / m / fold_of[case_id] / "predictions" / f"{case_id}.nii.gz"
+            predictions[m][str(case_id)] = read_prediction(path)
+    for m in args.methods:
+        dsc[m] = {str(k): v for k, v in metrics[m].groupby("case_id")["dsc"].mean().items()}
+    save_figure(overlay_figure(cases, predictions, dsc), out / "overlays.png")
+    print(f"figures written to {out}")
+    return 0

@@ -1,0 +1,103 @@
+"""``vnas predict``: segment a NIfTI, a DICOM series or a folder of NIfTIs with a model.
+
+Also defines the inference flags ``vnas evaluate`` shares (patch, overlap, device, AMP).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from vnas.device import DEVICES, configure_backends, resolve_amp, resolve_device
+
+
+def _overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def add_inference_args(parser: argparse.ArgumentParser) -> None:
+    """Sliding-window and execution flags of ``vnas predict`` and ``vnas evaluate``."""
+    group = parser.add_argument_group("sliding-window inference")
+    group.add_argument(
+        "--patch",
+        type=_positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help="window size (default: the model's test_patch from its config.json)",
+    )
+    group.add_argument(
+        "--overlap",
+        type=_overlap,
+        default=0.5,
+        help="fraction of a window shared with its neighbours (default 0.5; Gaussian blend)",
+    )
+    group.add_argument(
+        "--sw-batch-size", type=_positive_int, default=1, help="windows per forward pass"
+    )
+    group.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
+    group.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float16 mixed precision (default: on for CUDA, off on CPU)",
+    )
+    group.add_argument(
+        "--cpu-bf16",
+        action="store_true",
+        help="bfloat16 autocast on the CPU (off by default; slower without native bf16)",
+    )
+
+
+def inference_options(args: argparse.Namespace) -> dict:
+    """Keyword arguments for ``predict``/``evaluate_fold`` from the parsed flags."""
+    device = resolve_device(args.device)
+    configure_backends(device, deterministic=False)  # cudnn.benchmark on CUDA
+    return {
+        "patch": args.patch,
+        "overlap": args.overlap,
+        "sw_batch_size": args.sw_batch_size,
+        "device": device,
+        "amp": resolve_amp(args.amp, device),
+        "cpu_bf16": args.cpu_bf16,
+    }
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "predict",
+        help="segment new CT images with a trained model",
+        description="Preprocess as the model's training data, segment with sliding windows, "
+        "and write a label NIfTI on the input's grid (same shape and affine).",
+    )
+    parser.add_argument("--model", required=True, help="model folder written by vnas train")
+    parser.add_argument(
+        "--input",
+        required=True,
+        help="a NIfTI file, a folder with one DICOM series, or a folder of NIfTI files",
+    )
+    parser.add_argument(
+        "--output",
+        required=True,
+        help="label file (.nii.gz) for one image; a folder for a folder of NIfTIs",
+    )
+    add_inference_args(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vnas.predict import predict
+
+    written = predict(args.model, args.input, args.output, **inference_options(args))
+    print(
+        f"wrote {len(written)} segmentation(s): {written[0] if len(written) == 1 else args.output}"
+    )
+    return 0

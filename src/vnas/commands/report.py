@@ -1,0 +1,32 @@
+"""``vnas report``: one self-contained HTML page of a dataset's tables and figures."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from vnas.atomic import atomic_write_text
+from vnas.errors import VNASError
+from vnas.html_report import render_report
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "report",
+        help="write an HTML page with tables and figures",
+        description="Combine Markdown tables and PNG figures into one self-contained HTML file.",
+    )
+    parser.add_argument("--dataset", required=True)
+    parser.add_argument("--tables", nargs="*", default=[], help="Markdown tables")
+    parser.add_argument("--figures", nargs="*", default=[], help="PNG figures")
+    parser.add_argument("--out", required=True, help="HTML output")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    for path in [*args.tables, *args.figures]:
+        if not Path(path).is_file():
+            raise VNASError("input file not found", path)
+    atomic_write_text(args.out, render_report(args.dataset, args.tables, args.figures))
+    print(f"report written to {args.out}")
+    return 0

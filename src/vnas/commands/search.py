@@ -1,0 +1,52 @@
+"""``vnas search``: first-order V-NAS architecture search on one fold."""
+
+from __future__ import annotations
+
+import argparse
+
+from vnas.training_args import add_common_args, non_negative_float, non_negative_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "search",
+        help="search 2D/3D/P3D per cell on one fold (writes arch.json)",
+        description="Alternate a weight step on a train batch (SGD, poly decay) and, after "
+        "the warm-up, an alpha/beta step on a val batch (Adam), first-order DARTS as in the "
+        "V-NAS paper. Defaults are the paper's. Writes arch.json, config.json, "
+        "trajectory.csv and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
+    )
+    add_common_args(parser)
+    arch = parser.add_argument_group("architecture step (Adam on alpha, beta)")
+    arch.add_argument("--arch-lr", type=non_negative_float, default=3e-4, help="default 3e-4")
+    arch.add_argument(
+        "--arch-weight-decay", type=non_negative_float, default=1e-3, help="default 1e-3"
+    )
+    arch.add_argument(
+        "--arch-betas",
+        type=non_negative_float,
+        nargs=2,
+        default=[0.5, 0.999],
+        metavar=("B1", "B2"),
+        help="Adam betas (default 0.5 0.999, as DARTS)",
+    )
+    warmup = arch.add_mutually_exclusive_group()
+    warmup.add_argument(
+        "--warmup-epochs",
+        type=non_negative_float,
+        default=20.0,
+        help="weight-only epochs before alpha/beta steps start (default 20, the paper's); "
+        "an epoch is (train cases x 8) patches",
+    )
+    warmup.add_argument(
+        "--warmup-iterations",
+        type=non_negative_int,
+        help="weight-only iterations before alpha/beta steps start (overrides epochs)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vnas.search import run_search
+
+    return run_search(args)

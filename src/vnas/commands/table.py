@@ -1,0 +1,65 @@
+"""``vnas table``: render the paper-style result table (or the manual grid) as CSV/Markdown."""
+
+from __future__ import annotations
+
+import argparse
+
+from vnas.atomic import atomic_write_json, atomic_write_text
+from vnas.errors import VNASError
+from vnas.tables import (
+    Method,
+    grid_markdown,
+    manual_grid,
+    method_table,
+    summary_metrics,
+    to_markdown,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "table",
+        help="render a results table from per-fold evaluation metrics",
+        description="Collect `vnas evaluate` metrics over folds and render them like the "
+        "paper's Tables 1-3 (or, with --grid, the manual encoder x decoder Tables 4-5).",
+    )
+    parser.add_argument("--dataset", required=True, help="dataset name, for the title")
+    parser.add_argument(
+        "--eval-root",
+        required=True,
+        help="folder holding METHOD_ID/foldK/metrics.csv",
+    )
+    parser.add_argument("--folds", type=int, required=True, help="number of folds")
+    parser.add_argument(
+        "--method",
+        nargs=3,
+        action="append",
+        metavar=("ID", "NAME", "CATEGORY"),
+        required=True,
+        help="a table row: folder id, display name, categorization (repeatable)",
+    )
+    parser.add_argument("--grid", action="store_true", help="render the manual grid")
+    parser.add_argument("--out", required=True, help="CSV output")
+    parser.add_argument("--markdown", help="Markdown output")
+    parser.add_argument("--summary-json", help="mean DSC per method, for DVC metrics")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    methods = [Method(*spec) for spec in args.method]
+    if args.folds < 1:
+        raise VNASError(f"--folds must be positive, got {args.folds}")
+    table = method_table(args.eval_root, methods, args.folds)
+    if args.grid:
+        grid = manual_grid(table)
+        atomic_write_text(args.out, grid.to_csv())
+        markdown = grid_markdown(grid, f"{args.dataset}: manual configurations")
+    else:
+        atomic_write_text(args.out, table.round(4).to_csv(index=False))
+        markdown = to_markdown(table, f"{args.dataset}: {args.folds}-fold cross-validation")
+    if args.markdown:
+        atomic_write_text(args.markdown, markdown)
+    if args.summary_json:
+        atomic_write_json(args.summary_json, summary_metrics(table))
+    print(markdown)
+    return 0

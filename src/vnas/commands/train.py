@@ -1,0 +1,36 @@
+"""``vnas train``: retrain an architecture from scratch on train ∪ val of one fold."""
+
+from __future__ import annotations
+
+import argparse
+
+from vnas.training_args import add_common_args, positive_int
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a fixed architecture or a baseline on one fold (writes a model folder)",
+        description="Train ARCH from scratch on the train and val cases of fold K. ARCH is a "
+        "preset (nih-paper, lung-paper, pancreas-paper, manual:<enc>/<dec>), an arch.json, "
+        "mix (the search network with equal, frozen alpha/beta), unet3d (MONAI UNet as "
+        "Cicek's 3D U-Net) or vnet (MONAI VNet). Writes config.json, model.pt, metrics.csv "
+        "and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
+    )
+    parser.add_argument("--arch", required=True, help="architecture (see above)")
+    add_common_args(parser)
+    parser.add_argument(
+        "--test-patch",
+        type=positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help="sliding-window patch recorded for evaluation (default: from the dataset "
+        "preset, e.g. NIH 64 64 64)",
+    )
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from vnas.train import run_training
+
+    return run_training(args)

@@ -1,0 +1,88 @@
+"""Device selection and the CUDA speed settings: ``--device``, AMP and cudnn.benchmark.
+
+Everything runs on a CPU (tests, CI, a laptop) and uses the GPU's fast paths where one
+is present: mixed precision (``torch.autocast`` + ``GradScaler``), ``cudnn.benchmark``
+for the fixed patch size, and pinned host memory for the DataLoader. On the CPU, AMP is
+off: bfloat16 autocast on CPUs is slower than float32 for 3D convolutions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+
+import torch
+
+from vnas.errors import VNASError
+
+__all__ = [
+    "DEVICES",
+    "autocast",
+    "configure_backends",
+    "make_scaler",
+    "resolve_amp",
+    "resolve_device",
+]
+
+logger = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def resolve_device(name: str) -> torch.device:
+    """Turn ``auto|cpu|cuda`` (or ``cuda:N``) into a device.
+
+    Raises:
+        VNASError: CUDA was asked for but PyTorch sees no GPU.
+    """
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cpu":
+        return torch.device("cpu")
+    if name == "cuda" or name.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise VNASError(
+                f"--device {name}: no CUDA GPU is visible to PyTorch "
+                f"(torch {torch.__version__}, built with CUDA {torch.version.cuda}); "
+                "use --device cpu or auto"
+            )
+        return torch.device(name)
+    raise VNASError(f"--device {name!r}: choose one of {', '.join(DEVICES)}")
+
+
+def resolve_amp(requested: bool | None, device: torch.device) -> bool:
+    """AMP on by default on CUDA, never on the CPU (``--amp`` there is ignored with a note)."""
+    if device.type != "cuda":
+        if requested:
+            logger.info("--amp ignored on %s: mixed precision is used on CUDA only", device)
+        return False
+    return True if requested is None else bool(requested)
+
+
+def configure_backends(device: torch.device, deterministic: bool) -> None:
+    """Set cudnn and determinism flags for a run.
+
+    ``--deterministic`` turns on ``torch.use_deterministic_algorithms`` (warn-only, as a few
+    3D ops, e.g. trilinear upsampling's backward on CUDA, have no deterministic kernel) and
+    turns off cudnn.benchmark, whose kernel choice may differ between runs.
+    """
+    torch.use_deterministic_algorithms(deterministic, warn_only=True)
+    if deterministic:
+        # cuBLAS needs this to be deterministic; it is read when cuBLAS starts (later).
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = not deterministic
+        torch.backends.cudnn.deterministic = deterministic
+
+
+def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
+    """``torch.autocast`` for ``device`` (float16 on CUDA), or a no-op when disabled."""
+    if not enabled:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=torch.float16)
+
+
+def make_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
+    """A ``GradScaler`` for AMP; a disabled one (a pass-through) otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=enabled)

@@ -1,0 +1,119 @@
+"""Whole-volume prediction by sliding-window inference (MONAI).
+
+The volume is tiled with windows of the test patch size, ``overlap`` apart; each
+window's softmax probabilities are blended with a Gaussian weight map (centre voxels of
+a window count more than its edges) by :func:`monai.inferers.sliding_window_inference`,
+and the label map is the argmax of the blended probabilities. A volume smaller than the
+patch along an axis is padded to the patch by MONAI (with ``pad_value``: pass the case's
+``meta["pad_value"]``, the lower HU bound after normalisation, which is also what training
+patches are padded with) and the result cropped back, so any volume size works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from monai.inferers import sliding_window_inference
+from torch import nn
+
+from vnas.device import autocast
+
+__all__ = ["Prediction", "inference_autocast", "sliding_window_predict"]
+
+
+class Prediction(NamedTuple):
+    """A whole-volume prediction.
+
+    Attributes:
+        labels: argmax label map ``(D, H, W)``, uint8.
+        probs: blended class probabilities ``(C, D, H, W)`` float32, when asked for.
+    """
+
+    labels: np.ndarray
+    probs: np.ndarray | None
+
+
+def inference_autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
+    """Mixed precision for inference: float16 autocast on CUDA, optional bfloat16 on CPU.
+
+    Args:
+        device: where the model runs.
+        amp: float16 autocast (used on CUDA only).
+        cpu_bf16: bfloat16 autocast on the CPU; off by default, as on CPUs without native
+            bfloat16 it is slower than float32 and it changes results slightly.
+    """
+    if device.type == "cpu" and cpu_bf16:
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    return autocast(device, amp and device.type == "cuda")
+
+
+def sliding_window_predict(
+    model: nn.Module,
+    image: np.ndarray | torch.Tensor,
+    patch_size: Sequence[int],
+    *,
+    overlap: float = 0.5,
+    sw_batch_size: int = 1,
+    device: str | torch.device = "cpu",
+    amp: bool = True,
+    cpu_bf16: bool = False,
+    pad_value: float = 0.0,
+    return_probs: bool = False,
+    progress: bool = False,
+) -> Prediction:
+    """Segment one whole volume with Gaussian-blended sliding windows.
+
+    Args:
+        model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``; it is
+            put in eval mode.
+        image: preprocessed volume ``(D, H, W)`` (one channel) or ``(C_in, D, H, W)``.
+        patch_size: window size ``(D, H, W)``, the model's test patch.
+        overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
+        sw_batch_size: windows per forward pass.
+        device: where the windows are run and blended.
+        amp: float16 autocast on CUDA.
+        cpu_bf16: bfloat16 autocast on CPU.
+        pad_value: intensity used where a window reaches past a volume smaller than it.
+        return_probs: also return the blended probabilities.
+        progress: show MONAI's progress bar over the windows.
+
+    Returns:
+        :class:`Prediction` with the uint8 label map ``(D, H, W)`` and, if asked, the
+        float32 probabilities ``(C, D, H, W)``, both on the CPU.
+    """
+    if not 0.0 <= overlap < 1.0:
+        raise ValueError(f"overlap must be in [0, 1), got {overlap}")
+    device = torch.device(device)
+    x = torch.tensor(np.asarray(image, dtype=np.float32))  # a copy: inputs may be read-only maps
+    if x.ndim == 3:
+        x = x[None]
+    if x.ndim != 4:
+        raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
+    x = x[None].to(device)
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        with inference_autocast(device, amp, cpu_bf16):
+            logits = model(window)
+        # Blend in float32 whatever precision the network ran in.
+        return torch.softmax(logits.float(), dim=1)
+
+    model.eval()
+    with torch.inference_mode():
+        probs = sliding_window_inference(
+            x,
+            roi_size=tuple(int(p) for p in patch_size),
+            sw_batch_size=sw_batch_size,
+            predictor=predictor,
+            overlap=overlap,
+            mode="gaussian",
+            cval=float(pad_value),
+            sw_device=device,
+            device=device,
+            progress=progress,
+        )[0]
+        labels = probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        out_probs = probs.float().cpu().numpy() if return_probs else None
+    return Prediction(labels, out_probs)

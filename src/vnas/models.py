@@ -1,0 +1,189 @@
+"""Model factory: the V-NAS networks and the two baselines, built from one ``--arch`` string.
+
+``arch`` is any V-NAS spec :func:`vnas.genotype.resolve_arch` takes (a preset such as
+``nih-paper``, an ``arch.json`` path, ``mix``, ``search``, ``manual:x/y``) or one of the
+baselines below. The baselines come from MONAI, set up as close to the papers as its
+classes allow:
+
+- ``unet3d`` (Çiçek et al. 2016, 3D U-Net): ``monai.networks.nets.UNet`` with
+  ``spatial_dims=3``, ``channels=(32, 64, 128, 256)`` (Çiçek's four resolution levels,
+  i.e. three downsamplings) times ``--width``, ``strides=(2, 2, 2)``,
+  ``num_res_units=0`` (plain, non-residual blocks), BatchNorm and ReLU as in the paper.
+  MONAI downsamples with a strided convolution instead of max pooling, uses one
+  convolution per level instead of two and a transposed convolution plus one
+  convolution on the way up; it is the field's standard stand-in for Çiçek's network.
+  Patches must be a multiple of 8 per axis.
+- ``vnet`` (Milletari et al. 2016, V-Net): ``monai.networks.nets.VNet`` with
+  ``spatial_dims=3`` and MONAI's defaults (ELU, 5×5×5 convolutions, residual stages,
+  dropout 0.5 in the two deepest stages), adapted by MONAI from the official Caffe
+  model. Its channel counts are fixed (16 at full resolution, doubling per stage) and
+  the class has no parameter to scale them, so ``--width`` is ignored for ``vnet``
+  (a warning says so). Four stride-2 stages: patches must be a multiple of 16 per axis.
+
+V-NAS networks (:class:`vnas.network.VNASNet`) take patches that are a multiple of
+``vnas.network.PATCH_MULTIPLE`` = (16, 32, 32) for (D, H, W).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+
+from torch import nn
+
+from vnas.errors import VNASError
+
+__all__ = [
+    "BASELINES",
+    "build_model",
+    "check_patch",
+    "describe_arch",
+    "model_from_config",
+    "patch_multiple",
+]
+
+logger = logging.getLogger(__name__)
+
+#: The baseline architectures ``--arch`` accepts besides the V-NAS specs.
+BASELINES = ("unet3d", "vnet")
+
+#: 3D U-Net channels per resolution level at width 1.0 (Çiçek et al. 2016).
+UNET3D_CHANNELS = (32, 64, 128, 256)
+UNET3D_MULTIPLE = (8, 8, 8)
+VNET_MULTIPLE = (16, 16, 16)
+
+
+def _scaled(channels: Sequence[int], width: float) -> tuple[int, ...]:
+    return tuple(max(1, round(c * width)) for c in channels)
+
+
+def _build_unet3d(in_channels: int, num_classes: int, width: float) -> nn.Module:
+    from monai.networks.nets import UNet
+
+    return UNet(
+        spatial_dims=3,
+        in_channels=in_channels,
+        out_channels=num_classes,
+        channels=_scaled(UNET3D_CHANNELS, width),
+        strides=(2, 2, 2),
+        num_res_units=0,
+        norm="batch",
+        act="relu",
+    )
+
+
+def _build_vnet(in_channels: int, num_classes: int, width: float) -> nn.Module:
+    from monai.networks.nets import VNet
+
+    if 16 % in_channels:
+        raise VNASError(f"vnet needs 16 to be a multiple of in_channels, got {in_channels}")
+    if width != 1.0:
+        logger.warning("vnet: --width %g ignored, MONAI's VNet has fixed channel counts", width)
+    return VNet(spatial_dims=3, in_channels=in_channels, out_channels=num_classes)
+
+
+def describe_arch(arch: str) -> dict:
+    """Resolve ``arch`` once into what a config file records about it.
+
+    Returns:
+        ``{"arch": arch, "kind": "unet3d"|"vnet"|"fixed"|"search"|"mix",
+        "arch_code": {"encoder": ..., "decoder": ...} or None, "name": str}``.
+        ``arch_code`` is set for fixed V-NAS networks, so a model folder can be rebuilt
+        even when the arch file it came from has moved.
+
+    Raises:
+        VNASError: the spec is not a baseline and :func:`resolve_arch` rejects it.
+    """
+    if arch in BASELINES:
+        return {"arch": arch, "kind": arch, "arch_code": None, "name": arch}
+    from vnas.genotype import resolve_arch
+
+    spec = resolve_arch(arch)
+    code = None
+    if spec.mode == "fixed":
+        code = {"encoder": spec.genotype.encoder_code, "decoder": spec.genotype.decoder_code}
+    return {"arch": arch, "kind": spec.mode, "arch_code": code, "name": spec.name}
+
+
+def _build_from_description(
+    desc: dict, in_channels: int, num_classes: int, width: float
+) -> nn.Module:
+    kind = desc["kind"]
+    if kind == "unet3d":
+        return _build_unet3d(in_channels, num_classes, width)
+    if kind == "vnet":
+        return _build_vnet(in_channels, num_classes, width)
+    from vnas.network import VNASNet
+
+    if kind == "fixed":
+        from vnas.genotype import Genotype
+
+        cells = Genotype.parse(desc["arch_code"]["encoder"], desc["arch_code"]["decoder"])
+    elif kind in ("search", "mix"):
+        cells = kind
+    else:
+        raise VNASError(f"unknown architecture kind {kind!r}")
+    return VNASNet(in_channels=in_channels, num_classes=num_classes, width=width, cells=cells)
+
+
+def build_model(
+    arch: str, in_channels: int = 1, num_classes: int = 2, width: float = 1.0
+) -> nn.Module:
+    """Build a freshly initialised network for ``arch``.
+
+    Args:
+        arch: a V-NAS spec (preset, arch JSON path, ``mix``, ``search``, ``manual:x/y``)
+            or a baseline (``unet3d``, ``vnet``).
+        in_channels: input channels (1 for CT).
+        num_classes: output channels, background included.
+        width: channel multiplier (1.0 is the paper's size; ignored by ``vnet``).
+
+    Returns:
+        The ``nn.Module``; its forward maps ``(N, C, D, H, W)`` to logits
+        ``(N, num_classes, D, H, W)``.
+
+    Raises:
+        VNASError: ``arch`` is not a known spec or its file is invalid.
+    """
+    if width <= 0:
+        raise VNASError(f"--width must be positive, got {width}")
+    return _build_from_description(describe_arch(arch), in_channels, num_classes, width)
+
+
+def model_from_config(config: dict) -> nn.Module:
+    """Rebuild the (untrained) network a model folder's ``config.json`` describes.
+
+    Uses the stored ``arch_code`` for fixed V-NAS networks rather than re-reading the
+    original arch file.
+    """
+    code = config.get("arch_code")
+    kind = config.get("arch_kind") or ("fixed" if code else describe_arch(config["arch"])["kind"])
+    desc = {"kind": kind, "arch_code": code}
+    return _build_from_description(
+        desc, int(config["in_channels"]), int(config["num_classes"]), float(config["width"])
+    )
+
+
+def patch_multiple(arch_kind: str) -> tuple[int, int, int]:
+    """The multiple every patch axis ``(D, H, W)`` must be for networks of ``arch_kind``."""
+    if arch_kind == "unet3d":
+        return UNET3D_MULTIPLE
+    if arch_kind == "vnet":
+        return VNET_MULTIPLE
+    from vnas.network import PATCH_MULTIPLE
+
+    return PATCH_MULTIPLE
+
+
+def check_patch(arch_kind: str, patch: Sequence[int], what: str = "--patch") -> None:
+    """Raise :class:`VNASError` unless ``patch`` (D, H, W) suits networks of ``arch_kind``."""
+    multiple = patch_multiple(arch_kind)
+    if len(patch) != 3 or any(
+        int(p) <= 0 or int(p) % m for p, m in zip(patch, multiple, strict=True)
+    ):
+        dims = "x".join(str(int(p)) for p in patch)
+        need = "x".join(str(m) for m in multiple)
+        raise VNASError(
+            f"{what} {dims} (D x H x W) does not fit the {arch_kind} network: "
+            f"each axis must be a positive multiple of {need}"
+        )

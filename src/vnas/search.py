@@ -1,0 +1,196 @@
+"""The V-NAS search on one fold (paper §3.4, Algorithm 1), first order.
+
+Each iteration is a weight step on a batch of the fold's train cases
+(:class:`vnas.learner.WeightLearner`, SGD with poly decay) followed, once the warm-up is
+over, by an architecture step on a batch of its val cases (:class:`vnas.architect.Architect`,
+Adam on α and β). The search folder holds:
+
+- ``arch.json``: α, β, their softmax probabilities and the argmax code
+  (:func:`vnas.genotype.write_arch_json`);
+- ``config.json``: every argument, the fold's case lists, the package version;
+- ``trajectory.csv``: per logged iteration the mean train and val loss, the learning
+  rate and the α/β probabilities (``alpha_probs_CC_OP``, ``beta_probs_B_OP``), also
+  logged with dvclive under ``dvclive/``;
+- ``done`` once finished.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import torch
+
+from vnas.aggregate import ARCH_JSON
+from vnas.architect import Architect
+from vnas.batches import batch_stream
+from vnas.genotype import OP_NAMES, write_arch_json
+from vnas.learner import WeightLearner, segmentation_loss
+from vnas.loop import Divergence, run_loop
+from vnas.models import build_model, describe_arch
+from vnas.run_context import RunContext, prepare_run
+from vnas.rundir import RunState, mark_done
+from vnas.train import to_device
+from vnas.training_args import epoch_iterations
+
+__all__ = ["ARCH_JSON", "SearchTask", "run_search", "warmup_iterations"]
+
+logger = logging.getLogger(__name__)
+
+TRAJECTORY_CSV = "trajectory.csv"
+RESULTS = (ARCH_JSON, TRAJECTORY_CSV)
+LOGS = ("dvclive",)
+TRAIN_STREAM, VAL_STREAM = 0, 1
+
+
+def warmup_iterations(args: argparse.Namespace, n_train_cases: int) -> int:
+    """Iterations before the first architecture step, from ``--warmup-iterations`` or
+    ``--warmup-epochs`` (see :func:`vnas.training_args.epoch_iterations`)."""
+    if args.warmup_iterations is not None:
+        return args.warmup_iterations
+    return round(args.warmup_epochs * epoch_iterations(n_train_cases, args.batch_size))
+
+
+def prob_columns(alpha_probs: torch.Tensor, beta_probs: torch.Tensor) -> dict[str, float]:
+    """Flatten the probabilities into named columns ``alpha_probs_CC_OP``, ``beta_probs_B_OP``."""
+    row = {}
+    for name, probs in (("alpha_probs", alpha_probs), ("beta_probs", beta_probs)):
+        for cell, values in enumerate(probs.tolist()):
+            for op, p in zip(OP_NAMES, values, strict=True):
+                row[f"{name}_{cell:02d}_{op}"] = p
+    return row
+
+
+class SearchTask:
+    """Alternating weight (train batch) and architecture (val batch) steps.
+
+    Args:
+        ctx: the run's context.
+        model: a :class:`vnas.network.VNASNet` in search mode, on ``ctx.device``.
+        warmup: iterations before the first architecture step.
+    """
+
+    def __init__(self, ctx: RunContext, model: torch.nn.Module, warmup: int) -> None:
+        args = ctx.args
+        self.ctx = ctx
+        self.model = model
+        self.warmup = warmup
+        self.learner = WeightLearner(
+            model,
+            args.iterations,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            poly_power=args.poly_power,
+            device=ctx.device,
+            amp=ctx.amp,
+        )
+        self.architect = Architect(
+            model,
+            segmentation_loss,
+            lr=args.arch_lr,
+            betas=tuple(args.arch_betas),
+            weight_decay=args.arch_weight_decay,
+            device=ctx.device,
+            amp=ctx.amp,
+        )
+        self.batch_voxels = args.batch_size * math.prod(ctx.patch)
+        self.voxels_per_iteration = self.batch_voxels
+        self.train_batches = self.val_batches = iter(())
+
+    def _stream(self, cases: list[str], stream: int, start: int):
+        args = self.ctx.args
+        return batch_stream(
+            args.preprocessed,
+            cases,
+            self.ctx.patch,
+            args.batch_size,
+            start=start,
+            stop=args.iterations,
+            seed=args.seed,
+            stream=stream,
+            fg_ratio=args.fg_ratio,
+            workers=args.workers,
+            pin_memory=self.ctx.pin_memory,
+        )
+
+    def start(self, iteration: int) -> None:
+        self.train_batches = self._stream(self.ctx.split["train"], TRAIN_STREAM, iteration)
+        self.val_batches = self._stream(
+            self.ctx.split["val"], VAL_STREAM, max(iteration, self.warmup)
+        )
+        if iteration > self.warmup:
+            self.voxels_per_iteration = 2 * self.batch_voxels
+
+    def step(self, iteration: int) -> dict[str, float]:
+        device = self.ctx.device
+        train_loss = float(self.learner.step(*to_device(next(self.train_batches), device)))
+        if not math.isfinite(train_loss):
+            raise Divergence("the training loss", train_loss)
+        val_loss = math.nan
+        if iteration >= self.warmup:
+            if iteration == self.warmup:
+                logger.info(
+                    "iteration %d: warm-up over, architecture (alpha, beta) updates start",
+                    iteration,
+                )
+                self.voxels_per_iteration = 2 * self.batch_voxels
+            val_loss = float(self.architect.step(*to_device(next(self.val_batches), device)))
+            if not math.isfinite(val_loss):
+                raise Divergence("the validation loss", val_loss)
+        return {"train_loss": train_loss, "val_loss": val_loss}
+
+    def snapshot(self) -> dict[str, float]:
+        return {"lr": self.learner.lr, **prob_columns(*self.model.arch_probs())}
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict(), "architect": self.architect.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.architect.load_state_dict(state["architect"])
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """``vnas search``: search on fold ``args.fold``; see the module docstring."""
+    arch = describe_arch("search")
+    ctx = prepare_run(
+        args, command="search", arch=arch, require=("train", "val"), results=RESULTS, owned=LOGS
+    )
+    if ctx.state is RunState.DONE:
+        logger.info("%s: this search has already finished; nothing to do", ctx.out)
+        return 0
+    warmup = warmup_iterations(args, len(ctx.split["train"]))
+    if warmup >= args.iterations:
+        logger.warning(
+            "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
+            "never be updated",
+            warmup,
+            args.iterations,
+        )
+    model = build_model("search", 1, ctx.num_classes, args.width).to(ctx.device)
+    logger.info(
+        "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
+        "(architecture steps from iteration %d), device %s%s",
+        args.fold,
+        len(ctx.split["train"]),
+        len(ctx.split["val"]),
+        "x".join(map(str, ctx.patch)),
+        args.iterations,
+        warmup,
+        ctx.device,
+        " (AMP)" if ctx.amp else "",
+    )
+    task = SearchTask(ctx, model, warmup)
+    settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
+    run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+    record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
+    mark_done(ctx.out)
+    logger.info(
+        "wrote %s: encoder %s, decoder %s",
+        ctx.out / ARCH_JSON,
+        record["code"]["encoder"],
+        record["code"]["decoder"],
+    )
+    return 0

@@ -1,0 +1,141 @@
+"""Retraining from scratch (paper §4.1): a fixed architecture on train ∪ val of one fold.
+
+The output is a model folder (``docs/dev/CONTRACTS.md``, "Method"): ``config.json``
+(architecture, width, classes, patch and test patch, the dataset's preprocessing, the
+package version, every argument), ``model.pt`` (the final ``state_dict``),
+``metrics.csv`` and ``dvclive/`` (loss and learning-rate curves), and ``done``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import torch
+
+from vnas.atomic import atomic_save_torch
+from vnas.batches import batch_stream
+from vnas.checkpoint import MODEL_NAME
+from vnas.errors import VNASError
+from vnas.learner import WeightLearner
+from vnas.loop import Divergence, run_loop
+from vnas.models import build_model, describe_arch
+from vnas.run_context import RunContext, prepare_run
+from vnas.rundir import RunState, mark_done
+
+__all__ = ["RetrainTask", "run_training"]
+
+logger = logging.getLogger(__name__)
+
+METRICS_CSV = "metrics.csv"
+RESULTS = (MODEL_NAME, METRICS_CSV)
+LOGS = ("dvclive",)
+
+
+def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch's image and label to ``device`` (asynchronously from pinned memory)."""
+    return (
+        batch["image"].to(device, non_blocking=True),
+        batch["label"].to(device, non_blocking=True),
+    )
+
+
+class RetrainTask:
+    """Weight steps on batches of the fold's train ∪ val cases.
+
+    Args:
+        ctx: the run's context.
+        model: the network, on ``ctx.device``.
+    """
+
+    def __init__(self, ctx: RunContext, model: torch.nn.Module) -> None:
+        args = ctx.args
+        self.ctx = ctx
+        self.model = model
+        self.cases = ctx.split["train"] + ctx.split["val"]
+        self.learner = WeightLearner(
+            model,
+            args.iterations,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            poly_power=args.poly_power,
+            device=ctx.device,
+            amp=ctx.amp,
+        )
+        self.voxels_per_iteration = args.batch_size * math.prod(ctx.patch)
+        self.batches = iter(())
+
+    def start(self, iteration: int) -> None:
+        args = self.ctx.args
+        self.batches = batch_stream(
+            args.preprocessed,
+            self.cases,
+            self.ctx.patch,
+            args.batch_size,
+            start=iteration,
+            stop=args.iterations,
+            seed=args.seed,
+            fg_ratio=args.fg_ratio,
+            workers=args.workers,
+            pin_memory=self.ctx.pin_memory,
+        )
+
+    def step(self, iteration: int) -> dict[str, float]:
+        image, label = to_device(next(self.batches), self.ctx.device)
+        loss = float(self.learner.step(image, label))
+        if not math.isfinite(loss):
+            raise Divergence("the training loss", loss)
+        return {"train_loss": loss}
+
+    def snapshot(self) -> dict[str, float]:
+        return {"lr": self.learner.lr}
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+
+
+def run_training(args: argparse.Namespace) -> int:
+    """``vnas train``: retrain ``args.arch`` on fold ``args.fold``; see the module docstring."""
+    arch = describe_arch(args.arch)
+    if arch["kind"] == "search":
+        raise VNASError(
+            "--arch search trains the search network itself; use `vnas search` to search, "
+            "then train the arch.json it writes (or `mix` for the equal-weights baseline)"
+        )
+    ctx = prepare_run(
+        args,
+        command="train",
+        arch=arch,
+        test_patch=True,
+        require=("train",),
+        results=RESULTS,
+        owned=LOGS,
+    )
+    if ctx.state is RunState.DONE:
+        logger.info("%s: this run has already finished; nothing to do", ctx.out)
+        return 0
+
+    model = build_model(args.arch, 1, ctx.num_classes, args.width).to(ctx.device)
+    logger.info(
+        "training %s (%s) on fold %d: %d cases, patch %s, %d iterations, device %s%s",
+        args.arch,
+        arch["kind"],
+        args.fold,
+        len(ctx.split["train"]) + len(ctx.split["val"]),
+        "x".join(map(str, ctx.patch)),
+        args.iterations,
+        ctx.device,
+        " (AMP)" if ctx.amp else "",
+    )
+    task = RetrainTask(ctx, model)
+    settings = ctx.loop_settings(METRICS_CSV, f"train {arch['name']} fold {args.fold}")
+    run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+    atomic_save_torch(model.state_dict(), ctx.out / MODEL_NAME)
+    mark_done(ctx.out)
+    logger.info("wrote %s", ctx.out / MODEL_NAME)
+    return 0

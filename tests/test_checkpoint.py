@@ -1,0 +1,86 @@
+"""Model folders and resume checkpoints: weights_only loading and refusing foreign files."""
+
+import json
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from vnas.checkpoint import load_checkpoint, load_model, save_checkpoint
+from vnas.errors import VNASError
+from vnas.models import build_model, describe_arch
+from vnas.rng import get_rng_state, seed_everything, set_rng_state
+
+WIDTH = 0.0625
+
+
+def write_model_dir(path, arch="nih-paper", weights_arch=None):
+    desc = describe_arch(arch)
+    path.mkdir()
+    config = {
+        "arch": arch,
+        "arch_kind": desc["kind"],
+        "arch_code": desc["arch_code"],
+        "width": WIDTH,
+        "in_channels": 1,
+        "num_classes": 3,
+    }
+    (path / "config.json").write_text(json.dumps(config))
+    torch.manual_seed(1)
+    model = build_model(weights_arch or arch, 1, 3, WIDTH)
+    torch.save(model.state_dict(), path / "model.pt")
+    return model
+
+
+@pytest.mark.parametrize("arch", ["nih-paper", "mix", "unet3d"])
+def test_load_model_round_trip(tmp_path, arch):
+    saved = write_model_dir(tmp_path / "m", arch).eval()
+    model, config = load_model(tmp_path / "m", "cpu")
+    assert config["arch"] == arch
+    assert not model.training
+    x = torch.randn(1, 1, 16, 32, 32)
+    with torch.no_grad():
+        assert torch.equal(model(x), saved(x))
+
+
+def test_load_model_refuses_weights_of_another_architecture(tmp_path):
+    write_model_dir(tmp_path / "m", "nih-paper", weights_arch="manual:3d/3d")
+    with pytest.raises(VNASError, match=r"model\.pt.*another architecture"):
+        load_model(tmp_path / "m")
+
+
+def test_load_model_incomplete_folders(tmp_path):
+    with pytest.raises(VNASError, match="not a vnas model folder"):
+        load_model(tmp_path)
+    write_model_dir(tmp_path / "m")
+    (tmp_path / "m" / "model.pt").unlink()
+    with pytest.raises(VNASError, match="training has not finished"):
+        load_model(tmp_path / "m")
+    (tmp_path / "m" / "model.pt").write_text("not torch")
+    with pytest.raises(VNASError, match="cannot read"):
+        load_model(tmp_path / "m")
+
+
+def test_checkpoint_identity_checks(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"iteration": 3, "arch": "A", "fingerprint": "f1", "model": {}})
+    assert load_checkpoint(path, arch="A", fingerprint="f1")["iteration"] == 3
+    with pytest.raises(VNASError, match="architecture 'A'"):
+        load_checkpoint(path, arch="B", fingerprint="f1")
+    with pytest.raises(VNASError, match="other arguments"):
+        load_checkpoint(path, arch="A", fingerprint="f2")
+    torch.save({"something": 1}, path)
+    with pytest.raises(VNASError, match="not a vnas resume checkpoint"):
+        load_checkpoint(path, arch="A", fingerprint="f1")
+
+
+def test_rng_state_survives_a_weights_only_checkpoint(tmp_path):
+    seed_everything(5)
+    random.random(), np.random.rand(), torch.rand(1)
+    path = tmp_path / "checkpoint.pt"
+    save_checkpoint(path, {"rng": get_rng_state()})
+    expected = (random.random(), float(np.random.rand()), float(torch.rand(1)))
+    seed_everything(123)
+    set_rng_state(torch.load(path, weights_only=True)["rng"])
+    assert (random.random(), float(np.random.rand()), float(torch.rand(1))) == expected

@@ -1,0 +1,114 @@
+"""The model factory: V-NAS specs and the MONAI baselines, patch checks, rebuild from config."""
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from monai.networks.nets import UNet, VNet
+from torch import nn
+
+from vnas.errors import VNASError
+from vnas.genotype import PRESETS, write_arch_json
+from vnas.models import build_model, check_patch, describe_arch, model_from_config
+from vnas.network import VNASNet
+
+WIDTH = 0.0625
+
+
+def conv_channels(model: nn.Module) -> list[int]:
+    return [m.out_channels for m in model.modules() if isinstance(m, nn.Conv3d)]
+
+
+@pytest.mark.parametrize(
+    ("arch", "kind"),
+    [("nih-paper", "fixed"), ("manual:p3d/2d", "fixed"), ("search", "search"), ("mix", "mix")],
+)
+def test_vnas_specs(arch, kind):
+    torch.manual_seed(0)
+    model = build_model(arch, in_channels=1, num_classes=3, width=WIDTH)
+    assert isinstance(model, VNASNet)
+    assert model.mode == kind
+    assert describe_arch(arch)["kind"] == kind
+    with torch.no_grad():
+        out = model.eval()(torch.randn(1, 1, 16, 32, 32))
+    assert out.shape == (1, 3, 16, 32, 32)
+
+
+def test_fixed_spec_records_the_code():
+    desc = describe_arch("nih-paper")
+    assert desc["arch_code"] == {
+        "encoder": "0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0",
+        "decoder": "0 0 1 0 1",
+    }
+    assert describe_arch("mix")["arch_code"] is None
+
+
+def test_unet3d_is_monai_unet_scaled_by_width():
+    model = build_model("unet3d", 1, 3, width=0.25)
+    assert isinstance(model, UNet)
+    # Çiçek's 32/64/128/256 times 0.25; MONAI builds levels outside in, so sort.
+    channels = set(conv_channels(model))
+    assert {8, 16, 32, 64} <= channels
+    assert max(channels) == 64
+    assert len([m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]) > 0
+    out = model.eval()(torch.randn(1, 1, 16, 16, 16))
+    assert out.shape == (1, 3, 16, 16, 16)
+    full = build_model("unet3d", 1, 3, width=1.0)
+    assert max(conv_channels(full)) == 256
+
+
+def test_vnet_is_monai_vnet_and_ignores_width(caplog):
+    with caplog.at_level(logging.WARNING):
+        model = build_model("vnet", 1, 2, width=0.5)
+    assert isinstance(model, VNet)
+    assert "ignored" in caplog.text
+    assert max(conv_channels(model)) == 256  # MONAI's fixed 16..256 channels
+    with torch.no_grad():
+        out = model.eval()(torch.randn(1, 1, 16, 32, 32))
+    assert out.shape == (1, 2, 16, 32, 32)
+
+
+@pytest.mark.parametrize(
+    ("kind", "good", "bad"),
+    [
+        ("fixed", (16, 32, 32), (16, 30, 32)),
+        ("search", (64, 96, 96), (24, 32, 32)),
+        ("unet3d", (8, 24, 40), (12, 16, 16)),
+        ("vnet", (16, 32, 48), (8, 16, 16)),
+    ],
+)
+def test_check_patch(kind, good, bad):
+    check_patch(kind, good)
+    with pytest.raises(VNASError, match="does not fit"):
+        check_patch(kind, bad)
+
+
+def test_unknown_arch_and_bad_width():
+    with pytest.raises(VNASError, match="unknown architecture"):
+        build_model("resnet", 1, 2, 1.0)
+    with pytest.raises(VNASError, match="width"):
+        build_model("unet3d", 1, 2, 0.0)
+
+
+def test_model_from_config_uses_the_stored_code(tmp_path):
+    # An arch file that is gone by the time the model is loaded again.
+    alpha = np.zeros((16, 3))
+    alpha[:, 2] = 1.0
+    beta = np.zeros((5, 3))
+    beta[:, 1] = 1.0
+    path = tmp_path / "arch.json"
+    write_arch_json(path, alpha, beta)
+    desc = describe_arch(str(path))
+    assert desc["kind"] == "fixed"
+    path.unlink()
+    config = {
+        "arch": str(path),
+        "arch_kind": desc["kind"],
+        "arch_code": desc["arch_code"],
+        "width": WIDTH,
+        "in_channels": 1,
+        "num_classes": 2,
+    }
+    model = model_from_config(config)
+    assert model.genotype() == PRESETS["manual:p3d/3d"]

@@ -1,0 +1,169 @@
+"""vnas predict: geometry of the written label, input kinds, and bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import SimpleITK as sitk
+import torch
+from torch import nn
+
+from vnas.cli import main
+from vnas.models import build_model
+from vnas.predict import predict_image
+
+PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
+SPACING_XYZ = (0.7, 0.9, 2.5)  # anisotropic, ITK order
+ORIGIN_XYZ = (-120.5, 33.0, 410.25)
+
+
+def _direction() -> tuple[float, ...]:
+    """Oblique (10 degrees about z) with x and z flipped: far from the identity."""
+    t = np.deg2rad(10.0)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    return tuple((rot @ np.diag([-1.0, 1.0, -1.0])).ravel().tolist())
+
+
+def _ct(shape_zyx=(12, 36, 40), seed: int = 0) -> sitk.Image:
+    """A CT-like volume whose bright blob sits off-centre, so flips would show."""
+    rng = np.random.default_rng(seed)
+    hu = rng.normal(-50.0, 20.0, size=shape_zyx).astype(np.float32)
+    hu[2:6, 4:14, 25:37] = 200.0
+    image = sitk.GetImageFromArray(hu)
+    image.SetSpacing(SPACING_XYZ)
+    image.SetOrigin(ORIGIN_XYZ)
+    image.SetDirection(_direction())
+    return image
+
+
+def _model_dir(tmp_path: Path, arch: str = "unet3d") -> Path:
+    folder = tmp_path / "model"
+    folder.mkdir()
+    torch.manual_seed(0)
+    model = build_model(arch, in_channels=1, num_classes=2, width=0.125)
+    torch.save(model.state_dict(), folder / "model.pt")
+    config = {
+        "arch": arch,
+        "arch_code": None,
+        "width": 0.125,
+        "in_channels": 1,
+        "num_classes": 2,
+        "classes": {"0": "background", "1": "pancreas"},
+        "patch": [16, 32, 32],
+        "test_patch": [16, 32, 32],
+        "preprocessing": PREPROCESSING,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
+def _predict(model: Path | str, source: Path, output: Path, *extra: str) -> int:
+    argv = ["predict", "--model", str(model), "--input", str(source), "--output", str(output)]
+    return main([*argv, "--device", "cpu", *extra])
+
+
+class Threshold(nn.Module):
+    """Class 1 wherever the z-scored intensity is positive: a prediction known in advance."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([torch.zeros_like(x), x], dim=1)
+
+
+def test_label_lands_on_the_input_voxels() -> None:
+    image = _ct()
+    label = predict_image(Threshold(), {"preprocessing": PREPROCESSING}, image, (16, 32, 32))
+    hu = np.clip(sitk.GetArrayFromImage(image), -100, 240)
+    expected = (hu > hu.mean()).astype(np.uint8)
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(label), expected)
+    assert expected.any() and not expected.all()
+
+
+def test_nifti_output_has_the_input_shape_and_affine(tmp_path: Path) -> None:
+    src = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(src))
+    out = tmp_path / "out" / "seg.nii.gz"
+    assert _predict(_model_dir(tmp_path), src, out) == 0
+    seg, ref = sitk.ReadImage(str(out)), sitk.ReadImage(str(src))
+    assert seg.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(seg.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(seg.GetDirection(), ref.GetDirection(), atol=1e-6)
+    assert seg.GetPixelID() == sitk.sitkUInt8
+    seg_nib, ref_nib = nib.load(out), nib.load(src)
+    assert seg_nib.shape == ref_nib.shape
+    np.testing.assert_allclose(seg_nib.affine, ref_nib.affine, atol=1e-4)
+    assert not np.allclose(ref_nib.affine[:3, :3], np.diag(np.diag(ref_nib.affine[:3, :3])))
+    assert set(np.unique(np.asarray(seg_nib.dataobj))) <= {0, 1}
+    assert not list(out.parent.glob(".*"))  # no temporary file left
+
+
+def test_folder_of_niftis(tmp_path: Path) -> None:
+    src = tmp_path / "images"
+    src.mkdir()
+    sitk.WriteImage(_ct(seed=1), str(src / "case_a_0000.nii.gz"))
+    sitk.WriteImage(_ct((10, 33, 35), seed=2), str(src / "case_b.nii"))
+    (src / "._case_a_0000.nii.gz").write_bytes(b"macOS resource fork")  # ignored
+    out = tmp_path / "segs"
+    assert _predict(_model_dir(tmp_path), src, out) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["case_a.nii.gz", "case_b.nii.gz"]
+    assert nib.load(out / "case_b.nii.gz").shape == (35, 33, 10)
+
+
+def test_dicom_series_folder(tmp_path: Path) -> None:
+    from vnas.data.dicom import write_dicom_series
+
+    hu = sitk.GetArrayFromImage(_ct((8, 32, 34)))
+    series = tmp_path / "PANCREAS_0001" / "study" / "series"
+    names = [f"{k:03d}.dcm" for k in range(8)]
+    write_dicom_series(hu, (2.5, 0.9, 0.7), (-10.0, -20.0, 30.0), series, "P1", names, range(1, 9))
+    out = tmp_path / "seg.nii.gz"
+    assert _predict(_model_dir(tmp_path), tmp_path / "PANCREAS_0001", out) == 0
+    seg = sitk.ReadImage(str(out))
+    assert seg.GetSize() == (34, 32, 8)
+    np.testing.assert_allclose(seg.GetSpacing(), (0.7, 0.9, 2.5), atol=1e-4)
+    np.testing.assert_allclose(seg.GetOrigin(), (-10.0, -20.0, 30.0), atol=1e-3)
+
+
+def _error(capsys, code: int) -> str:
+    assert code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vnas: error:") and "\n" not in err and "Traceback" not in err
+    return err
+
+
+def test_bad_input(tmp_path: Path, capsys) -> None:
+    model = _model_dir(tmp_path)
+    out = tmp_path / "seg.nii.gz"
+    missing = tmp_path / "nope.nii.gz"
+    assert str(missing) in _error(capsys, _predict(model, missing, out))
+    broken = tmp_path / "broken.nii.gz"
+    broken.write_bytes(b"\x1f\x8b not really a gzip file")
+    assert str(broken) in _error(capsys, _predict(model, broken, out))
+    good = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(good))
+    assert ".nii.gz" in _error(capsys, _predict(model, good, tmp_path / "seg.png"))
+    (Path(model) / "model.pt").unlink()
+    assert "model.pt" in _error(capsys, _predict(model, good, out))
+    assert not out.exists()
+
+
+def test_model_without_preprocessing_settings(tmp_path: Path, capsys) -> None:
+    model = _model_dir(tmp_path)
+    config = json.loads((model / "config.json").read_text())
+    del config["preprocessing"]
+    (model / "config.json").write_text(json.dumps(config))
+    good = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(good))
+    err = _error(capsys, _predict(model, good, tmp_path / "seg.nii.gz"))
+    assert "preprocessing" in err
+
+
+def test_patch_the_network_cannot_take(tmp_path: Path, capsys) -> None:
+    good = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(good))
+    model = _model_dir(tmp_path)
+    err = _error(capsys, _predict(model, good, tmp_path / "s.nii.gz", "--patch", "16", "30", "32"))
+    assert "16x30x32" in err

@@ -1,0 +1,131 @@
+"""``vnas search`` on the synthetic dataset: warm-up, α/β move, outputs, determinism."""
+
+import argparse
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from vnas.cli import build_parser, main
+from vnas.genotype import read_arch_json
+from vnas.search import warmup_iterations
+
+ITERATIONS, WARMUP = 8, 3
+
+
+def search_argv(data, out, *extra):
+    return [
+        "search",
+        "--preprocessed", str(data["preprocessed"]),
+        "--folds", str(data["folds"]),
+        "--fold", "0",
+        "--out", str(out),
+        "--iterations", str(ITERATIONS),
+        "--warmup-iterations", str(WARMUP),
+        "--width", "0.0625",
+        "--patch", "16", "32", "32",
+        "--batch-size", "2",
+        "--lr", "0.002",
+        "--arch-lr", "0.05",  # large enough that a few steps move α/β visibly
+        "--workers", "0",
+        "--log-every", "1",
+        "--checkpoint-every", "4",
+        *extra,
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def searched(synthetic_dataset, tmp_path_factory):
+    out = tmp_path_factory.mktemp("search") / "fold0"
+    assert main(search_argv(synthetic_dataset, out)) == 0
+    return out
+
+
+def prob_columns(frame, name):
+    return frame[[c for c in frame.columns if c.startswith(name)]].to_numpy()
+
+
+def test_outputs(searched, synthetic_dataset):
+    assert {p.name for p in searched.iterdir()} >= {
+        "arch.json",
+        "config.json",
+        "trajectory.csv",
+        "dvclive",
+        "done",
+    }
+    assert not (searched / "checkpoint.pt").exists()
+    record = read_arch_json(searched / "arch.json")
+    assert np.array(record["alpha"]).shape == (16, 3)
+    assert np.array(record["beta"]).shape == (5, 3)
+    config = json.loads((searched / "config.json").read_text())
+    folds = json.loads(synthetic_dataset["folds"].read_text())["folds"][0]
+    assert config["cases"]["train"] == folds["train"]
+    assert config["cases"]["val"] == folds["val"]
+    assert config["args"]["arch_lr"] == 0.05
+    assert config["vnas_version"]
+    assert config["fold"] == 0
+    assert (searched / "dvclive" / "plots" / "metrics" / "train_loss.tsv").is_file()
+
+
+def test_warmup_then_alpha_beta_move(searched):
+    frame = pd.read_csv(searched / "trajectory.csv")
+    assert list(frame["iteration"]) == list(range(1, ITERATIONS + 1))
+    assert len(prob_columns(frame, "alpha_probs").T) == 48
+    assert len(prob_columns(frame, "beta_probs").T) == 15
+    # No validation step and no α/β change during the warm-up ...
+    assert frame["val_loss"][:WARMUP].isna().all()
+    assert frame["val_loss"][WARMUP:].notna().all()
+    warm = np.hstack([prob_columns(frame, "alpha_probs"), prob_columns(frame, "beta_probs")])
+    assert np.array_equal(warm[0], warm[WARMUP - 1])
+    # ... then every architecture step moves them, away from their initial (≈ uniform) values.
+    assert np.abs(warm[-1] - warm[0]).max() > 0.02
+    assert (np.abs(np.diff(warm[WARMUP - 1 :], axis=0)).max(axis=1) > 0).all()
+    # arch.json holds the final probabilities.
+    record = read_arch_json(searched / "arch.json")
+    np.testing.assert_allclose(
+        np.ravel(record["alpha_probs"]), prob_columns(frame, "alpha_probs")[-1], rtol=1e-5
+    )
+
+
+def test_same_seed_same_arch_json(searched, synthetic_dataset, tmp_path, caplog):
+    again = tmp_path / "again"
+    with caplog.at_level(logging.INFO):
+        assert main(search_argv(synthetic_dataset, again)) == 0
+    assert "architecture (alpha, beta) updates start" in caplog.text
+    assert (again / "arch.json").read_bytes() == (searched / "arch.json").read_bytes()
+    assert (again / "trajectory.csv").read_bytes() == (searched / "trajectory.csv").read_bytes()
+    other = tmp_path / "seed1"
+    assert main([*search_argv(synthetic_dataset, other), "--seed", "1"]) == 0
+    assert (other / "arch.json").read_bytes() != (searched / "arch.json").read_bytes()
+
+
+def test_finished_search_rerun_does_nothing(searched, synthetic_dataset, caplog):
+    before = (searched / "arch.json").stat().st_mtime_ns
+    with caplog.at_level(logging.INFO):
+        assert main(search_argv(synthetic_dataset, searched)) == 0
+    assert "already finished; nothing to do" in caplog.text
+    assert (searched / "arch.json").stat().st_mtime_ns == before
+
+
+def test_warmup_in_epochs():
+    args = argparse.Namespace(warmup_iterations=None, warmup_epochs=20.0, batch_size=2)
+    # An epoch is 4 train cases x 8 patches / batch 2 = 16 iterations.
+    assert warmup_iterations(args, n_train_cases=4) == 320
+    args.batch_size = 3
+    assert warmup_iterations(args, n_train_cases=4) == 20 * 11
+    args.warmup_iterations = 7
+    assert warmup_iterations(args, n_train_cases=4) == 7
+
+
+def test_paper_defaults_and_exclusive_warmup_flags(synthetic_dataset, tmp_path):
+    parser = build_parser()
+    args = parser.parse_args(search_argv(synthetic_dataset, tmp_path)[:9])
+    assert (args.iterations, args.lr, args.momentum, args.weight_decay) == (40000, 0.05, 0.9, 5e-4)
+    assert (args.poly_power, args.arch_lr, args.arch_weight_decay) == (0.9, 3e-4, 1e-3)
+    assert args.arch_betas == [0.5, 0.999]
+    assert (args.warmup_epochs, args.warmup_iterations, args.batch_size) == (20.0, None, 2)
+    assert (args.width, args.patch, args.device) == (1.0, None, "auto")
+    with pytest.raises(SystemExit):
+        parser.parse_args([*search_argv(synthetic_dataset, tmp_path), "--warmup-epochs", "2"])

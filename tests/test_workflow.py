@@ -1,0 +1,180 @@
+"""The Snakemake + DVC pipeline: lint, dry runs, config validation, missing data, and
+end-to-end runs on a tiny synthetic configuration (marked slow: a few minutes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", "profiles")
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200):
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"{' '.join(cmd)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n"
+            f"{result.stderr[-4000:]}"
+        )
+    return result
+
+
+def snakemake(*args: str, cwd: Path = REPO, check: bool = True):
+    return run([str(BIN / "snakemake"), *args], cwd=cwd, check=check)
+
+
+def tiny_params() -> dict:
+    """params.yaml with the synthetic dataset shrunk to seconds per job."""
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["datasets"]["synthetic"].update(
+        synth={"kind": "pancreas", "cases": 4, "seed": 0, "shape": [16, 32, 32]},
+        folds=2,
+        search_iterations=3,
+        warmup_iterations=1,
+        train_iterations=3,
+        manual=["2d/2d", "p3d/3d"],
+        figure_cases=1,
+    )
+    return params
+
+
+def copy_workflow(dest: Path, params: dict) -> Path:
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy(src, dest / name)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return dest
+
+
+def test_lint_is_clean():
+    result = snakemake("--lint", check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Lints for" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("dataset", ["nih", "lung", "pancreas"])
+def test_dry_run_of_every_real_dataset(tmp_path, dataset):
+    config = {"datasets": {}}
+    for name in ("nih", "lung", "pancreas"):
+        (tmp_path / name).mkdir()
+        config["datasets"][name] = {"raw": str(tmp_path / name)}
+    (tmp_path / "raw.yaml").write_text(yaml.safe_dump(config))
+    result = snakemake(
+        "-n",
+        "--configfile",
+        str(tmp_path / "raw.yaml"),
+        "--",
+        f"results/report/{dataset}.html",
+    )
+    out = result.stdout
+    params = yaml.safe_load((REPO / "params.yaml").read_text())["datasets"][dataset]
+    searches = 4 * (1 + len(params["transfer_from"]))
+    methods = len(params["methods"]) + len(params["transfer_from"])
+    methods += bool(params["paper_preset"]) + len(params["manual"])
+    assert f"search{searches:>16}" in out.replace(" " * 8, " " * 8) or (
+        f"search {searches}" in " ".join(out.split())
+    )
+    assert f"train {methods * 4}" in " ".join(out.split())
+    assert f"evaluate {methods * 4}" in " ".join(out.split())
+    assert "synthesize" not in out  # real data is never replaced by the phantom
+
+
+def test_dry_run_of_the_default_dataset():
+    out = " ".join(snakemake("-n", "all").stdout.split())
+    assert "synthesize 1" in out and "search 4" in out and "report 1" in out
+
+
+def test_missing_raw_data_says_where_to_put_it(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"lung": {"raw": str(tmp_path / "nope")}}}))
+    result = snakemake(
+        "-n", "--configfile", str(config), "--", "results/tables/lung.csv", check=False
+    )
+    assert result.returncode != 0
+    lines = [ln for ln in result.stderr.splitlines() if ln.startswith("vnas:")]
+    assert len(lines) == 1
+    assert "Task06_Lung" in lines[0] and str(tmp_path / "nope") in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_bad_config_key_gets_a_readable_error(tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"datasets": {"synthetic": {"widht": 0.5}}}))
+    result = snakemake("-n", "--configfile", str(config), "--", "all", check=False)
+    assert result.returncode != 0
+    assert "widht" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_end_to_end_tiny_synthetic(tmp_path):
+    work = copy_workflow(tmp_path, tiny_params())
+    snakemake("--cores", "2", "--resources", "gpu=2", "--", "all", cwd=work)
+    table = pd.read_csv(work / "results/tables/synthetic.csv")
+    assert list(table["method"].unique()) == ["V-NAS", "Mix", "3D U-Net", "V-Net"]
+    assert set(table["class"]) == {"pancreas", "tumour"}
+    for column in (
+        "category",
+        "dsc_mean",
+        "dsc_std",
+        "dsc_max",
+        "dsc_min",
+        "dsc_median",
+        "nsd_mean",
+        "hd95_mean",
+        "n_cases",
+    ):
+        assert column in table.columns
+    assert (table["n_cases"] == 4).all()  # every case is tested exactly once
+    manual = pd.read_csv(work / "results/tables/synthetic_manual.csv")
+    assert {"2D", "P3D"} <= set(manual["encoder"])
+    for name in ("arch_probabilities", "curves", "overlays"):
+        assert (work / f"results/figures/synthetic/{name}.png").stat().st_size > 1000
+    html = (work / "results/report/synthetic.html").read_text()
+    assert "V-NAS" in html and "data:image/png;base64" in html
+
+
+@pytest.mark.slow
+def test_dvc_repro_and_exp_run_rerun_only_what_depends_on_lr(tmp_path):
+    work = copy_workflow(tmp_path, tiny_params())
+    run(["git", "init", "-q"], work)
+    run(["git", "config", "user.email", "ci@example.org"], work)
+    run(["git", "config", "user.name", "ci"], work)
+    run([str(BIN / "dvc"), "init", "-q"], work)
+    run([str(BIN / "dvc"), "config", "core.autostage", "true"], work)
+    run(["git", "add", "-A"], work)
+    run(["git", "commit", "-qm", "tiny pipeline"], work)
+    run([str(BIN / "dvc"), "repro"], work)
+    folds_before = (work / "results/synthetic/folds.json").stat().st_mtime_ns
+    prep_before = (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns
+    run(["git", "add", "-A"], work)
+    run(["git", "commit", "-qm", "baseline"], work)
+
+    result = run([str(BIN / "dvc"), "exp", "run", "-S", "lr=0.01"], work)
+    log = result.stdout + result.stderr
+    for stage in ("synthesize", "preprocess", "split"):
+        assert f"Stage '{stage}' didn't change, skipping" in log, log
+    for stage in ("search", "train", "evaluate", "tables"):
+        assert f"Running stage '{stage}'" in log, log
+    assert (work / "results/synthetic/folds.json").stat().st_mtime_ns == folds_before
+    assert (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns == prep_before
+    assert yaml.safe_load((work / "params.yaml").read_text())["lr"] == 0.01
+    config = json.loads((work / "results/synthetic/models/mix/fold0/config.json").read_text())
+    assert float(config["lr"]) == 0.01
+
+    shown = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], work).stdout)
+    text = json.dumps(shown)
+    assert "V-NAS" in text and "pancreas_mean_dsc" in text
