@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo lint format clean-results help
+.PHONY: install test demo lint format clean-results help cluster-up cluster-down
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -26,7 +26,8 @@ $(STAMP): pyproject.toml constraints.txt
 	touch $(STAMP)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -36,9 +37,21 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
+# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports.
+# On a CPU the "gpu" resource just counts concurrent training jobs (threads: 1 each).
 demo: $(STAMP)
-	$(BIN)/vnas arch show nih-paper
-	$(BIN)/vnas arch stats nih-paper --patch 16 32 32 --width 0.125
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all
+	$(BIN)/snakemake --cores 2 --report results/report/synthetic_snakemake.html -- all
+	@echo
+	@cat results/tables/synthetic.md
+	@echo "Report: results/report/synthetic.html (and synthetic_snakemake.html)"
+
+# A one-node SLURM cluster on this machine (root, Debian), for tests/cluster.
+cluster-up:
+	bash tests/cluster/up.sh
+
+cluster-down:
+	bash tests/cluster/down.sh
 
 clean-results:
 	rm -rf results/* .snakemake

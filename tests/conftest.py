@@ -53,3 +53,71 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
         "case_ids": list(info["cases"]),
         "num_classes": len(info["classes"]),
     }
+
+
+# --- the Snakemake pipeline on a tiny synthetic configuration --------------------------
+
+REPO = Path(__file__).resolve().parents[1]
+WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", "profiles")
+
+
+def tiny_params() -> dict:
+    """params.yaml with the synthetic dataset shrunk to seconds per job (2 folds)."""
+    import yaml
+
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    params["datasets"]["synthetic"].update(
+        synth={"kind": "pancreas", "cases": 4, "seed": 0, "shape": [32, 48, 48]},
+        folds=2,
+        search_iterations=3,
+        warmup_iterations=1,
+        train_iterations=3,
+        manual=["2d/2d", "p3d/3d"],
+        figure_cases=1,
+    )
+    return params
+
+
+def copy_workflow(dest: Path, params: dict | None = None) -> Path:
+    """Copy the workflow files into ``dest`` with ``params`` as its params.yaml."""
+    import shutil
+
+    import yaml
+
+    for name in WORKFLOW_FILES:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name)
+        else:
+            shutil.copy(src, dest / name)
+    (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
+    return dest
+
+
+@pytest.fixture(scope="session")
+def make_tiny_workflow():
+    """``make_tiny_workflow(dest, params=None) -> dest``: a copy of the workflow files
+    with the tiny synthetic params.yaml (see ``tiny_params``)."""
+    return copy_workflow
+
+
+@pytest.fixture(scope="session")
+def tiny_local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny pipeline run locally once per session (about 2 minutes); its folder."""
+    import os
+    import subprocess
+    import sys
+
+    work = copy_workflow(tmp_path_factory.mktemp("pipeline_local"))
+    bin_dir = Path(sys.executable).parent
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(
+        [str(bin_dir / "snakemake"), "--cores", "2", "--resources", "gpu=2", "--", "all"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
+    assert result.returncode == 0, result.stdout[-5000:] + result.stderr[-5000:]
+    return work

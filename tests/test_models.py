@@ -1,7 +1,5 @@
 """The model factory: V-NAS specs and the MONAI baselines, patch checks, rebuild from config."""
 
-import logging
-
 import numpy as np
 import pytest
 import torch
@@ -58,14 +56,19 @@ def test_unet3d_is_monai_unet_scaled_by_width():
     assert max(conv_channels(full)) == 256
 
 
-def test_vnet_is_monai_vnet_and_ignores_width(caplog):
-    with caplog.at_level(logging.WARNING):
-        model = build_model("vnet", 1, 2, width=0.5)
-    assert isinstance(model, VNet)
-    assert "ignored" in caplog.text
-    assert max(conv_channels(model)) == 256  # MONAI's fixed 16..256 channels
+def test_vnet_width_one_is_monai_vnet_and_width_scales_its_channels():
+    full = build_model("vnet", 1, 2, width=1.0)
+    assert type(full) is VNet
+    assert max(conv_channels(full)) == 256  # MONAI's 16..256 channels
+    half = build_model("vnet", 1, 2, width=0.5)
+    assert isinstance(half, VNet)
+    assert max(conv_channels(half)) == 128
+    # rebuilt from MONAI's blocks, the scaled net has VNet's layout at width 1.0
+    reference = VNet(spatial_dims=3, in_channels=1, out_channels=2).state_dict()
+    scaled = type(half)(1, 2, 16).state_dict()
+    assert {k: v.shape for k, v in scaled.items()} == {k: v.shape for k, v in reference.items()}
     with torch.no_grad():
-        out = model.eval()(torch.randn(1, 1, 16, 32, 32))
+        out = half.eval()(torch.randn(1, 1, 16, 32, 32))
     assert out.shape == (1, 2, 16, 32, 32)
 
 

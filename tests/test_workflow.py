@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -16,7 +15,6 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", "profiles")
 
 
 def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200):
@@ -32,32 +30,6 @@ def run(cmd: list[str], cwd: Path, check: bool = True, timeout: int = 1200):
 
 def snakemake(*args: str, cwd: Path = REPO, check: bool = True):
     return run([str(BIN / "snakemake"), *args], cwd=cwd, check=check)
-
-
-def tiny_params() -> dict:
-    """params.yaml with the synthetic dataset shrunk to seconds per job."""
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["datasets"]["synthetic"].update(
-        synth={"kind": "pancreas", "cases": 4, "seed": 0, "shape": [16, 32, 32]},
-        folds=2,
-        search_iterations=3,
-        warmup_iterations=1,
-        train_iterations=3,
-        manual=["2d/2d", "p3d/3d"],
-        figure_cases=1,
-    )
-    return params
-
-
-def copy_workflow(dest: Path, params: dict) -> Path:
-    for name in WORKFLOW_FILES:
-        src = REPO / name
-        if src.is_dir():
-            shutil.copytree(src, dest / name)
-        else:
-            shutil.copy(src, dest / name)
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return dest
 
 
 def test_lint_is_clean():
@@ -120,12 +92,11 @@ def test_bad_config_key_gets_a_readable_error(tmp_path):
 
 
 @pytest.mark.slow
-def test_end_to_end_tiny_synthetic(tmp_path):
-    work = copy_workflow(tmp_path, tiny_params())
-    snakemake("--cores", "2", "--resources", "gpu=2", "--", "all", cwd=work)
+def test_end_to_end_tiny_synthetic(tiny_local_run):
+    work = tiny_local_run
     table = pd.read_csv(work / "results/tables/synthetic.csv")
     assert list(table["method"].unique()) == ["V-NAS", "Mix", "3D U-Net", "V-Net"]
-    assert set(table["class"]) == {"pancreas", "tumour"}
+    assert set(table["class"]) == {"pancreas", "cancer"}
     for column in (
         "category",
         "dsc_mean",
@@ -148,8 +119,8 @@ def test_end_to_end_tiny_synthetic(tmp_path):
 
 
 @pytest.mark.slow
-def test_dvc_repro_and_exp_run_rerun_only_what_depends_on_lr(tmp_path):
-    work = copy_workflow(tmp_path, tiny_params())
+def test_dvc_repro_and_exp_run_rerun_only_what_depends_on_lr(tmp_path, make_tiny_workflow):
+    work = make_tiny_workflow(tmp_path)
     run(["git", "init", "-q"], work)
     run(["git", "config", "user.email", "ci@example.org"], work)
     run(["git", "config", "user.name", "ci"], work)

@@ -5,17 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
 from vnas.errors import VNASError
-from vnas.figures import (
-    arch_probabilities_figure,
-    curves_figure,
-    overlay_figure,
-    read_prediction,
-    save_figure,
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _pick_cases(per_case: pd.Series, count: int) -> list[str]:
+def _pick_cases(per_case, count: int) -> list[str]:
     """Worst, best, then median cases, like the paper's Fig. 3 (min and average DSC)."""
     ordered = per_case.sort_values()
     picks = [ordered.index[0], ordered.index[-1], ordered.index[len(ordered) // 2]]
@@ -48,6 +38,19 @@ def _pick_cases(per_case: pd.Series, count: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    # matplotlib and pandas load only for this command, not for every `vnas` call.
+    import numpy as np
+    import pandas as pd
+
+    from vnas.data.readers import get_reader
+    from vnas.figures import (
+        arch_probabilities_figure,
+        curves_figure,
+        overlay_figure,
+        read_prediction,
+        save_figure,
+    )
+
     results = Path(args.results)
     out = Path(args.out)
     searches = sorted(results.glob("search/fold*/arch.json"))
@@ -74,8 +77,6 @@ def run(args: argparse.Namespace) -> int:
     per_case = first.groupby("case_id")["dsc"].mean()
     fold_of = first.groupby("case_id")["fold"].first()
     chosen = _pick_cases(per_case, args.cases)
-
-    from vnas.data.readers import get_reader
 
     reader = get_reader(args.preset, args.raw)
     cases, predictions, dsc = [], {m: {} for m in args.methods}, {}

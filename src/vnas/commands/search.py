@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.training_args import add_common_args, non_negative_float, non_negative_int
+from vnas.network import SAMPLINGS
+from vnas.training_args import (
+    add_common_args,
+    non_negative_float,
+    non_negative_int,
+    positive_float,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -42,6 +48,30 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--warmup-iterations",
         type=non_negative_int,
         help="weight-only iterations before alpha/beta steps start (overrides epochs)",
+    )
+    speed = parser.add_argument_group("speed and memory (see BENCHMARKS.md)")
+    speed.add_argument(
+        "--sampling",
+        choices=SAMPLINGS,
+        default="darts",
+        help="darts (default, the paper): every cell mixes its three ops; gdas: NOT the "
+        "paper's method, each cell runs one op drawn from a hard Gumbel-softmax of its "
+        "alpha/beta row per step (GDAS, Dong & Yang 2019), about 3x cheaper per step",
+    )
+    speed.add_argument(
+        "--gdas-tau",
+        type=positive_float,
+        nargs=2,
+        default=[10.0, 0.1],
+        metavar=("START", "END"),
+        help="GDAS Gumbel-softmax temperature, annealed linearly over the iterations "
+        "(default 10 0.1, as GDAS)",
+    )
+    speed.add_argument(
+        "--memory-lean",
+        action="store_true",
+        help="gradient checkpointing of the mixed cells: less memory, about one extra "
+        "forward pass of compute per step, same result",
     )
     parser.set_defaults(func=run)
 

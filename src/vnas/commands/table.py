@@ -6,14 +6,6 @@ import argparse
 
 from vnas.atomic import atomic_write_json, atomic_write_text
 from vnas.errors import VNASError
-from vnas.tables import (
-    Method,
-    grid_markdown,
-    manual_grid,
-    method_table,
-    summary_metrics,
-    to_markdown,
-)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +38,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vnas.tables import (  # pandas loads only for this command
+        Method,
+        grid_markdown,
+        manual_grid,
+        method_table,
+        summary_metrics,
+        to_markdown,
+    )
+
     methods = [Method(*spec) for spec in args.method]
     if args.folds < 1:
         raise VNASError(f"--folds must be positive, got {args.folds}")

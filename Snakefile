@@ -1,0 +1,67 @@
+# vnas pipeline: raw CT -> preprocessing -> folds -> per-fold search -> aggregation ->
+# per-fold retraining -> evaluation -> the paper's tables, figures and a report.
+#
+#   snakemake --cores 4 --resources gpu=1 -- results/tables/nih.csv
+#   snakemake --cores 2 results/tables/synthetic.csv          (profiles/default: gpu=1)
+#   snakemake --workflow-profile profiles/slurm results/tables/nih.csv
+#
+# params.yaml is the one configuration; every value reaches the rules that use it as a
+# `params:` entry, so changing it reruns exactly those jobs.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "params.yaml"
+
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/search.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/report.smk"
+
+
+localrules:
+    all,
+    all_searches,
+    all_models,
+    all_evaluations,
+
+
+DEFAULT = config["dataset"]
+
+
+rule all:
+    """Tables, figures and report of the default dataset (params.yaml: `dataset`)."""
+    input:
+        f"results/tables/{DEFAULT}.csv",
+        f"results/report/{DEFAULT}.html",
+
+
+# One target per pipeline step of the default dataset: dvc.yaml's stages ask for these.
+rule all_searches:
+    input:
+        expand("results/{d}/search/fold{k}/arch.json", d=DEFAULT, k=folds(DEFAULT)),
+
+
+rule all_models:
+    input:
+        expand(
+            "results/{d}/models/{m}/fold{k}/model.pt",
+            d=DEFAULT,
+            m=table_methods(DEFAULT) + manual_methods(DEFAULT),
+            k=folds(DEFAULT),
+        ),
+
+
+rule all_evaluations:
+    input:
+        expand(
+            "results/{d}/eval/{m}/fold{k}/metrics.csv",
+            d=DEFAULT,
+            m=table_methods(DEFAULT) + manual_methods(DEFAULT),
+            k=folds(DEFAULT),
+        ),

@@ -1,0 +1,187 @@
+# Shared helpers: dataset settings, the method registry, and the missing-data message.
+
+import os
+import sys
+from pathlib import Path
+
+import jsonschema
+import yaml
+
+
+def check_config(config, schema_path):
+    """Validate the merged config; a bad key stops with one line naming it."""
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    error = jsonschema.exceptions.best_match(
+        jsonschema.Draft202012Validator(schema).iter_errors(config)
+    )
+    if error is not None:
+        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+        sys.exit(f"vnas: params.yaml: {where}: {error.message}")
+
+
+check_config(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
+
+DATASETS = list(config["datasets"])
+
+
+wildcard_constraints:
+    dataset="|".join(DATASETS),
+    fold=r"\d+",
+    method=r"[A-Za-z0-9-]+",
+
+# Where each real dataset comes from and the layout vnas reads (SPEC §4).
+DOWNLOAD_HELP = {
+    "nih": (
+        "the NIH Pancreas-CT collection from TCIA (DICOM series, PANCREAS_0001/...) and "
+        "its label folder (label0001.nii.gz ...), both under {raw}/"
+    ),
+    "lung": (
+        "MSD Task06_Lung from medicaldecathlon.com, unpacked so that {raw}/dataset.json, "
+        "{raw}/imagesTr/ and {raw}/labelsTr/ exist"
+    ),
+    "pancreas": (
+        "MSD Task07_Pancreas from medicaldecathlon.com, unpacked so that "
+        "{raw}/dataset.json, {raw}/imagesTr/ and {raw}/labelsTr/ exist"
+    ),
+    "nnunet": "an nnU-Net v2 raw dataset (dataset.json, imagesTr/, labelsTr/) at {raw}/",
+}
+
+
+def ds(wildcards_or_name):
+    """The params.yaml block of a dataset (by name or by the wildcard)."""
+    name = getattr(wildcards_or_name, "dataset", wildcards_or_name)
+    return config["datasets"][name]
+
+
+def is_synthetic(name):
+    return "synth" in ds(name)
+
+
+def raw_dir(wildcards):
+    """The raw folder of a real dataset; stops with one readable message if absent."""
+    cfg = ds(wildcards)
+    raw = cfg["raw"]
+    if not is_synthetic(wildcards.dataset) and not os.path.isdir(raw):
+        what = DOWNLOAD_HELP.get(cfg["preset"], "the dataset")
+        # One readable line and a clean exit: a WorkflowError would come wrapped in an
+        # InputFunctionException with a traceback.
+        sys.exit(
+            f"vnas: raw data for dataset '{wildcards.dataset}' not found at {raw}/. "
+            f"Download {what.format(raw=raw)}, or set datasets.{wildcards.dataset}.raw "
+            "in params.yaml. vnas never downloads data and never substitutes the "
+            "synthetic phantom."
+        )
+    return raw
+
+
+def folds(name):
+    return range(ds(name)["folds"])
+
+
+def shape_arg(shape):
+    return " ".join(str(s) for s in shape)
+
+
+# --- methods -----------------------------------------------------------------------
+# A method id is path-safe; it maps to the `vnas train --arch` value, the row name and
+# the paper's "Categorization" column.
+BASELINES = {
+    "mix": ("mix", "Mix", "Mix"),
+    "unet3d": ("unet3d", "3D U-Net", "3D"),
+    "vnet": ("vnet", "V-Net", "3D"),
+}
+
+
+def table_methods(name):
+    """Method ids of the main table of a dataset, in row order."""
+    cfg = ds(name)
+    ids = []
+    if "vnas" in cfg["methods"]:
+        ids.append("vnas")
+    ids += [f"vnas-from-{other}" for other in cfg["transfer_from"]]
+    if cfg["paper_preset"]:
+        ids.append(cfg["paper_preset"])
+    ids += [m for m in cfg["methods"] if m != "vnas"]
+    return ids
+
+
+def manual_methods(name):
+    return [f"manual-{enc}-{dec}" for enc, dec in (m.split(os.sep) for m in ds(name)["manual"])]
+
+
+def method_arch(dataset, method):
+    """The --arch argument of `vnas train` for a method id."""
+    if method == "vnas":
+        return f"results/{dataset}/arch.json"
+    if method.startswith("vnas-from-"):
+        return f"results/{method.removeprefix('vnas-from-')}/arch.json"
+    if method.startswith("manual-"):
+        enc, dec = method.removeprefix("manual-").split("-")
+        return f"manual:{enc}/{dec}"
+    if method in BASELINES:
+        return BASELINES[method][0]
+    return method  # a published preset such as nih-paper
+
+
+def method_label(dataset, method):
+    """(row name, category) for the tables."""
+    if method == "vnas":
+        return "V-NAS", "Search"
+    if method.startswith("vnas-from-"):
+        return f"V-NAS-{method.removeprefix('vnas-from-').upper()}", "Search (transfer)"
+    if method.startswith("manual-"):
+        enc, dec = method.removeprefix("manual-").split("-")
+        return f"{enc.upper()}/{dec.upper()}", "manual"
+    if method in BASELINES:
+        return BASELINES[method][1], BASELINES[method][2]
+    return f"V-NAS ({method}, published code)", "Search (published)"
+
+
+def train_arch_input(wildcards):
+    arch = method_arch(wildcards.dataset, wildcards.method)
+    return [arch] if arch.endswith(".json") else []
+
+
+def threads_of(name):
+    return ds(name).get("threads", 1)
+
+def optimiser_args():
+    return (
+        f"--lr {config['lr']} --momentum {config['momentum']} "
+        f"--weight-decay {config['weight_decay']} --poly-power {config['poly_power']} "
+        f"--seed {config['seed']} --device {config['device']}"
+    )
+
+
+def eval_inputs(dataset, methods):
+    return expand(
+        "results/{dataset}/eval/{method}/fold{fold}/metrics.csv",
+        dataset=dataset,
+        method=methods,
+        fold=folds(dataset),
+    )
+
+
+def method_args(dataset, methods):
+    """`--method ID NAME CATEGORY` arguments for `vnas table`."""
+    args = []
+    for method in methods:
+        name, category = method_label(dataset, method)
+        args.append(f"--method {method} '{name}' '{category}'")
+    return " ".join(args)
+
+
+def report_tables(wildcards):
+    """The main table, and the manual grid where the dataset configures one."""
+    tables = [f"results/tables/{wildcards.dataset}.md"]
+    if ds(wildcards)["manual"]:
+        tables.append(f"results/tables/{wildcards.dataset}_manual.md")
+    return tables
+
+
+def warmup_arg(wildcards):
+    """--warmup-iterations or --warmup-epochs, whichever the dataset sets."""
+    cfg = ds(wildcards)
+    if "warmup_iterations" in cfg:
+        return f"--warmup-iterations {cfg['warmup_iterations']}"
+    return f"--warmup-epochs {cfg['warmup_epochs']}"

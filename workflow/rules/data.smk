@@ -1,0 +1,57 @@
+# Raw data -> preprocessed volumes -> folds.
+
+
+rule synthesize:
+    """Write the synthetic phantom dataset in its real layout (synthetic datasets only)."""
+    conda:
+        "../envs/vnas.yaml"
+    output:
+        directory("data/raw/{dataset}"),
+    wildcard_constraints:
+        dataset="|".join(d for d in DATASETS if is_synthetic(d)) or "^$",
+    params:
+        kind=lambda w: ds(w)["synth"]["kind"],
+        cases=lambda w: ds(w)["synth"]["cases"],
+        seed=lambda w: ds(w)["synth"]["seed"],
+        shape=lambda w: shape_arg(ds(w)["synth"].get("shape", [48, 96, 96])),
+    log:
+        "results/logs/{dataset}/synthesize.log",
+    shell:
+        "vnas synth --kind {params.kind} --cases {params.cases} --seed {params.seed} "
+        "--shape {params.shape} --out {output} 2> {log}"
+
+
+rule preprocess:
+    """HU clip, z-score, resampling and reorientation per the dataset's preset."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        raw_dir,
+    output:
+        directory("data/preprocessed/{dataset}"),
+    params:
+        preset=lambda w: ds(w)["preset"],
+    threads: 2
+    log:
+        "results/logs/{dataset}/preprocess.log",
+    shell:
+        "vnas preprocess --raw {input} --out {output} --preset {params.preset} "
+        "--jobs {threads} 2> {log}"
+
+
+rule split:
+    """Seeded 4-fold split; per fold the rest is split train:val = 2:1."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        "data/preprocessed/{dataset}",
+    output:
+        "results/{dataset}/folds.json",
+    params:
+        folds=lambda w: ds(w)["folds"],
+        seed=config["seed"],
+    log:
+        "results/logs/{dataset}/split.log",
+    shell:
+        "vnas split --preprocessed {input} --folds {params.folds} --seed {params.seed} "
+        "--out {output} 2> {log}"

@@ -1,0 +1,56 @@
+# Per-fold architecture search (GPU jobs) and the aggregation over folds.
+
+
+
+rule search:
+    """First-order V-NAS search on one fold: alternating weight and alpha/beta steps."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data="data/preprocessed/{dataset}",
+        folds="results/{dataset}/folds.json",
+    output:
+        arch="results/{dataset}/search/fold{fold}/arch.json",
+        trajectory="results/{dataset}/search/fold{fold}/trajectory.csv",
+    params:
+        out="results/{dataset}/search/fold{fold}",
+        iterations=lambda w: ds(w)["search_iterations"],
+        warmup=warmup_arg,
+        width=lambda w: ds(w)["width"],
+        patch=lambda w: shape_arg(ds(w)["patch"]),
+        batch=lambda w: ds(w)["batch_size"],
+        optimiser=optimiser_args(),
+        arch_opt=f"--arch-lr {config['arch_lr']} "
+        f"--arch-weight-decay {config['arch_weight_decay']}",
+        workers=lambda w: threads_of(w) - 1,
+    threads: lambda w: threads_of(w)
+    resources:
+        gpu=1,
+    log:
+        "results/logs/{dataset}/search_fold{fold}.log",
+    shell:
+        "OMP_NUM_THREADS={threads} vnas search --preprocessed {input.data} "
+        "--folds {input.folds} --fold {wildcards.fold} --out {params.out} "
+        "--iterations {params.iterations} {params.warmup} --force "
+        "--width {params.width} --patch {params.patch} --batch-size {params.batch} "
+        "{params.optimiser} {params.arch_opt} --workers {params.workers} 2> {log}"
+
+
+rule aggregate:
+    """Sum the folds' softmax probabilities and take the argmax per cell (paper §4.1)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        lambda w: expand(
+            "results/{dataset}/search/fold{fold}/arch.json",
+            dataset=w.dataset,
+            fold=folds(w.dataset),
+        ),
+    output:
+        "results/{dataset}/arch.json",
+    params:
+        dirs=lambda w, input: " ".join(os.path.dirname(p) for p in input),
+    log:
+        "results/logs/{dataset}/aggregate.log",
+    shell:
+        "vnas aggregate {params.dirs} --out {output} 2> {log}"
