@@ -58,7 +58,7 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
 # --- the Snakemake pipeline on a tiny synthetic configuration --------------------------
 
 REPO = Path(__file__).resolve().parents[1]
-WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", "profiles")
+WORKFLOW_FILES = ("Snakefile", "workflow", "params.yaml", "dvc.yaml", "profiles", "src")
 
 
 def tiny_params() -> dict:

@@ -144,7 +144,7 @@ def test_dvc_repro_and_exp_run_rerun_only_what_depends_on_lr(tmp_path, make_tiny
     assert (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns == prep_before
     assert yaml.safe_load((work / "params.yaml").read_text())["lr"] == 0.01
     config = json.loads((work / "results/synthetic/models/mix/fold0/config.json").read_text())
-    assert float(config["lr"]) == 0.01
+    assert float(config["args"]["lr"]) == 0.01
 
     shown = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], work).stdout)
     text = json.dumps(shown)

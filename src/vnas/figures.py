@@ -40,25 +40,40 @@ def _cell_labels() -> list[str]:
 
 
 def arch_probabilities_figure(arch_files: dict[str, Path]) -> plt.Figure:
-    """One heatmap per search (fold) plus the aggregate: cells x {2D, 3D, P3D}."""
+    """One heatmap per search (fold) plus the aggregate: cells x {2D, 3D, P3D}.
+
+    The colour range is the data's own, so that the small moves of a short search are
+    visible; each cell also prints its probability.
+    """
     fig, axes = plt.subplots(
-        1, len(arch_files), figsize=(1.9 * len(arch_files) + 1, 6.5), sharey=True
+        1, len(arch_files), figsize=(2.2 * len(arch_files) + 1, 7), sharey=True
     )
     axes = np.atleast_1d(axes)
+    tables = {t: json.loads(Path(p).read_text()) for t, p in arch_files.items()}
+    stacked = [np.vstack([a["alpha_probs"], a["beta_probs"]]) for a in tables.values()]
+    lo, hi = min(p.min() for p in stacked), max(p.max() for p in stacked)
     image = None
-    for ax, (title, path) in zip(axes, arch_files.items(), strict=True):
-        arch = json.loads(Path(path).read_text())
-        probs = np.vstack([arch["alpha_probs"], arch["beta_probs"]])
-        image = ax.imshow(probs, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    for ax, (title, arch), probs in zip(axes, tables.items(), stacked, strict=True):
+        image = ax.imshow(probs, vmin=lo, vmax=hi, cmap="viridis", aspect="auto")
         ax.set_title(f"{title}\n{arch['code']['decoder']}", fontsize=9)
         ax.set_xticks(range(len(OP_NAMES)), [n.upper() for n in OP_NAMES])
         choice = probs.argmax(axis=1)
-        for row, col in enumerate(choice):
-            ax.text(col, row, "●", ha="center", va="center", color="white", fontsize=7)
+        for (row, col), value in np.ndenumerate(probs):
+            bold = "bold" if col == choice[row] else "normal"
+            ax.text(
+                col,
+                row,
+                f"{value:.3f}",
+                ha="center",
+                va="center",
+                color="white",
+                fontsize=6,
+                fontweight=bold,
+            )
         ax.axhline(15.5, color="white", linewidth=1.5)
     axes[0].set_yticks(range(21), _cell_labels(), fontsize=7)
     fig.colorbar(image, ax=axes.tolist(), shrink=0.6, label="softmax probability")
-    fig.suptitle("α (encoder cells) and β (decoder blocks); ● = argmax")
+    fig.suptitle("softmax(α) (encoder cells) and softmax(β) (decoder blocks); bold = argmax")
     return fig
 
 
@@ -73,7 +88,7 @@ def curves_figure(search_logs: dict[str, Path], train_logs: dict[str, list[Path]
         frame = pd.read_csv(path)
         for column in _loss_columns(frame):
             left.plot(frame["iteration"], frame[column], label=f"{fold} {column}", lw=1)
-    left.set(title="search", xlabel="iteration", ylabel="cross-entropy")
+    left.set(title="search", xlabel="iteration", ylabel="loss", yscale="log")
     left.legend(fontsize=7)
     for method, paths in train_logs.items():
         frames = [pd.read_csv(p) for p in paths if Path(p).is_file()]
@@ -82,7 +97,7 @@ def curves_figure(search_logs: dict[str, Path], train_logs: dict[str, list[Path]
         merged = pd.concat(frames).groupby("iteration", as_index=False).mean(numeric_only=True)
         column = _loss_columns(merged)[0]
         right.plot(merged["iteration"], merged[column], label=method, lw=1)
-    right.set(title="retraining (mean over folds)", xlabel="iteration", ylabel="loss")
+    right.set(title="retraining (mean over folds)", xlabel="iteration", ylabel="loss", yscale="log")
     right.legend(fontsize=7)
     return fig
 
