@@ -109,3 +109,31 @@ def test_padding_uses_pad_value() -> None:
     high = sliding_window_predict(WindowMean(), image, (8, 8, 8), pad_value=5.0)
     assert low.labels.shape == high.labels.shape == (4, 8, 8)
     assert (low.labels == 0).all() and (high.labels == 1).all()
+
+
+def test_folded_batchnorm_and_channels_last_predict_the_same() -> None:
+    from vnas.inference import fold_batchnorm, prepare_for_inference
+    from vnas.network import VNASNet
+
+    torch.manual_seed(0)
+    net = VNASNet(in_channels=1, num_classes=2, width=0.0625, cells="mix")
+    net.train()
+    with torch.no_grad():  # non-trivial running statistics to fold
+        for _ in range(3):
+            net(torch.randn(2, 1, 16, 32, 32))
+    net.eval()
+    fast = prepare_for_inference(net)
+    assert not any(isinstance(m, nn.BatchNorm3d) for m in fold_batchnorm(fast).modules())
+    assert any(isinstance(m, nn.BatchNorm3d) for m in net.modules())  # the original is kept
+    x = torch.randn(2, 1, 16, 32, 32)
+    with torch.inference_mode():
+        torch.testing.assert_close(
+            fast(x.contiguous(memory_format=torch.channels_last_3d)), net(x), rtol=1e-4, atol=1e-4
+        )
+    image = np.random.default_rng(3).normal(size=(20, 40, 36)).astype(np.float32)
+    plain = sliding_window_predict(
+        net, image, (16, 32, 32), sw_batch_size=1, channels_last=False, fold_bn=False,
+        return_probs=True,
+    )  # fmt: skip
+    default = sliding_window_predict(net, image, (16, 32, 32), return_probs=True)
+    np.testing.assert_allclose(default.probs, plain.probs, atol=1e-4)

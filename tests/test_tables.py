@@ -113,3 +113,20 @@ def test_summarise_per_class():
     summary = summarise(frame).set_index("class")
     assert summary.loc["tumour", "dsc_mean"] == pytest.approx(30.0)
     assert summary.loc["pancreas", "hd95_median"] == pytest.approx(3.0)
+
+
+def test_outputs_get_ordinary_file_modes(tmp_path):
+    """Atomic writes must not leave mkstemp's private 0600 mode on results."""
+    import os
+
+    from vnas.atomic import atomic_dir, atomic_write_text
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+        with atomic_dir(tmp_path / "d") as tmp:
+            (tmp / "f").write_text("y")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755

@@ -65,9 +65,12 @@ def test_dry_run_of_every_real_dataset(tmp_path, dataset):
     assert "synthesize" not in out  # real data is never replaced by the phantom
 
 
-def test_dry_run_of_the_default_dataset():
-    out = " ".join(snakemake("-n", "all").stdout.split())
-    assert "synthesize 1" in out and "search 4" in out and "report 1" in out
+def test_dry_run_of_the_default_dataset(tmp_path, make_tiny_workflow):
+    params = yaml.safe_load((REPO / "params.yaml").read_text())
+    work = make_tiny_workflow(tmp_path, params)  # a clean folder: nothing exists yet
+    out = " ".join(snakemake("-n", "all", cwd=work).stdout.split())
+    folds = params["datasets"]["synthetic"]["folds"]
+    assert "synthesize 1" in out and f"search {folds}" in out and "report 1" in out
 
 
 def test_missing_raw_data_says_where_to_put_it(tmp_path):

@@ -3,17 +3,67 @@
 A cell built with ``op=None`` holds all three candidate ops and takes the softmax
 weights of its row of α or β in ``forward`` (Eq. 2 and Eq. 4). A cell built with an
 ``op`` digit holds only that op, so a fixed network has no unused weights.
+
+Two options of a mixed cell serve the search's speed and memory (both off by default):
+
+- single-path sampling (``index``, GDAS): only the sampled op runs (see :func:`mix_ops`);
+- ``checkpoint = True``: the memory-lean cell. Each op runs under
+  :func:`torch.utils.checkpoint.checkpoint`, which keeps only its input and output and
+  recomputes its inner activations during the backward pass, one op at a time: the
+  mixed cells' activations, about three times a fixed cell's, are no longer held from
+  the forward to the backward pass, for about one extra forward pass of compute.
+  Checkpointing each op rather than the whole cell matters: the decoder block at the
+  stem's scale holds most of the network's activations, and recomputing its three ops
+  together would need them all at once again. The recomputation runs BatchNorm a second
+  time in training mode, which updates its running statistics twice per step; a search
+  never uses them (every forward of a search is in training mode, and the search
+  network is discarded once α, β are read), so the search's result is unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from vnas.genotype import NUM_OPS
 from vnas.operations import DENSE_LAYERS, DenseLayers, EncoderBranch, conv_bn
 
-__all__ = ["DecoderCell", "EncoderCell"]
+__all__ = ["DecoderCell", "EncoderCell", "mix_ops"]
+
+
+def mix_ops(
+    ops: Sequence[nn.Module],
+    x: torch.Tensor,
+    weights: torch.Tensor,
+    index: int | None = None,
+    checkpointed: bool = False,
+) -> torch.Tensor:
+    """The weighted sum of the ops' outputs, or (``index`` given) of the sampled one only.
+
+    DARTS / V-NAS (``index=None``): ``Σ_i w_i · op_i(x)``, every op runs.
+
+    GDAS (``index`` = the sampled op, ``weights`` the straight-through one-hot of a hard
+    Gumbel-softmax): ``w_index · op_index(x) + Σ_{i≠index} w_i``, as in the GDAS
+    reference code (Dong & Yang, CVPR 2019, ``search_cells.py``): one op runs; the other
+    weights are zeros in the forward pass and are added only so that the backward pass
+    reaches every entry of the relaxed softmax, hence all of α's row.
+
+    ``checkpointed``: run each op under gradient checkpointing (the memory-lean cell).
+    """
+
+    def run(op: nn.Module) -> torch.Tensor:
+        if checkpointed and torch.is_grad_enabled():
+            return checkpoint(op, x, use_reentrant=False)
+        return op(x)
+
+    if index is None:
+        return sum(w * run(op) for w, op in zip(weights, ops, strict=True))
+    return sum(
+        w * run(op) if i == index else w for i, (w, op) in enumerate(zip(weights, ops, strict=True))
+    )
 
 
 class EncoderCell(nn.Module):
@@ -44,12 +94,15 @@ class EncoderCell(nn.Module):
         )
         self.relu = nn.ReLU(inplace=True)
         self.out_channels = out_channels
+        self.checkpoint = False  # the memory-lean cell (module docstring)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor | None = None, index: int | None = None
+    ) -> torch.Tensor:
         if self.op is not None:
             branch = self.branches[0](x)
         else:
-            branch = sum(w * b(x) for w, b in zip(weights, self.branches, strict=True))
+            branch = mix_ops(self.branches, x, weights, index, self.checkpoint)
         return self.relu(branch + self.shortcut(x))
 
 
@@ -72,10 +125,11 @@ class DecoderCell(nn.Module):
         ops = range(NUM_OPS) if op is None else (op,)
         self.blocks = nn.ModuleList(DenseLayers(in_channels, growth, i) for i in ops)
         self.out_channels = in_channels + DENSE_LAYERS * growth
+        self.checkpoint = False  # the memory-lean cell (module docstring)
 
-    def forward(self, x: torch.Tensor, weights: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, weights: torch.Tensor | None = None, index: int | None = None
+    ) -> torch.Tensor:
         if self.op is not None:
-            new = self.blocks[0](x)
-        else:
-            new = sum(w * b(x) for w, b in zip(weights, self.blocks, strict=True))
-        return torch.cat([x, new], dim=1)
+            return torch.cat([x, self.blocks[0](x)], dim=1)
+        return torch.cat([x, mix_ops(self.blocks, x, weights, index, self.checkpoint)], dim=1)

@@ -3,7 +3,8 @@
 Everything runs on a CPU (tests, CI, a laptop) and uses the GPU's fast paths where one
 is present: mixed precision (``torch.autocast`` + ``GradScaler``), ``cudnn.benchmark``
 for the fixed patch size, and pinned host memory for the DataLoader. On the CPU, AMP is
-off: bfloat16 autocast on CPUs is slower than float32 for 3D convolutions.
+off (see :func:`resolve_amp`); training runs in ``channels_last_3d`` memory format there
+by default (:func:`resolve_channels_last`).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ __all__ = [
     "configure_backends",
     "make_scaler",
     "resolve_amp",
+    "resolve_channels_last",
     "resolve_device",
 ]
 
@@ -52,12 +54,23 @@ def resolve_device(name: str) -> torch.device:
 
 
 def resolve_amp(requested: bool | None, device: torch.device) -> bool:
-    """AMP on by default on CUDA, never on the CPU (``--amp`` there is ignored with a note)."""
+    """AMP on by default on CUDA, never on the CPU (``--amp`` there is ignored with a note).
+
+    bfloat16 autocast on the CPU (what :func:`autocast` gives there) is faster on CPUs with
+    native bf16 instructions, but BatchNorm on bfloat16 activations made short searches
+    diverge (BENCHMARKS.md), so the commands do not offer it for training.
+    """
     if device.type != "cuda":
         if requested:
             logger.info("--amp ignored on %s: mixed precision is used on CUDA only", device)
         return False
     return True if requested is None else bool(requested)
+
+
+def resolve_channels_last(requested: bool | None, device: torch.device) -> bool:
+    """``channels_last_3d`` training: by default on the CPU (oneDNN's fast layout, measured
+    faster in BENCHMARKS.md), off on CUDA until ``vnas bench --device cuda`` shows a gain."""
+    return device.type == "cpu" if requested is None else bool(requested)
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:
@@ -77,12 +90,17 @@ def configure_backends(device: torch.device, deterministic: bool) -> None:
 
 
 def autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager:
-    """``torch.autocast`` for ``device`` (float16 on CUDA), or a no-op when disabled."""
+    """``torch.autocast`` for ``device``, or a no-op when disabled.
+
+    float16 on CUDA; bfloat16 elsewhere (CPUs have no fast float16 kernels; bfloat16
+    keeps float32's exponent range, so it needs no loss scaling).
+    """
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.float16)
+    dtype = torch.float16 if device.type == "cuda" else torch.bfloat16
+    return torch.autocast(device_type=device.type, dtype=dtype)
 
 
 def make_scaler(device: torch.device, enabled: bool) -> torch.amp.GradScaler:
-    """A ``GradScaler`` for AMP; a disabled one (a pass-through) otherwise."""
-    return torch.amp.GradScaler(device.type, enabled=enabled)
+    """A ``GradScaler`` for float16 AMP on CUDA; a disabled one (a pass-through) otherwise."""
+    return torch.amp.GradScaler(device.type, enabled=enabled and device.type == "cuda")

@@ -44,7 +44,7 @@ from vnas.data.geometry import to_original
 from vnas.data.readers import Reader, get_reader
 from vnas.data.store import load_preprocessed, read_dataset_json
 from vnas.errors import VNASError
-from vnas.inference import sliding_window_predict
+from vnas.inference import DEFAULT_SW_BATCH_SIZE, sliding_window_predict
 from vnas.metrics import case_metrics, nsd_tolerances
 from vnas.predict import model_patch, write_segmentation
 from vnas.tables import summarise
@@ -135,7 +135,7 @@ def evaluate_fold(
     overlap: float = 0.5,
     nsd_tolerance: float | Sequence[float] | None = None,
     patch: Sequence[int] | None = None,
-    sw_batch_size: int = 1,
+    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
     device: str | torch.device = "cpu",
     amp: bool = False,
     cpu_bf16: bool = False,

@@ -136,7 +136,9 @@ def overlay_figure(
             ax = axes[row, col]
             _overlay(ax, image[z], predictions[method][case_id][z], truth[z])
             score = dsc[method].get(case_id, float("nan"))
-            ax.set_title(f"{method}  #{case_id}\nDSC {100 * score:.1f}%  z={z}", fontsize=8)
+            ax.set_title(
+                f"{method}  #{case_id}\nmean DSC (classes) {100 * score:.1f}%  z={z}", fontsize=8
+            )
     fig.suptitle("prediction (filled) vs ground truth (contour)")
     return fig
 

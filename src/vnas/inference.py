@@ -7,21 +7,42 @@ and the label map is the argmax of the blended probabilities. A volume smaller t
 patch along an axis is padded to the patch by MONAI (with ``pad_value``: pass the case's
 ``meta["pad_value"]``, the lower HU bound after normalisation, which is also what training
 patches are padded with) and the result cropped back, so any volume size works.
+
+Speed (measured in ``BENCHMARKS.md``; MONAI's function stays the engine): the network runs
+in :func:`torch.inference_mode` on an inference copy of the model
+(:func:`prepare_for_inference`) with every BatchNorm folded into the convolution before it
+and weights and windows in ``channels_last_3d`` memory format (what oneDNN and cuDNN's
+fast 3D kernels use), and ``sw_batch_size`` windows go through it at once. None of these
+changes the arithmetic beyond float32 rounding. bfloat16 autocast on the CPU
+(``cpu_bf16``) is faster on CPUs with native bf16 instructions but changes predictions
+near class boundaries, so it stays off unless asked for.
 """
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
 import torch
-from monai.inferers import sliding_window_inference
 from torch import nn
+from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from vnas.device import autocast
 
-__all__ = ["Prediction", "inference_autocast", "sliding_window_predict"]
+__all__ = [
+    "DEFAULT_SW_BATCH_SIZE",
+    "Prediction",
+    "fold_batchnorm",
+    "inference_autocast",
+    "prepare_for_inference",
+    "sliding_window_predict",
+]
+
+#: Windows per forward pass by default: batching windows gives the convolutions larger
+#: problems (faster on CPU and GPU, see BENCHMARKS.md) for little memory at 64^3 windows.
+DEFAULT_SW_BATCH_SIZE = 4
 
 
 class Prediction(NamedTuple):
@@ -50,16 +71,55 @@ def inference_autocast(device: torch.device, amp: bool, cpu_bf16: bool = False):
     return autocast(device, amp and device.type == "cuda")
 
 
+def fold_batchnorm(model: nn.Module) -> nn.Module:
+    """Fold each eval-mode ``Conv3d -> BatchNorm3d`` pair of an ``nn.Sequential`` into one conv.
+
+    Works in place on ``model`` (pass a copy) and returns it. Every V-NAS Conv+BN unit is
+    such a pair (:func:`vnas.operations.conv_bn`); other layouts (MONAI's blocks) are left
+    as they are. Uses :func:`torch.nn.utils.fusion.fuse_conv_bn_eval`: in eval mode a
+    BatchNorm is a per-channel affine map, which the conv's weights and bias absorb.
+    """
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if isinstance(conv, nn.Conv3d) and isinstance(bn, nn.BatchNorm3d):
+                module[i] = fuse_conv_bn_eval(conv, bn)
+                module[i + 1] = nn.Identity()
+    return model
+
+
+def prepare_for_inference(
+    model: nn.Module, channels_last: bool = True, fold_bn: bool = True
+) -> nn.Module:
+    """An eval-mode copy of ``model`` for fast inference (``model`` itself is unchanged).
+
+    Args:
+        model: the trained network, on its device.
+        channels_last: weights in ``torch.channels_last_3d`` memory format.
+        fold_bn: fold BatchNorm into the convolutions (:func:`fold_batchnorm`).
+    """
+    net = copy.deepcopy(model).eval()
+    if fold_bn:
+        net = fold_batchnorm(net)
+    if channels_last:
+        net = net.to(memory_format=torch.channels_last_3d)
+    return net
+
+
 def sliding_window_predict(
     model: nn.Module,
     image: np.ndarray | torch.Tensor,
     patch_size: Sequence[int],
     *,
     overlap: float = 0.5,
-    sw_batch_size: int = 1,
+    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
     device: str | torch.device = "cpu",
     amp: bool = True,
     cpu_bf16: bool = False,
+    channels_last: bool = True,
+    fold_bn: bool = True,
     pad_value: float = 0.0,
     return_probs: bool = False,
     progress: bool = False,
@@ -68,7 +128,7 @@ def sliding_window_predict(
 
     Args:
         model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``; it is
-            put in eval mode.
+            put in eval mode and runs as :func:`prepare_for_inference`'s copy.
         image: preprocessed volume ``(D, H, W)`` (one channel) or ``(C_in, D, H, W)``.
         patch_size: window size ``(D, H, W)``, the model's test patch.
         overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
@@ -76,6 +136,8 @@ def sliding_window_predict(
         device: where the windows are run and blended.
         amp: float16 autocast on CUDA.
         cpu_bf16: bfloat16 autocast on CPU.
+        channels_last: run in ``channels_last_3d`` memory format.
+        fold_bn: fold BatchNorm into the convolutions (:func:`fold_batchnorm`).
         pad_value: intensity used where a window reaches past a volume smaller than it.
         return_probs: also return the blended probabilities.
         progress: show MONAI's progress bar over the windows.
@@ -84,6 +146,8 @@ def sliding_window_predict(
         :class:`Prediction` with the uint8 label map ``(D, H, W)`` and, if asked, the
         float32 probabilities ``(C, D, H, W)``, both on the CPU.
     """
+    from monai.inferers import sliding_window_inference  # here: keeps `vnas --help` fast
+
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     device = torch.device(device)
@@ -94,13 +158,17 @@ def sliding_window_predict(
         raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
     x = x[None].to(device)
 
-    def predictor(window: torch.Tensor) -> torch.Tensor:
-        with inference_autocast(device, amp, cpu_bf16):
-            logits = model(window)
-        # Blend in float32 whatever precision the network ran in.
-        return torch.softmax(logits.float(), dim=1)
-
     model.eval()
+    net = prepare_for_inference(model, channels_last=channels_last, fold_bn=fold_bn)
+
+    def predictor(window: torch.Tensor) -> torch.Tensor:
+        if channels_last:
+            window = window.contiguous(memory_format=torch.channels_last_3d)
+        with inference_autocast(device, amp, cpu_bf16):
+            logits = net(window)
+        # Blend in float32 (and the default memory format) whatever the network ran in.
+        return torch.softmax(logits.float(), dim=1).contiguous()
+
     with torch.inference_mode():
         probs = sliding_window_inference(
             x,

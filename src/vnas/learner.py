@@ -1,24 +1,25 @@
-"""The weight step shared by search and retraining: SGD with poly decay, cross-entropy, AMP.
+"""The weight step shared by search and retraining: SGD with poly decay, a loss, AMP.
 
 Paper §4.1: SGD, lr 0.05, momentum 0.9, weight decay 5e-4, polynomial decay with power
-0.9 over all iterations; the loss is the voxel-wise cross-entropy.
+0.9 over all iterations; the loss is the voxel-wise cross-entropy (``vnas.losses``).
 """
 
 from __future__ import annotations
 
+import argparse
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from vnas.device import autocast, make_scaler
+from vnas.losses import cross_entropy, get_loss
 from vnas.schedule import poly_schedule
 
 __all__ = ["WeightLearner", "segmentation_loss"]
 
 
-def segmentation_loss(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
-    """Voxel-wise cross-entropy of logits ``(N, C, D, H, W)`` against labels ``(N, D, H, W)``."""
-    return F.cross_entropy(logits.float(), label)
+#: The paper's loss, the default everywhere.
+segmentation_loss = cross_entropy
 
 
 class WeightLearner:
@@ -59,6 +60,23 @@ class WeightLearner:
         )
         self.scheduler = poly_schedule(self.optimizer, iterations, poly_power)
         self.scaler = make_scaler(self.device, amp)
+
+    @classmethod
+    def from_args(
+        cls, model: nn.Module, args: argparse.Namespace, device: torch.device, amp: bool
+    ) -> WeightLearner:
+        """The learner of ``vnas search``/``vnas train`` from their common flags."""
+        return cls(
+            model,
+            args.iterations,
+            lr=args.lr,
+            momentum=args.momentum,
+            weight_decay=args.weight_decay,
+            poly_power=args.poly_power,
+            device=device,
+            amp=amp,
+            loss_fn=get_loss(args.loss),
+        )
 
     @property
     def lr(self) -> float:

@@ -23,6 +23,18 @@ Modes, chosen by ``cells``:
   α (16, 3) and β (5, 3) are parameters initialised to ``1e-3 · randn`` as in DARTS;
 - ``"mix"``: the same network with α, β fixed at zero (equal weights 1/3) and
   ``requires_grad=False``, so no optimizer ever changes them.
+
+Search options (:meth:`VNASNet.set_search_options`, both off by default):
+
+- ``sampling="gdas"``: single-path sampling, a departure from the paper (which mixes all
+  three ops in every step, as DARTS does). In training mode each cell draws one op from
+  a hard Gumbel-softmax of its α/β row with temperature ``tau`` (GDAS, Dong & Yang,
+  CVPR 2019) and runs only that op; α, β get their gradient through the straight-through
+  relaxed softmax. A step then costs about as much as a fixed network's. In eval mode,
+  and for :meth:`VNASNet.arch_probs` and :meth:`VNASNet.genotype`, the plain softmax
+  and argmax of α, β are used as before.
+- ``memory_lean=True``: gradient checkpointing of the mixed cells (see
+  :mod:`vnas.cells`): less memory for more compute, same result.
 """
 
 from __future__ import annotations
@@ -44,13 +56,15 @@ from vnas.genotype import (
 )
 from vnas.operations import Down, PyramidVolumetricPooling, Up, conv_bn, scaled
 
-__all__ = ["PATCH_MULTIPLE", "VNASNet"]
+__all__ = ["PATCH_MULTIPLE", "SAMPLINGS", "VNASNet"]
 
 PATCH_MULTIPLE: tuple[int, int, int] = (16, 32, 32)  # (D, H, W)
 STEM_CHANNELS = 64
 STAGE_PLANES = (64, 128, 256, 512)
 EXPANSION = 4
 GROWTH = 20
+#: How a search step weights the ops: all three by softmax (the paper) or one sampled.
+SAMPLINGS = ("darts", "gdas")
 
 
 class VNASNet(nn.Module):
@@ -128,6 +142,29 @@ class VNASNet(nn.Module):
         else:
             self.register_parameter("alpha", None)
             self.register_parameter("beta", None)
+        self.sampling = "darts"
+        self.tau = 1.0
+
+    def set_search_options(
+        self, sampling: str = "darts", tau: float = 1.0, memory_lean: bool = False
+    ) -> None:
+        """Choose the search's op sampling and memory use (module docstring).
+
+        Args:
+            sampling: ``"darts"`` (softmax mixture of every op, the paper) or ``"gdas"``
+                (one op sampled per cell and step; search mode only).
+            tau: Gumbel-softmax temperature of GDAS (the search anneals it).
+            memory_lean: checkpoint the mixed cells.
+        """
+        if sampling not in SAMPLINGS:
+            raise VNASError(f"sampling must be one of {', '.join(SAMPLINGS)}, got {sampling!r}")
+        if sampling == "gdas" and self.mode != "search":
+            raise VNASError(f"GDAS sampling needs the search network, not a {self.mode} one")
+        if not tau > 0:
+            raise VNASError(f"the Gumbel-softmax temperature must be positive, got {tau}")
+        self.sampling, self.tau = sampling, float(tau)
+        for cell in [*self.encoder_cells, *self.decoder_cells]:
+            cell.checkpoint = bool(memory_lean)
 
     @staticmethod
     def check_patch(shape: Sequence[int]) -> None:
@@ -157,9 +194,21 @@ class VNASNet(nn.Module):
         return [p for p in self.parameters() if id(p) not in arch]
 
     def _op_weights(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Softmax weights of α and β (``None`` for a fixed network)."""
         if self.alpha is None:
             return None, None
         return F.softmax(self.alpha, dim=-1), F.softmax(self.beta, dim=-1)
+
+    def _forward_weights(self) -> tuple[list, list, list, list]:
+        """Per encoder cell and decoder block: the op weights and sampled op (or None)."""
+        if self.alpha is None:
+            return [None] * NUM_ENCODER_CELLS, [None] * NUM_DECODER_BLOCKS, [], []
+        if self.sampling == "gdas" and self.training:
+            wa = F.gumbel_softmax(self.alpha, tau=self.tau, hard=True, dim=-1)
+            wb = F.gumbel_softmax(self.beta, tau=self.tau, hard=True, dim=-1)
+            return list(wa), list(wb), wa.argmax(-1).tolist(), wb.argmax(-1).tolist()
+        wa, wb = self._op_weights()
+        return list(wa), list(wb), [], []
 
     def arch_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax probabilities of α (16, 3) and β (5, 3), detached; one-hot when fixed."""
@@ -180,18 +229,18 @@ class VNASNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_patch(x.shape[2:])
-        wa, wb = self._op_weights()
+        wa, wb, ia, ib = self._forward_weights()
         h = self.stem(x)
         skips = [h]
         cell = 0
         for down, n_cells in zip(self.downs, ENCODER_STAGES, strict=True):
             h = down(h)
             for _ in range(n_cells):
-                h = self.encoder_cells[cell](h, None if wa is None else wa[cell])
+                h = self.encoder_cells[cell](h, wa[cell], ia[cell] if ia else None)
                 cell += 1
             skips.append(h)
-        h = self.decoder_cells[0](h, None if wb is None else wb[0])
+        h = self.decoder_cells[0](h, wb[0], ib[0] if ib else None)
         for b, (up, skip) in enumerate(zip(self.ups, reversed(skips[:-1]), strict=True), start=1):
-            h = self.decoder_cells[b](up(h, skip), None if wb is None else wb[b])
+            h = self.decoder_cells[b](up(h, skip), wb[b], ib[b] if ib else None)
         logits = self.classifier(self.pvp(h))
         return F.interpolate(logits, size=x.shape[2:], mode="trilinear", align_corners=False)

@@ -32,7 +32,7 @@ from vnas.data.geometry import to_original
 from vnas.data.imageio import read_image
 from vnas.data.preprocess import preprocess_image
 from vnas.errors import VNASError
-from vnas.inference import sliding_window_predict
+from vnas.inference import DEFAULT_SW_BATCH_SIZE, sliding_window_predict
 from vnas.models import check_patch
 
 __all__ = [
@@ -130,7 +130,7 @@ def predict_image(
     patch: Sequence[int],
     *,
     overlap: float = 0.5,
-    sw_batch_size: int = 1,
+    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
     device: str | torch.device = "cpu",
     amp: bool = False,
     cpu_bf16: bool = False,
@@ -171,7 +171,7 @@ def predict(
     *,
     patch: Sequence[int] | None = None,
     overlap: float = 0.5,
-    sw_batch_size: int = 1,
+    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
     device: str | torch.device = "cpu",
     amp: bool = False,
     cpu_bf16: bool = False,

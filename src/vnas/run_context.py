@@ -19,13 +19,18 @@ import torch
 from vnas import __version__
 from vnas.data.folds import fold_split, read_folds
 from vnas.data.store import read_dataset_json
-from vnas.device import configure_backends, resolve_amp, resolve_device
+from vnas.device import (
+    configure_backends,
+    resolve_amp,
+    resolve_channels_last,
+    resolve_device,
+)
 from vnas.errors import VNASError
 from vnas.loop import LoopSettings
 from vnas.models import check_patch
 from vnas.rng import seed_everything
 from vnas.rundir import RunState, fingerprint, prepare_run_dir
-from vnas.training_args import OPERATIONAL_ARGS, preset_patches
+from vnas.training_args import LATER_FLAG_DEFAULTS, OPERATIONAL_ARGS, preset_patches
 
 __all__ = ["RunContext", "prepare_run"]
 
@@ -81,6 +86,16 @@ class RunContext:
         )
 
     @property
+    def channels_last(self) -> bool:
+        """Train in ``channels_last_3d`` memory format (``--channels-last``)."""
+        return resolve_channels_last(getattr(self.args, "channels_last", None), self.device)
+
+    def place(self, model: torch.nn.Module) -> torch.nn.Module:
+        """Move a freshly built model to the run's device and memory format."""
+        model = model.to(self.device)
+        return model.to(memory_format=torch.channels_last_3d) if self.channels_last else model
+
+    @property
     def pin_memory(self) -> bool:
         """Pinned host memory speeds up host-to-GPU copies; useless on the CPU."""
         return self.device.type == "cuda"
@@ -92,6 +107,21 @@ def _jsonable(args: argparse.Namespace) -> dict:
         for k, v in vars(args).items()
         if k not in ("func",) and (v is None or isinstance(v, str | int | float | bool | list))
     }
+
+
+def _identity_args(args: argparse.Namespace) -> dict:
+    """The arguments that shape a run's result (fingerprinted).
+
+    GDAS's temperature only matters with ``--sampling gdas``; a flag at its
+    :data:`LATER_FLAG_DEFAULTS` value is left out, so runs made before it existed resume.
+    """
+    identity = {k: v for k, v in _jsonable(args).items() if k not in OPERATIONAL_ARGS}
+    if identity.get("sampling", "darts") == "darts":
+        identity.pop("gdas_tau", None)
+    for name, default in LATER_FLAG_DEFAULTS.items():
+        if identity.get(name) == default:
+            identity.pop(name)
+    return identity
 
 
 def _read_split(
@@ -158,7 +188,7 @@ def prepare_run(
     identity = {
         "command": command,
         "arch": {k: arch[k] for k in ("kind", "arch_code", "name")},
-        "args": {k: v for k, v in _jsonable(args).items() if k not in OPERATIONAL_ARGS},
+        "args": _identity_args(args),
         "patch": list(patch),
         "cases": {"train": split["train"], "val": split["val"]},
         "dataset": {"preset": dataset.get("preset"), "classes": classes},

@@ -12,6 +12,11 @@ Adam on α and β). The search folder holds:
   rate and the α/β probabilities (``alpha_probs_CC_OP``, ``beta_probs_B_OP``), also
   logged with dvclive under ``dvclive/``;
 - ``done`` once finished.
+
+``--sampling gdas`` replaces the paper's mixture of all three ops by GDAS's single-path
+sampling (:mod:`vnas.network`), with the Gumbel-softmax temperature annealed linearly
+from ``--gdas-tau START`` to ``END`` over the iterations (:func:`gdas_tau`);
+``--memory-lean`` checkpoints the mixed cells (:mod:`vnas.cells`).
 """
 
 from __future__ import annotations
@@ -26,15 +31,16 @@ from vnas.aggregate import ARCH_JSON
 from vnas.architect import Architect
 from vnas.batches import batch_stream
 from vnas.genotype import OP_NAMES, write_arch_json
-from vnas.learner import WeightLearner, segmentation_loss
+from vnas.learner import WeightLearner
 from vnas.loop import Divergence, run_loop
+from vnas.losses import get_loss
 from vnas.models import build_model, describe_arch
 from vnas.run_context import RunContext, prepare_run
 from vnas.rundir import RunState, mark_done
 from vnas.train import to_device
 from vnas.training_args import epoch_iterations
 
-__all__ = ["ARCH_JSON", "SearchTask", "run_search", "warmup_iterations"]
+__all__ = ["ARCH_JSON", "SearchTask", "gdas_tau", "run_search", "warmup_iterations"]
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +56,11 @@ def warmup_iterations(args: argparse.Namespace, n_train_cases: int) -> int:
     if args.warmup_iterations is not None:
         return args.warmup_iterations
     return round(args.warmup_epochs * epoch_iterations(n_train_cases, args.batch_size))
+
+
+def gdas_tau(iteration: int, iterations: int, start: float, end: float) -> float:
+    """GDAS temperature at ``iteration``: linear from ``start`` (first) to ``end`` (last)."""
+    return start - (start - end) * iteration / max(1, iterations - 1)
 
 
 def prob_columns(alpha_probs: torch.Tensor, beta_probs: torch.Tensor) -> dict[str, float]:
@@ -76,19 +87,10 @@ class SearchTask:
         self.ctx = ctx
         self.model = model
         self.warmup = warmup
-        self.learner = WeightLearner(
-            model,
-            args.iterations,
-            lr=args.lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            poly_power=args.poly_power,
-            device=ctx.device,
-            amp=ctx.amp,
-        )
+        self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
         self.architect = Architect(
             model,
-            segmentation_loss,
+            get_loss(args.loss),
             lr=args.arch_lr,
             betas=tuple(args.arch_betas),
             weight_decay=args.arch_weight_decay,
@@ -125,7 +127,11 @@ class SearchTask:
 
     def step(self, iteration: int) -> dict[str, float]:
         device = self.ctx.device
-        train_loss = float(self.learner.step(*to_device(next(self.train_batches), device)))
+        args = self.ctx.args
+        if self.model.sampling == "gdas":
+            self.model.tau = gdas_tau(iteration, args.iterations, *args.gdas_tau)
+        cl = self.ctx.channels_last
+        train_loss = float(self.learner.step(*to_device(next(self.train_batches), device, cl)))
         if not math.isfinite(train_loss):
             raise Divergence("the training loss", train_loss)
         val_loss = math.nan
@@ -136,7 +142,7 @@ class SearchTask:
                     iteration,
                 )
                 self.voxels_per_iteration = 2 * self.batch_voxels
-            val_loss = float(self.architect.step(*to_device(next(self.val_batches), device)))
+            val_loss = float(self.architect.step(*to_device(next(self.val_batches), device, cl)))
             if not math.isfinite(val_loss):
                 raise Divergence("the validation loss", val_loss)
         return {"train_loss": train_loss, "val_loss": val_loss}
@@ -169,10 +175,11 @@ def run_search(args: argparse.Namespace) -> int:
             warmup,
             args.iterations,
         )
-    model = build_model("search", 1, ctx.num_classes, args.width).to(ctx.device)
+    model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
+    model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
     logger.info(
         "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
-        "(architecture steps from iteration %d), device %s%s",
+        "(architecture steps from iteration %d), device %s%s%s%s",
         args.fold,
         len(ctx.split["train"]),
         len(ctx.split["val"]),
@@ -181,6 +188,8 @@ def run_search(args: argparse.Namespace) -> int:
         warmup,
         ctx.device,
         " (AMP)" if ctx.amp else "",
+        ", GDAS single-path sampling (not the paper's method)" if args.sampling == "gdas" else "",
+        ", memory-lean cells" if args.memory_lean else "",
     )
     task = SearchTask(ctx, model, warmup)
     settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")

@@ -33,12 +33,15 @@ RESULTS = (MODEL_NAME, METRICS_CSV)
 LOGS = ("dvclive",)
 
 
-def to_device(batch: dict, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move a batch's image and label to ``device`` (asynchronously from pinned memory)."""
-    return (
-        batch["image"].to(device, non_blocking=True),
-        batch["label"].to(device, non_blocking=True),
-    )
+def to_device(
+    batch: dict, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch's image and label to ``device`` (asynchronously from pinned memory),
+    the image in ``channels_last_3d`` memory format if asked."""
+    image = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last_3d)
+    return image, batch["label"].to(device, non_blocking=True)
 
 
 class RetrainTask:
@@ -54,16 +57,7 @@ class RetrainTask:
         self.ctx = ctx
         self.model = model
         self.cases = ctx.split["train"] + ctx.split["val"]
-        self.learner = WeightLearner(
-            model,
-            args.iterations,
-            lr=args.lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            poly_power=args.poly_power,
-            device=ctx.device,
-            amp=ctx.amp,
-        )
+        self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
         self.voxels_per_iteration = args.batch_size * math.prod(ctx.patch)
         self.batches = iter(())
 
@@ -83,7 +77,7 @@ class RetrainTask:
         )
 
     def step(self, iteration: int) -> dict[str, float]:
-        image, label = to_device(next(self.batches), self.ctx.device)
+        image, label = to_device(next(self.batches), self.ctx.device, self.ctx.channels_last)
         loss = float(self.learner.step(image, label))
         if not math.isfinite(loss):
             raise Divergence("the training loss", loss)
@@ -120,7 +114,7 @@ def run_training(args: argparse.Namespace) -> int:
         logger.info("%s: this run has already finished; nothing to do", ctx.out)
         return 0
 
-    model = build_model(args.arch, 1, ctx.num_classes, args.width).to(ctx.device)
+    model = ctx.place(build_model(args.arch, 1, ctx.num_classes, args.width))
     logger.info(
         "training %s (%s) on fold %d: %d cases, patch %s, %d iterations, device %s%s",
         args.arch,

@@ -23,9 +23,11 @@ import argparse
 import math
 
 from vnas.device import DEVICES
+from vnas.losses import LOSSES
 
 __all__ = [
     "DEFAULT_PATCH",
+    "LATER_FLAG_DEFAULTS",
     "OPERATIONAL_ARGS",
     "PATCH_DEFAULTS",
     "SAMPLES_PER_CASE",
@@ -69,8 +71,16 @@ OPERATIONAL_ARGS = frozenset(
         "command",
         "preprocessed",
         "folds",
+        # checkpointing recomputes activations: same result, less memory
+        "memory_lean",
+        # a memory layout: same arithmetic
+        "channels_last",
     }
 )
+
+#: Flags added after runs were first made, with the value that reproduces those runs: a
+#: flag at this value is left out of the fingerprint, so older runs still resume.
+LATER_FLAG_DEFAULTS: dict[str, object] = {"sampling": "darts"}
 
 
 def preset_patches(preset: str | None) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
@@ -144,6 +154,13 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--poly-power", type=non_negative_float, default=0.9, help="poly lr decay power"
     )
     opt.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    opt.add_argument(
+        "--loss",
+        choices=LOSSES,
+        default="ce",
+        help="ce: the paper's cross-entropy (default); dice_ce: MONAI DiceCELoss, a departure "
+        "for tiny targets on short runs (see vnas.losses)",
+    )
 
     run = parser.add_argument_group("execution")
     run.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
@@ -152,6 +169,12 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         default=None,
         help="mixed precision (default: on for CUDA, off on CPU)",
+    )
+    run.add_argument(
+        "--channels-last",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="channels_last_3d memory format (default: on for CPU, off for CUDA)",
     )
     run.add_argument(
         "--deterministic",

@@ -20,6 +20,7 @@ rule search:
         patch=lambda w: shape_arg(ds(w)["patch"]),
         batch=lambda w: ds(w)["batch_size"],
         optimiser=optimiser_args(),
+        loss=lambda w: ds(w)["loss"],
         arch_opt=f"--arch-lr {config['arch_lr']} "
         f"--arch-weight-decay {config['arch_weight_decay']}",
         workers=lambda w: threads_of(w) - 1,
@@ -33,7 +34,7 @@ rule search:
         "--folds {input.folds} --fold {wildcards.fold} --out {params.out} "
         "--iterations {params.iterations} {params.warmup} --force "
         "--width {params.width} --patch {params.patch} --batch-size {params.batch} "
-        "{params.optimiser} {params.arch_opt} --workers {params.workers} 2> {log}"
+        "{params.optimiser} --loss {params.loss} {params.arch_opt} --workers {params.workers} 2> {log}"
 
 
 rule aggregate:

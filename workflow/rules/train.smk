@@ -21,6 +21,7 @@ rule train:
         test_patch=lambda w: shape_arg(ds(w)["test_patch"]),
         batch=lambda w: ds(w)["batch_size"],
         optimiser=optimiser_args(),
+        loss=lambda w: ds(w)["loss"],
         workers=lambda w: threads_of(w) - 1,
     threads: lambda w: threads_of(w)
     resources:
@@ -32,7 +33,7 @@ rule train:
         "--preprocessed {input.data} --folds {input.folds} --fold {wildcards.fold} "
         "--out {params.out} --iterations {params.iterations} --width {params.width} "
         "--patch {params.patch} --test-patch {params.test_patch} "
-        "--batch-size {params.batch} {params.optimiser} --workers {params.workers} --force "
+        "--batch-size {params.batch} {params.optimiser} --loss {params.loss} --workers {params.workers} --force "
         "2> {log}"
 
 

@@ -1,4 +1,11 @@
-"""``vnas bench``: training-step and inference speed and peak memory on this machine."""
+"""``vnas bench``: speed and peak memory of training, search, inference and data loading.
+
+Without ``--suite`` (the quick look): a weight step of the fixed nih-paper and of the
+search network, a search iteration and sliding-window inference (:mod:`vnas.bench.quick`).
+With ``--suite``: the benchmark suite (:mod:`vnas.bench.suite`), one JSON per part in
+``--out`` and, with ``--markdown``, ``BENCHMARKS.md`` rendered from them. ``--markdown``
+without ``--suite`` re-renders from the JSON files already in ``--out``.
+"""
 
 from __future__ import annotations
 
@@ -7,54 +14,161 @@ import json
 import logging
 
 from vnas.device import DEVICES
-from vnas.training_args import positive_float, positive_int
+from vnas.training_args import non_negative_int, positive_float, positive_int
 
 logger = logging.getLogger(__name__)
+
+SUITE_CHOICES = ("all", "hardware", "training", "levers", "inference", "data", "sampling")
+QUICK_OUT = "results/bench/bench.json"
+SUITE_OUT = "results/bench"
+
+
+def _overlap(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "bench",
-        help="time training steps (search vs fixed network) and sliding-window inference",
-        description="Median time over --repeats of a weight step of the fixed nih-paper "
-        "network and of the search network (same width and patch, same process), of a "
-        "whole search iteration, and of sliding-window inference on a random volume; "
-        "peak memory of each. Prints a table and writes JSON to --out.",
+        help="benchmark training, search, inference and data loading (BENCHMARKS.md)",
+        description="Without --suite: median time over --repeats of a weight step of the "
+        "fixed nih-paper network and of the search network (same width and patch, same "
+        "process), of a whole search iteration, and of sliding-window inference on a random "
+        "volume; peak memory of each; prints a table and writes JSON to --out. With --suite: "
+        "the benchmark suite against the machine's matmul limit and MONAI's sliding window "
+        "(one JSON per part in --out; --markdown renders BENCHMARKS.md). Sizes default to "
+        "width 0.25 and 64^3 patches on the CPU, the paper's on CUDA.",
     )
-    parser.add_argument("--width", type=positive_float, default=1.0, help="default 1.0")
     parser.add_argument(
-        "--patch", type=positive_int, nargs=3, default=[64, 64, 64], metavar=("D", "H", "W")
+        "--suite",
+        nargs="+",
+        choices=SUITE_CHOICES,
+        metavar="PART",
+        help=f"run the suite's parts: {', '.join(SUITE_CHOICES)}",
+    )
+    parser.add_argument(
+        "--markdown",
+        metavar="PATH",
+        help="write BENCHMARKS.md rendered from the suite's JSON files in --out",
+    )
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny sizes and one repeat (seconds; for CI: checks that everything runs)",
+    )
+    parser.add_argument(
+        "--width", type=positive_float, help="default 1.0 (quick), 0.25 CPU / 1.0 CUDA (suite)"
+    )
+    parser.add_argument(
+        "--patch",
+        type=positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help="training patch (default 64 64 64; suite on CUDA 64 96 96)",
+    )
+    parser.add_argument(
+        "--test-patch",
+        type=positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help="suite: sliding-window size (default 64 64 64)",
     )
     parser.add_argument(
         "--volume",
         type=positive_int,
         nargs=3,
         metavar=("D", "H", "W"),
-        help="inference volume (default: twice the patch along each axis)",
+        help="inference volume (quick default: twice the patch; suite: 64 256 256 on the "
+        "CPU, 200 512 512 on CUDA)",
+    )
+    parser.add_argument(
+        "--data-volume",
+        type=positive_int,
+        nargs=3,
+        metavar=("D", "H", "W"),
+        help="suite: raw size of the preprocessing case (default 200 512 512)",
     )
     parser.add_argument("--batch-size", type=positive_int, default=2, help="default 2")
-    parser.add_argument("--repeats", type=positive_int, default=5, help="default 5")
+    parser.add_argument("--repeats", type=positive_int, help="default 5 (CUDA suite 10)")
+    parser.add_argument(
+        "--overlap", type=_overlap, default=0.5, help="suite: sliding-window overlap (0.5)"
+    )
+    parser.add_argument(
+        "--workers", type=non_negative_int, default=2, help="suite: loader workers (default 2)"
+    )
+    parser.add_argument(
+        "--compile",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="suite: include the torch.compile levers (default on, off with --smoke)",
+    )
+    parser.add_argument(
+        "--inference-levers",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="suite: time each inference lever, not only vnas vs MONAI (default on; off "
+        "for a large --volume)",
+    )
+    parser.add_argument(
+        "--sampling-iterations",
+        type=positive_int,
+        help="suite: iterations of each DARTS/GDAS search (default 200 CPU, 400 CUDA)",
+    )
+    parser.add_argument(
+        "--sampling-warmup",
+        type=non_negative_int,
+        help="suite: their warm-up iterations (default 50 CPU, 100 CUDA)",
+    )
     parser.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
     parser.add_argument(
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="mixed precision (default: on for CUDA)",
+        help="float16 mixed precision on CUDA (default on there)",
     )
     parser.add_argument("--seed", type=int, default=0, help="default 0")
-    parser.add_argument("--out", default="results/bench/bench.json", help="JSON output")
+    parser.add_argument(
+        "--out",
+        help=f"JSON file (quick, default {QUICK_OUT}) or folder (suite, default {SUITE_OUT})",
+    )
     parser.set_defaults(func=run)
 
 
-def run(args: argparse.Namespace) -> int:
+def _run_quick(args: argparse.Namespace) -> int:
     from vnas.atomic import atomic_write_json
     from vnas.bench import format_table, run_bench
 
+    args.width = args.width or 1.0
+    args.patch = args.patch or [64, 64, 64]
+    args.repeats = args.repeats or 5
+    out = args.out or QUICK_OUT
     if args.volume is None:
         args.volume = [2 * p for p in args.patch]
     result = run_bench(args)
-    atomic_write_json(args.out, result)
+    atomic_write_json(out, result)
     print(json.dumps(result, indent=2))
     print(format_table(result))
-    logger.info("wrote %s", args.out)
+    logger.info("wrote %s", out)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.suite and not args.markdown:
+        return _run_quick(args)
+    from vnas.atomic import atomic_write_text
+    from vnas.bench.markdown import load_results, render_markdown
+
+    out = args.out or SUITE_OUT
+    if args.suite:
+        from vnas.bench.suite import resolve_config, run_suite
+
+        config = resolve_config(args)
+        logger.info("bench: %s", config.command())
+        run_suite(config, out)
+    if args.markdown:
+        atomic_write_text(args.markdown, render_markdown(load_results(out)))
+        logger.info("wrote %s", args.markdown)
     return 0

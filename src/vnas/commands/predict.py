@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.device import DEVICES, configure_backends, resolve_amp, resolve_device
+from vnas.inference import DEFAULT_SW_BATCH_SIZE
 
 
 def _overlap(text: str) -> float:
@@ -41,7 +42,10 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
         help="fraction of a window shared with its neighbours (default 0.5; Gaussian blend)",
     )
     group.add_argument(
-        "--sw-batch-size", type=_positive_int, default=1, help="windows per forward pass"
+        "--sw-batch-size",
+        type=_positive_int,
+        default=DEFAULT_SW_BATCH_SIZE,
+        help=f"windows per forward pass (default {DEFAULT_SW_BATCH_SIZE})",
     )
     group.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
     group.add_argument(
@@ -53,7 +57,8 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--cpu-bf16",
         action="store_true",
-        help="bfloat16 autocast on the CPU (off by default; slower without native bf16)",
+        help="bfloat16 autocast on the CPU: faster on CPUs with native bf16 (AVX512-BF16, "
+        "AMX), slower without; changes labels near class boundaries (off by default)",
     )
 
 

@@ -1,36 +1,31 @@
-"""``vnas bench``: how fast search, training and inference run on this machine.
+"""``vnas bench`` without ``--suite``: a quick look at training and inference speed.
 
-Measured in one process, on random data, with the same code paths as the commands:
+The full suite (hardware limit, every network, MONAI reference, levers, data) is
+:mod:`vnas.bench.suite`. Measured in one process, on random data, with the same code
+paths as the commands:
 
 - the weight step (forward, backward, SGD; :class:`vnas.learner.WeightLearner`) of the
   fixed ``nih-paper`` network and of the search network at the same width and patch, and
   their ratio; and a whole search iteration (weight step plus α/β step);
 - whole-volume sliding-window inference (:func:`vnas.inference.sliding_window_predict`,
   Gaussian blending, overlap 0.5) of the fixed network, in voxels per second;
-- peak memory of each. CUDA: ``torch.cuda.max_memory_allocated`` (tensors only). CPU:
-  growth of the process's peak resident set size (``ru_maxrss``), which only counts memory
-  above the previous peak: the measurements run from the smallest to the largest
-  (fixed network, then search) so each reports its own excess; inference usually needs
-  less than training and then reports 0.
+- peak memory of each (:func:`vnas.bench.timing.peak_memory`).
 
 Each timing is the median over ``repeats`` runs after one warm-up run.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import platform
-import resource
-import statistics
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from vnas import __version__
 from vnas.architect import Architect
+from vnas.bench.timing import median, peak_memory, time_call
 from vnas.device import configure_backends, resolve_amp, resolve_device
 from vnas.learner import WeightLearner, segmentation_loss
 from vnas.models import build_model, check_patch
@@ -43,39 +38,9 @@ FIXED_ARCH = "nih-paper"
 NUM_CLASSES = 2
 
 
-@contextlib.contextmanager
-def peak_memory(device: torch.device) -> Iterator[dict]:
-    """Measure the enclosed block's peak memory into ``{"peak_mb", "memory_kind"}``."""
-    result: dict = {}
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        yield result
-        torch.cuda.synchronize(device)
-        result["peak_mb"] = torch.cuda.max_memory_allocated(device) / 2**20
-        result["memory_kind"] = "cuda max_memory_allocated"
-    else:
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        yield result
-        after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        result["peak_mb"] = (after - before) / 1024  # KiB on Linux
-        result["memory_kind"] = "cpu ru_maxrss growth"
-
-
 def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
-    def sync() -> None:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-
     fn()  # warm-up: allocations, cudnn.benchmark's kernel choice
-    sync()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    return median([time_call(fn, device) for _ in range(repeats)])
 
 
 def _random_batch(batch: int, patch: Sequence[int], device: torch.device, seed: int):

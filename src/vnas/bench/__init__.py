@@ -1,0 +1,14 @@
+"""``vnas bench``: speed and memory of training, search, inference and data loading.
+
+- :mod:`vnas.bench.quick`: the quick look (``vnas bench`` without ``--suite``);
+- :mod:`vnas.bench.suite`: the suite behind ``BENCHMARKS.md`` (``vnas bench --suite``),
+  built from :mod:`~vnas.bench.timing` (medians, interleaving, peak memory),
+  :mod:`~vnas.bench.machine` (matmul limit), :mod:`~vnas.bench.training`,
+  :mod:`~vnas.bench.inference`, :mod:`~vnas.bench.data`, :mod:`~vnas.bench.sampling`
+  and :mod:`~vnas.bench.markdown`.
+"""
+
+from vnas.bench.quick import format_table, run_bench
+from vnas.bench.timing import peak_memory
+
+__all__ = ["format_table", "peak_memory", "run_bench"]

@@ -1,0 +1,312 @@
+"""Training-step benchmarks: the fixed networks, the search network, and the speed levers.
+
+A *step* is what ``vnas train`` and ``vnas search`` repeat: forward, cross-entropy,
+backward and SGD on the weights (:class:`vnas.learner.WeightLearner`), on a random batch
+already on the device (the data loader is measured separately, :mod:`vnas.bench.data`).
+A *search iteration* adds the α/β step on a second batch (:class:`vnas.architect.Architect`).
+
+Per candidate: median step seconds, voxels/s, the FLOPs of one step counted by
+:class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products of the
+forward and backward passes; a multiply-add is 2 FLOPs), the achieved GFLOP/s and its
+fraction of the measured matmul limit, and the step's peak memory
+(:func:`vnas.bench.timing.peak_memory`). "Useful" FLOPs are those of the plain step:
+checkpointing recomputes part of the forward pass, which is counted in ``flops`` but
+does not count as achieved work.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from vnas.architect import Architect
+from vnas.bench.timing import interleaved_times, median, paired_ratio, sync
+from vnas.device import resolve_channels_last
+from vnas.learner import WeightLearner, segmentation_loss
+from vnas.models import build_model
+
+__all__ = [
+    "FIXED_UNIFORM",
+    "StepSettings",
+    "Variant",
+    "run_lever_groups",
+    "run_training_suite",
+]
+
+logger = logging.getLogger(__name__)
+
+NUM_CLASSES = 2
+#: The three fixed networks whose summed step time a search step is compared with.
+FIXED_UNIFORM = ("manual:2d/2d", "manual:3d/3d", "manual:p3d/p3d")
+LR = 1e-4  # small: the weights stay near their initial values over the repeats
+
+
+@dataclass(frozen=True)
+class StepSettings:
+    """Sizes and device shared by every candidate of a run."""
+
+    width: float
+    patch: tuple[int, int, int]
+    batch_size: int
+    device: torch.device
+    amp: bool  # float16 autocast + GradScaler on CUDA (the commands' default there)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One training-step candidate.
+
+    Attributes:
+        arch: an architecture spec (``manual:3d/3d``, ``nih-paper``, ``search``).
+        channels_last: model and input in ``torch.channels_last_3d`` memory format.
+        bf16: bfloat16 autocast on the CPU (``WeightLearner(amp=True)`` on a CPU).
+        compile: ``torch.compile`` the model.
+        memory_lean: checkpoint the mixed cells (search network only).
+        sampling: ``darts`` or ``gdas`` (search network only).
+        arch_step: a whole search iteration: weight step, then α/β step.
+    """
+
+    arch: str
+    channels_last: bool = False
+    bf16: bool = False
+    compile: bool = False
+    memory_lean: bool = False
+    sampling: str = "darts"
+    arch_step: bool = False
+
+    @property
+    def name(self) -> str:
+        parts = [self.arch + (" iteration" if self.arch_step else "")]
+        parts += [
+            flag
+            for flag, on in (
+                ("channels_last", self.channels_last),
+                ("bf16", self.bf16),
+                ("compile", self.compile),
+                ("memory-lean", self.memory_lean),
+                ("gdas", self.sampling == "gdas"),
+            )
+            if on
+        ]
+        return " + ".join(parts)
+
+    @property
+    def plain(self) -> Variant:
+        """The same step without the levers that change what is counted (checkpointing
+        recomputes, a compiled graph cannot be counted): its FLOPs are the useful work."""
+        return replace(self, compile=False, memory_lean=False)
+
+
+def _random_batch(settings: StepSettings, seed: int, channels_last: bool):
+    g = torch.Generator().manual_seed(seed)
+    image = torch.randn(settings.batch_size, 1, *settings.patch, generator=g)
+    label = torch.randint(0, NUM_CLASSES, (settings.batch_size, *settings.patch), generator=g)
+    image = image.to(settings.device)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last_3d)
+    return image, label.to(settings.device)
+
+
+@dataclass
+class _Step:
+    fn: Callable[[], object]
+    parameters: int
+    compile_s: float | None = None
+
+
+def _build_step(variant: Variant, settings: StepSettings, seed: int) -> _Step:
+    torch.manual_seed(seed)
+    device = settings.device
+    model = build_model(variant.arch, 1, NUM_CLASSES, settings.width).to(device).train()
+    if variant.memory_lean or variant.sampling != "darts":
+        model.set_search_options(sampling=variant.sampling, memory_lean=variant.memory_lean)
+    if variant.channels_last:
+        model = model.to(memory_format=torch.channels_last_3d)
+    parameters = sum(p.numel() for p in model.parameters())
+    net = torch.compile(model) if variant.compile else model
+    # bf16 autocast on the CPU goes through the learner's own AMP path.
+    amp = settings.amp if device.type == "cuda" else variant.bf16
+    learner = WeightLearner(model, 10**9, lr=LR, device=device, amp=amp)
+    learner.model = net
+    image, label = _random_batch(settings, seed, variant.channels_last)
+    if not variant.arch_step:
+        return _Step(lambda: learner.step(image, label), parameters)
+    architect = Architect(model, segmentation_loss, device=device, amp=amp)
+    architect.model = net
+    val_image, val_label = _random_batch(settings, seed + 1, variant.channels_last)
+
+    def iteration() -> None:
+        learner.step(image, label)
+        architect.step(val_image, val_label)
+
+    return _Step(iteration, parameters)
+
+
+def _count_flops(step: _Step) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step.fn()
+    return int(counter.get_total_flops())
+
+
+def measure_variants(
+    variants: Sequence[Variant],
+    settings: StepSettings,
+    repeats: int,
+    limit_gflops: float | None,
+    seed: int = 0,
+) -> dict[str, dict]:
+    """Time ``variants`` interleaved; FLOPs, throughput and peak memory of each.
+
+    Returns:
+        name -> ``{"variant", "parameters", "step_s", "times_s", "voxels_per_s",
+        "flops", "useful_flops", "gflops_per_s", "fraction_of_limit", "peak_mb",
+        "memory_kind"}`` (+ ``compile_s`` for compiled variants).
+    """
+    steps: dict[str, _Step] = {}
+    flops: dict[str, int] = {}
+    for variant in variants:
+        logger.info("bench: building %s", variant.name)
+        step = _build_step(variant, settings, seed)
+        if variant.compile:
+            t0 = time.perf_counter()
+            step.fn()  # compilation happens in the first call
+            sync(settings.device)
+            step.compile_s = time.perf_counter() - t0
+        else:
+            flops[variant.name] = _count_flops(step)  # also a warm-up call
+        steps[variant.name] = step
+    for variant in variants:
+        if variant.plain.name not in flops:
+            flops[variant.plain.name] = _count_flops(_build_step(variant.plain, settings, seed))
+    logger.info("bench: timing %s (%d repeats, interleaved)", ", ".join(steps), repeats)
+    timings = interleaved_times(
+        {k: s.fn for k, s in steps.items()}, repeats, settings.device, memory=True
+    )
+    batch_voxels = settings.batch_size * math.prod(settings.patch)
+    results = {}
+    for variant in variants:
+        name, step = variant.name, steps[variant.name]
+        seconds = median(timings.times[name])
+        useful = flops[variant.plain.name]
+        gflops = useful / seconds / 1e9
+        results[name] = {
+            "variant": asdict(variant),
+            "parameters": step.parameters,
+            "step_s": seconds,
+            "times_s": timings.times[name],
+            # a search iteration processes two batches (train and val)
+            "voxels_per_s": batch_voxels * (2 if variant.arch_step else 1) / seconds,
+            "flops": flops.get(name, useful),
+            "useful_flops": useful,
+            "gflops_per_s": gflops,
+            "fraction_of_limit": gflops / limit_gflops if limit_gflops else None,
+            "peak_mb": timings.peak_mb[name],
+            "memory_kind": timings.memory_kind,
+        }
+        if step.compile_s is not None:
+            results[name]["compile_s"] = step.compile_s
+    return results
+
+
+def run_training_suite(
+    settings: StepSettings,
+    repeats: int,
+    limit_gflops: float | None,
+    search_iterations: int = 40_000,
+    seed: int = 0,
+) -> dict:
+    """Weight steps of the all-2D/3D/P3D, ``nih-paper`` and search networks, interleaved,
+    and a whole search iteration; the search overhead and the paper-scale search estimate.
+
+    Every step runs as ``vnas train``/``vnas search`` run it on this device (memory format
+    from :func:`vnas.device.resolve_channels_last`; AMP as ``settings.amp``).
+
+    Returns:
+        ``{"steps": {name: ...}, "search_overhead": ..., "search_estimate": ...}``.
+    """
+    cl = resolve_channels_last(None, settings.device)  # what the commands use here
+    variants = [
+        *(Variant(a, channels_last=cl) for a in FIXED_UNIFORM),
+        Variant("nih-paper", channels_last=cl),
+        Variant("search", channels_last=cl),
+        Variant("search", channels_last=cl, arch_step=True),
+    ]
+    measured = measure_variants(variants, settings, repeats, limit_gflops, seed)
+    steps = {v.arch + (" iteration" if v.arch_step else ""): measured[v.name] for v in variants}
+    fixed_sum = [sum(t) for t in zip(*(steps[a]["times_s"] for a in FIXED_UNIFORM), strict=True)]
+    search = steps["search"]
+    iteration = steps["search iteration"]
+    return {
+        "steps": steps,
+        "search_overhead": {
+            "definition": "search weight step / (all-2D + all-3D + all-P3D weight steps), "
+            "median of per-repeat ratios",
+            "ratio": paired_ratio(search["times_s"], fixed_sum),
+            "search_step_s": search["step_s"],
+            "fixed_sum_s": median(fixed_sum),
+        },
+        "search_estimate": {
+            "iterations": search_iterations,
+            "iteration_s": iteration["step_s"],
+            "hours": search_iterations * iteration["step_s"] / 3600,
+            "note": "every iteration counted as weight + alpha/beta step (the warm-up's "
+            "weight-only iterations are cheaper) and the data loader assumed to keep up",
+        },
+    }
+
+
+#: The lever groups: each a list of variants compared side by side (first = reference).
+def lever_groups(compile_model: bool) -> dict[str, list[Variant]]:
+    """Name -> variants of each lever comparison (the first one is the reference)."""
+    base = Variant("manual:3d/3d")
+    groups = {
+        "memory_format_and_precision": [
+            base,
+            replace(base, channels_last=True),
+            replace(base, bf16=True),
+            replace(base, channels_last=True, bf16=True),
+        ],
+        "search_cell": [
+            Variant("search"),
+            Variant("search", memory_lean=True),
+            Variant("search", sampling="gdas"),
+        ],
+    }
+    if compile_model:
+        groups["compile"] = [base, replace(base, compile=True)]
+    return groups
+
+
+def run_lever_groups(
+    settings: StepSettings,
+    repeats: int,
+    limit_gflops: float | None,
+    compile_model: bool = True,
+    seed: int = 0,
+) -> dict:
+    """Measure each lever group; each lever's speed-up and memory ratio vs its reference.
+
+    A group that fails (``torch.compile`` without a working compiler, say) is recorded
+    with its error instead of stopping the suite.
+    """
+    out = {}
+    for group, variants in lever_groups(compile_model).items():
+        try:
+            steps = measure_variants(variants, settings, repeats, limit_gflops, seed)
+        except Exception as err:  # a lever may not work on this machine (compiler)
+            logger.warning("bench: lever group %s failed: %s", group, err)
+            out[group] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+            continue
+        ref = steps[variants[0].name]
+        for v in variants:
+            s = steps[v.name]
+            s["speedup_vs_reference"] = paired_ratio(ref["times_s"], s["times_s"])
+            s["memory_vs_reference"] = s["peak_mb"] / ref["peak_mb"] if ref["peak_mb"] > 0 else None
+        out[group] = {"reference": variants[0].name, "steps": steps}
+    return out

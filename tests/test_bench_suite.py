@@ -1,0 +1,212 @@
+"""``vnas bench --suite``: the smoke suite's JSON schema and BENCHMARKS.md (never timings)."""
+
+from __future__ import annotations
+
+import json
+import math
+import numbers
+
+import numpy as np
+import pytest
+import torch
+
+from vnas.bench.markdown import GOALS
+from vnas.bench.sampling import code_agreement
+from vnas.bench.timing import interleaved_times, paired_ratio, peak_memory
+from vnas.cli import main
+
+SMOKE = ["bench", "--suite", "all", "--smoke", "--device", "cpu", "--workers", "0"]
+TRAINING_NETS = ("manual:2d/2d", "manual:3d/3d", "manual:p3d/p3d", "nih-paper", "search")
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    markdown = out / "BENCHMARKS.md"
+    assert main([*SMOKE, "--out", str(out / "json"), "--markdown", str(markdown)]) == 0
+    files = {p.name: json.loads(p.read_text()) for p in (out / "json").glob("*.json")}
+    return {"out": out / "json", "files": files, "markdown": markdown.read_text()}
+
+
+def positive(value) -> bool:
+    return isinstance(value, numbers.Real) and math.isfinite(value) and value > 0
+
+
+def test_writes_one_file_per_part_with_meta(smoke):
+    assert set(smoke["files"]) == {
+        "hardware.json",
+        "training.json",
+        "levers.json",
+        "inference-16x32x64.json",
+        "data.json",
+        "sampling.json",
+    }
+    for data in smoke["files"].values():
+        meta = data["meta"]
+        assert meta["command"].startswith("vnas bench --suite hardware training")
+        assert meta["settings"]["smoke"] is True and meta["settings"]["repeats"] == 1
+        machine = meta["machine"]
+        assert {"cpu", "cores", "torch_threads", "torch", "monai", "date"} <= machine.keys()
+        assert machine["torch"] == torch.__version__ and machine["torch_threads"] >= 1
+
+
+def test_hardware_limit(smoke):
+    hw = smoke["files"]["hardware.json"]
+    for key in ("matmul_fp32", "matmul_bf16"):
+        assert positive(hw[key]["gflops"]) and positive(hw[key]["seconds"])
+        assert hw[key]["gflops"] == pytest.approx(
+            2 * hw[key]["size"] ** 3 / hw[key]["seconds"] / 1e9
+        )
+
+
+def check_step(step: dict, limit: float) -> None:
+    for key in ("step_s", "voxels_per_s", "flops", "useful_flops", "gflops_per_s", "parameters"):
+        assert positive(step[key]), key
+    assert len(step["times_s"]) == 1 and all(positive(t) for t in step["times_s"])
+    assert step["gflops_per_s"] == pytest.approx(step["useful_flops"] / step["step_s"] / 1e9)
+    assert step["fraction_of_limit"] == pytest.approx(step["gflops_per_s"] / limit)
+    assert isinstance(step["peak_mb"], numbers.Real) and step["peak_mb"] >= 0
+    assert isinstance(step["memory_kind"], str)
+
+
+def test_training_steps_overhead_and_estimate(smoke):
+    tr = smoke["files"]["training.json"]
+    limit = tr["limit_gflops"]
+    assert limit == smoke["files"]["hardware.json"]["matmul_fp32"]["gflops"]
+    assert set(tr["steps"]) == {*TRAINING_NETS, "search iteration"}
+    for step in tr["steps"].values():
+        check_step(step, limit)
+    steps = tr["steps"]
+    # the search network holds the three ops of every cell; FLOPs follow
+    assert steps["search"]["parameters"] > steps["manual:3d/3d"]["parameters"]
+    assert steps["search"]["useful_flops"] > steps["manual:3d/3d"]["useful_flops"]
+    assert steps["search iteration"]["useful_flops"] > steps["search"]["useful_flops"]
+    fixed = sum(steps[a]["times_s"][0] for a in TRAINING_NETS[:3])
+    overhead = tr["search_overhead"]
+    assert overhead["ratio"] == pytest.approx(steps["search"]["times_s"][0] / fixed)
+    estimate = tr["search_estimate"]
+    assert estimate["iterations"] == 40_000
+    assert estimate["hours"] == pytest.approx(40_000 * steps["search iteration"]["step_s"] / 3600)
+
+
+def test_levers(smoke):
+    groups = smoke["files"]["levers.json"]["groups"]
+    assert set(groups) == {"memory_format_and_precision", "search_cell"}  # no compile in smoke
+    limit = smoke["files"]["hardware.json"]["matmul_fp32"]["gflops"]
+    for group in groups.values():
+        ref = group["steps"][group["reference"]]
+        assert ref["speedup_vs_reference"] == pytest.approx(1.0)
+        for step in group["steps"].values():
+            check_step(step, limit)
+            assert positive(step["speedup_vs_reference"])
+    cells = groups["search_cell"]["steps"]
+    lean, gdas = cells["search + memory-lean"], cells["search + gdas"]
+    # checkpointing recomputes the forward pass: more FLOPs counted, same useful work
+    assert lean["flops"] > lean["useful_flops"] == cells["search"]["useful_flops"]
+    assert gdas["useful_flops"] < cells["search"]["useful_flops"]  # one op per cell
+    variants = groups["memory_format_and_precision"]["steps"]
+    assert {v["variant"]["channels_last"] for v in variants.values()} == {False, True}
+    assert {v["variant"]["bf16"] for v in variants.values()} == {False, True}
+
+
+def test_inference_candidates_agree_with_monai(smoke):
+    inf = smoke["files"]["inference-16x32x64.json"]
+    assert inf["volume"] == [16, 32, 64] and inf["reference"] == "monai reference"
+    assert 0 < inf["foreground_fraction_reference"] < 1  # the check is not trivial
+    cands = inf["candidates"]
+    assert inf["reference"] in cands and any(k.startswith("vnas defaults (") for k in cands)
+    for name, c in cands.items():
+        assert positive(c["seconds"]) and positive(c["speedup_vs_reference"]), name
+        assert c["voxels_per_s"] == pytest.approx(16 * 32 * 64 / c["seconds"])
+        assert 0 <= c["dice_vs_reference"] <= 1 and 0 <= c["differing_voxels"] <= 1
+        assert c["peak_mb"] >= 0
+    assert cands["monai reference"]["dice_vs_reference"] == 1.0
+    # float32 levers do not change the prediction beyond rounding
+    for name, c in cands.items():
+        if "bf16" not in name:
+            assert c["dice_vs_reference"] >= 0.999, name
+
+
+def test_data(smoke):
+    data = smoke["files"]["data.json"]
+    assert data["volume"] == [16, 64, 64]
+    pre = data["preprocessing"]
+    assert set(pre) == {"synthetic-lung", "synthetic-pancreas"}
+    assert pre["synthetic-pancreas"]["resamples"] and not pre["synthetic-lung"]["resamples"]
+    assert all(positive(p["seconds_per_case"]) for p in pre.values())
+    loader = data["loader"]
+    assert positive(loader["patches_per_s"]) and loader["demand_source"] == "this run"
+    steps = smoke["files"]["training.json"]["steps"]
+    for name, vs in loader["vs_training_steps"].items():
+        batches = 2 if name == "search iteration" else 1
+        assert vs["demand_patches_per_s"] == pytest.approx(batches * 2 / steps[name]["step_s"])
+        assert vs["ratio"] == pytest.approx(loader["patches_per_s"] / vs["demand_patches_per_s"])
+
+
+def test_sampling(smoke):
+    sm = smoke["files"]["sampling.json"]
+    assert [r["sampling"] for r in sm["runs"]] == ["darts", "gdas"]
+    for run in sm["runs"]:
+        assert len(run["code"]["encoder"].replace(",", " ").split()) == 16
+        assert positive(run["seconds_per_iteration"])
+    (pair,) = sm["agreement"]
+    assert pair["agreeing_cells"] == code_agreement(sm["runs"][0]["code"], sm["runs"][1]["code"])
+
+
+def test_markdown_has_every_section_and_goal(smoke):
+    md = smoke["markdown"]
+    for heading in (
+        "## Machine",
+        "## Hardware limit",
+        "## Training step",
+        "## Levers (training)",
+        "## Inference, 16×32×64 volume",
+        "## Data",
+        "## Single-path sampling (GDAS)",
+        "## Goals",
+    ):
+        assert heading in md, heading
+    for _, goal in GOALS:
+        assert goal in md
+    assert smoke["files"]["training.json"]["meta"]["command"] in md
+    assert "| all-3D |" in md and "**Search overhead**" in md
+
+
+def test_markdown_rerenders_from_json_alone(smoke, tmp_path):
+    target = tmp_path / "B.md"
+    assert main(["bench", "--markdown", str(target), "--out", str(smoke["out"])]) == 0
+    assert target.read_text() == smoke["markdown"]  # nothing measured again
+
+
+def test_markdown_errors_name_the_folder(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["bench", "--markdown", str(tmp_path / "B.md"), "--out", str(empty)]) == 2
+    assert f"{empty}: no benchmark JSON files" in capsys.readouterr().err
+    (empty / "training.json").write_text("{not json")
+    assert main(["bench", "--markdown", str(tmp_path / "B.md"), "--out", str(empty)]) == 2
+    assert "training.json: not valid JSON" in capsys.readouterr().err
+    assert not (tmp_path / "B.md").exists()
+
+
+def test_suite_rejects_a_bad_patch_before_measuring(tmp_path, capsys):
+    argv = [*SMOKE, "--patch", "16", "30", "32", "--out", str(tmp_path / "b")]
+    assert main(argv) == 2
+    assert "does not fit" in capsys.readouterr().err
+    assert not (tmp_path / "b").exists()
+
+
+def test_interleaving_rotates_the_order_and_times_every_repeat():
+    calls = []
+    candidates = {name: (lambda n=name: calls.append(n)) for name in "abc"}
+    timings = interleaved_times(candidates, 3, torch.device("cpu"))
+    assert calls == list("abc") + list("abc") + list("bca") + list("cab")
+    assert all(len(t) == 3 for t in timings.times.values())
+    assert paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == 3.0
+
+
+def test_peak_memory_sees_a_large_allocation():
+    with peak_memory(torch.device("cpu")) as mem:
+        block = np.ones(64 * 2**20, dtype=np.float32)  # 256 MB, every page touched
+        del block
+    assert mem["peak_mb"] >= 200, mem
