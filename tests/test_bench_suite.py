@@ -106,7 +106,7 @@ def test_levers(smoke):
     assert gdas["useful_flops"] < cells["search"]["useful_flops"]  # one op per cell
     variants = groups["memory_format_and_precision"]["steps"]
     assert {v["variant"]["channels_last"] for v in variants.values()} == {False, True}
-    assert {v["variant"]["bf16"] for v in variants.values()} == {False, True}
+    assert {v["variant"]["autocast"] for v in variants.values()} == {False, True}
 
 
 def test_inference_candidates_agree_with_monai(smoke):

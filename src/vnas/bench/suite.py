@@ -281,6 +281,7 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
             patch=(16, 32, 32) if small else (32, 64, 64),
             device=config.device,
             seeds=(0,) if smoke else (0, 1),
+            arch_lrs=(3e-2,) if smoke else (3e-4, 3e-2),
             cases=4 if smoke else 8,
             shape=(16, 32, 32) if smoke else (32, 64, 64),
         )

@@ -55,7 +55,7 @@ class StepSettings:
     patch: tuple[int, int, int]
     batch_size: int
     device: torch.device
-    amp: bool  # float16 autocast + GradScaler on CUDA (the commands' default there)
+    amp: bool  # the commands' default: float16 AMP on CUDA, off on the CPU
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,9 @@ class Variant:
     Attributes:
         arch: an architecture spec (``manual:3d/3d``, ``nih-paper``, ``search``).
         channels_last: model and input in ``torch.channels_last_3d`` memory format.
-        bf16: bfloat16 autocast on the CPU (``WeightLearner(amp=True)`` on a CPU).
+        autocast: mixed precision through the learner's AMP path (:func:`vnas.device.autocast`:
+            bfloat16 on the CPU, float16 + GradScaler on CUDA); ``None``: the commands'
+            default on the device (``StepSettings.amp``).
         compile: ``torch.compile`` the model.
         memory_lean: checkpoint the mixed cells (search network only).
         sampling: ``darts`` or ``gdas`` (search network only).
@@ -74,7 +76,7 @@ class Variant:
 
     arch: str
     channels_last: bool = False
-    bf16: bool = False
+    autocast: bool | None = None
     compile: bool = False
     memory_lean: bool = False
     sampling: str = "darts"
@@ -87,7 +89,7 @@ class Variant:
             flag
             for flag, on in (
                 ("channels_last", self.channels_last),
-                ("bf16", self.bf16),
+                ("autocast", bool(self.autocast)),
                 ("compile", self.compile),
                 ("memory-lean", self.memory_lean),
                 ("gdas", self.sampling == "gdas"),
@@ -130,8 +132,7 @@ def _build_step(variant: Variant, settings: StepSettings, seed: int) -> _Step:
         model = model.to(memory_format=torch.channels_last_3d)
     parameters = sum(p.numel() for p in model.parameters())
     net = torch.compile(model) if variant.compile else model
-    # bf16 autocast on the CPU goes through the learner's own AMP path.
-    amp = settings.amp if device.type == "cuda" else variant.bf16
+    amp = settings.amp if variant.autocast is None else variant.autocast
     learner = WeightLearner(model, 10**9, lr=LR, device=device, amp=amp)
     learner.model = net
     image, label = _random_batch(settings, seed, variant.channels_last)
@@ -264,13 +265,13 @@ def run_training_suite(
 #: The lever groups: each a list of variants compared side by side (first = reference).
 def lever_groups(compile_model: bool) -> dict[str, list[Variant]]:
     """Name -> variants of each lever comparison (the first one is the reference)."""
-    base = Variant("manual:3d/3d")
+    base = Variant("manual:3d/3d", autocast=False)
     groups = {
         "memory_format_and_precision": [
             base,
             replace(base, channels_last=True),
-            replace(base, bf16=True),
-            replace(base, channels_last=True, bf16=True),
+            replace(base, autocast=True),
+            replace(base, channels_last=True, autocast=True),
         ],
         "search_cell": [
             Variant("search"),
