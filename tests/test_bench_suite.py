@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from vnas.bench.breakdown import family_of
 from vnas.bench.markdown import GOALS
 from vnas.bench.sampling import code_agreement
 from vnas.bench.timing import interleaved_times, paired_ratio, peak_memory
@@ -87,6 +88,50 @@ def test_training_steps_overhead_and_estimate(smoke):
     estimate = tr["search_estimate"]
     assert estimate["iterations"] == 40_000
     assert estimate["hours"] == pytest.approx(40_000 * steps["search iteration"]["step_s"] / 3600)
+
+
+def test_step_breakdown(smoke):
+    tr = smoke["files"]["training.json"]
+    bd = tr["breakdown"]
+    assert set(bd) == {"manual:3d/3d", "search"}
+    for name, entry in bd.items():
+        ms = entry["ms_per_step"]
+        assert list(ms)[-1] == "other" and {"convolution", "batch norm"} <= ms.keys()
+        assert all(v >= 0 for v in ms.values()) and ms["convolution"] > 0
+        assert sum(ms.values()) == pytest.approx(entry["profiled_ms_per_step"])
+        assert sum(entry["share"].values()) == pytest.approx(1.0)
+        # the networks hold no matrix products: every counted FLOP is a convolution's
+        assert entry["convolution_flops"] == entry["counted_flops"]
+        assert entry["convolution_flops"] == tr["steps"][name]["useful_flops"]
+        conv_s = ms["convolution"] / 1e3
+        assert entry["convolution_gflops_per_s"] == pytest.approx(
+            entry["convolution_flops"] / conv_s / 1e9
+        )
+        assert entry["ceiling_fraction_of_limit"] == pytest.approx(
+            entry["convolution_gflops_per_s"] / tr["limit_gflops"]
+        )
+    assert "### Where the step's time goes" in smoke["markdown"]
+    assert "convolutions alone:" in smoke["markdown"]
+
+
+@pytest.mark.parametrize(
+    ("op", "family"),
+    [
+        ("aten::mkldnn_convolution", "convolution"),
+        ("aten::convolution_backward", "convolution"),
+        ("aten::native_batch_norm_backward", "batch norm"),
+        ("aten::upsample_trilinear3d_backward", "upsampling"),
+        ("aten::cat", "concatenation"),
+        ("aten::max_pool3d_with_indices", "pooling"),
+        ("aten::threshold_backward", "ReLU"),
+        ("Optimizer.step#SGD.step", "optimizer"),
+        ("aten::nll_loss2d_forward", "loss"),
+        ("aten::add_", "element-wise and copies"),
+        ("aten::empty", "other"),
+    ],
+)
+def test_family_of(op, family):
+    assert family_of(op) == family
 
 
 def test_levers(smoke):

@@ -183,7 +183,47 @@ def _training(t: dict) -> list[str]:
         f"{e['hours']:.1f} h ({_g(e['iteration_s'])} s per iteration; {e['note']}). The "
         "paper reports 28.8 V100-hours at width 1.0.",
         "",
+        *_breakdown(t.get("breakdown")),
     ]
+
+
+def _breakdown(bd: dict | None) -> list[str]:
+    if not bd:
+        return []
+    names = list(bd)
+    rows = [
+        (
+            family,
+            *(
+                f"{_g(bd[n]['ms_per_step'][family])} ({100 * bd[n]['share'][family]:.0f}%)"
+                for n in names
+            ),
+        )
+        for family in bd[names[0]]["ms_per_step"]  # the suite's order, "other" last
+    ]
+    rows.append(("total profiled", *(_g(bd[n]["profiled_ms_per_step"]) for n in names)))
+    ceilings = "; ".join(
+        f"{FIXED.get(n, n)}: convolutions at {_g(bd[n]['convolution_gflops_per_s'])} GFLOP/s "
+        f"({_percent(bd[n]['convolution_fraction_of_limit'])} of the limit), ceiling "
+        f"{_percent(bd[n]['ceiling_fraction_of_limit'])}"
+        for n in names
+    )
+    return [
+        "### Where the step's time goes",
+        "",
+        "`torch.profiler` self time per family of ops, in ms per step (share of the "
+        "profiled step), averaged over 3 profiled steps (the profiler adds a little "
+        "overhead, so totals differ from the timed steps above). The *ceiling* is the "
+        "fraction of the matmul limit a step would reach if everything but the "
+        "convolutions took no time: the most any speed-up outside the convolutions "
+        f"can give. {ceilings}.",
+        "",
+        *_table(("family", *(FIXED.get(n, n) + " ms" for n in names)), rows),
+    ]
+
+
+def _percent(fraction: float | None) -> str:
+    return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
 
 
 def _layout(steps: dict[str, dict]) -> str:
@@ -411,6 +451,11 @@ def evaluate_goals(results: dict[str, dict]) -> list[tuple[str, str, str]]:
             measured = (
                 f"{100 * f:.1f}% of the limit (width {training['meta']['settings']['width']:g})"
             )
+            ceiling = (training.get("breakdown") or {}).get("manual:3d/3d")
+            if ceiling:
+                measured += (
+                    f"; convolutions alone: {_percent(ceiling['convolution_fraction_of_limit'])}"
+                )
             verdict = "met" if f >= 0.35 else "not met"
         elif key == "search" and training and on_cpu:
             ratio = training["search_overhead"]["ratio"]

@@ -26,6 +26,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from vnas.architect import Architect
+from vnas.bench.breakdown import run_breakdown
 from vnas.bench.timing import interleaved_times, median, paired_ratio, sync
 from vnas.device import resolve_channels_last
 from vnas.learner import WeightLearner, segmentation_loss
@@ -44,6 +45,8 @@ logger = logging.getLogger(__name__)
 NUM_CLASSES = 2
 #: The three fixed networks whose summed step time a search step is compared with.
 FIXED_UNIFORM = ("manual:2d/2d", "manual:3d/3d", "manual:p3d/p3d")
+#: The networks whose step is broken down by op family (:mod:`vnas.bench.breakdown`).
+BREAKDOWN = ("manual:3d/3d", "search")
 LR = 1e-4  # small: the weights stay near their initial values over the repeats
 
 
@@ -240,11 +243,19 @@ def run_training_suite(
     ]
     measured = measure_variants(variants, settings, repeats, limit_gflops, seed)
     steps = {v.arch + (" iteration" if v.arch_step else ""): measured[v.name] for v in variants}
+    profiled = {}
+    # all-3D (the network of the goal) and the search network's weight step
+    for variant in (v for v in variants if v.arch in BREAKDOWN and not v.arch_step):
+        step = _build_step(variant, settings, seed)
+        step.fn()  # warm-up
+        profiled[variant.arch] = step.fn
+    breakdown = run_breakdown(profiled, settings.device, limit_gflops)
     fixed_sum = [sum(t) for t in zip(*(steps[a]["times_s"] for a in FIXED_UNIFORM), strict=True)]
     search = steps["search"]
     iteration = steps["search iteration"]
     return {
         "steps": steps,
+        "breakdown": breakdown,
         "search_overhead": {
             "definition": "search weight step / (all-2D + all-3D + all-P3D weight steps), "
             "median of per-repeat ratios",
