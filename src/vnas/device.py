@@ -9,6 +9,7 @@ by default (:func:`resolve_channels_last`).
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import logging
 import os
@@ -19,6 +20,7 @@ from vnas.errors import VNASError
 
 __all__ = [
     "DEVICES",
+    "add_device_arguments",
     "autocast",
     "configure_backends",
     "make_scaler",
@@ -30,6 +32,19 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
+
+
+def add_device_arguments(parser: argparse._ActionsContainer) -> None:
+    """``--device`` and ``--amp``, with the defaults every command shares."""
+    parser.add_argument(
+        "--device", choices=DEVICES, default="auto", help="default auto: cuda when available"
+    )
+    parser.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="float16 mixed precision on CUDA (default: on for CUDA, off on the CPU)",
+    )
 
 
 def resolve_device(name: str) -> torch.device:

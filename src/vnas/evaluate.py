@@ -44,7 +44,7 @@ from vnas.data.geometry import to_original
 from vnas.data.readers import Reader, get_reader
 from vnas.data.store import load_preprocessed, read_dataset_json
 from vnas.errors import VNASError
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, sliding_window_predict
+from vnas.inference import DEFAULT_WINDOW, WindowOptions, sliding_window_predict
 from vnas.metrics import case_metrics, nsd_tolerances
 from vnas.predict import model_patch, write_segmentation
 from vnas.tables import summarise
@@ -132,13 +132,9 @@ def evaluate_fold(
     fold: int,
     out_dir: str | Path,
     *,
-    overlap: float = 0.5,
     nsd_tolerance: float | Sequence[float] | None = None,
     patch: Sequence[int] | None = None,
-    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
-    cpu_bf16: bool = False,
+    window: WindowOptions = DEFAULT_WINDOW,
     raw_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Predict and score every test case of fold ``fold``; write the results to ``out_dir``.
@@ -149,14 +145,10 @@ def evaluate_fold(
         folds_path: ``folds.json`` written by ``vnas split``.
         fold: the fold whose test cases are evaluated.
         out_dir: output folder (replaced atomically when complete).
-        overlap: sliding-window overlap in [0, 1).
         nsd_tolerance: NSD tolerance in mm, one for all or one per foreground class
             (default 1.0 mm).
         patch: sliding-window size (D, H, W); default the model's ``test_patch``.
-        sw_batch_size: windows per forward pass.
-        device: where to run the model.
-        amp: float16 autocast (CUDA only).
-        cpu_bf16: bfloat16 autocast on the CPU.
+        window: overlap, windows per pass, device and precision.
         raw_dir: the raw dataset folder; if given, score against its labels instead of
             the preprocessed labels mapped back (same result unless the preset resamples).
 
@@ -178,7 +170,7 @@ def evaluate_fold(
             f"(e.g. {missing[0]}): folds and preprocessed data do not match",
             folds_path,
         )
-    device = torch.device(device)
+    device = torch.device(window.device)
     model, config = load_model(model_dir, device)
     names = _check_model_fits_dataset(config, dataset, model_dir, pre_dir)
     _check_no_leak(config, test_ids, fold, model_dir)
@@ -192,14 +184,14 @@ def evaluate_fold(
         "fold": int(fold),
         "arch": config.get("arch"),
         "patch": list(patch),
-        "overlap": overlap,
+        "overlap": window.overlap,
         "blend": "gaussian",
-        "sw_batch_size": sw_batch_size,
+        "sw_batch_size": window.sw_batch_size,
         "nsd_tolerance_mm": dict(zip(names[1:], tolerances, strict=True)),
         "reference": "preprocessed labels mapped back" if reader is None else str(raw_dir),
         "device": str(device),
-        "amp": amp,
-        "cpu_bf16": cpu_bf16,
+        "amp": window.amp,
+        "cpu_bf16": window.cpu_bf16,
         "vnas_version": __version__,
     }
 
@@ -210,15 +202,7 @@ def evaluate_fold(
         for case_id in bar:
             image, label, meta = load_preprocessed(pre_dir, case_id)
             pred = sliding_window_predict(
-                model,
-                image,
-                patch,
-                overlap=overlap,
-                sw_batch_size=sw_batch_size,
-                device=device,
-                amp=amp,
-                cpu_bf16=cpu_bf16,
-                pad_value=meta.get("pad_value", 0.0),
+                model, image, patch, **window.kwargs(), pad_value=meta.get("pad_value", 0.0)
             )
             pred_image = to_original(pred.labels, meta)
             write_segmentation(pred_image, tmp / "predictions" / f"{case_id}.nii.gz")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -33,7 +34,9 @@ from vnas.device import autocast
 
 __all__ = [
     "DEFAULT_SW_BATCH_SIZE",
+    "DEFAULT_WINDOW",
     "Prediction",
+    "WindowOptions",
     "fold_batchnorm",
     "inference_autocast",
     "prepare_for_inference",
@@ -43,6 +46,32 @@ __all__ = [
 #: Windows per forward pass by default: batching windows gives the convolutions larger
 #: problems (faster on CPU and GPU, see BENCHMARKS.md) for little memory at 64^3 windows.
 DEFAULT_SW_BATCH_SIZE = 4
+
+
+@dataclass(frozen=True)
+class WindowOptions:
+    """How ``vnas predict`` and ``vnas evaluate`` run the sliding window (the commands'
+    flags; see :func:`sliding_window_predict` for each field)."""
+
+    overlap: float = 0.5
+    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE
+    device: str | torch.device = "cpu"
+    amp: bool = False
+    cpu_bf16: bool = False
+
+    def kwargs(self) -> dict:
+        """The fields as keyword arguments of :func:`sliding_window_predict`."""
+        return {
+            "overlap": self.overlap,
+            "sw_batch_size": self.sw_batch_size,
+            "device": self.device,
+            "amp": self.amp,
+            "cpu_bf16": self.cpu_bf16,
+        }
+
+
+#: The commands' defaults (frozen, so one shared instance is safe as a default argument).
+DEFAULT_WINDOW = WindowOptions()
 
 
 class Prediction(NamedTuple):

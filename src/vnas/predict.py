@@ -32,7 +32,7 @@ from vnas.data.geometry import to_original
 from vnas.data.imageio import read_image
 from vnas.data.preprocess import preprocess_image
 from vnas.errors import VNASError
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, sliding_window_predict
+from vnas.inference import DEFAULT_WINDOW, WindowOptions, sliding_window_predict
 from vnas.models import check_patch
 
 __all__ = [
@@ -128,12 +128,7 @@ def predict_image(
     config: dict,
     image: sitk.Image,
     patch: Sequence[int],
-    *,
-    overlap: float = 0.5,
-    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
-    cpu_bf16: bool = False,
+    window: WindowOptions = DEFAULT_WINDOW,
 ) -> sitk.Image:
     """Segment one raw CT image; returns a uint8 label image on the input's grid.
 
@@ -142,20 +137,11 @@ def predict_image(
         config: the model folder's ``config.json`` (its ``preprocessing`` is applied).
         image: a 3D CT image in HU, any orientation and spacing.
         patch: sliding-window size (D, H, W).
-        overlap, sw_batch_size, device, amp, cpu_bf16: see
-            :func:`vnas.inference.sliding_window_predict`.
+        window: overlap, windows per pass, device and precision.
     """
     array, meta = preprocess_image(image, config["preprocessing"])
     pred = sliding_window_predict(
-        model,
-        array,
-        patch,
-        overlap=overlap,
-        sw_batch_size=sw_batch_size,
-        device=device,
-        amp=amp,
-        cpu_bf16=cpu_bf16,
-        pad_value=meta.get("pad_value", 0.0),
+        model, array, patch, **window.kwargs(), pad_value=meta.get("pad_value", 0.0)
     )
     label = to_original(pred.labels, meta)
     # Resampling returns the reference grid exactly; copying the input's metadata makes
@@ -170,11 +156,7 @@ def predict(
     output: str | Path,
     *,
     patch: Sequence[int] | None = None,
-    overlap: float = 0.5,
-    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
-    cpu_bf16: bool = False,
+    window: WindowOptions = DEFAULT_WINDOW,
 ) -> list[Path]:
     """Segment a NIfTI file, a DICOM series folder or a folder of NIfTIs.
 
@@ -183,8 +165,7 @@ def predict(
         input_path: the image file or folder.
         output: a ``.nii.gz`` file for one image, a folder for a folder of NIfTIs.
         patch: sliding-window size (D, H, W); default the model's ``test_patch``.
-        overlap, sw_batch_size, device, amp, cpu_bf16: see
-            :func:`vnas.inference.sliding_window_predict`.
+        window: overlap, windows per pass, device and precision.
 
     Returns:
         The written label files, each written atomically.
@@ -194,25 +175,14 @@ def predict(
             a model config without preprocessing settings.
     """
     pairs = collect_inputs(input_path, output)
-    device = torch.device(device)
-    model, config = load_model(model_dir, device)
+    model, config = load_model(model_dir, torch.device(window.device))
     if not isinstance(config.get("preprocessing"), dict):
         raise VNASError("config.json has no 'preprocessing' settings", model_dir)
     patch = model_patch(config, patch, model_dir)
     written = []
     for source, target in tqdm(pairs, desc="predict", unit="image", disable=len(pairs) < 2):
         image = read_input(source)
-        label = predict_image(
-            model,
-            config,
-            image,
-            patch,
-            overlap=overlap,
-            sw_batch_size=sw_batch_size,
-            device=device,
-            amp=amp,
-            cpu_bf16=cpu_bf16,
-        )
+        label = predict_image(model, config, image, patch, window)
         write_segmentation(label, target)
         logger.info("%s -> %s", source, target)
         written.append(target)

@@ -22,7 +22,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from vnas.device import DEVICES
+from vnas.device import add_device_arguments
 from vnas.losses import LOSSES
 
 __all__ = [
@@ -32,9 +32,11 @@ __all__ = [
     "PATCH_DEFAULTS",
     "SAMPLES_PER_CASE",
     "add_common_args",
+    "add_dims_argument",
     "epoch_iterations",
     "non_negative_float",
     "non_negative_int",
+    "overlap_fraction",
     "positive_float",
     "positive_int",
     "preset_patches",
@@ -101,6 +103,18 @@ def positive_int(text: str) -> int:
     return value
 
 
+def overlap_fraction(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def add_dims_argument(parser: argparse._ActionsContainer, flag: str, help: str) -> None:
+    """Add ``flag D H W``: three positive integers (a patch or volume size)."""
+    parser.add_argument(flag, type=positive_int, nargs=3, metavar=("D", "H", "W"), help=help)
+
+
 def non_negative_int(text: str) -> int:
     value = int(text)
     if value < 0:
@@ -129,12 +143,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     data.add_argument("--folds", required=True, help="folds.json written by vnas split")
     data.add_argument("--fold", type=int, required=True, help="fold index K")
     data.add_argument("--out", required=True, help="output folder")
-    data.add_argument(
-        "--patch",
-        type=positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="training patch (default: from the dataset preset, e.g. NIH 64 96 96)",
+    add_dims_argument(
+        data, "--patch", "training patch (default: from the dataset preset, e.g. NIH 64 96 96)"
     )
     data.add_argument(
         "--fg-ratio",
@@ -163,13 +173,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
 
     run = parser.add_argument_group("execution")
-    run.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-    run.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="mixed precision (default: on for CUDA, off on CPU)",
-    )
+    add_device_arguments(run)
     run.add_argument(
         "--channels-last",
         action=argparse.BooleanOptionalAction,

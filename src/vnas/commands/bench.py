@@ -13,21 +13,20 @@ import argparse
 import json
 import logging
 
-from vnas.device import DEVICES
-from vnas.training_args import non_negative_int, positive_float, positive_int
+from vnas.device import add_device_arguments
+from vnas.training_args import (
+    add_dims_argument,
+    non_negative_int,
+    overlap_fraction,
+    positive_float,
+    positive_int,
+)
 
 logger = logging.getLogger(__name__)
 
 SUITE_CHOICES = ("all", "hardware", "training", "levers", "inference", "data", "sampling")
 QUICK_OUT = "results/bench/bench.json"
 SUITE_OUT = "results/bench"
-
-
-def _overlap(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,39 +61,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--width", type=positive_float, help="default 1.0 (quick), 0.25 CPU / 1.0 CUDA (suite)"
     )
-    parser.add_argument(
-        "--patch",
-        type=positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="training patch (default 64 64 64; suite on CUDA 64 96 96)",
+    add_dims_argument(
+        parser, "--patch", "training patch (default 64 64 64; suite on CUDA 64 96 96)"
     )
-    parser.add_argument(
-        "--test-patch",
-        type=positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="suite: sliding-window size (default 64 64 64)",
-    )
-    parser.add_argument(
+    add_dims_argument(parser, "--test-patch", "suite: sliding-window size (default 64 64 64)")
+    add_dims_argument(
+        parser,
         "--volume",
-        type=positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="inference volume (quick default: twice the patch; suite: 64 256 256 on the "
-        "CPU, 200 512 512 on CUDA)",
+        "inference volume (quick default: twice the patch; suite: 64 256 256 on the CPU, "
+        "200 512 512 on CUDA)",
     )
-    parser.add_argument(
-        "--data-volume",
-        type=positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="suite: raw size of the preprocessing case (default 200 512 512)",
+    add_dims_argument(
+        parser, "--data-volume", "suite: raw size of the preprocessing case (default 200 512 512)"
     )
     parser.add_argument("--batch-size", type=positive_int, default=2, help="default 2")
     parser.add_argument("--repeats", type=positive_int, help="default 5 (CUDA suite 10)")
     parser.add_argument(
-        "--overlap", type=_overlap, default=0.5, help="suite: sliding-window overlap (0.5)"
+        "--overlap", type=overlap_fraction, default=0.5, help="suite: sliding-window overlap (0.5)"
     )
     parser.add_argument(
         "--workers", type=non_negative_int, default=2, help="suite: loader workers (default 2)"
@@ -122,13 +105,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         help="suite: their warm-up iterations (default 50 CPU, 100 CUDA)",
     )
-    parser.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-    parser.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="float16 mixed precision on CUDA (default on there)",
-    )
+    add_device_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
     parser.add_argument(
         "--out",

@@ -7,53 +7,30 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.device import DEVICES, configure_backends, resolve_amp, resolve_device
-from vnas.inference import DEFAULT_SW_BATCH_SIZE
-
-
-def _overlap(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+from vnas.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
+from vnas.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions
+from vnas.training_args import add_dims_argument, overlap_fraction, positive_int
 
 
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
     """Sliding-window and execution flags of ``vnas predict`` and ``vnas evaluate``."""
     group = parser.add_argument_group("sliding-window inference")
-    group.add_argument(
-        "--patch",
-        type=_positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="window size (default: the model's test_patch from its config.json)",
+    add_dims_argument(
+        group, "--patch", "window size (default: the model's test_patch from its config.json)"
     )
     group.add_argument(
         "--overlap",
-        type=_overlap,
+        type=overlap_fraction,
         default=0.5,
         help="fraction of a window shared with its neighbours (default 0.5; Gaussian blend)",
     )
     group.add_argument(
         "--sw-batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_SW_BATCH_SIZE,
         help=f"windows per forward pass (default {DEFAULT_SW_BATCH_SIZE})",
     )
-    group.add_argument("--device", choices=DEVICES, default="auto", help="default auto")
-    group.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="float16 mixed precision (default: on for CUDA, off on CPU)",
-    )
+    add_device_arguments(group)
     group.add_argument(
         "--cpu-bf16",
         action="store_true",
@@ -63,17 +40,17 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
 
 
 def inference_options(args: argparse.Namespace) -> dict:
-    """Keyword arguments for ``predict``/``evaluate_fold`` from the parsed flags."""
+    """``patch`` and ``window`` keyword arguments of ``predict``/``evaluate_fold``."""
     device = resolve_device(args.device)
     configure_backends(device, deterministic=False)  # cudnn.benchmark on CUDA
-    return {
-        "patch": args.patch,
-        "overlap": args.overlap,
-        "sw_batch_size": args.sw_batch_size,
-        "device": device,
-        "amp": resolve_amp(args.amp, device),
-        "cpu_bf16": args.cpu_bf16,
-    }
+    window = WindowOptions(
+        overlap=args.overlap,
+        sw_batch_size=args.sw_batch_size,
+        device=device,
+        amp=resolve_amp(args.amp, device),
+        cpu_bf16=args.cpu_bf16,
+    )
+    return {"patch": args.patch, "window": window}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.training_args import add_common_args, positive_int
+from vnas.training_args import add_common_args, add_dims_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,13 +19,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--arch", required=True, help="architecture (see above)")
     add_common_args(parser)
-    parser.add_argument(
+    add_dims_argument(
+        parser,
         "--test-patch",
-        type=positive_int,
-        nargs=3,
-        metavar=("D", "H", "W"),
-        help="sliding-window patch recorded for evaluation (default: from the dataset "
-        "preset, e.g. NIH 64 64 64)",
+        "sliding-window patch recorded for evaluation (default: from the dataset preset, "
+        "e.g. NIH 64 64 64)",
     )
     parser.set_defaults(func=run)
 
