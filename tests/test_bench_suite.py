@@ -194,6 +194,8 @@ def test_sampling(smoke):
     for run in sm["runs"]:
         assert len(run["code"]["encoder"].replace(",", " ").split()) == 16
         assert positive(run["seconds_per_iteration"])
+        assert positive(run["final_train_loss"]) and positive(run["final_val_loss"])
+    assert sm["settings"]["loss"] == "dice_ce"
     (pair,) = sm["agreement"]
     assert pair["agreeing_cells"] == code_agreement(sm["runs"][0]["code"], sm["runs"][1]["code"])
 

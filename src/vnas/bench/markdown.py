@@ -399,6 +399,7 @@ def _sampling(sm: dict) -> list[str]:
             r["code"]["decoder"],
             _g(r["seconds_per_iteration"]),
             f"{r['median_max_prob']:.3f}",
+            f"{_g(r['final_train_loss'])} / {_g(r['final_val_loss'])}",
         )
         for r in sm["runs"]
     ]
@@ -411,14 +412,24 @@ def _sampling(sm: dict) -> list[str]:
         "",
         "`--sampling gdas` is a departure from the paper, off by default. Short searches "
         f"on {st['dataset']}: {st['iterations']} iterations ({st['warmup']} warm-up), "
-        f"width {st['width']:g}, patch {_dims(st['patch'])}, at the paper's α/β learning "
+        f"width {st['width']:g}, patch {_dims(st['patch'])}, loss {st.get('loss', 'ce')}, "
+        "at the paper's α/β learning "
         'rate (3e-4) and a larger one. "median max prob" is the median over the 21 cells '
         "of the largest op probability (1/3: undecided); two random codes agree on 7 of 21 "
         "cells on average. Tiny scale: this shows how far apart the two samplings land, "
         "not which finds better networks.",
         "",
         *_table(
-            ("α/β lr", "sampling", "seed", "encoder", "decoder", "s/iteration", "median max prob"),
+            (
+                "α/β lr",
+                "sampling",
+                "seed",
+                "encoder",
+                "decoder",
+                "s/iteration",
+                "median max prob",
+                "last train / val loss",
+            ),
             rows,
         ),
         *_table(("α/β lr", "run", "run", "cells that agree"), pairs),
