@@ -252,6 +252,15 @@ def test_interleaving_rotates_the_order_and_times_every_repeat():
     assert paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == 3.0
 
 
+def test_memory_is_measured_in_an_extra_untimed_call():
+    calls = []
+    candidates = {name: (lambda n=name: calls.append(n)) for name in "ab"}
+    timings = interleaved_times(candidates, 2, torch.device("cpu"), warmup=False, memory=True)
+    assert calls == list("ab") + list("ba") + list("ab")  # 2 timed rounds, then memory
+    assert all(len(t) == 2 for t in timings.times.values())
+    assert set(timings.peak_mb) == {"a", "b"} and timings.memory_kind
+
+
 def test_peak_memory_sees_a_large_allocation():
     with peak_memory(torch.device("cpu")) as mem:
         block = np.ones(64 * 2**20, dtype=np.float32)  # 256 MB, every page touched
