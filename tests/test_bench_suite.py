@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 import numbers
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from torch.autograd import DeviceType
 
-from vnas.bench.breakdown import family_of
+from vnas.bench.breakdown import family_of, ms_by_family
 from vnas.bench.markdown import GOALS
 from vnas.bench.sampling import code_agreement
 from vnas.bench.timing import interleaved_times, paired_ratio, peak_memory
@@ -132,6 +134,26 @@ def test_step_breakdown(smoke):
 )
 def test_family_of(op, family):
     assert family_of(op) == family
+
+
+def test_cuda_breakdown_counts_each_op_once():
+    def event(key, device, self_cpu, self_device):
+        return SimpleNamespace(
+            key=key,
+            device_type=device,
+            self_cpu_time_total=self_cpu,
+            self_device_time_total=self_device,
+        )
+
+    events = [
+        event("aten::cudnn_convolution", DeviceType.CPU, 50.0, 3000.0),
+        event("sm90_xmma_fprop_implicit_gemm", DeviceType.CUDA, 0.0, 3000.0),  # its kernel
+        event("aten::native_batch_norm", DeviceType.CPU, 40.0, 1000.0),
+    ]
+    cuda = ms_by_family(events, cuda=True, steps=2)
+    assert cuda["convolution"] == 1.5 and cuda["batch norm"] == 0.5 and cuda["other"] == 0.0
+    cpu = ms_by_family(events[::2], cuda=False, steps=1)
+    assert cpu["convolution"] == 0.05 and cpu["batch norm"] == 0.04
 
 
 def test_levers(smoke):

@@ -13,14 +13,16 @@ convolutions can take the step past it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 
 import torch
+from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 from torch.utils.flop_counter import FlopCounterMode
 
 from vnas.bench.timing import sync
 
-__all__ = ["FAMILIES", "family_of", "run_breakdown"]
+__all__ = ["FAMILIES", "family_of", "ms_by_family", "run_breakdown"]
 
 logger = logging.getLogger(__name__)
 
@@ -51,12 +53,6 @@ def family_of(op_name: str) -> str:
     return OTHER
 
 
-def _self_us(event, cuda: bool) -> float:
-    if not cuda:
-        return float(event.self_cpu_time_total)
-    return float(getattr(event, "self_device_time_total", 0.0))
-
-
 def _convolution_flops(step) -> tuple[int, int]:
     """(convolution FLOPs, all counted FLOPs) of one call of ``step``."""
     with FlopCounterMode(display=False) as counter:
@@ -74,9 +70,21 @@ def profile_step(step, device: torch.device, steps: int) -> dict[str, float]:
         for _ in range(steps):
             step()
         sync(device)
+    return ms_by_family(prof.key_averages(), cuda, steps)
+
+
+def ms_by_family(events: Iterable, cuda: bool, steps: int) -> dict[str, float]:
+    """Family -> ms per step from the profiler's averaged events.
+
+    On the CPU, each op's self CPU time. On CUDA, each op's self device time (the kernels
+    it launched); the kernels' own entries are skipped, as they would count twice.
+    """
     ms = {family: 0.0 for family, _ in FAMILIES} | {OTHER: 0.0}
-    for event in prof.key_averages():
-        ms[family_of(event.key)] += _self_us(event, cuda) / 1e3 / steps
+    for event in events:
+        if cuda and event.device_type != DeviceType.CPU:
+            continue
+        us = event.self_device_time_total if cuda else event.self_cpu_time_total
+        ms[family_of(event.key)] += float(us) / 1e3 / steps
     return ms
 
 
