@@ -200,15 +200,17 @@ class VNASNet(nn.Module):
         return F.softmax(self.alpha, dim=-1), F.softmax(self.beta, dim=-1)
 
     def _forward_weights(self) -> tuple[list, list, list, list]:
-        """Per encoder cell and decoder block: the op weights and sampled op (or None)."""
+        """Per encoder cell and decoder block: the op weights and the sampled op (``None``
+        entries: a fixed network has no weights; only GDAS samples an op)."""
+        none_a, none_b = [None] * NUM_ENCODER_CELLS, [None] * NUM_DECODER_BLOCKS
         if self.alpha is None:
-            return [None] * NUM_ENCODER_CELLS, [None] * NUM_DECODER_BLOCKS, [], []
+            return none_a, none_b, none_a, none_b
         if self.sampling == "gdas" and self.training:
             wa = F.gumbel_softmax(self.alpha, tau=self.tau, hard=True, dim=-1)
             wb = F.gumbel_softmax(self.beta, tau=self.tau, hard=True, dim=-1)
             return list(wa), list(wb), wa.argmax(-1).tolist(), wb.argmax(-1).tolist()
         wa, wb = self._op_weights()
-        return list(wa), list(wb), [], []
+        return list(wa), list(wb), none_a, none_b
 
     def arch_probs(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Softmax probabilities of α (16, 3) and β (5, 3), detached; one-hot when fixed."""
@@ -236,11 +238,11 @@ class VNASNet(nn.Module):
         for down, n_cells in zip(self.downs, ENCODER_STAGES, strict=True):
             h = down(h)
             for _ in range(n_cells):
-                h = self.encoder_cells[cell](h, wa[cell], ia[cell] if ia else None)
+                h = self.encoder_cells[cell](h, wa[cell], ia[cell])
                 cell += 1
             skips.append(h)
-        h = self.decoder_cells[0](h, wb[0], ib[0] if ib else None)
+        h = self.decoder_cells[0](h, wb[0], ib[0])
         for b, (up, skip) in enumerate(zip(self.ups, reversed(skips[:-1]), strict=True), start=1):
-            h = self.decoder_cells[b](up(h, skip), wb[b], ib[b] if ib else None)
+            h = self.decoder_cells[b](up(h, skip), wb[b], ib[b])
         logits = self.classifier(self.pvp(h))
         return F.interpolate(logits, size=x.shape[2:], mode="trilinear", align_corners=False)
