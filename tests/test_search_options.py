@@ -78,7 +78,7 @@ def test_gdas_runs_one_op_per_cell_and_trains_every_alpha():
     assert (grads["alpha"].abs() > 0).all() and (grads["beta"].abs() > 0).all()
 
 
-def test_gdas_samples_differ_between_steps_and_follow_alpha():
+def test_gdas_samples_follow_alpha():
     model = search_net(sampling="gdas", tau=1.0)
     with torch.no_grad():
         model.alpha.zero_()
