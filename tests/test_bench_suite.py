@@ -15,7 +15,7 @@ from torch.autograd import DeviceType
 from vnas.bench.breakdown import family_of, ms_by_family
 from vnas.bench.markdown import GOALS
 from vnas.bench.sampling import code_agreement
-from vnas.bench.timing import interleaved_times, paired_ratio, peak_memory
+from vnas.bench.timing import interleaved_times, paired_ratio, peak_memory, short_error
 from vnas.cli import main
 
 SMOKE = ["bench", "--suite", "all", "--smoke", "--device", "cpu", "--workers", "0"]
@@ -272,6 +272,12 @@ def test_interleaving_rotates_the_order_and_times_every_repeat():
     assert calls == list("abc") + list("abc") + list("bca") + list("cab")
     assert all(len(t) == 3 for t in timings.times.values())
     assert paired_ratio([2.0, 4.0, 9.0], [1.0, 1.0, 3.0]) == 3.0
+
+
+def test_a_failed_part_is_recorded_even_with_an_empty_message():
+    assert short_error(AssertionError()) == "AssertionError"  # Inductor raises these
+    assert short_error(RuntimeError("  first line\nsecond")) == "RuntimeError: first line"
+    assert short_error(ValueError("x" * 400)) == "ValueError: " + "x" * 300
 
 
 def test_memory_is_measured_in_an_extra_untimed_call():

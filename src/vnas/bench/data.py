@@ -118,6 +118,7 @@ def run_data_suite(
     batches_per_chunk: int = 8,
     seed: int = 0,
     steps: dict[str, dict] | None = None,
+    steps_batch_size: int | None = None,
 ) -> dict:
     """Preprocessing seconds per case (two presets) and loader throughput vs demand.
 
@@ -128,6 +129,8 @@ def run_data_suite(
         batches_per_chunk: batches per timed loader chunk.
         seed: phantom seed.
         steps: training-suite step entries to compare the loader with (optional).
+        steps_batch_size: the batch size those steps were timed at (default
+            ``batch_size``; differs when they come from an earlier run).
     """
     from vnas.data.synth import write_synthetic
 
@@ -157,6 +160,8 @@ def run_data_suite(
         entry.pop("preprocessed")
     loader["source_preset"] = PREPROCESS_PRESETS[0][0]
     if steps:
-        loader["vs_training_steps"] = loader_demand(loader["patches_per_s"], batch_size, steps)
+        loader["vs_training_steps"] = loader_demand(
+            loader["patches_per_s"], steps_batch_size or batch_size, steps
+        )
     result["loader"] = loader
     return result

@@ -26,22 +26,27 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
-from vnas.bench.timing import interleaved_times, median, paired_ratio, sync
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, sliding_window_predict
+from vnas.bench.timing import (
+    interleaved_times,
+    median,
+    paired_ratio,
+    short_error,
+    time_call,
+)
+from vnas.data.presets import PRESETS
+from vnas.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions, sliding_window_predict
 
 __all__ = ["calibrate_batchnorm", "compile_lever", "phantom_volume", "run_inference_suite"]
 
 logger = logging.getLogger(__name__)
 
 NUM_CLASSES = 2
-HU_WINDOW = (-100.0, 240.0)  # the NIH preset's
 REFERENCE = "monai reference"
 VNAS = f"vnas defaults (sw_batch_size={DEFAULT_SW_BATCH_SIZE}, folded BN, channels_last)"
 
@@ -51,7 +56,7 @@ def phantom_volume(shape: Sequence[int], seed: int = 0) -> np.ndarray:
     from vnas.data.phantom import make_phantom
 
     image = make_phantom("nih", seed, 1, tuple(int(s) for s in shape)).image
-    np.clip(image, *HU_WINDOW, out=image)
+    np.clip(image, *PRESETS["nih"].hu_window, out=image)
     image -= image.mean()
     image /= max(float(image.std()), 1e-6)
     return image
@@ -132,7 +137,15 @@ def _candidates(
     bare = {"sw_batch_size": 1, "channels_last": False, "fold_bn": False}
     candidates = {
         REFERENCE: lambda: _monai_reference(model, x, patch, overlap),
-        VNAS: vnas(amp=amp),
+        # exactly what `vnas evaluate` and `vnas predict` run by default
+        VNAS: lambda: (
+            sliding_window_predict(
+                model,
+                volume,
+                patch,
+                **WindowOptions(overlap=overlap, device=device, amp=amp).kwargs(),
+            ).labels
+        ),
         "bare vnas path (sw_batch_size=1, no folding, contiguous)": vnas(**bare),
         "bare + folded BN": vnas(**{**bare, "fold_bn": True}),
         "bare + channels_last": vnas(**{**bare, "channels_last": True}),
@@ -164,13 +177,10 @@ def compile_lever(
     try:
         compiled = torch.compile(net)
         with torch.inference_mode():
-            t0 = time.perf_counter()
-            compiled(x)
-            sync(device)
-            compile_s = time.perf_counter() - t0
+            compile_s = time_call(lambda: compiled(x), device)
             eager_out, compiled_out = net(x), compiled(x)
     except Exception as err:  # inductor needs a C++ compiler and may fail on some graphs
-        return {"error": f"{type(err).__name__}: {str(err).strip().splitlines()[0][:300]}"}
+        return {"error": short_error(err)}
 
     def forward(f: nn.Module) -> Callable[[], None]:
         def run() -> None:
@@ -232,7 +242,6 @@ def run_inference_suite(
     candidates = _candidates(model, volume, patch, overlap, device, amp)
     if not levers:
         candidates = {k: candidates[k] for k in (REFERENCE, VNAS)}
-    reference = REFERENCE
 
     # Warm-up on one window (oneDNN/cuDNN set-up), not on the whole volume.
     one_window = phantom_volume(patch, seed)
@@ -262,7 +271,7 @@ def run_inference_suite(
         memory=True,
     )
     voxels = math.prod(volume_shape)
-    ref_labels, ref_times = labels[reference], timings.times[reference]
+    ref_labels, ref_times = labels[REFERENCE], timings.times[REFERENCE]
     results = {}
     for name in candidates:
         seconds = median(timings.times[name])
@@ -285,7 +294,7 @@ def run_inference_suite(
         "patch": list(patch),
         "volume": list(volume_shape),
         "overlap": overlap,
-        "reference": reference,
+        "reference": REFERENCE,
         "foreground_fraction_reference": float((ref_labels > 0).mean()),
         "memory_kind": timings.memory_kind,
         "candidates": results,

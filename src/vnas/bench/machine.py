@@ -10,6 +10,7 @@ multiply-add counts as 2 FLOPs (as :mod:`torch.utils.flop_counter` counts them).
 from __future__ import annotations
 
 import datetime
+import importlib.metadata
 import os
 import platform
 import sys
@@ -20,7 +21,7 @@ import torch
 from vnas import __version__
 from vnas.bench.timing import median, time_call
 
-__all__ = ["describe_machine", "matmul_limit"]
+__all__ = ["describe_machine", "load_average", "matmul_limit"]
 
 
 def _cpu_model() -> str:
@@ -40,20 +41,23 @@ def describe_machine(device: torch.device) -> dict:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cores": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
-        "load_average": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average": load_average(),
         "python": sys.version.split()[0],
         "torch": torch.__version__,
         "vnas": __version__,
         "device": str(device),
         "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
     }
-    try:
-        import monai
-
-        info["monai"] = monai.__version__
-    except ImportError:  # pragma: no cover - monai is a dependency
+    try:  # the installed version, without the seconds that importing MONAI takes
+        info["monai"] = importlib.metadata.version("monai")
+    except importlib.metadata.PackageNotFoundError:  # pragma: no cover - a dependency
         info["monai"] = None
     return info
+
+
+def load_average() -> list[float] | None:
+    """The 1, 5 and 15 minute load averages (``None`` where the OS has none)."""
+    return list(os.getloadavg()) if hasattr(os, "getloadavg") else None
 
 
 def matmul_limit(

@@ -114,8 +114,9 @@ def _hardware(h: dict) -> list[str]:
     return [
         "## Hardware limit",
         "",
-        "`torch.matmul` of two square matrices, median of the repeats; fp32 is the limit "
-        "every achieved GFLOP/s below is compared with.",
+        "`torch.matmul` of two square matrices, median of the repeats, from the latest run "
+        "in the folder. Each training table below divides by the fp32 limit measured at "
+        "the start of its own run (quoted there).",
         "",
         *_table(("dtype", "matrices", "GFLOP/s", "repeats"), rows),
     ]
@@ -132,7 +133,7 @@ def _step_rows(steps: dict[str, dict]) -> list[tuple]:
                 _g(s["voxels_per_s"]),
                 _g(s["useful_flops"] / 1e9),
                 _g(s["gflops_per_s"]),
-                "n/a" if s["fraction_of_limit"] is None else f"{100 * s['fraction_of_limit']:.1f}%",
+                _percent(s["fraction_of_limit"]),
                 _mb(s["peak_mb"]),
             )
         )
@@ -273,7 +274,7 @@ def _levers(lv: dict) -> list[str]:
     return lines
 
 
-def _inference(key: str, r: dict) -> list[str]:
+def _inference(r: dict) -> list[str]:
     s = r["meta"]["settings"]
     rows = []
     for name, c in r["candidates"].items():
@@ -512,7 +513,7 @@ def render_markdown(results: dict[str, dict]) -> str:
     if "levers" in results:
         lines += _levers(results["levers"])
     for key in sorted(k for k in results if k.startswith("inference")):
-        lines += _inference(key, results[key])
+        lines += _inference(results[key])
     if "data" in results:
         lines += _data(results["data"])
     if "sampling" in results:

@@ -25,12 +25,11 @@ from pathlib import Path
 import pandas as pd
 
 from vnas.bench.timing import median
+from vnas.network import SAMPLINGS
 
 __all__ = ["code_agreement", "run_sampling_suite"]
 
 logger = logging.getLogger(__name__)
-
-SAMPLINGS = ("darts", "gdas")
 
 
 def code_agreement(a: dict, b: dict) -> int:

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import shlex
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from pathlib import Path
 import torch
 
 from vnas.atomic import atomic_write_json
-from vnas.bench.machine import describe_machine, matmul_limit
+from vnas.bench.machine import describe_machine, load_average, matmul_limit
 from vnas.errors import VNASError
 
 __all__ = ["PARTS", "SuiteConfig", "part_file", "resolve_config", "run_suite"]
@@ -181,7 +180,7 @@ def _write(out: Path, part: str, config: SuiteConfig, meta: dict, result: dict) 
     # the CPU while it was measured
     meta = {
         **meta,
-        "load_average_at_end": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "load_average_at_end": load_average(),
     }
     atomic_write_json(path, {"part": part, "meta": meta, **result})
     logger.info("bench: wrote %s", path)
@@ -267,6 +266,10 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
             batches_per_chunk=2 if smoke else 8,
             seed=config.seed,
             steps=training["steps"] if training else None,
+            # steps read from an earlier run's file were timed at that run's batch size
+            steps_batch_size=training["meta"]["settings"]["batch_size"]
+            if training and "meta" in training
+            else None,
         )
         data["loader"]["demand_source"] = source
         written.append(_write(out, "data", config, meta, data))

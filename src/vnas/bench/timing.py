@@ -46,6 +46,7 @@ __all__ = [
     "median",
     "paired_ratio",
     "peak_memory",
+    "short_error",
     "sync",
     "time_call",
 ]
@@ -126,6 +127,12 @@ def interleaved_times(
             result.peak_mb[name] = mem["peak_mb"]
             result.memory_kind = mem["memory_kind"]
     return result
+
+
+def short_error(err: BaseException) -> str:
+    """``Type: first line of the message`` (at most 300 characters), for a part that failed."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:300]}" if lines else type(err).__name__
 
 
 def paired_ratio(numerator: Sequence[float], denominator: Sequence[float]) -> float:

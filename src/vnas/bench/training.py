@@ -18,16 +18,16 @@ from __future__ import annotations
 
 import logging
 import math
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from vnas.arch_stats import count_parameters
 from vnas.architect import Architect
 from vnas.bench.breakdown import run_breakdown
-from vnas.bench.timing import interleaved_times, median, paired_ratio, sync
+from vnas.bench.timing import interleaved_times, median, paired_ratio, short_error, time_call
 from vnas.device import resolve_channels_last
 from vnas.learner import WeightLearner, segmentation_loss
 from vnas.models import build_model
@@ -133,7 +133,7 @@ def _build_step(variant: Variant, settings: StepSettings, seed: int) -> _Step:
         model.set_search_options(sampling=variant.sampling, memory_lean=variant.memory_lean)
     if variant.channels_last:
         model = model.to(memory_format=torch.channels_last_3d)
-    parameters = sum(p.numel() for p in model.parameters())
+    parameters = count_parameters(model)
     net = torch.compile(model) if variant.compile else model
     amp = settings.amp if variant.autocast is None else variant.autocast
     learner = WeightLearner(model, 10**9, lr=LR, device=device, amp=amp)
@@ -178,10 +178,7 @@ def measure_variants(
         logger.info("bench: building %s", variant.name)
         step = _build_step(variant, settings, seed)
         if variant.compile:
-            t0 = time.perf_counter()
-            step.fn()  # compilation happens in the first call
-            sync(settings.device)
-            step.compile_s = time.perf_counter() - t0
+            step.compile_s = time_call(step.fn, settings.device)  # compiles in the first call
         else:
             flops[variant.name] = _count_flops(step)  # also a warm-up call
         steps[variant.name] = step
@@ -316,7 +313,7 @@ def run_lever_groups(
             steps = measure_variants(variants, settings, repeats, limit_gflops, seed)
         except Exception as err:  # a lever may not work on this machine (compiler)
             logger.warning("bench: lever group %s failed: %s", group, err)
-            out[group] = {"error": f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"}
+            out[group] = {"error": short_error(err)}
             continue
         ref = steps[variants[0].name]
         for v in variants:
