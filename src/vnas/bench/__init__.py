@@ -9,6 +9,5 @@
 """
 
 from vnas.bench.quick import format_table, run_bench
-from vnas.bench.timing import peak_memory
 
-__all__ = ["format_table", "peak_memory", "run_bench"]
+__all__ = ["format_table", "run_bench"]

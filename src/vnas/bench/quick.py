@@ -26,11 +26,12 @@ import torch
 from vnas import __version__
 from vnas.architect import Architect
 from vnas.bench.timing import median, peak_memory, time_call
-from vnas.device import configure_backends, resolve_amp, resolve_device
+from vnas.device import configure_backends, resolve_amp, resolve_channels_last, resolve_device
 from vnas.learner import WeightLearner, segmentation_loss
 from vnas.models import build_model, check_patch
+from vnas.train import to_device
 
-__all__ = ["format_table", "peak_memory", "run_bench"]
+__all__ = ["format_table", "run_bench"]
 
 logger = logging.getLogger(__name__)
 
@@ -44,14 +45,17 @@ def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device
 
 
 def _random_batch(batch: int, patch: Sequence[int], device: torch.device, seed: int):
+    """A random batch on ``device``, in the memory format the commands train in there."""
     g = torch.Generator().manual_seed(seed)
     image = torch.randn(batch, 1, *patch, generator=g)
     label = torch.randint(0, NUM_CLASSES, (batch, *patch), generator=g)
-    return image.to(device), label.to(device)
+    return to_device({"image": image, "label": label}, device, resolve_channels_last(None, device))
 
 
 def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
     model = build_model(arch, 1, NUM_CLASSES, args.width).to(device).train()
+    if resolve_channels_last(None, device):  # as RunContext.place does for the commands
+        model = model.to(memory_format=torch.channels_last_3d)
     learner = WeightLearner(model, 10**6, lr=1e-4, device=device, amp=amp)
     image, label = _random_batch(args.batch_size, args.patch, device, 0)
     result = {"arch": arch, "parameters": sum(p.numel() for p in learner.params)}
