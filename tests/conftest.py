@@ -6,10 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vnas.atomic import atomic_write_json
-from vnas.data.folds import make_folds
-from vnas.data.preprocess import preprocess_dataset
-from vnas.data.synth import write_synthetic
+from vnas.data.synth import synthetic_pancreas_study
 
 SYNTH_CASES = 8
 SYNTH_SHAPE = (32, 64, 64)  # (D, H, W) raw voxels
@@ -36,19 +33,14 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
         - ``case_ids`` (list[str]): the 8 preprocessed case ids;
         - ``num_classes`` (int): 3.
     """
-    root = tmp_path_factory.mktemp("synthetic")
-    raw = write_synthetic(
-        "pancreas", root / "raw", SYNTH_CASES, seed=SYNTH_SEED, shape=SYNTH_SHAPE, progress=False
+    study = synthetic_pancreas_study(
+        tmp_path_factory.mktemp("synthetic"), SYNTH_CASES, SYNTH_SHAPE, seed=SYNTH_SEED
     )
-    info = preprocess_dataset(
-        raw, root / "preprocessed", "synthetic-pancreas", jobs=1, progress=False
-    )
-    folds_path = root / "folds.json"
-    atomic_write_json(folds_path, make_folds(info["cases"], n_folds=4, seed=SYNTH_SEED))
+    info = study["info"]
     return {
-        "raw": Path(raw),
-        "preprocessed": root / "preprocessed",
-        "folds": folds_path,
+        "raw": Path(study["raw"]),
+        "preprocessed": study["preprocessed"],
+        "folds": study["folds"],
         "preset": "synthetic-pancreas",
         "case_ids": list(info["cases"]),
         "num_classes": len(info["classes"]),

@@ -25,6 +25,7 @@ from pathlib import Path
 import pandas as pd
 
 from vnas.bench.timing import median
+from vnas.data.synth import synthetic_pancreas_study
 from vnas.network import SAMPLINGS
 
 __all__ = ["code_agreement", "run_sampling_suite"]
@@ -39,21 +40,6 @@ def code_agreement(a: dict, b: dict) -> int:
         return (code["encoder"] + " " + code["decoder"]).replace(",", " ").split()
 
     return sum(x == y for x, y in zip(digits(a), digits(b), strict=True))
-
-
-def _dataset(work: Path, cases: int, shape: tuple[int, int, int], seed: int) -> tuple[Path, Path]:
-    from vnas.atomic import atomic_write_json
-    from vnas.data.folds import make_folds
-    from vnas.data.preprocess import preprocess_dataset
-    from vnas.data.synth import write_synthetic
-
-    raw = write_synthetic("pancreas", work / "raw", cases, seed=seed, shape=shape, progress=False)
-    info = preprocess_dataset(
-        raw, work / "preprocessed", "synthetic-pancreas", jobs=1, progress=False
-    )
-    folds = work / "folds.json"
-    atomic_write_json(folds, make_folds(info["cases"], n_folds=4, seed=seed))
-    return work / "preprocessed", folds
 
 
 def _search(
@@ -140,7 +126,8 @@ def run_sampling_suite(
     runs = []
     with tempfile.TemporaryDirectory(prefix="vnas-bench-sampling-") as tmp:
         work = Path(tmp)
-        preprocessed, folds = _dataset(work, cases, shape, seed=0)
+        study = synthetic_pancreas_study(work, cases, shape, seed=0)
+        preprocessed, folds = study["preprocessed"], study["folds"]
         for lr, sampling, seed in itertools.product(arch_lrs, SAMPLINGS, seeds):
             logger.info(
                 "bench: %s search, seed %d, alpha/beta lr %g, %d iterations",

@@ -25,9 +25,11 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from vnas.atomic import atomic_dir
+from vnas.atomic import atomic_dir, atomic_write_json
 from vnas.data.dicom import write_dicom_series
+from vnas.data.folds import make_folds
 from vnas.data.phantom import DEFAULT_SHAPE, KINDS, Phantom, classes, make_phantom
+from vnas.data.preprocess import preprocess_dataset
 from vnas.errors import VNASError
 
 log = logging.getLogger(__name__)
@@ -172,3 +174,24 @@ def write_synthetic(
             _write_msd(kind, tmp, cases, seed, shape, progress)
     log.info("wrote %d synthetic %s cases (phantom) to %s", cases, kind, out)
     return Path(out)
+
+
+def synthetic_pancreas_study(
+    root: str | Path, cases: int, shape: tuple[int, int, int], seed: int = 0, n_folds: int = 4
+) -> dict:
+    """A ready-to-search phantom study under ``root``: what ``vnas synth --kind pancreas``,
+    ``vnas preprocess --preset synthetic-pancreas`` and ``vnas split`` write (in one
+    process, no progress bars). Used by the test fixture and the GDAS benchmark.
+
+    Returns:
+        ``{"raw", "preprocessed", "folds"}`` paths and ``"info"``, the preprocessing's
+        dataset record (cases, classes).
+    """
+    root = Path(root)
+    raw = write_synthetic("pancreas", root / "raw", cases, seed=seed, shape=shape, progress=False)
+    info = preprocess_dataset(
+        raw, root / "preprocessed", "synthetic-pancreas", jobs=1, progress=False
+    )
+    folds = root / "folds.json"
+    atomic_write_json(folds, make_folds(info["cases"], n_folds=n_folds, seed=seed))
+    return {"raw": raw, "preprocessed": root / "preprocessed", "folds": folds, "info": info}
