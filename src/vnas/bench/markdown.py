@@ -408,15 +408,16 @@ def _sampling(sm: dict) -> list[str]:
         (f"{p['arch_lr']:g}", p["a"], p["b"], f"{p['agreeing_cells']} / {sm['cells']}")
         for p in sm["agreement"]
     ]
+    cells = sm["cells"]
     return [
         "## Single-path sampling (GDAS) vs the paper's mixture (DARTS)",
         "",
         "`--sampling gdas` is a departure from the paper, off by default. Short searches "
         f"on {st['dataset']}: {st['iterations']} iterations ({st['warmup']} warm-up), "
         f"width {st['width']:g}, patch {_dims(st['patch'])}, loss {st.get('loss', 'ce')}, "
-        "at the paper's α/β learning "
-        'rate (3e-4) and a larger one. "median max prob" is the median over the 21 cells '
-        "of the largest op probability (1/3: undecided); two random codes agree on 7 of 21 "
+        f"α/β learning rates {', '.join(f'{lr:g}' for lr in st['arch_lrs'])} (the paper's: "
+        f'3e-4). "median max prob" is the median over the {cells} cells of the largest op '
+        f"probability (1/3: undecided); two random codes agree on {cells / 3:g} of {cells} "
         "cells on average. Tiny scale: this shows how far apart the two samplings land, "
         "not which finds better networks.",
         "",

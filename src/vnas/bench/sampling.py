@@ -26,20 +26,23 @@ import pandas as pd
 
 from vnas.bench.timing import median
 from vnas.data.synth import synthetic_pancreas_study
+from vnas.genotype import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, Genotype
 from vnas.network import SAMPLINGS
 
 __all__ = ["code_agreement", "run_sampling_suite"]
 
 logger = logging.getLogger(__name__)
 
+CELLS = NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS  # 21 choices per architecture
+
 
 def code_agreement(a: dict, b: dict) -> int:
     """Number of cells (encoder and decoder digits) on which two arch codes agree."""
-
-    def digits(code: dict) -> list[str]:
-        return (code["encoder"] + " " + code["decoder"]).replace(",", " ").split()
-
-    return sum(x == y for x, y in zip(digits(a), digits(b), strict=True))
+    ga = Genotype.parse(a["encoder"], a["decoder"])
+    gb = Genotype.parse(b["encoder"], b["decoder"])
+    return sum(
+        x == y for x, y in zip(ga.encoder + ga.decoder, gb.encoder + gb.decoder, strict=True)
+    )
 
 
 def _search(
@@ -150,4 +153,4 @@ def run_sampling_suite(
                 "agreeing_cells": code_agreement(a["code"], b["code"]),
             }
         )
-    return {"settings": settings, "runs": runs, "agreement": pairs, "cells": 21}
+    return {"settings": settings, "runs": runs, "agreement": pairs, "cells": CELLS}
