@@ -130,12 +130,12 @@ def test_bad_preset(capsys):
 
 def test_bad_patch(capsys):
     err = one_line_error(capsys, "arch", "stats", "nih-paper", "--patch", "20", "32", "32")
-    assert "patch 20x32x32" in err and "multiple of 16" in err
+    assert "patch 20x32x32" in err and "multiple of 32" in err
 
 
 def test_patch_too_small_for_batch_one_training(capsys):
     err = one_line_error(
-        capsys, "arch", "stats", "nih-paper", "--patch", "16", "32", "32", "--width", "0.0625"
+        capsys, "arch", "stats", "nih-paper", "--patch", "32", "32", "32", "--width", "0.0625"
     )
     assert "BatchNorm" in err
 
