@@ -39,6 +39,18 @@ Every axis, the slice axis included, is reduced by the same factors: 2 by the st
 (``PATCH_MULTIPLE``). The 5 decoder digits of a code are blocks 1–5 in this order.
 Every channel count is ``max(2, round(c · width))``; ``width=1.0`` is the paper's network.
 
+Where the paper is silent (the layers' own docstrings name the rest):
+
+- the stem's ``1×1×2`` max-pool: paper silent; AH-Net's code max-pools its stem output
+  along z (``pool1``), so ``conv_x`` is at half the input size on every axis;
+- the max-pool to ``pool_x``: paper silent; AH-Net's code uses ``3×3×3``, stride 2,
+  padding 1 (MONAI's port uses ``2×2×2`` only with transposed-conv upsampling);
+- where the decoder blocks sit: paper silent beyond Fig. 2's caption (the dashed decoder
+  repeated 3 times); AH-Net's code places them as in the table, the fourth after a
+  projection without upsampling (``trans1``) joined to ``pool_x``;
+- the output: paper silent; AH-Net's code ends with a ×2 trilinear upsampling of the
+  final layer's output to the input size.
+
 Modes, chosen by ``cells``:
 
 - a :class:`~vnas.genotype.Genotype`: fixed, one op per cell; no α/β;
@@ -141,9 +153,7 @@ class VNASNet(nn.Module):
             conv_bn(stem, stem, "1x1x3"),
             depth_pool(),
         )
-        # Paper silent; AH-Net's code max-pools 3×3×3, stride 2, padding 1 before stage 1
-        # (MONAI's port uses 2×2×2 only with transposed-conv upsampling).
-        self.pool = nn.MaxPool3d(3, stride=2, padding=1)
+        self.pool = nn.MaxPool3d(3, stride=2, padding=1)  # AH-Net's (module docstring)
         self.encoder_cells = nn.ModuleList()
         skip_channels = [stem, stem]  # conv_x, pool_x
         channels, cell = stem, 0
