@@ -125,6 +125,17 @@ def test_search_folder_of_an_earlier_network_is_refused(
     assert read_arch_json(old / "arch.json")["network_version"] == NETWORK_VERSION
 
 
+def test_report_lists_the_search_settings_and_the_warmup(searched, tmp_path):
+    from vnas.cli import main as vnas
+
+    out = tmp_path / "report.html"
+    assert vnas(["report", "--dataset", "d", "--searches", str(searched), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Search settings" in page and "warmup_fraction" in page
+    row = f"<td>0</td>\n<td>{ITERATIONS}</td>\n<td>{WARMUP} ({WARMUP / ITERATIONS:.1%})</td>"
+    assert row in page
+
+
 def test_finished_search_rerun_does_nothing(searched, synthetic_dataset, caplog):
     before = (searched / "arch.json").stat().st_mtime_ns
     with caplog.at_level(logging.INFO):

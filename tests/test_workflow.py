@@ -119,6 +119,7 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
         assert (work / f"results/figures/synthetic/{name}.png").stat().st_size > 1000
     html = (work / "results/report/synthetic.html").read_text()
     assert "V-NAS" in html and "data:image/png;base64" in html
+    assert "Search settings" in html and "<td>1 (33.3%)</td>" in html  # warm-up: 1 of 3
 
 
 @pytest.mark.slow
