@@ -96,7 +96,7 @@ from vnas.operations import (
     conv_bn,
     depth_pool,
     scaled,
-    upsample,
+    trilinear,
 )
 
 __all__ = ["PATCH_MULTIPLE", "SAMPLINGS", "VNASNet"]
@@ -291,4 +291,4 @@ class VNASNet(nn.Module):
             h = self.decoder_cells[b](up(h, skip), wb[b], ib[b])
         h = self.pvp(h)  # block 5 concatenated with its pooled branches
         # Paper silent; AH-Net's code ends with a ×2 trilinear upsampling to the input size.
-        return upsample(self.final(h), x.shape[2:])
+        return trilinear(self.final(h), x.shape[2:])

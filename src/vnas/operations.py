@@ -30,7 +30,7 @@ __all__ = [
     "conv_max_pool_down",
     "depth_pool",
     "scaled",
-    "upsample",
+    "trilinear",
 ]
 
 DENSE_LAYERS = 3  # dense layers per decoder block (AH-Net)
@@ -148,7 +148,7 @@ def conv_max_pool_down(in_channels: int, out_channels: int) -> nn.Sequential:
     )
 
 
-def upsample(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+def trilinear(x: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Trilinear interpolation of ``x`` to ``size`` (D, H, W), corners aligned.
 
     Paper: "3D tri-linear interpolation", silent on the sampling grid. AH-Net's code uses
@@ -182,7 +182,7 @@ class Up(nn.Module):
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
         x = self.project(x)
         if self.upsample:
-            x = upsample(x, skip.shape[2:])
+            x = trilinear(x, skip.shape[2:])
         return x + skip
 
 
@@ -236,5 +236,5 @@ class PyramidVolumetricPooling(nn.Module):
         out = [x]
         for b, branch in zip(self.bins, self.branches, strict=True):
             pooled = F.adaptive_avg_pool3d(x, tuple(min(b, s) for s in size))
-            out.append(upsample(branch(pooled), size))
+            out.append(trilinear(branch(pooled), size))
         return torch.cat(out, dim=1)
