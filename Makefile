@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo lint format clean-results help cluster-up cluster-down
+.PHONY: install test demo docs lint format clean-results help cluster-up cluster-down
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff check + format check"
+	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
 
 install: $(STAMP)
 
@@ -45,6 +46,14 @@ demo: $(STAMP)
 	@echo
 	@cat results/tables/synthetic.md
 	@echo "Report: results/report/synthetic.html (and synthetic_snakemake.html)"
+
+# The size and cost table of the networks at the paper's size (width 1.0, NIH's 64x96x96
+# training patch), written between the generated-block markers of both files.
+DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manual:p3d/p3d \
+	manual:2d/p3d search ahnet unet3d vnet
+docs: $(STAMP)
+	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
+		--markdown README.md --markdown docs/network.md
 
 # A one-node SLURM cluster on this machine (root, Debian), for tests/cluster.
 cluster-up:

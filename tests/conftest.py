@@ -47,6 +47,33 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+def _as_made_by_network_1(folder: Path) -> None:
+    """Rewrite a run folder's ``config.json`` (and ``arch.json``) as vnas wrote them
+    before network versions were recorded: no ``network_version`` anywhere, and the
+    fingerprint of that identity."""
+    import json
+
+    from vnas.rundir import fingerprint
+
+    config = json.loads((folder / "config.json").read_text())
+    del config["network_version"]
+    del config["identity"]["arch"]["network_version"]
+    config["fingerprint"] = fingerprint(config["identity"])
+    (folder / "config.json").write_text(json.dumps(config))
+    arch = folder / "arch.json"
+    if arch.is_file():
+        record = json.loads(arch.read_text())
+        del record["network_version"]
+        arch.write_text(json.dumps(record))
+
+
+@pytest.fixture(scope="session")
+def as_made_by_network_1():
+    """``as_made_by_network_1(folder)``: make a search or model folder look like one made
+    by the network before version 2 (see ``_as_made_by_network_1``)."""
+    return _as_made_by_network_1
+
+
 # --- the Snakemake pipeline on a tiny synthetic configuration --------------------------
 
 REPO = Path(__file__).resolve().parents[1]
@@ -62,7 +89,7 @@ def tiny_params() -> dict:
         synth={"kind": "pancreas", "cases": 4, "seed": 0, "shape": [32, 48, 48]},
         folds=2,
         search_iterations=3,
-        warmup_iterations=1,
+        warmup_fraction=0.34,  # 1 of 3 iterations
         train_iterations=3,
         manual=["2d/2d", "p3d/3d"],
         figure_cases=1,

@@ -130,12 +130,12 @@ def test_bad_preset(capsys):
 
 def test_bad_patch(capsys):
     err = one_line_error(capsys, "arch", "stats", "nih-paper", "--patch", "20", "32", "32")
-    assert "patch 20x32x32" in err and "multiple of 16" in err
+    assert "patch 20x32x32" in err and "multiple of 32" in err
 
 
 def test_patch_too_small_for_batch_one_training(capsys):
     err = one_line_error(
-        capsys, "arch", "stats", "nih-paper", "--patch", "16", "32", "32", "--width", "0.0625"
+        capsys, "arch", "stats", "nih-paper", "--patch", "32", "32", "32", "--width", "0.0625"
     )
     assert "BatchNorm" in err
 
@@ -151,3 +151,66 @@ def test_missing_subcommand():
     with pytest.raises(SystemExit) as exc:
         main(["arch"])
     assert exc.value.code == 2
+
+
+def test_stats_of_several_networks_with_baselines_and_ahnet(capsys):
+    from monai.networks.nets import AHNet
+
+    rc, out, _ = run(capsys, "arch", "stats", "manual:2d/p3d", "unet3d", "ahnet", *SMALL, "--json")
+    assert rc == 0
+    ours, unet, ahnet = json.loads(out)
+    assert (ours["mode"], unet["mode"], ahnet["mode"]) == ("fixed", "baseline", "reference")
+    # AH-Net is counted at its own size (width 1.0) with the PSP branches 64 voxels allow.
+    with torch.device("meta"):
+        monai = AHNet(spatial_dims=3, out_channels=2, psp_block_num=3, upsample_mode="trilinear")
+    assert ahnet["parameters"] == sum(p.numel() for p in monai.parameters())
+    assert ahnet["width"] == 1.0 and "psp_block_num=3" in ahnet["label"]
+    assert ahnet["forward_flops"] > 0 and ahnet["activation_bytes"] > 0
+
+
+def test_stats_markdown_replaces_only_its_block(capsys, tmp_path):
+    from vnas.commands.arch import BEGIN, END
+
+    page = tmp_path / "page.md"
+    page.write_text(f"# Title\n\nbefore\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n")
+    argv = ["arch", "stats", "manual:2d/2d", "manual:3d/3d", *SMALL, "--markdown", str(page)]
+    rc, out, _ = run(capsys, *argv)
+    assert rc == 0 and "wrote the table of 2 networks" in out
+    text = page.read_text()
+    assert text.startswith("# Title\n\nbefore\n\n" + BEGIN) and text.endswith(END + "\n\nafter\n")
+    assert "old numbers" not in text
+    assert "| all 2D | `manual:2d/2d` |" in text and "| all 3D | `manual:3d/3d` |" in text
+    assert run(capsys, *argv)[0] == 0 and page.read_text() == text  # idempotent
+
+    plain = tmp_path / "plain.md"
+    plain.write_text("no markers here\n")
+    err = one_line_error(capsys, "arch", "stats", "manual:2d/2d", *SMALL, "--markdown", str(plain))
+    assert str(plain) in err and "no generated block" in err
+    assert plain.read_text() == "no markers here\n"
+
+
+def test_generated_size_tables_are_up_to_date(capsys, tmp_path):
+    """The tables `make docs` writes into README.md and docs/network.md match what the
+    command writes now: rerun the command the block names on copies and compare."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    docs = {name: (repo / name).read_text() for name in ("README.md", "docs/network.md")}
+    commands = {
+        name: re.search(r"Written by `vnas arch stats (.+?) --markdown FILE`", text)
+        for name, text in docs.items()
+    }
+    for name, command in commands.items():
+        assert command, f"{name}: the generated block is empty; run `make docs`"
+    assert len({c.group(1) for c in commands.values()}) == 1  # one table, two places
+    copies = []
+    for name in docs:
+        copies.append(tmp_path / name.replace("/", "_"))
+        shutil.copy(repo / name, copies[-1])
+    markdown = [arg for copy in copies for arg in ("--markdown", str(copy))]
+    argv = commands["README.md"].group(1).split()
+    assert run(capsys, "arch", "stats", *argv, *markdown)[0] == 0
+    for (name, text), copy in zip(docs.items(), copies, strict=True):
+        assert copy.read_text() == text, f"{name} is out of date: run `make docs`"

@@ -7,7 +7,7 @@ from vnas.cli import main
 
 def test_bench_reports_medians_memory_and_ratio(tmp_path, capsys):
     out = tmp_path / "bench" / "bench.json"
-    argv = ["bench", "--width", "0.0625", "--patch", "16", "32", "32", "--volume", "16", "32", "48"]
+    argv = ["bench", "--width", "0.0625", "--patch", "32", "32", "32", "--volume", "32", "32", "48"]
     assert main([*argv, "--repeats", "2", "--device", "cpu", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
     fixed, search = result["training"]["fixed"], result["training"]["search"]
@@ -20,11 +20,11 @@ def test_bench_reports_medians_memory_and_ratio(tmp_path, capsys):
     )
     assert search["search_iteration_s"] > 0
     inference = result["inference"]
-    assert inference["volume"] == [16, 32, 48]
-    assert inference["voxels_per_s"] == 16 * 32 * 48 / inference["seconds"]
-    assert (result["width"], result["patch"], result["repeats"]) == (0.0625, [16, 32, 32], 2)
+    assert inference["volume"] == [32, 32, 48]
+    assert inference["voxels_per_s"] == 32 * 32 * 48 / inference["seconds"]
+    assert (result["width"], result["patch"], result["repeats"]) == (0.0625, [32, 32, 32], 2)
     table = capsys.readouterr().out
-    assert "weight step search" in table and "inference 16x32x48" in table
+    assert "weight step search" in table and "inference 32x32x48" in table
 
 
 def test_bench_rejects_a_patch_the_network_cannot_take(tmp_path, capsys):

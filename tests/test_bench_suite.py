@@ -40,7 +40,7 @@ def test_writes_one_file_per_part_with_meta(smoke):
         "hardware.json",
         "training.json",
         "levers.json",
-        "inference-16x32x64.json",
+        "inference-32x32x64.json",
         "data.json",
         "sampling.json",
     }
@@ -177,14 +177,14 @@ def test_levers(smoke):
 
 
 def test_inference_candidates_agree_with_monai(smoke):
-    inf = smoke["files"]["inference-16x32x64.json"]
-    assert inf["volume"] == [16, 32, 64] and inf["reference"] == "monai reference"
+    inf = smoke["files"]["inference-32x32x64.json"]
+    assert inf["volume"] == [32, 32, 64] and inf["reference"] == "monai reference"
     assert 0 < inf["foreground_fraction_reference"] < 1  # the check is not trivial
     cands = inf["candidates"]
     assert inf["reference"] in cands and any(k.startswith("vnas defaults (") for k in cands)
     for name, c in cands.items():
         assert positive(c["seconds"]) and positive(c["speedup_vs_reference"]), name
-        assert c["voxels_per_s"] == pytest.approx(16 * 32 * 64 / c["seconds"])
+        assert c["voxels_per_s"] == pytest.approx(32 * 32 * 64 / c["seconds"])
         assert 0 <= c["dice_vs_reference"] <= 1 and 0 <= c["differing_voxels"] <= 1
         assert c["peak_mb"] >= 0
     assert cands["monai reference"]["dice_vs_reference"] == 1.0
@@ -229,7 +229,7 @@ def test_markdown_has_every_section_and_goal(smoke):
         "## Hardware limit",
         "## Training step",
         "## Levers (training)",
-        "## Inference, 16×32×64 volume",
+        "## Inference, 32×32×64 volume",
         "## Data",
         "## Single-path sampling (GDAS)",
         "## Goals",

@@ -9,7 +9,7 @@ import torch
 
 from vnas.checkpoint import load_checkpoint, load_model, save_checkpoint
 from vnas.errors import VNASError
-from vnas.models import build_model, describe_arch
+from vnas.models import NETWORK_VERSION, build_model, describe_arch
 from vnas.rng import get_rng_state, seed_everything, set_rng_state
 
 WIDTH = 0.0625
@@ -25,6 +25,7 @@ def write_model_dir(path, arch="nih-paper", weights_arch=None):
         "width": WIDTH,
         "in_channels": 1,
         "num_classes": 3,
+        "network_version": NETWORK_VERSION,
     }
     (path / "config.json").write_text(json.dumps(config))
     torch.manual_seed(1)
@@ -39,7 +40,7 @@ def test_load_model_round_trip(tmp_path, arch):
     model, config = load_model(tmp_path / "m", "cpu")
     assert config["arch"] == arch
     assert not model.training
-    x = torch.randn(1, 1, 16, 32, 32)
+    x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
         assert torch.equal(model(x), saved(x))
 
@@ -62,9 +63,30 @@ def test_load_model_incomplete_folders(tmp_path):
         load_model(tmp_path / "m")
 
 
+def test_load_model_refuses_a_folder_of_an_earlier_network(tmp_path):
+    """Version 1 folders record no network_version; their state dict is never loaded,
+    even where it fits the new topology key for key (here: it does)."""
+    write_model_dir(tmp_path / "m", "unet3d")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    for old in ({}, {"network_version": 1}):
+        config.pop("network_version", None)
+        (tmp_path / "m" / "config.json").write_text(json.dumps({**config, **old}))
+        with pytest.raises(VNASError) as err:
+            load_model(tmp_path / "m")
+        assert str(err.value) == (
+            f"{tmp_path / 'm'}: this model folder (rerun `vnas train` for it) was made by an "
+            f"earlier vnas network (network version 1; this vnas builds version "
+            f"{NETWORK_VERSION}) and must be rerun"
+        )
+
+
 def test_checkpoint_identity_checks(tmp_path):
     path = tmp_path / "checkpoint.pt"
-    save_checkpoint(path, {"iteration": 3, "arch": "A", "fingerprint": "f1", "model": {}})
+    state = {"iteration": 3, "arch": "A", "fingerprint": "f1", "model": {}}
+    save_checkpoint(path, state)
+    with pytest.raises(VNASError, match="earlier vnas network"):
+        load_checkpoint(path, arch="A", fingerprint="f1")
+    save_checkpoint(path, {**state, "network_version": NETWORK_VERSION})
     assert load_checkpoint(path, arch="A", fingerprint="f1")["iteration"] == 3
     with pytest.raises(VNASError, match="architecture 'A'"):
         load_checkpoint(path, arch="B", fingerprint="f1")

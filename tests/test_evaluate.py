@@ -1,9 +1,11 @@
-"""vnas evaluate: outputs, metrics equal MONAI's on the written NIfTIs, and bad input."""
+"""vnas evaluate: outputs, metrics equal MONAI's on the written NIfTIs against the raw
+labels (also for a preset that resamples), and bad input."""
 
 from __future__ import annotations
 
 import json
 import math
+import shutil
 import warnings
 from pathlib import Path
 
@@ -18,23 +20,34 @@ from monai.networks.utils import one_hot
 from vnas.cli import main
 from vnas.data.folds import fold_split, read_folds
 from vnas.data.geometry import to_original
+from vnas.data.preprocess import preprocess_dataset
 from vnas.data.store import load_preprocessed, read_dataset_json
-from vnas.models import build_model
+from vnas.models import NETWORK_VERSION, build_model
 
 FOLD = 1
 TOLERANCES = (1.0, 2.5)  # mm, pancreas and cancer
 
 
 def _model_dir(root: Path, dataset: dict, num_classes: int = 3, name: str = "") -> Path:
-    """A model folder as `vnas train` writes it, with untrained (seeded) weights."""
+    """A model folder as `vnas train` writes it, with untrained (seeded) weights.
+
+    Its BatchNorm statistics are those of a few training patches (forward passes in train
+    mode, no weight step): with BatchNorm's initial statistics the untrained network
+    predicts one class everywhere, and the metrics below would compare empty masks."""
     info = read_dataset_json(dataset["preprocessed"])
     folder = root / (name or f"model{num_classes}")
     folder.mkdir()
-    torch.manual_seed(0)  # this seed gives every class some voxels on the phantom
+    torch.manual_seed(0)  # with this seed every class gets some voxels on the phantom
     model = build_model("unet3d", in_channels=1, num_classes=num_classes, width=0.125)
+    split = fold_split(read_folds(dataset["folds"]), FOLD)
+    for bn in (m for m in model.modules() if isinstance(m, torch.nn.BatchNorm3d)):
+        bn.momentum = None  # a plain average over the passes
+    with torch.no_grad():
+        for case_id in split["train"]:
+            image = load_preprocessed(dataset["preprocessed"], case_id)[0][:32, :32, :32]
+            model.train()(torch.from_numpy(np.ascontiguousarray(image))[None, None])
     torch.save(model.state_dict(), folder / "model.pt")
     classes = {str(i): info["classes"].get(str(i), f"class{i}") for i in range(num_classes)}
-    split = fold_split(read_folds(dataset["folds"]), FOLD)
     config = {
         "arch": "unet3d",
         "arch_kind": "unet3d",
@@ -43,11 +56,12 @@ def _model_dir(root: Path, dataset: dict, num_classes: int = 3, name: str = "") 
         "in_channels": 1,
         "num_classes": num_classes,
         "classes": classes,
-        "patch": [16, 32, 32],
-        "test_patch": [16, 32, 32],
+        "patch": [32, 32, 32],
+        "test_patch": [32, 32, 32],
         "preprocessing": info["preprocessing"],
         "fold": FOLD,
         "cases": split,
+        "network_version": NETWORK_VERSION,
     }
     (folder / "config.json").write_text(json.dumps(config))
     return folder
@@ -140,8 +154,11 @@ def test_outputs(evaluated: dict, synthetic_dataset: dict) -> None:
     assert pancreas["dsc_mean"] == pytest.approx(100 * dsc.mean())
     assert pancreas["dsc_max"] == pytest.approx(100 * dsc.max())
     config = json.loads((out / "config.json").read_text())
-    assert config["overlap"] == 0.5 and config["patch"] == [16, 32, 32]
+    assert config["overlap"] == 0.5 and config["patch"] == [32, 32, 32]
     assert "vnas_version" in config
+    # synthetic-pancreas resamples: the reference is the raw folder preprocess recorded
+    raw = read_dataset_json(synthetic_dataset["preprocessed"])["raw"]
+    assert config["reference"] == raw and Path(raw) == synthetic_dataset["raw"].resolve()
 
 
 def test_predictions_have_the_raw_geometry(evaluated: dict, synthetic_dataset: dict) -> None:
@@ -155,30 +172,66 @@ def test_predictions_have_the_raw_geometry(evaluated: dict, synthetic_dataset: d
         np.testing.assert_allclose(pred.GetDirection(), raw.GetDirection(), atol=1e-6)
 
 
-def test_metrics_equal_monai_on_the_written_niftis(evaluated: dict, synthetic_dataset) -> None:
-    pre = synthetic_dataset["preprocessed"]
-
-    def mapped_back(case_id: str) -> np.ndarray:
-        _, label, meta = load_preprocessed(pre, case_id)
-        return sitk.GetArrayFromImage(to_original(label, meta))
-
-    table = pd.read_csv(evaluated["out"] / "metrics.csv")
-    assert _assert_metrics_equal_monai(table, evaluated["out"], mapped_back) > 0
-    assert (table["dsc"] > 0).any()  # not a degenerate all-zero comparison
-
-
-def test_raw_labels_equal_monai_on_the_raw_label_niftis(evaluated, synthetic_dataset) -> None:
-    labels = synthetic_dataset["raw"] / "labelsTr"
+def _raw_label(dataset: dict):
+    labels = dataset["raw"] / "labelsTr"
 
     def raw_label(case_id: str) -> np.ndarray:
         return sitk.GetArrayFromImage(sitk.ReadImage(str(labels / f"{case_id}.nii.gz")))
 
-    table = pd.read_csv(evaluated["out_raw"] / "metrics.csv")
-    assert _assert_metrics_equal_monai(table, evaluated["out_raw"], raw_label) > 0
-    # Same predictions; the raw reference only differs by the resampling round trip.
-    default = pd.read_csv(evaluated["out"] / "metrics.csv")
-    np.testing.assert_array_equal(table["pred_voxels"], default["pred_voxels"])
-    assert np.allclose(table["dsc"], default["dsc"], atol=0.05)
+    return raw_label
+
+
+def test_resampled_dataset_is_scored_on_the_raw_labels(evaluated, synthetic_dataset) -> None:
+    """synthetic-pancreas resamples to (2.5, 1, 1) mm, like MSD Pancreas to 1 mm: with no
+    --raw the reference is still the raw label (shape, voxel counts), not its round trip
+    through the resampled grid, and the metrics equal MONAI's on the written NIfTIs."""
+    table = pd.read_csv(evaluated["out"] / "metrics.csv")
+    assert _assert_metrics_equal_monai(table, evaluated["out"], _raw_label(synthetic_dataset)) > 0
+    assert (table["dsc"] > 0).any()  # not a degenerate all-zero comparison
+    # The round trip would give other voxel counts: the check can tell them apart.
+    pre = synthetic_dataset["preprocessed"]
+    round_trip = {
+        case_id: sitk.GetArrayFromImage(to_original(*load_preprocessed(pre, case_id)[1:]))
+        for case_id in table["case_id"].unique()
+    }
+    trip = [int((round_trip[r.case_id] == r["class"]).sum()) for _, r in table.iterrows()]
+    assert trip != table["gt_voxels"].tolist()
+    # --raw with the same folder gives the same table.
+    explicit = pd.read_csv(evaluated["out_raw"] / "metrics.csv")
+    pd.testing.assert_frame_equal(explicit, table)
+
+
+def test_native_grid_dataset_is_scored_on_the_preprocessed_labels_mapped_back(
+    evaluated, synthetic_dataset, tmp_path
+) -> None:
+    """A preset that does not resample (synthetic-lung's settings, on the same raw cases):
+    the preprocessed label mapped back is the raw label, read without the raw data."""
+    native = tmp_path / "native"
+    preprocess_dataset(synthetic_dataset["raw"], native, "synthetic-lung", jobs=1, progress=False)
+    data = {**synthetic_dataset, "preprocessed": native}
+    model = _model_dir(tmp_path, data)
+    out = tmp_path / "eval"
+    assert _evaluate(data, model, out, "--nsd-tolerance", *map(str, TOLERANCES)) == 0
+    assert json.loads((out / "config.json").read_text())["reference"] == (
+        "preprocessed labels mapped back"
+    )
+    table = pd.read_csv(out / "metrics.csv")
+    assert _assert_metrics_equal_monai(table, out, _raw_label(synthetic_dataset)) > 0
+
+
+def test_resampled_dataset_without_its_raw_folder_stops(synthetic_dataset, tmp_path, capsys):
+    moved = tmp_path / "preprocessed"
+    shutil.copytree(synthetic_dataset["preprocessed"], moved)
+    info = read_dataset_json(moved)
+    info["raw"] = str(tmp_path / "gone")
+    (moved / "dataset.json").write_text(json.dumps(info))
+    data = {**synthetic_dataset, "preprocessed": moved}
+    model = _model_dir(tmp_path, data)
+    err = _error(capsys, _evaluate(data, model, tmp_path / "out"))
+    assert "resampled" in err and str(tmp_path / "gone") in err and "--raw" in err
+    assert not (tmp_path / "out").exists()
+    # --raw names the folder instead
+    assert _evaluate(data, model, tmp_path / "out", "--raw", str(synthetic_dataset["raw"])) == 0
 
 
 def _error(capsys, code: int) -> str:

@@ -73,7 +73,7 @@ def test_vnasnet_on_a_volume_that_is_not_a_patch_multiple() -> None:
     torch.manual_seed(0)
     net = VNASNet(in_channels=1, num_classes=2, width=0.0625, cells="mix")
     image = np.random.default_rng(2).normal(size=(20, 40, 36)).astype(np.float32)
-    pred = sliding_window_predict(net, image, (16, 32, 32), overlap=0.5)
+    pred = sliding_window_predict(net, image, (32, 32, 32), overlap=0.5)
     assert pred.labels.shape == (20, 40, 36)
     assert pred.probs is None
     assert set(np.unique(pred.labels)) <= {0, 1}
@@ -120,20 +120,33 @@ def test_folded_batchnorm_and_channels_last_predict_the_same() -> None:
     net.train()
     with torch.no_grad():  # non-trivial running statistics to fold
         for _ in range(3):
-            net(torch.randn(2, 1, 16, 32, 32))
+            net(torch.randn(2, 1, 32, 32, 32))
     net.eval()
     fast = prepare_for_inference(net)
-    assert not any(isinstance(m, nn.BatchNorm3d) for m in fold_batchnorm(fast).modules())
-    assert any(isinstance(m, nn.BatchNorm3d) for m in net.modules())  # the original is kept
-    x = torch.randn(2, 1, 16, 32, 32)
+
+    def batchnorms(model: nn.Module, after_conv: bool) -> int:
+        return sum(
+            isinstance(seq[i], nn.BatchNorm3d)
+            and (isinstance(seq[i - 1], nn.Conv3d) or not after_conv)
+            for seq in model.modules()
+            if isinstance(seq, nn.Sequential)
+            for i in range(1 if after_conv else 0, len(seq))
+        )
+
+    assert batchnorms(fold_batchnorm(fast), after_conv=True) == 0  # every Conv+BN folded
+    # Left: the pre-activation BN of each Up and of the final layer, and the BN after the
+    # shortcut's max-pool in the first cell of stages 2-4.
+    assert batchnorms(fast, after_conv=False) == 5 + 1 + 3
+    assert batchnorms(net, after_conv=True) > 100  # the original is kept
+    x = torch.randn(2, 1, 32, 32, 32)
     with torch.inference_mode():
         torch.testing.assert_close(
             fast(x.contiguous(memory_format=torch.channels_last_3d)), net(x), rtol=1e-4, atol=1e-4
         )
     image = np.random.default_rng(3).normal(size=(20, 40, 36)).astype(np.float32)
     plain = sliding_window_predict(
-        net, image, (16, 32, 32), sw_batch_size=1, channels_last=False, fold_bn=False,
+        net, image, (32, 32, 32), sw_batch_size=1, channels_last=False, fold_bn=False,
         return_probs=True,
     )  # fmt: skip
-    default = sliding_window_predict(net, image, (16, 32, 32), return_probs=True)
+    default = sliding_window_predict(net, image, (32, 32, 32), return_probs=True)
     np.testing.assert_allclose(default.probs, plain.probs, atol=1e-4)

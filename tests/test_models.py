@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from monai.networks.nets import UNet, VNet
+from monai.networks.nets import BasicUNet, VNet
 from torch import nn
 
 from vnas.errors import VNASError
@@ -29,8 +29,8 @@ def test_vnas_specs(arch, kind):
     assert model.mode == kind
     assert describe_arch(arch)["kind"] == kind
     with torch.no_grad():
-        out = model.eval()(torch.randn(1, 1, 16, 32, 32))
-    assert out.shape == (1, 3, 16, 32, 32)
+        out = model.eval()(torch.randn(1, 1, 32, 32, 32))
+    assert out.shape == (1, 3, 32, 32, 32)
 
 
 def test_fixed_spec_records_the_code():
@@ -42,18 +42,45 @@ def test_fixed_spec_records_the_code():
     assert describe_arch("mix")["arch_code"] is None
 
 
-def test_unet3d_is_monai_unet_scaled_by_width():
+def test_unet3d_is_monai_basic_unet_scaled_by_width():
     model = build_model("unet3d", 1, 3, width=0.25)
-    assert isinstance(model, UNet)
-    # Çiçek's 32/64/128/256 times 0.25; MONAI builds levels outside in, so sort.
-    channels = set(conv_channels(model))
-    assert {8, 16, 32, 64} <= channels
-    assert max(channels) == 64
-    assert len([m for m in model.modules() if isinstance(m, nn.BatchNorm3d)]) > 0
+    assert isinstance(model, BasicUNet)
+    # (32, 64, 128, 256, 512, 32) times 0.25
+    assert model.conv_0.conv_0.conv.out_channels == 8
+    assert model.down_4.convs.conv_1.conv.out_channels == 128
+    assert max(conv_channels(model)) == 128
+    assert any(isinstance(m, nn.BatchNorm3d) for m in model.modules())
+    assert not any(isinstance(m, nn.InstanceNorm3d) for m in model.modules())
+    assert all(m.p == 0 for m in model.modules() if isinstance(m, nn.Dropout))
     out = model.eval()(torch.randn(1, 1, 16, 16, 16))
     assert out.shape == (1, 3, 16, 16, 16)
     full = build_model("unet3d", 1, 3, width=1.0)
-    assert max(conv_channels(full)) == 256
+    assert max(conv_channels(full)) == 512
+
+
+def test_unet3d_has_full_resolution_features_and_two_convolutions_per_level():
+    """Çiçek's 3D U-Net computes at full resolution and has two 3x3x3 Conv-BN-ReLU per
+    level; MONAI's UNet (the earlier stand-in) had neither."""
+    model = build_model("unet3d", 1, 2, width=0.125).eval()
+    levels = [
+        model.conv_0,
+        *(getattr(model, f"down_{k}").convs for k in range(1, 5)),
+        *(getattr(model, f"upcat_{k}").convs for k in range(4, 0, -1)),
+    ]
+    for level in levels:
+        convs = [m for m in level.modules() if isinstance(m, nn.Conv3d)]
+        assert [c.kernel_size for c in convs] == [(3, 3, 3)] * 2
+        kinds = [type(m) for m in level.modules() if isinstance(m, nn.BatchNorm3d | nn.ReLU)]
+        assert kinds == [nn.BatchNorm3d, nn.ReLU] * 2
+    pools = [m for m in model.modules() if isinstance(m, nn.MaxPool3d)]
+    assert len(pools) == 4 and all(p.kernel_size == 2 for p in pools)
+    sizes = {}
+    model.conv_0.register_forward_hook(lambda m, i, o: sizes.update(first=o.shape[2:]))
+    model.upcat_1.register_forward_hook(lambda m, i, o: sizes.update(last=o.shape[2:]))
+    x = torch.randn(1, 1, 32, 48, 64)
+    with torch.no_grad():
+        assert model(x).shape == (1, 2, 32, 48, 64)
+    assert sizes["first"] == sizes["last"] == x.shape[2:]
 
 
 def test_vnet_width_one_is_monai_vnet_and_width_scales_its_channels():
@@ -75,9 +102,9 @@ def test_vnet_width_one_is_monai_vnet_and_width_scales_its_channels():
 @pytest.mark.parametrize(
     ("kind", "good", "bad"),
     [
-        ("fixed", (16, 32, 32), (16, 30, 32)),
-        ("search", (64, 96, 96), (24, 32, 32)),
-        ("unet3d", (8, 24, 40), (12, 16, 16)),
+        ("fixed", (32, 32, 32), (32, 30, 32)),
+        ("search", (64, 96, 96), (16, 32, 32)),
+        ("unet3d", (16, 32, 48), (8, 16, 16)),
         ("vnet", (16, 32, 48), (8, 16, 16)),
     ],
 )

@@ -1,4 +1,4 @@
-"""VNASNet: shapes, kernel shapes of every choice, modes, α/β gradients (SPEC §2)."""
+"""VNASNet: shapes, kernel shapes of every choice, modes, α/β gradients (docs/network.md)."""
 
 import pytest
 import torch
@@ -11,8 +11,8 @@ from vnas.network import PATCH_MULTIPLE, VNASNet
 
 WIDTH = 0.0625
 
-# SPEC §2 kernels in torch (D, H, W) order, written out by hand (not via paper_kernel):
-# paper 3x3x1 -> (1, 3, 3), 1x1x3 -> (3, 1, 1).
+# The paper's kernels (Eq. 1, Eq. 3) in torch (D, H, W) order, written out by hand (not
+# via paper_kernel): paper 3x3x1 -> (1, 3, 3), 1x1x3 -> (3, 1, 1).
 ENCODER_XY = {0: [(1, 3, 3), (1, 1, 1)], 1: [(3, 3, 3), (1, 1, 1)], 2: [(1, 3, 3), (3, 1, 1)]}
 DECODER_XY = {0: [(1, 3, 3), (1, 3, 3)], 1: [(3, 3, 3), (3, 3, 3)], 2: [(1, 3, 3), (3, 1, 1)]}
 
@@ -26,14 +26,14 @@ def conv_kernels(module: nn.Module) -> list[tuple[int, ...]]:
     return [m.kernel_size for m in module.modules() if isinstance(m, nn.Conv3d)]
 
 
-def loss_of(model: VNASNet, patch=(16, 32, 32), batch=2) -> torch.Tensor:
+def loss_of(model: VNASNet, patch=(32, 32, 32), batch=2) -> torch.Tensor:
     x = torch.randn(batch, 1, *patch)
     y = torch.randint(0, model.num_classes, (batch, *patch))
     return F.cross_entropy(model(x), y)
 
 
 @pytest.mark.parametrize("cells", ["search", PRESETS["nih-paper"]], ids=["search", "nih"])
-@pytest.mark.parametrize("patch", [(16, 32, 32), (32, 64, 64)])
+@pytest.mark.parametrize("patch", [(32, 32, 32), (32, 64, 96)])
 def test_output_shape(cells, patch):
     model = net(cells, classes=3).eval()
     with torch.no_grad():
@@ -44,20 +44,23 @@ def test_output_shape(cells, patch):
 
 def test_batch_and_channels():
     model = VNASNet(in_channels=2, num_classes=4, width=WIDTH, cells=PRESETS["manual:2d/2d"])
-    assert model(torch.randn(2, 2, 16, 32, 64)).shape == (2, 4, 16, 32, 64)
+    assert model(torch.randn(2, 2, 32, 32, 64)).shape == (2, 4, 32, 32, 64)
 
 
-@pytest.mark.parametrize("patch", [(64, 96, 96), (64, 64, 64), (16, 32, 32), (32, 64, 96)])
+@pytest.mark.parametrize("patch", [(64, 96, 96), (64, 64, 64), (32, 32, 32), (32, 64, 96)])
 def test_check_patch_accepts(patch):
-    VNASNet.check_patch(patch)
-    assert all(s % m == 0 for s, m in zip(patch, PATCH_MULTIPLE, strict=True))
+    VNASNet.check_patch(patch)  # raises if not
+
+
+def test_patch_multiple_is_every_axis_halved_five_times():
+    assert PATCH_MULTIPLE == (32, 32, 32)
 
 
 @pytest.mark.parametrize(
-    "patch", [(20, 32, 32), (16, 48, 32), (16, 32, 40), (0, 32, 32), (8, 16, 16)]
+    "patch", [(16, 32, 32), (48, 32, 32), (32, 48, 32), (32, 32, 40), (0, 32, 32), (8, 16, 16)]
 )
 def test_check_patch_rejects(patch):
-    with pytest.raises(VNASError, match="D must be a multiple of 16 and H, W multiples of 32"):
+    with pytest.raises(VNASError, match="every axis must be a multiple of 32"):
         VNASNet.check_patch(patch)
 
 
@@ -66,22 +69,47 @@ def test_forward_rejects_bad_size():
         net(PRESETS["manual:2d/2d"])(torch.randn(1, 1, 24, 32, 32))
 
 
-def test_stem_and_down_kernels():
+def test_stem_and_pools():
     model = net(PRESETS["nih-paper"])
     stem = [m for m in model.stem.modules() if isinstance(m, nn.Conv3d)]
     assert [(c.kernel_size, c.stride) for c in stem] == [
         ((1, 7, 7), (1, 2, 2)),
         ((3, 1, 1), (1, 1, 1)),
     ]
-    assert len(model.downs) == 4
-    for down in model.downs:
-        conv, pool = down[0][0], down[1]
+    pool1 = model.stem[2]  # AH-Net's 1x1x2 max-pool after the stem: conv_x
+    assert isinstance(pool1, nn.MaxPool3d)
+    assert (tuple(pool1.kernel_size), tuple(pool1.stride)) == ((2, 1, 1), (2, 1, 1))
+    assert isinstance(model.pool, nn.MaxPool3d)  # pool_x
+    assert (model.pool.kernel_size, model.pool.stride, model.pool.padding) == (3, 2, 1)
+
+
+FIRST_CELLS = {3: "stage 2", 7: "stage 3", 13: "stage 4"}
+
+
+@pytest.mark.parametrize("cells", ["search", PRESETS["pancreas-paper"]], ids=["search", "fixed"])
+def test_stages_2_to_4_downsample_in_their_first_cell(cells):
+    """The first cell of stages 2-4: X conv strided [2,2,1], a 1x1x2 max-pool after Y, and
+    the "Conv-Max Pool Down" shortcut (conv 1x1x1 s [2,2,1] -> MaxPool 1x1x2 -> BN)."""
+    model = net(cells)
+    for i, cell in enumerate(model.encoder_cells):
+        if i not in FIRST_CELLS:
+            assert not any(isinstance(m, nn.MaxPool3d) for m in cell.modules()), i
+            continue
+        conv, pool, bn = cell.shortcut
         assert (conv.kernel_size, conv.stride) == ((1, 1, 1), (1, 2, 2))
-        assert isinstance(pool, nn.MaxPool3d)
         assert (tuple(pool.kernel_size), tuple(pool.stride)) == ((2, 1, 1), (2, 1, 1))
+        assert isinstance(bn, nn.BatchNorm3d)
+        for branch in cell.branches:
+            assert branch[1][0].stride == (1, 2, 2)  # the X conv
+            assert isinstance(branch[-1], nn.MaxPool3d)
+            assert (tuple(branch[-1].kernel_size), tuple(branch[-1].stride)) == ((2, 1, 1),) * 2
+    # The first cell of stage 1 only projects its channels, at stride 1.
+    assert [
+        m.stride for m in model.encoder_cells[0].shortcut.modules() if isinstance(m, nn.Conv3d)
+    ] == [(1, 1, 1)]
 
 
-def test_every_conv_is_same_padded_and_only_downs_and_stem_stride():
+def test_every_conv_is_same_padded_and_only_stem_and_first_cells_stride():
     model = net("search")
     strided = []
     for name, m in model.named_modules():
@@ -89,7 +117,12 @@ def test_every_conv_is_same_padded_and_only_downs_and_stem_stride():
             assert m.padding == tuple(k // 2 for k in m.kernel_size), name
             if m.stride != (1, 1, 1):
                 strided.append(name)
-    assert strided == ["stem.0.0"] + [f"downs.{i}.0.0" for i in range(4)]
+    first = [f"encoder_cells.{c}" for c in FIRST_CELLS]
+    assert strided == ["stem.0.0"] + [
+        name
+        for c in first
+        for name in [f"{c}.branches.{op}.1.0" for op in range(3)] + [f"{c}.shortcut.0"]
+    ]
 
 
 @pytest.mark.parametrize("op", [0, 1, 2])
@@ -124,7 +157,8 @@ def test_all_kernels_of_a_preset():
     assert kernels.count((1, 7, 7)) == 1
     assert kernels.count((3, 3, 3)) == enc_3d + 2 * dec[1]
     assert kernels.count((3, 1, 1)) == 1 + enc_p3d + dec[2]  # stem 1x1x3 + Y of P3D
-    assert kernels.count((1, 3, 3)) == 16 - enc_3d + 2 * dec[0] + dec[2]
+    # X of 2D/P3D encoder cells, X and Y of 2D and X of P3D dense layers, the final layer
+    assert kernels.count((1, 3, 3)) == 16 - enc_3d + 2 * dec[0] + dec[2] + 1
     assert set(kernels) == {(1, 7, 7), (3, 3, 3), (3, 1, 1), (1, 3, 3), (1, 1, 1)}
 
 
@@ -136,7 +170,9 @@ def test_width_scales_channels():
     assert (
         paper.encoder_cells[-1].out_channels == 2048 and small.encoder_cells[-1].out_channels == 128
     )
-    assert paper.decoder_cells[0].out_channels == 2048 + 3 * 20
+    # block 1 sits at stage 3's scale and has its 1024 channels plus 3 layers of growth 20
+    assert paper.decoder_cells[0].out_channels == 1024 + 3 * 20
+    assert [c.out_channels for c in paper.decoder_cells] == [1084, 572, 316, 124, 124]
 
 
 @pytest.mark.parametrize("cells", ["search", "mix", PRESETS["lung-paper"]], ids=str)
@@ -234,7 +270,7 @@ def test_search_with_one_hot_weights_equals_fixed_network():
     # Give the fixed network the weights of the chosen branches of the searched one.
     search_state = search.state_dict()
     fixed.load_state_dict({k: search_state[search_key(k)] for k in fixed.state_dict()})
-    x = torch.randn(1, 1, 16, 32, 32)
+    x = torch.randn(1, 1, 32, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(search(x), fixed(x), rtol=1e-4, atol=1e-5)
 

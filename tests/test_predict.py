@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from vnas.cli import main
-from vnas.models import build_model
+from vnas.models import NETWORK_VERSION, build_model
 from vnas.predict import predict_image
 
 PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
@@ -52,9 +52,10 @@ def _model_dir(tmp_path: Path, arch: str = "unet3d") -> Path:
         "in_channels": 1,
         "num_classes": 2,
         "classes": {"0": "background", "1": "pancreas"},
-        "patch": [16, 32, 32],
-        "test_patch": [16, 32, 32],
+        "patch": [32, 32, 32],
+        "test_patch": [32, 32, 32],
         "preprocessing": PREPROCESSING,
+        "network_version": NETWORK_VERSION,
     }
     (folder / "config.json").write_text(json.dumps(config))
     return folder

@@ -3,6 +3,7 @@
 import argparse
 import json
 import logging
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -10,6 +11,7 @@ import pytest
 
 from vnas.cli import build_parser, main
 from vnas.genotype import read_arch_json
+from vnas.models import NETWORK_VERSION
 from vnas.search import warmup_iterations
 
 ITERATIONS, WARMUP = 8, 3
@@ -25,7 +27,7 @@ def search_argv(data, out, *extra):
         "--iterations", str(ITERATIONS),
         "--warmup-iterations", str(WARMUP),
         "--width", "0.0625",
-        "--patch", "16", "32", "32",
+        "--patch", "32", "32", "32",
         "--batch-size", "2",
         "--lr", "0.002",
         "--arch-lr", "0.05",  # large enough that a few steps move α/β visibly
@@ -101,6 +103,39 @@ def test_same_seed_same_arch_json(searched, synthetic_dataset, tmp_path, caplog)
     assert (other / "arch.json").read_bytes() != (searched / "arch.json").read_bytes()
 
 
+def test_search_folder_of_an_earlier_network_is_refused(
+    searched, synthetic_dataset, tmp_path, capsys, as_made_by_network_1
+):
+    """A search folder (or its arch.json) made before network version 2 records none:
+    resuming it and aggregating it stop with one line; --force starts it over."""
+    old = tmp_path / "old"
+    shutil.copytree(searched, old)
+    as_made_by_network_1(old)
+    capsys.readouterr()
+    argv = search_argv(synthetic_dataset, old)
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("vnas: error:") and len(err.splitlines()) == 1
+    assert "made by an earlier vnas network" in err and "must be rerun" in err
+    assert main(["aggregate", str(searched), str(old), "--out", str(tmp_path / "a.json")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert f"{old / 'arch.json'}: this search" in err and "earlier vnas network" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "a.json").exists()
+    assert main([*argv, "--force"]) == 0  # the rerun the message asks for
+    assert read_arch_json(old / "arch.json")["network_version"] == NETWORK_VERSION
+
+
+def test_report_lists_the_search_settings_and_the_warmup(searched, tmp_path):
+    from vnas.cli import main as vnas
+
+    out = tmp_path / "report.html"
+    assert vnas(["report", "--dataset", "d", "--searches", str(searched), "--out", str(out)]) == 0
+    page = out.read_text()
+    assert "Search settings" in page and "warmup_fraction" in page
+    row = f"<td>0</td>\n<td>{ITERATIONS}</td>\n<td>{WARMUP} ({WARMUP / ITERATIONS:.1%})</td>"
+    assert row in page
+
+
 def test_finished_search_rerun_does_nothing(searched, synthetic_dataset, caplog):
     before = (searched / "arch.json").stat().st_mtime_ns
     with caplog.at_level(logging.INFO):
@@ -109,12 +144,25 @@ def test_finished_search_rerun_does_nothing(searched, synthetic_dataset, caplog)
     assert (searched / "arch.json").stat().st_mtime_ns == before
 
 
-def test_warmup_in_epochs():
-    args = argparse.Namespace(warmup_iterations=None, warmup_epochs=20.0, batch_size=2)
+def test_warmup_as_a_fraction_in_epochs_or_in_iterations():
+    args = argparse.Namespace(
+        warmup_iterations=None,
+        warmup_epochs=None,
+        warmup_fraction=0.08,
+        iterations=40000,
+        batch_size=2,
+    )
+    # The default: the same share of every search, whatever the number of train cases.
+    assert warmup_iterations(args, n_train_cases=40) == 3200
+    assert warmup_iterations(args, n_train_cases=141) == 3200
+    args.warmup_epochs = 20.0
     # An epoch is 4 train cases x 8 patches / batch 2 = 16 iterations.
     assert warmup_iterations(args, n_train_cases=4) == 320
     args.batch_size = 3
     assert warmup_iterations(args, n_train_cases=4) == 20 * 11
+    # NIH: 40 train cases, batch 2: the paper's 20 epochs are the default fraction.
+    args.batch_size = 2
+    assert warmup_iterations(args, n_train_cases=40) == 0.08 * 40000
     args.warmup_iterations = 7
     assert warmup_iterations(args, n_train_cases=4) == 7
 
@@ -125,7 +173,8 @@ def test_paper_defaults_and_exclusive_warmup_flags(synthetic_dataset, tmp_path):
     assert (args.iterations, args.lr, args.momentum, args.weight_decay) == (40000, 0.05, 0.9, 5e-4)
     assert (args.poly_power, args.arch_lr, args.arch_weight_decay) == (0.9, 3e-4, 1e-3)
     assert args.arch_betas == [0.5, 0.999]
-    assert (args.warmup_epochs, args.warmup_iterations, args.batch_size) == (20.0, None, 2)
+    assert (args.warmup_fraction, args.warmup_epochs, args.warmup_iterations) == (0.08, None, None)
+    assert args.batch_size == 2
     assert (args.width, args.patch, args.device) == (1.0, None, "auto")
     with pytest.raises(SystemExit):
         parser.parse_args([*search_argv(synthetic_dataset, tmp_path), "--warmup-epochs", "2"])

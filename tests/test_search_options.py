@@ -14,7 +14,7 @@ from vnas.network import VNASNet
 from vnas.run_context import _identity_args
 from vnas.search import gdas_tau
 
-PATCH = (16, 32, 32)
+PATCH = (32, 32, 32)
 
 
 def search_net(seed=0, **options) -> VNASNet:
@@ -132,7 +132,7 @@ def test_search_cli_with_gdas_and_memory_lean(synthetic_dataset, tmp_path):
         "--iterations", "4",
         "--warmup-iterations", "1",
         "--width", "0.0625",
-        "--patch", "16", "32", "32",
+        "--patch", "32", "32", "32",
         "--arch-lr", "0.05",
         "--workers", "0",
         "--sampling", "gdas",
@@ -165,7 +165,7 @@ def test_training_batches_and_model_in_channels_last(synthetic_dataset, tmp_path
     from vnas.run_context import RunContext
     from vnas.train import to_device
 
-    batch = {"image": torch.randn(2, 1, 16, 32, 32), "label": torch.zeros(2, 16, 32, 32)}
+    batch = {"image": torch.randn(2, 1, 32, 32, 32), "label": torch.zeros(2, 32, 32, 32)}
     image, _ = to_device(batch, torch.device("cpu"), channels_last=True)
     assert image.is_contiguous(memory_format=torch.channels_last_3d)
     for flag, expected in ((None, True), (False, False)):

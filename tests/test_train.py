@@ -15,8 +15,9 @@ import torch
 
 from vnas.checkpoint import load_model, save_checkpoint
 from vnas.cli import main
+from vnas.errors import VNASError
 from vnas.learner import WeightLearner
-from vnas.models import build_model
+from vnas.models import NETWORK_VERSION, build_model
 from vnas.rng import seed_everything
 
 
@@ -30,7 +31,7 @@ def train_argv(data, out, arch="nih-paper", iterations=4, *extra):
         "--out", str(out),
         "--iterations", str(iterations),
         "--width", "0.0625",
-        "--patch", "16", "32", "32",
+        "--patch", "32", "32", "32",
         "--batch-size", "2",
         "--lr", "0.002",
         "--workers", "0",
@@ -41,7 +42,7 @@ def train_argv(data, out, arch="nih-paper", iterations=4, *extra):
 
 def test_training_lowers_the_loss_and_writes_a_model_folder(synthetic_dataset, tmp_path):
     # The paper's lr. A 32x64x64 patch leaves 2x2x2 voxels in the deepest stage; at the
-    # smallest patch (16x32x32) BatchNorm there sees one voxel per patch and is unstable.
+    # smallest patch (32x32x32) BatchNorm there sees one voxel per patch and is unstable.
     out = tmp_path / "nih"
     argv = train_argv(synthetic_dataset, out, "nih-paper", 12)
     argv[argv.index("--lr") + 1] = "0.05"
@@ -88,10 +89,10 @@ def test_baselines_train(synthetic_dataset, tmp_path, arch):
     out = tmp_path / arch
     assert main(train_argv(synthetic_dataset, out, arch, 1)) == 0
     model, config = load_model(out)
-    from monai.networks.nets import UNet, VNet
+    from monai.networks.nets import BasicUNet, VNet
 
     # below width 1.0 the V-Net is vnas.models' ScaledVNet, a subclass of MONAI's VNet
-    assert isinstance(model, {"unet3d": UNet, "vnet": VNet}[arch])
+    assert isinstance(model, {"unet3d": BasicUNet, "vnet": VNet}[arch])
     assert config["arch_kind"] == arch and config["arch_code"] is None
 
 
@@ -203,8 +204,8 @@ def bad_folds(tmp_path, data, empty):
         ("search_arch", "use `vnas search`"),
         ("fold_out_of_range", "fold 7 does not exist"),
         ("empty_test_fold", "fold 0 has an empty test set"),
-        ("bad_patch", "16x30x32 .* does not fit"),
-        ("bad_test_patch", "--test-patch 16x32x40 .* does not fit"),
+        ("bad_patch", "32x30x32 .* does not fit"),
+        ("bad_test_patch", "--test-patch 32x32x40 .* does not fit"),
         ("vnet_patch", "each axis must be a positive multiple of 16x16x16"),
         ("missing_dataset", "not a preprocessed dataset"),
     ],
@@ -230,7 +231,7 @@ def test_bad_input_is_one_line_and_writes_nothing(
     elif case == "bad_patch":
         argv[arg["--patch"] + 1] = "30"
     elif case == "bad_test_patch":
-        argv += ["--test-patch", "16", "32", "40"]
+        argv += ["--test-patch", "32", "32", "40"]
     elif case == "vnet_patch":
         argv[arg["--arch"]] = "vnet"
         argv[arg["--patch"]] = "8"
@@ -282,6 +283,7 @@ def test_checkpoint_from_another_architecture(synthetic_dataset, tmp_path, capsy
         victim / "checkpoint.pt",
         {
             "iteration": 1,
+            "network_version": NETWORK_VERSION,
             "arch": json.dumps(config["identity"]["arch"], sort_keys=True),
             "fingerprint": config["fingerprint"],
             "model": torch.load(donor / "model.pt", weights_only=True),
@@ -292,3 +294,39 @@ def test_checkpoint_from_another_architecture(synthetic_dataset, tmp_path, capsy
     err = capsys.readouterr().err.strip()
     assert "checkpoint.pt" in err and "is for architecture" in err and "nih-paper" in err
     assert len(err.splitlines()) == 1
+
+
+def test_model_folder_of_an_earlier_network_is_refused(
+    synthetic_dataset, tmp_path, capsys, as_made_by_network_1
+):
+    """A model folder made before network version 2 is never loaded into the new
+    topology (evaluate, predict) nor resumed or skipped as finished by train."""
+    out = tmp_path / "old"
+    argv = train_argv(synthetic_dataset, out, "nih-paper", 2)
+    assert main(argv) == 0
+    as_made_by_network_1(out)
+    with pytest.raises(VNASError, match=r"made by an earlier vnas network .* must be rerun"):
+        load_model(out)
+    capsys.readouterr()
+    assert main(argv) == 2  # not "already finished"
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"vnas: error: {out}: the run in this folder")
+    assert "earlier vnas network" in err and "--force" in err and len(err.splitlines()) == 1
+    assert main([*argv, "--force"]) == 0
+    load_model(out)  # retrained: loads again
+
+
+def test_checkpoint_of_an_earlier_network_is_refused(synthetic_dataset, tmp_path, capsys):
+    """Only checkpoint.pt survived (Snakemake removed config.json), and it has no
+    network version: the resume stops with one line."""
+    out = tmp_path / "run"
+    argv = train_argv(synthetic_dataset, out, "nih-paper", 2)
+    assert main(argv) == 0
+    state = {"iteration": 1, "fingerprint": "0123", "model": {}}  # no network_version
+    save_checkpoint(out / "checkpoint.pt", state)
+    for name in ("done", "model.pt", "config.json"):
+        (out / name).unlink()
+    capsys.readouterr()
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert "earlier vnas network" in err and len(err.splitlines()) == 1

@@ -119,6 +119,35 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
         assert (work / f"results/figures/synthetic/{name}.png").stat().st_size > 1000
     html = (work / "results/report/synthetic.html").read_text()
     assert "V-NAS" in html and "data:image/png;base64" in html
+    assert "Search settings" in html and "<td>1 (33.3%)</td>" in html  # warm-up: 1 of 3
+
+
+@pytest.mark.slow
+def test_pipeline_scores_the_resampled_preset_on_raw_labels(tiny_local_run):
+    """synthetic-pancreas resamples (as MSD Pancreas does): the pipeline's evaluate scores
+    every method against the raw label files, in their shape and geometry."""
+    import SimpleITK as sitk
+
+    work = tiny_local_run
+    raw = work / "data/raw/synthetic"
+    pre = json.loads((work / "data/preprocessed/synthetic/dataset.json").read_text())
+    assert pre["preprocessing"]["spacing"] is not None  # the preset resamples
+    evaluations = sorted((work / "results/synthetic/eval").glob("*/fold*/metrics.csv"))
+    assert len(evaluations) == 2 * 6  # 2 folds x (vnas, mix, unet3d, vnet + 2 manual)
+    for metrics in evaluations:
+        folder = metrics.parent
+        config = json.loads((folder / "config.json").read_text())
+        assert (work / config["reference"]).resolve() == raw.resolve(), folder
+        for case_id, rows in pd.read_csv(metrics).groupby("case_id"):
+            label = sitk.ReadImage(str(raw / "labelsTr" / f"{case_id}.nii.gz"))
+            pred = sitk.ReadImage(str(folder / "predictions" / f"{case_id}.nii.gz"))
+            assert pred.GetSize() == label.GetSize()
+            assert pred.GetSize() != tuple(reversed(pre["shapes"][case_id]))  # resampled
+            for get in ("GetSpacing", "GetOrigin", "GetDirection"):
+                assert getattr(pred, get)() == pytest.approx(getattr(label, get)(), abs=1e-4)
+            reference = sitk.GetArrayFromImage(label)
+            for _, row in rows.iterrows():
+                assert row["gt_voxels"] == (reference == row["class"]).sum(), (case_id, row)
 
 
 @pytest.mark.slow

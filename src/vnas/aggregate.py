@@ -1,10 +1,12 @@
 """One architecture per dataset from the folds' searches (paper §4.1).
 
 The softmax probabilities of α (16×3) and β (5×3) are summed over the searches and the
-op with the largest sum is chosen per cell. The result is an ``arch.json`` like a
-search's: ``alpha_probs``/``beta_probs`` are the summed probabilities normalised per
-cell (i.e. their mean over the searches), ``alpha``/``beta`` their natural logarithm --
-weights whose softmax gives those probabilities back -- and ``code`` the argmax.
+op with the largest sum is chosen per cell. Searches made by an earlier network version
+(their ``arch.json`` has another or no ``network_version``) are refused. The result is
+an ``arch.json`` like a search's: ``alpha_probs``/``beta_probs`` are the summed
+probabilities normalised per cell (i.e. their mean over the searches), ``alpha``/``beta``
+their natural logarithm -- weights whose softmax gives those probabilities back -- and
+``code`` the argmax.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import numpy as np
 
 from vnas.errors import VNASError
 from vnas.genotype import read_arch_json, write_arch_json
+from vnas.models import check_network_version
 
 __all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
 
@@ -59,14 +62,16 @@ def aggregate_searches(sources: Sequence[str | Path], out: str | Path) -> dict:
         The record written (see :func:`vnas.genotype.read_arch_json` for the keys).
 
     Raises:
-        VNASError: a source is missing, unfinished or not a valid arch JSON; or the same
-            search is given twice.
+        VNASError: a source is missing, unfinished, made by an earlier network version or
+            not a valid arch JSON; or the same search is given twice.
     """
     paths = [arch_json_path(s) for s in sources]
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
         raise VNASError("the same search is given more than once", paths[0])
     records = [read_arch_json(p) for p in paths]
+    for path, record in zip(paths, records, strict=True):
+        check_network_version(record, path, "this search (rerun `vnas search` for it)")
     alpha_probs, beta_probs = aggregate_probs(records)
     record = write_arch_json(
         out,

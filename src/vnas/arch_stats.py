@@ -16,6 +16,10 @@
     network. It too depends only on shapes, so it is counted on ``meta`` and is the
     same on every machine. (``torch.profiler``'s memory timeline would need a real
     CPU run, tens of GB at the paper's size, and parsing its events for one number.)
+
+:class:`AHNetReference` wraps MONAI's ``AHNet`` in vnas's axis order, so that
+``vnas arch stats ahnet`` sets the V-NAS network's size beside the network it is built on
+(``docs/network.md``); vnas does not train it.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from vnas.errors import VNASError
 
 __all__ = [
+    "AHNetReference",
     "count_parameters",
     "cuda_peak_memory",
     "forward_flops",
@@ -40,6 +45,40 @@ __all__ = [
 ]
 
 META = torch.device("meta")
+
+
+class AHNetReference(nn.Module):
+    """MONAI's ``AHNet`` taking and returning vnas tensors ``(N, C, D, H, W)``.
+
+    MONAI orders the spatial axes ``(x, y, z)`` with the slice axis last, so the input is
+    permuted to ``(N, C, W, H, D)`` and the output back. AH-Net's trilinear upsampling
+    mode is used (its ``maxpool`` is then 3×3×3, stride 2, padding 1, as in AH-Net's own
+    code) with as many PSP branches (``psp_block_num``, at most AH-Net's 4) as the patch
+    allows: branch ``i`` max-pools ``2^(i+3)`` voxels in-plane at half the input size.
+
+    Args:
+        in_channels: image channels.
+        num_classes: output classes.
+        patch: the ``(D, H, W)`` patch the network will see.
+    """
+
+    def __init__(self, in_channels: int, num_classes: int, patch: Sequence[int]) -> None:
+        from monai.networks.nets import AHNet
+
+        super().__init__()
+        in_plane = min(int(patch[1]), int(patch[2]))
+        self.psp_block_num = max(k for k in range(5) if k == 0 or 2 ** (k + 3) <= in_plane)
+        self.in_channels = in_channels
+        self.net = AHNet(
+            spatial_dims=3,
+            in_channels=in_channels,
+            out_channels=num_classes,
+            psp_block_num=self.psp_block_num,
+            upsample_mode="trilinear",
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.permute(0, 1, 4, 3, 2)).permute(0, 1, 4, 3, 2)
 
 
 def count_parameters(model: nn.Module) -> int:

@@ -4,6 +4,13 @@ A cell built with ``op=None`` holds all three candidate ops and takes the softma
 weights of its row of α or β in ``forward`` (Eq. 2 and Eq. 4). A cell built with an
 ``op`` digit holds only that op, so a fixed network has no unused weights.
 
+Eq. 2 mixes whole encoder cells, ``Σ_i w_i · E_i(x)`` with
+``E_i(x) = relu(F_i(x) + shortcut(x))``: each candidate is a complete residual cell,
+its ReLU before the weighted sum. The three candidates share one shortcut module
+(identity or projection), computed once per forward pass: the paper does not say
+whether the candidates' shortcuts share weights, and sharing keeps the mixed cell's
+parameters those of its three residual branches plus one shortcut.
+
 Two options of a mixed cell serve the search's speed and memory (both off by default):
 
 - single-path sampling (``index``, GDAS): only the sampled op runs (see :func:`mix_ops`);
@@ -22,26 +29,35 @@ Two options of a mixed cell serve the search's speed and memory (both off by def
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from vnas.genotype import NUM_OPS
-from vnas.operations import DENSE_LAYERS, DenseLayers, EncoderBranch, conv_bn
+from vnas.operations import (
+    DENSE_LAYERS,
+    DenseLayers,
+    EncoderBranch,
+    conv_bn,
+    conv_max_pool_down,
+)
 
 __all__ = ["DecoderCell", "EncoderCell", "mix_ops"]
 
 
 def mix_ops(
-    ops: Sequence[nn.Module],
-    x: torch.Tensor,
+    ops: Sequence[Callable[..., torch.Tensor]],
+    inputs: tuple[torch.Tensor, ...],
     weights: torch.Tensor,
     index: int | None = None,
     checkpointed: bool = False,
 ) -> torch.Tensor:
     """The weighted sum of the ops' outputs, or (``index`` given) of the sampled one only.
+
+    Every op is called as ``op(*inputs)``.
 
     DARTS / V-NAS (``index=None``): ``Σ_i w_i · op_i(x)``, every op runs.
 
@@ -54,10 +70,10 @@ def mix_ops(
     ``checkpointed``: run each op under gradient checkpointing (the memory-lean cell).
     """
 
-    def run(op: nn.Module) -> torch.Tensor:
+    def run(op: Callable[..., torch.Tensor]) -> torch.Tensor:
         if checkpointed and torch.is_grad_enabled():
-            return checkpoint(op, x, use_reentrant=False)
-        return op(x)
+            return checkpoint(op, *inputs, use_reentrant=False)
+        return op(*inputs)
 
     if index is None:
         return sum(w * run(op) for w, op in zip(weights, ops, strict=True))
@@ -67,43 +83,56 @@ def mix_ops(
 
 
 class EncoderCell(nn.Module):
-    """ResNet bottleneck cell with a searchable X/Y (E0 2D, E1 3D, E2 P3D), stride 1.
+    """ResNet bottleneck cell with a searchable X/Y (E0 2D, E1 3D, E2 P3D).
 
-    Computes ``relu(Σ_i w_i · branch_i(x) + shortcut(x))`` with one shared shortcut
-    (identity, or ``1×1×1`` conv+BN where the channel count changes). Because the
-    weights sum to 1, this equals Eq. 2's weighted sum of the three full residual
-    cells ``Σ_i w_i (branch_i(x) + shortcut(x))`` with a shared shortcut, before the
-    final ReLU.
+    A fixed cell computes ``relu(F(x) + shortcut(x))``; a mixed cell computes Eq. 2,
+    ``Σ_i w_i · relu(F_i(x) + shortcut(x))`` with one shortcut shared by the three
+    candidates and computed once. The shortcut is the identity where shapes agree, a
+    ``1×1×1`` conv+BN projection where only the channel count changes (the first cell of
+    stage 1), and the "Conv-Max Pool Down" (:func:`vnas.operations.conv_max_pool_down`)
+    in the first cell of stages 2–4 (``downsample=True``), whose branches then stride
+    too (:class:`vnas.operations.EncoderBranch`).
 
     Args:
         in_channels: input channels.
         planes: bottleneck width; the cell outputs ``4 * planes`` channels.
         op: the op digit of a fixed cell, or ``None`` for a mixed cell.
+        downsample: halve every axis (first cell of stages 2–4).
     """
 
-    def __init__(self, in_channels: int, planes: int, op: int | None) -> None:
+    def __init__(
+        self, in_channels: int, planes: int, op: int | None, downsample: bool = False
+    ) -> None:
         super().__init__()
         self.op = op
         ops = range(NUM_OPS) if op is None else (op,)
-        self.branches = nn.ModuleList(EncoderBranch(in_channels, planes, i) for i in ops)
-        out_channels = 4 * planes
-        self.shortcut: nn.Module = (
-            nn.Identity()
-            if in_channels == out_channels
-            else conv_bn(in_channels, out_channels, "1x1x1", relu=False)
+        self.branches = nn.ModuleList(
+            EncoderBranch(in_channels, planes, i, downsample) for i in ops
         )
-        self.relu = nn.ReLU(inplace=True)
+        out_channels = 4 * planes
+        self.shortcut: nn.Module
+        if downsample:
+            self.shortcut = conv_max_pool_down(in_channels, out_channels)
+        elif in_channels != out_channels:
+            self.shortcut = conv_bn(in_channels, out_channels, "1x1x1", relu=False)
+        else:
+            self.shortcut = nn.Identity()
         self.out_channels = out_channels
         self.checkpoint = False  # the memory-lean cell (module docstring)
+
+    @staticmethod
+    def _residual(branch: nn.Module, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        """One candidate cell E_i on a precomputed shortcut: ``relu(F_i(x) + shortcut)``."""
+        return torch.relu(branch(x) + shortcut)
 
     def forward(
         self, x: torch.Tensor, weights: torch.Tensor | None = None, index: int | None = None
     ) -> torch.Tensor:
+        shortcut = self.shortcut(x)
         if self.op is not None:
-            branch = self.branches[0](x)
-        else:
-            branch = mix_ops(self.branches, x, weights, index, self.checkpoint)
-        return self.relu(branch + self.shortcut(x))
+            return self._residual(self.branches[0], x, shortcut)
+        ops = [partial(self._residual, branch) for branch in self.branches]
+        return mix_ops(ops, (x, shortcut), weights, index, self.checkpoint)
 
 
 class DecoderCell(nn.Module):
@@ -132,4 +161,4 @@ class DecoderCell(nn.Module):
     ) -> torch.Tensor:
         if self.op is not None:
             return torch.cat([x, self.blocks[0](x)], dim=1)
-        return torch.cat([x, mix_ops(self.blocks, x, weights, index, self.checkpoint)], dim=1)
+        return torch.cat([x, mix_ops(self.blocks, (x,), weights, index, self.checkpoint)], dim=1)

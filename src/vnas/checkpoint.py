@@ -1,8 +1,9 @@
 """Model files and resume checkpoints: written atomically, read with ``weights_only=True``.
 
 A model folder (``vnas train``) holds ``config.json`` and ``model.pt`` (a plain
-``state_dict``); :func:`load_model` rebuilds the network from the config and checks the
-weights fit it before loading. A resume checkpoint (``checkpoint.pt``) is a dict of
+``state_dict``); :func:`load_model` refuses a folder made by an earlier network version
+(:func:`vnas.models.check_network_version`), rebuilds the network from the config and
+checks the weights fit it before loading. A resume checkpoint (``checkpoint.pt``) is a dict of
 tensors, numbers, strings and lists only, so that ``torch.load(weights_only=True)``
 accepts it; it carries the architecture and a fingerprint of the arguments so that a
 checkpoint from another run is refused instead of half-loaded.
@@ -93,12 +94,14 @@ def load_model(model_dir: str | Path, device: str | torch.device = "cpu") -> tup
         ``(model, config)``, the model in eval mode on ``device``.
 
     Raises:
-        VNASError: the folder is incomplete, or ``model.pt`` does not fit the config.
+        VNASError: the folder is incomplete, was made by an earlier network version, or
+            ``model.pt`` does not fit the config.
     """
-    from vnas.models import model_from_config
+    from vnas.models import check_network_version, model_from_config
 
     model_dir = Path(model_dir)
     config = read_config(model_dir)
+    check_network_version(config, model_dir, "this model folder (rerun `vnas train` for it)")
     weights = model_dir / MODEL_NAME
     if not weights.is_file():
         raise VNASError(f"no {MODEL_NAME}: training has not finished", model_dir)
@@ -130,12 +133,16 @@ def load_checkpoint(path: str | Path, *, arch: str, fingerprint: str) -> dict:
         optimiser/scheduler/scaler states, ``rng``, ``history``).
 
     Raises:
-        VNASError: unreadable, or written for another architecture or other arguments.
+        VNASError: unreadable, made by an earlier network version, or written for another
+            architecture or other arguments.
     """
+    from vnas.models import check_network_version
+
     path = Path(path)
     state = _torch_load(path)
     if not isinstance(state, dict) or "iteration" not in state or "model" not in state:
         raise VNASError("not a vnas resume checkpoint", path)
+    check_network_version(state, path, "this checkpoint (pass --force to start over)")
     if state.get("arch") != arch:
         raise VNASError(
             f"checkpoint is for architecture {state.get('arch')!r}, this run is {arch!r}", path

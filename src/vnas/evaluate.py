@@ -3,13 +3,17 @@
 For each test case: sliding-window inference on the preprocessed image
 (:mod:`vnas.inference`), the label map put back on the original image's grid
 (:func:`vnas.data.geometry.to_original`), and DSC, NSD and HD95 per foreground class on
-that grid with the original spacing in mm (:mod:`vnas.metrics`). The reference is, by
-default, the preprocessed label mapped back the same way: exactly the raw label for
-presets that do not resample (NIH, Lung; reorientation only permutes axes), and its
-nearest-neighbour round trip through the preprocessed grid for those that do (MSD
-Pancreas). With ``raw_dir`` (``--raw``) the raw labels themselves are read instead, so
-the scores are exact on the original grid for every preset, at the cost of reading the
-raw data again.
+that grid with the original spacing in mm (:mod:`vnas.metrics`). The reference is the
+raw label in its original geometry:
+
+- with ``raw_dir`` (``--raw``) the raw labels are read from that folder;
+- otherwise, if the preprocessing resampled (MSD Pancreas), from the raw folder the
+  preprocessed ``dataset.json`` records (``raw``): the preprocessed label mapped back
+  would be its nearest-neighbour round trip through the resampled grid, not the
+  reference. If that folder is gone, evaluation stops with one line asking for
+  ``--raw``;
+- otherwise (NIH, Lung: reorientation only permutes axes) the preprocessed label mapped
+  back, which is exactly the raw label, without reading the raw data again.
 
 Output folder, written whole or not at all:
 
@@ -125,6 +129,23 @@ def _reference(case_id: str, label: np.ndarray, meta: dict, reader: Reader | Non
     return case.label
 
 
+def _raw_reader(dataset: dict, raw_dir: str | Path | None, pre_dir: Path) -> Reader | None:
+    """The reader of the raw labels to score against, or ``None`` for the mapped-back
+    preprocessed labels (module docstring)."""
+    if raw_dir is None:
+        if (dataset.get("preprocessing") or {}).get("spacing") is None:
+            return None
+        raw_dir = dataset.get("raw")
+        if not raw_dir or not Path(raw_dir).is_dir():
+            raise VNASError(
+                f"this dataset was resampled, so it is scored against the raw labels, but "
+                f"its raw folder {raw_dir} is not there: pass --raw with the folder it was "
+                "made from",
+                pre_dir / "dataset.json",
+            )
+    return get_reader(dataset["preset"], raw_dir)
+
+
 def evaluate_fold(
     model_dir: str | Path,
     preprocessed_dir: str | Path,
@@ -149,8 +170,9 @@ def evaluate_fold(
             (default 1.0 mm).
         patch: sliding-window size (D, H, W); default the model's ``test_patch``.
         window: overlap, windows per pass, device and precision.
-        raw_dir: the raw dataset folder; if given, score against its labels instead of
-            the preprocessed labels mapped back (same result unless the preset resamples).
+        raw_dir: the raw dataset folder whose labels are the reference (default: the
+            one recorded by ``vnas preprocess`` where the preprocessing resampled; see
+            the module docstring).
 
     Returns:
         The per-case, per-class metrics table written to ``metrics.csv``.
@@ -158,7 +180,8 @@ def evaluate_fold(
     Raises:
         VNASError: fold out of range or with no test cases, an incomplete model folder,
             a model whose class count differs from the dataset's, a model trained on one
-            of the test cases, a test case missing from the preprocessed folder.
+            of the test cases, a test case missing from the preprocessed folder, the raw
+            labels of a resampled dataset not found.
     """
     model_dir, pre_dir, out_dir = Path(model_dir), Path(preprocessed_dir), Path(out_dir)
     test_ids = list(fold_split(read_folds(folds_path), fold)["test"])
@@ -176,7 +199,7 @@ def evaluate_fold(
     _check_no_leak(config, test_ids, fold, model_dir)
     tolerances = nsd_tolerances(nsd_tolerance, len(names) - 1)
     patch = model_patch(config, patch, model_dir)
-    reader = None if raw_dir is None else get_reader(dataset["preset"], raw_dir)
+    reader = _raw_reader(dataset, raw_dir, pre_dir)
     settings = {
         "model": str(model_dir),
         "preprocessed": str(pre_dir),
@@ -188,7 +211,7 @@ def evaluate_fold(
         "blend": "gaussian",
         "sw_batch_size": window.sw_batch_size,
         "nsd_tolerance_mm": dict(zip(names[1:], tolerances, strict=True)),
-        "reference": "preprocessed labels mapped back" if reader is None else str(raw_dir),
+        "reference": "preprocessed labels mapped back" if reader is None else str(reader.root),
         "device": str(device),
         "amp": window.amp,
         "cpu_bf16": window.cpu_bf16,

@@ -274,6 +274,9 @@ def _check_shapes(alpha: np.ndarray, beta: np.ndarray, path: str | Path | None =
 def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
     """Write α, β, their softmax probabilities and the argmax code to ``path`` atomically.
 
+    The record also holds the ``network_version`` (:data:`vnas.models.NETWORK_VERSION`)
+    of the network whose α, β these are: aggregation refuses searches of another one.
+
     Args:
         path: the output JSON file.
         alpha: encoder architecture weights, shape (16, 3) (tensor or array-like).
@@ -282,6 +285,8 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
     Returns:
         The record written (same keys as :func:`read_arch_json`).
     """
+    from vnas.models import NETWORK_VERSION
+
     a = np.asarray(_to_numpy(alpha), dtype=np.float64)
     b = np.asarray(_to_numpy(beta), dtype=np.float64)
     _check_shapes(a, b)
@@ -293,6 +298,7 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
         "beta_probs": _softmax(b).tolist(),
         "code": {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code},
         "ops": list(OP_NAMES),
+        "network_version": NETWORK_VERSION,
     }
     atomic_write_json(path, record)
     return record

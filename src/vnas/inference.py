@@ -10,9 +10,9 @@ patches are padded with) and the result cropped back, so any volume size works.
 
 Speed (measured in ``BENCHMARKS.md``; MONAI's function stays the engine): the network runs
 in :func:`torch.inference_mode` on an inference copy of the model
-(:func:`prepare_for_inference`) with every BatchNorm folded into the convolution before it
-and weights and windows in ``channels_last_3d`` memory format (what oneDNN and cuDNN's
-fast 3D kernels use), and ``sw_batch_size`` windows go through it at once. None of these
+(:func:`prepare_for_inference`) with every BatchNorm that follows a convolution folded
+into it and weights and windows in ``channels_last_3d`` memory format (what oneDNN and
+cuDNN's fast 3D kernels use), and ``sw_batch_size`` windows go through it at once. None of these
 changes the arithmetic beyond float32 rounding. bfloat16 autocast on the CPU
 (``cpu_bf16``) is faster on CPUs with native bf16 instructions but changes predictions
 near class boundaries, so it stays off unless asked for.
@@ -104,9 +104,12 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold each eval-mode ``Conv3d -> BatchNorm3d`` pair of an ``nn.Sequential`` into one conv.
 
     Works in place on ``model`` (pass a copy) and returns it. Every V-NAS Conv+BN unit is
-    such a pair (:func:`vnas.operations.conv_bn`); other layouts (MONAI's blocks) are left
-    as they are. Uses :func:`torch.nn.utils.fusion.fuse_conv_bn_eval`: in eval mode a
-    BatchNorm is a per-channel affine map, which the conv's weights and bias absorb.
+    such a pair (:func:`vnas.operations.conv_bn`); other layouts are left as they are:
+    MONAI's blocks, the pre-activation BatchNorms (BN → ReLU → conv) of the decoder's Up
+    and final layers, and the BatchNorm after the "Conv-Max Pool Down" shortcut's
+    max-pool (it could be folded only where its scale is positive). Uses
+    :func:`torch.nn.utils.fusion.fuse_conv_bn_eval`: in eval mode a BatchNorm is a
+    per-channel affine map, which the conv's weights and bias absorb.
     """
     for module in model.modules():
         if not isinstance(module, nn.Sequential):

@@ -30,6 +30,7 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 from vnas.checkpoint import CHECKPOINT_NAME, check_state_dict, load_checkpoint, save_checkpoint
 from vnas.curves import Curves
 from vnas.errors import VNASError
+from vnas.models import NETWORK_VERSION
 from vnas.rng import get_rng_state, set_rng_state
 
 __all__ = ["Divergence", "LoopSettings", "Task", "run_loop"]
@@ -133,6 +134,7 @@ def _checkpoint(
         settings.out_dir / CHECKPOINT_NAME,
         {
             "iteration": iteration,
+            "network_version": NETWORK_VERSION,
             "arch": settings.arch,
             "fingerprint": settings.fingerprint,
             "model": task.model.state_dict(),

@@ -5,14 +5,29 @@
 baselines below. The baselines come from MONAI, set up as close to the papers as its
 classes allow:
 
-- ``unet3d`` (Çiçek et al. 2016, 3D U-Net): ``monai.networks.nets.UNet`` with
-  ``spatial_dims=3``, ``channels=(32, 64, 128, 256)`` (Çiçek's four resolution levels,
-  i.e. three downsamplings) times ``--width``, ``strides=(2, 2, 2)``,
-  ``num_res_units=0`` (plain, non-residual blocks), BatchNorm and ReLU as in the paper.
-  MONAI downsamples with a strided convolution instead of max pooling, uses one
-  convolution per level instead of two and a transposed convolution plus one
-  convolution on the way up; it is the field's standard stand-in for Çiçek's network.
-  Patches must be a multiple of 8 per axis.
+- ``unet3d`` (Çiçek et al. 2016, 3D U-Net): ``monai.networks.nets.BasicUNet`` with
+  ``spatial_dims=3``, ``features=(32, 64, 128, 256, 512, 32)`` times ``--width``,
+  ``norm="batch"``, ``act="relu"``, no dropout, transposed-convolution upsampling
+  (``upsample="deconv"``, MONAI's default). As in Çiçek's network every resolution
+  level has two ``3×3×3`` Conv-BN-ReLU, levels are joined by ``2×2×2`` max-pooling
+  and ``2×2×2`` stride-2 transposed convolutions, skip features are concatenated, the
+  first level works at full resolution, and the widest level has 512 channels. How
+  it differs from Çiçek's (19.07 M parameters, counted with BatchNorm; this one has
+  22.63 M at width 1.0 with 2 classes):
+
+  - 5 resolution levels (4 poolings) instead of 4 (3 poolings): MONAI's class has a
+    fixed depth; the extra level is the full-resolution one, at 32 channels;
+  - both convolutions of a level have the level's channel count (32, 64, 128, 256,
+    512); Çiçek's first convolution of each encoder level has half of it (32→64,
+    64→128, 128→256, 256→512), so his full-resolution level ends at 64 channels;
+  - the transposed convolution halves the channels (Çiçek keeps 512 → 512), and the
+    last decoder level has 32 channels (``features[5]``) where Çiçek's has 64;
+  - "same" padding, so the output has the input's size; Çiçek's unpadded convolutions
+    shrink it (a 132×132×116 input gave a 44×44×28 output);
+  - convolutions carry a bias (MONAI's default; redundant before BatchNorm).
+
+  Patches must be a multiple of 16 per axis. (Until network version 2 this was
+  MONAI's ``UNet`` with one strided convolution per level and 1.9 M parameters.)
 - ``vnet`` (Milletari et al. 2016, V-Net): ``monai.networks.nets.VNet`` with
   ``spatial_dims=3`` and MONAI's defaults (ELU, 5×5×5 convolutions, residual stages,
   dropout 0.5 in the two deepest stages), adapted by MONAI from the official Caffe
@@ -24,12 +39,19 @@ classes allow:
   Four stride-2 stages: patches must be a multiple of 16 per axis.
 
 V-NAS networks (:class:`vnas.network.VNASNet`) take patches that are a multiple of
-``vnas.network.PATCH_MULTIPLE`` = (16, 32, 32) for (D, H, W).
+``vnas.network.PATCH_MULTIPLE`` = (32, 32, 32) for (D, H, W).
+
+``NETWORK_VERSION`` names the topology of every network built here. Model folders,
+search folders, resume checkpoints and a search's ``arch.json`` record it, and vnas
+refuses to load weights or α/β recorded under another version
+(:func:`check_network_version`): a state dict of an earlier topology must never be
+loaded, even where its keys happen to fit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from torch import nn
 
@@ -37,7 +59,9 @@ from vnas.errors import VNASError
 
 __all__ = [
     "BASELINES",
+    "NETWORK_VERSION",
     "build_model",
+    "check_network_version",
     "check_patch",
     "describe_arch",
     "model_from_config",
@@ -48,9 +72,16 @@ __all__ = [
 #: The baseline architectures ``--arch`` accepts besides the V-NAS specs.
 BASELINES = ("unet3d", "vnet")
 
-#: 3D U-Net channels per resolution level at width 1.0 (Çiçek et al. 2016).
-UNET3D_CHANNELS = (32, 64, 128, 256)
-UNET3D_MULTIPLE = (8, 8, 8)
+#: Version of the networks vnas builds. 1: before issue 12 (decoder blocks one level
+#: off AH-Net's, a separate "Down" module before each stage, the encoder cell's ReLU
+#: after the weighted sum, MONAI ``UNet`` as the 3D U-Net; never recorded); 2: AH-Net's
+#: topology, Eq. 2 exactly, ``BasicUNet`` as the 3D U-Net.
+NETWORK_VERSION = 2
+
+#: 3D U-Net features at width 1.0: five levels' channels, then the last decoder level's
+#: (``BasicUNet``'s ``features``).
+UNET3D_FEATURES = (32, 64, 128, 256, 512, 32)
+UNET3D_MULTIPLE = (16, 16, 16)
 VNET_MULTIPLE = (16, 16, 16)
 
 
@@ -59,18 +90,35 @@ def _scaled(channels: Sequence[int], width: float) -> tuple[int, ...]:
 
 
 def _build_unet3d(in_channels: int, num_classes: int, width: float) -> nn.Module:
-    from monai.networks.nets import UNet
+    from monai.networks.nets import BasicUNet
 
-    return UNet(
+    return BasicUNet(
         spatial_dims=3,
         in_channels=in_channels,
         out_channels=num_classes,
-        channels=_scaled(UNET3D_CHANNELS, width),
-        strides=(2, 2, 2),
-        num_res_units=0,
-        norm="batch",
+        features=_scaled(UNET3D_FEATURES, width),
         act="relu",
+        norm="batch",
+        dropout=0.0,
     )
+
+
+def check_network_version(record: dict, path: str | Path, what: str) -> None:
+    """Raise :class:`VNASError` unless ``record`` was made by this ``NETWORK_VERSION``.
+
+    Args:
+        record: a ``config.json``, checkpoint or ``arch.json`` dict; records made before
+            versions were recorded have no ``network_version`` (version 1).
+        path: the file or folder, named in the message.
+        what: what it is and how to remake it, e.g. ``"model folder ... rerun vnas train"``.
+    """
+    version = record.get("network_version", 1)
+    if version != NETWORK_VERSION:
+        raise VNASError(
+            f"{what} was made by an earlier vnas network (network version {version}; this "
+            f"vnas builds version {NETWORK_VERSION}) and must be rerun",
+            path,
+        )
 
 
 def _scaled_vnet_class():
@@ -119,7 +167,8 @@ def describe_arch(arch: str) -> dict:
 
     Returns:
         ``{"arch": arch, "kind": "unet3d"|"vnet"|"fixed"|"search"|"mix",
-        "arch_code": {"encoder": ..., "decoder": ...} or None, "name": str}``.
+        "arch_code": {"encoder": ..., "decoder": ...} or None, "name": str,
+        "network_version": NETWORK_VERSION}``.
         ``arch_code`` is set for fixed V-NAS networks, so a model folder can be rebuilt
         even when the arch file it came from has moved.
 
@@ -127,14 +176,26 @@ def describe_arch(arch: str) -> dict:
         VNASError: the spec is not a baseline and :func:`resolve_arch` rejects it.
     """
     if arch in BASELINES:
-        return {"arch": arch, "kind": arch, "arch_code": None, "name": arch}
+        return {
+            "arch": arch,
+            "kind": arch,
+            "arch_code": None,
+            "name": arch,
+            "network_version": NETWORK_VERSION,
+        }
     from vnas.genotype import resolve_arch
 
     spec = resolve_arch(arch)
     code = None
     if spec.mode == "fixed":
         code = {"encoder": spec.genotype.encoder_code, "decoder": spec.genotype.decoder_code}
-    return {"arch": arch, "kind": spec.mode, "arch_code": code, "name": spec.name}
+    return {
+        "arch": arch,
+        "kind": spec.mode,
+        "arch_code": code,
+        "name": spec.name,
+        "network_version": NETWORK_VERSION,
+    }
 
 
 def _build_from_description(

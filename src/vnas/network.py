@@ -1,20 +1,55 @@
 """VNASNet: the V-NAS encoder–decoder, fixed, searchable or "mix", from one code path.
 
-Layout (SPEC §2, AH-Net), with feature sizes for an input ``D×H×W``:
+The network of the paper's Fig. 2, which it says "is effectively verified by [13]",
+AH-Net; where the paper is silent the layers follow AH-Net's code (``lsqshr/AH-Net``
+``net3d.py``, ported to MONAI as ``monai.networks.nets.AHNet``), and each such choice
+says so in its docstring. ``docs/network.md`` describes the layout, the axis
+convention and every difference from AH-Net that remains. Tensors are
+``(N, C, D, H, W)`` with ``D`` the slice axis (the paper's ``z``, MONAI's last axis):
+a paper kernel ``7×7×1`` is the torch kernel ``(1, 7, 7)`` (:mod:`vnas.axes`).
 
-- stem: conv ``7×7×1`` stride ``[2,2,1]`` (torch kernel ``(1,7,7)``, stride ``(1,2,2)``)
-  then conv ``1×1×3`` (torch ``(3,1,1)``), Conv+BN+ReLU, 64 channels → ``D×H/2×W/2``;
-- 4 encoder stages of 3, 4, 6, 3 bottleneck cells (planes 64/128/256/512, outputs ×4),
-  each preceded by a "Conv-Max Pool Down" (conv ``1×1×1`` stride ``[2,2,1]``, MaxPool
-  ``1×1×2`` stride ``[1,1,2]``): stage k is at ``D/2^k × H/2^(k+1) × W/2^(k+1)``.
-  The cells themselves have stride 1: all downsampling is in the Down modules;
-- decoder: dense block 1 on the stage-4 output, then 4 × (Up to the scale of stage 3,
-  2, 1 and the stem, dense block), growth rate 20;
-- PVP on the last decoder feature, a ``1×1×1`` classifier, trilinear upsampling to
-  the input size.
+Layout, with the feature sizes (D×H×W) and channels at width 1.0 for a 64×96×96 patch:
 
-Hence D must be a multiple of 16 and H, W multiples of 32 (``PATCH_MULTIPLE``). Every
-channel count is ``max(2, round(c · width))``; ``width=1.0`` is the paper's network.
+=============================  ===============================================  ==========  =====
+feature                        made by                                          size        chan.
+=============================  ===============================================  ==========  =====
+input                                                                           64×96×96    1
+``conv_x``                     stem: conv ``7×7×1`` s ``[2,2,1]``, conv         32×48×48    64
+                               ``1×1×3`` (Conv+BN+ReLU), MaxPool ``1×1×2``
+                               s ``[1,1,2]`` (AH-Net's ``pool1``)
+``pool_x``                     MaxPool ``3×3×3`` s 2 p 1 (AH-Net's ``maxpool``)  16×24×24    64
+stage 1 (3 cells)              stride 1; first cell: ``1×1×1`` projection       16×24×24    256
+stage 2 (4 cells)              first cell strides ``[2,2,1]`` + MaxPool         8×12×12     512
+                               ``1×1×2``, shortcut "Conv-Max Pool Down"
+stage 3 (6 cells)              as stage 2                                       4×6×6       1024
+stage 4 (3 cells)              as stage 2                                       2×3×3       2048
+decoder block 1                dense(Up(stage 4) + stage 3)                     4×6×6       1084
+decoder block 2                dense(Up(block 1) + stage 2)                     8×12×12     572
+decoder block 3                dense(Up(block 2) + stage 1)                     16×24×24    316
+decoder block 4                dense(Projection(block 3) + ``pool_x``)          16×24×24    124
+decoder block 5                dense(Up(block 4) + ``conv_x``)                  32×48×48    124
+PVP                            block 5 and its 4 pooled branches                32×48×48    248
+output                         final layer, trilinear ×2                        64×96×96    classes
+=============================  ===============================================  ==========  =====
+
+Every axis, the slice axis included, is reduced by the same factors: 2 by the stem
+(in-plane by the 7×7×1 conv's stride, through-plane by ``pool1``), 2 by ``pool_x``, and
+2 by each of stages 2–4 (in-plane by the first cell's stride, through-plane by its
+``1×1×2`` max-pool): 32 at stage 4. Hence every patch axis must be a multiple of 32
+(``PATCH_MULTIPLE``). The 5 decoder digits of a code are blocks 1–5 in this order.
+Every channel count is ``max(2, round(c · width))``; ``width=1.0`` is the paper's network.
+
+Where the paper is silent (the layers' own docstrings name the rest):
+
+- the stem's ``1×1×2`` max-pool: paper silent; AH-Net's code max-pools its stem output
+  along z (``pool1``), so ``conv_x`` is at half the input size on every axis;
+- the max-pool to ``pool_x``: paper silent; AH-Net's code uses ``3×3×3``, stride 2,
+  padding 1 (MONAI's port uses ``2×2×2`` only with transposed-conv upsampling);
+- where the decoder blocks sit: paper silent beyond Fig. 2's caption (the dashed decoder
+  repeated 3 times); AH-Net's code places them as in the table, the fourth after a
+  projection without upsampling (``trans1``) joined to ``pool_x``;
+- the output: paper silent; AH-Net's code ends with a ×2 trilinear upsampling of the
+  final layer's output to the input size.
 
 Modes, chosen by ``cells``:
 
@@ -54,15 +89,25 @@ from vnas.genotype import (
     NUM_OPS,
     Genotype,
 )
-from vnas.operations import Down, PyramidVolumetricPooling, Up, conv_bn, scaled
+from vnas.operations import (
+    FinalLayer,
+    PyramidVolumetricPooling,
+    Up,
+    conv_bn,
+    depth_pool,
+    scaled,
+    trilinear,
+)
 
 __all__ = ["PATCH_MULTIPLE", "SAMPLINGS", "VNASNet"]
 
-PATCH_MULTIPLE: tuple[int, int, int] = (16, 32, 32)  # (D, H, W)
+PATCH_MULTIPLE: tuple[int, int, int] = (32, 32, 32)  # (D, H, W)
 STEM_CHANNELS = 64
 STAGE_PLANES = (64, 128, 256, 512)
 EXPANSION = 4
 GROWTH = 20
+#: The decoder block whose join is AH-Net's projection (``trans1``) rather than an Up.
+PROJECTION_BLOCK = 3
 #: How a search step weights the ops: all three by softmax (the paper) or one sampled.
 SAMPLINGS = ("darts", "gdas")
 
@@ -101,36 +146,38 @@ class VNASNet(nn.Module):
         enc_ops = cells.encoder if self.fixed_genotype else (None,) * NUM_ENCODER_CELLS
         dec_ops = cells.decoder if self.fixed_genotype else (None,) * NUM_DECODER_BLOCKS
 
-        # Encoder.
+        # Encoder. The stem's output is AH-Net's ``conv_x``, its max-pool ``pool_x``.
         stem = scaled(STEM_CHANNELS, width)
         self.stem = nn.Sequential(
             conv_bn(in_channels, stem, "7x7x1", stride="2x2x1"),
             conv_bn(stem, stem, "1x1x3"),
+            depth_pool(),
         )
-        self.downs = nn.ModuleList()
+        self.pool = nn.MaxPool3d(3, stride=2, padding=1)  # AH-Net's (module docstring)
         self.encoder_cells = nn.ModuleList()
-        skip_channels = [stem]
+        skip_channels = [stem, stem]  # conv_x, pool_x
         channels, cell = stem, 0
-        for n_cells, planes in zip(ENCODER_STAGES, STAGE_PLANES, strict=True):
-            self.downs.append(Down(channels))
+        for stage, (n_cells, planes) in enumerate(zip(ENCODER_STAGES, STAGE_PLANES, strict=True)):
             planes = scaled(planes, width)
-            for _ in range(n_cells):
-                self.encoder_cells.append(EncoderCell(channels, planes, enc_ops[cell]))
+            for i in range(n_cells):
+                down = stage > 0 and i == 0
+                self.encoder_cells.append(EncoderCell(channels, planes, enc_ops[cell], down))
                 channels, cell = EXPANSION * planes, cell + 1
             skip_channels.append(channels)
 
-        # Decoder: block 1 at stage 4, then Up to stage 3, 2, 1, stem scale + block.
+        # Decoder: blocks at stage 3, 2, 1, pool_x and conv_x scale (AH-Net's forward);
+        # the join before block 4 projects without upsampling (AH-Net's ``trans1``).
         growth = scaled(GROWTH, width)
         self.ups = nn.ModuleList()
-        self.decoder_cells = nn.ModuleList([DecoderCell(channels, growth, dec_ops[0])])
-        channels = self.decoder_cells[0].out_channels
-        for b, skip in enumerate(reversed(skip_channels[:-1]), start=1):
-            self.ups.append(Up(channels, skip))
+        self.decoder_cells = nn.ModuleList()
+        joins = reversed(skip_channels[:-1])  # stage 3, 2, 1, pool_x, conv_x
+        for b, skip in enumerate(joins):
+            self.ups.append(Up(channels, skip, upsample=b != PROJECTION_BLOCK))
             self.decoder_cells.append(DecoderCell(skip, growth, dec_ops[b]))
             channels = self.decoder_cells[b].out_channels
 
         self.pvp = PyramidVolumetricPooling(channels)
-        self.classifier = nn.Conv3d(self.pvp.out_channels, num_classes, 1)
+        self.final = FinalLayer(self.pvp.out_channels, num_classes)
 
         # Architecture parameters.
         if self.mode == "search":
@@ -170,18 +217,17 @@ class VNASNet(nn.Module):
     def check_patch(shape: Sequence[int]) -> None:
         """Raise :class:`VNASError` unless the network takes a ``(D, H, W)`` patch.
 
-        The four "Conv-Max Pool Down" modules halve every axis and the stem halves H and
-        W once more, so D must be a multiple of 16 and H, W multiples of 32.
+        The stem, its max-pool and stages 2–4 each halve every axis, so every axis must
+        be a multiple of 32.
         """
         shape = tuple(int(s) for s in shape)
         ok = len(shape) == 3 and all(
             s > 0 and s % m == 0 for s, m in zip(shape, PATCH_MULTIPLE, strict=True)
         )
         if not ok:
-            d, hw, _ = PATCH_MULTIPLE
             raise VNASError(
-                f"patch {'x'.join(map(str, shape))} (D,H,W) is not supported: D must be a "
-                f"multiple of {d} and H, W multiples of {hw} (e.g. 16x32x32, 64x64x64, 64x96x96)"
+                f"patch {'x'.join(map(str, shape))} (D,H,W) is not supported: every axis "
+                f"must be a multiple of {PATCH_MULTIPLE[0]} (e.g. 32x32x32, 64x64x64, 64x96x96)"
             )
 
     def arch_parameters(self) -> list[nn.Parameter]:
@@ -232,17 +278,17 @@ class VNASNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_patch(x.shape[2:])
         wa, wb, ia, ib = self._forward_weights()
-        h = self.stem(x)
-        skips = [h]
+        conv_x = self.stem(x)
+        h = self.pool(conv_x)
+        skips = [conv_x, h]
         cell = 0
-        for down, n_cells in zip(self.downs, ENCODER_STAGES, strict=True):
-            h = down(h)
+        for n_cells in ENCODER_STAGES:
             for _ in range(n_cells):
                 h = self.encoder_cells[cell](h, wa[cell], ia[cell])
                 cell += 1
             skips.append(h)
-        h = self.decoder_cells[0](h, wb[0], ib[0])
-        for b, (up, skip) in enumerate(zip(self.ups, reversed(skips[:-1]), strict=True), start=1):
+        for b, (up, skip) in enumerate(zip(self.ups, reversed(skips[:-1]), strict=True)):
             h = self.decoder_cells[b](up(h, skip), wb[b], ib[b])
-        logits = self.classifier(self.pvp(h))
-        return F.interpolate(logits, size=x.shape[2:], mode="trilinear", align_corners=False)
+        h = self.pvp(h)  # block 5 concatenated with its pooled branches
+        # Paper silent; AH-Net's code ends with a ×2 trilinear upsampling to the input size.
+        return trilinear(self.final(h), x.shape[2:])

@@ -187,7 +187,7 @@ def prepare_run(
 
     identity = {
         "command": command,
-        "arch": {k: arch[k] for k in ("kind", "arch_code", "name")},
+        "arch": {k: arch[k] for k in ("kind", "arch_code", "name", "network_version")},
         "args": _identity_args(args),
         "patch": list(patch),
         "cases": {"train": split["train"], "val": split["val"]},
@@ -196,6 +196,7 @@ def prepare_run(
     config = {
         "command": command,
         "vnas_version": __version__,
+        "network_version": arch["network_version"],
         "fingerprint": fingerprint(identity),
         "arch": arch["arch"],
         "arch_kind": arch["kind"],

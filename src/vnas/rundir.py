@@ -7,6 +7,10 @@ the result, the package version), ``checkpoint.pt`` while it runs, its results, 
 - in a finished folder (``done`` and every result present) does nothing and says so;
 - in an interrupted folder resumes from ``checkpoint.pt`` (whose own fingerprint is used
   if ``config.json`` is gone: Snakemake deletes the declared outputs of a failed job);
+- in a folder of a run made by an earlier network version (``network_version`` in its
+  config or checkpoint, :data:`vnas.models.NETWORK_VERSION`) stops with one line saying
+  so, unless ``--force`` (then it starts over): its weights or α/β do not fit the
+  network built now;
 - in a folder of a run with other arguments stops with an error naming the differing
   arguments, unless ``--force`` (then the old run's files are removed first). Workflow
   rules, where the workflow manager decides when a job reruns, pass ``--force``;
@@ -76,15 +80,15 @@ def _clear(out: Path, owned: tuple[str, ...]) -> None:
             path.unlink(missing_ok=True)
 
 
-def _previous_run(out: Path) -> tuple[str | None, dict]:
-    """Fingerprint and identity of the run in ``out``: from ``config.json``, or else from
-    ``checkpoint.pt`` (a workflow manager may delete ``config.json`` as an incomplete
-    output and keep the checkpoint)."""
+def _previous_run(out: Path) -> tuple[str | None, dict, dict]:
+    """Fingerprint, identity and the whole record (config or checkpoint) of the run in
+    ``out``: from ``config.json``, or else from ``checkpoint.pt`` (a workflow manager may
+    delete ``config.json`` as an incomplete output and keep the checkpoint)."""
     config_path, checkpoint = out / CONFIG_NAME, out / CHECKPOINT_NAME
     if config_path.is_file():
         try:
             old = json.loads(config_path.read_text())
-            return old.get("fingerprint"), old.get("identity", {})
+            return old.get("fingerprint"), old.get("identity", {}), old
         except json.JSONDecodeError:
             pass  # a broken config.json: fall back on the checkpoint
     if checkpoint.is_file():
@@ -92,10 +96,10 @@ def _previous_run(out: Path) -> tuple[str | None, dict]:
 
         try:
             state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
-            return state.get("fingerprint"), {}
+            return state.get("fingerprint"), {}, state
         except Exception:  # unreadable: treat as a run with unknown arguments
-            return "unreadable", {}
-    return None, {}
+            return "unreadable", {}, {}
+    return None, {}, {}
 
 
 def prepare_run_dir(
@@ -118,13 +122,18 @@ def prepare_run_dir(
             only things removed when the run starts over.
 
     Raises:
-        VNASError: the folder holds another run or foreign files, and ``force`` is off.
+        VNASError: the folder holds another run, a run of an earlier network version or
+            foreign files, and ``force`` is off.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VNASError("--out exists and is not a folder", out)
     ours = {CONFIG_NAME, CHECKPOINT_NAME, DONE_NAME, *results, *owned}
-    old_fingerprint, old_identity = _previous_run(out) if out.is_dir() else (None, {})
+    old_fingerprint, old_identity, old = _previous_run(out) if out.is_dir() else (None, {}, {})
+    if old_fingerprint is not None and old_fingerprint != "unreadable" and not force:
+        from vnas.models import check_network_version
+
+        check_network_version(old, out, "the run in this folder (pass --force to start over)")
     if old_fingerprint == config["fingerprint"]:
         finished = all((out / name).exists() for name in (DONE_NAME, *results))
         if finished and (out / CONFIG_NAME).is_file():

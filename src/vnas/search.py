@@ -5,8 +5,8 @@ Each iteration is a weight step on a batch of the fold's train cases
 over, by an architecture step on a batch of its val cases (:class:`vnas.architect.Architect`,
 Adam on α and β). The search folder holds:
 
-- ``arch.json``: α, β, their softmax probabilities and the argmax code
-  (:func:`vnas.genotype.write_arch_json`);
+- ``arch.json``: α, β, their softmax probabilities, the argmax code and the network
+  version (:func:`vnas.genotype.write_arch_json`);
 - ``config.json``: every argument, the fold's case lists, the package version;
 - ``trajectory.csv``: per logged iteration the mean train and val loss, the learning
   rate and the α/β probabilities (``alpha_probs_CC_OP``, ``beta_probs_B_OP``), also
@@ -51,11 +51,14 @@ TRAIN_STREAM, VAL_STREAM = 0, 1
 
 
 def warmup_iterations(args: argparse.Namespace, n_train_cases: int) -> int:
-    """Iterations before the first architecture step, from ``--warmup-iterations`` or
-    ``--warmup-epochs`` (see :func:`vnas.training_args.epoch_iterations`)."""
+    """Iterations before the first architecture step: ``--warmup-iterations``, else
+    ``--warmup-epochs`` (see :func:`vnas.training_args.epoch_iterations`), else
+    ``round(--warmup-fraction × --iterations)``."""
     if args.warmup_iterations is not None:
         return args.warmup_iterations
-    return round(args.warmup_epochs * epoch_iterations(n_train_cases, args.batch_size))
+    if args.warmup_epochs is not None:
+        return round(args.warmup_epochs * epoch_iterations(n_train_cases, args.batch_size))
+    return round(args.warmup_fraction * args.iterations)
 
 
 def gdas_tau(iteration: int, iterations: int, start: float, end: float) -> float:

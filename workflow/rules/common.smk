@@ -179,9 +179,7 @@ def report_tables(wildcards):
     return tables
 
 
-def warmup_arg(wildcards):
-    """--warmup-iterations or --warmup-epochs, whichever the dataset sets."""
+def warmup_iterations(wildcards):
+    """Iterations before the first alpha/beta step: warmup_fraction of the search."""
     cfg = ds(wildcards)
-    if "warmup_iterations" in cfg:
-        return f"--warmup-iterations {cfg['warmup_iterations']}"
-    return f"--warmup-epochs {cfg['warmup_epochs']}"
+    return round(cfg["warmup_fraction"] * cfg["search_iterations"])

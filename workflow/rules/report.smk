@@ -94,16 +94,23 @@ rule figures:
 
 
 rule report:
-    """One self-contained HTML page with the tables and figures of a dataset."""
+    """One self-contained HTML page with the tables, search settings and figures."""
     conda:
         "../envs/vnas.yaml"
     input:
         tables=report_tables,
         figures=rules.figures.output,
+        searches=lambda w: expand(
+            "results/{dataset}/search/fold{fold}/arch.json",
+            dataset=w.dataset,
+            fold=folds(w.dataset),
+        ),
     output:
         "results/report/{dataset}.html",
+    params:
+        searches=lambda w, input: " ".join(os.path.dirname(p) for p in input.searches),
     log:
         "results/logs/{dataset}/report.log",
     shell:
         "vnas report --dataset {wildcards.dataset} --tables {input.tables} "
-        "--figures {input.figures} --out {output} 2> {log}"
+        "--figures {input.figures} --searches {params.searches} --out {output} 2> {log}"

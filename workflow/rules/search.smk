@@ -15,7 +15,7 @@ rule search:
     params:
         out="results/{dataset}/search/fold{fold}",
         iterations=lambda w: ds(w)["search_iterations"],
-        warmup=warmup_arg,
+        warmup=warmup_iterations,
         width=lambda w: ds(w)["width"],
         patch=lambda w: shape_arg(ds(w)["patch"]),
         batch=lambda w: ds(w)["batch_size"],
@@ -32,7 +32,7 @@ rule search:
     shell:
         "OMP_NUM_THREADS={threads} vnas search --preprocessed {input.data} "
         "--folds {input.folds} --fold {wildcards.fold} --out {params.out} "
-        "--iterations {params.iterations} {params.warmup} --force "
+        "--iterations {params.iterations} --warmup-iterations {params.warmup} --force "
         "--width {params.width} --patch {params.patch} --batch-size {params.batch} "
         "{params.optimiser} --loss {params.loss} {params.arch_opt} --workers {params.workers} 2> {log}"
 

@@ -38,13 +38,15 @@ rule train:
 
 
 rule evaluate:
-    """Sliding-window inference on the fold's test cases; DSC, NSD and HD95 per case."""
+    """Sliding-window inference on the fold's test cases; DSC, NSD and HD95 per case,
+    against the raw labels in their original geometry (--raw)."""
     conda:
         "../envs/vnas.yaml"
     input:
         model="results/{dataset}/models/{method}/fold{fold}/model.pt",
         data="data/preprocessed/{dataset}",
         folds="results/{dataset}/folds.json",
+        raw=raw_dir,
     output:
         metrics="results/{dataset}/eval/{method}/fold{fold}/metrics.csv",
     params:
@@ -61,5 +63,5 @@ rule evaluate:
     shell:
         "OMP_NUM_THREADS={threads} vnas evaluate --model {params.model} "
         "--preprocessed {input.data} --folds {input.folds} --fold {wildcards.fold} "
-        "--out {params.out} --overlap {params.overlap} --nsd-tolerance {params.nsd} "
-        "--device {params.device} 2> {log}"
+        "--out {params.out} --raw {input.raw:q} --overlap {params.overlap} "
+        "--nsd-tolerance {params.nsd} --device {params.device} 2> {log}"

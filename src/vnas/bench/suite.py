@@ -117,9 +117,9 @@ DEFAULTS: dict[str, dict] = {
     },
     "smoke": {
         "width": 0.0625,
-        "patch": (16, 32, 32),
-        "test_patch": (16, 32, 32),
-        "volume": (16, 32, 64),
+        "patch": (32, 32, 32),
+        "test_patch": (32, 32, 32),
+        "volume": (32, 32, 64),
         "data_volume": (16, 64, 64),
         "repeats": 1,
         "sampling_iterations": 3,
@@ -276,18 +276,18 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
     if "sampling" in config.parts:
         from vnas.bench.sampling import run_sampling_suite
 
-        # The demo's sizes on the CPU (a 16x32x32 patch leaves the deepest stage at one
+        # The demo's sizes on the CPU (a 32x32x32 patch leaves the deepest stage at one
         # voxel, where BatchNorm diverges); smoke only checks that it runs.
         sampling = run_sampling_suite(
             config.sampling_iterations,
             config.sampling_warmup,
             width=0.0625 if smoke or device.type == "cpu" else 0.25,
-            patch=(16, 32, 32) if smoke else (32, 64, 64),
+            patch=(32, 32, 32) if smoke else (32, 64, 64),
             device=config.device,
             seeds=(0,) if smoke else (0, 1),
             arch_lrs=(3e-2,) if smoke else (3e-4, 3e-2),
             cases=4 if smoke else 8,
-            shape=(16, 32, 32) if smoke else (32, 64, 64),
+            shape=(32, 32, 32) if smoke else (32, 64, 64),
         )
         written.append(_write(out, "sampling", config, meta, sampling))
     return written

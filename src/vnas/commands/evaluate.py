@@ -30,9 +30,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--raw",
-        help="raw dataset folder: score against its labels (exact on the original grid) "
-        "instead of the preprocessed labels mapped back (default; identical unless the "
-        "preset resamples)",
+        help="raw dataset folder whose labels are the reference (default: where the "
+        "preprocessing resampled, the raw folder recorded by vnas preprocess; otherwise "
+        "the preprocessed labels mapped back, which equal the raw ones)",
     )
     add_inference_args(parser)
     parser.set_defaults(func=run)

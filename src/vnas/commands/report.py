@@ -14,11 +14,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
         help="write an HTML page with tables and figures",
-        description="Combine Markdown tables and PNG figures into one self-contained HTML file.",
+        description="Combine Markdown tables, the searches' settings and PNG figures into one "
+        "self-contained HTML file.",
     )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--tables", nargs="*", default=[], help="Markdown tables")
     parser.add_argument("--figures", nargs="*", default=[], help="PNG figures")
+    parser.add_argument(
+        "--searches",
+        nargs="*",
+        default=[],
+        metavar="SEARCH_DIR",
+        help="search folders whose settings (iterations, warm-up, ...) the page lists",
+    )
     parser.add_argument("--out", required=True, help="HTML output")
     parser.set_defaults(func=run)
 
@@ -27,6 +35,7 @@ def run(args: argparse.Namespace) -> int:
     for path in [*args.tables, *args.figures]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
-    atomic_write_text(args.out, render_report(args.dataset, args.tables, args.figures))
+    page = render_report(args.dataset, args.tables, args.figures, args.searches)
+    atomic_write_text(args.out, page)
     print(f"report written to {args.out}")
     return 0

@@ -6,7 +6,9 @@ import argparse
 
 from vnas.network import SAMPLINGS
 from vnas.training_args import (
+    WARMUP_FRACTION,
     add_common_args,
+    fraction,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -38,16 +40,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     warmup = arch.add_mutually_exclusive_group()
     warmup.add_argument(
+        "--warmup-fraction",
+        type=fraction,
+        default=WARMUP_FRACTION,
+        help="share of the iterations before alpha/beta steps start (default 0.08: the "
+        "paper's 20 epochs of its 40,000-iteration NIH search, see docs/search.md)",
+    )
+    warmup.add_argument(
         "--warmup-epochs",
         type=non_negative_float,
-        default=20.0,
-        help="weight-only epochs before alpha/beta steps start (default 20, the paper's); "
-        "an epoch is (train cases x 8) patches",
+        help="weight-only epochs before alpha/beta steps start instead; an epoch is "
+        "(train cases x 8) patches",
     )
     warmup.add_argument(
         "--warmup-iterations",
         type=non_negative_int,
-        help="weight-only iterations before alpha/beta steps start (overrides epochs)",
+        help="weight-only iterations before alpha/beta steps start instead",
     )
     speed = parser.add_argument_group("speed and memory (see BENCHMARKS.md)")
     speed.add_argument(

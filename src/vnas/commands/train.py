@@ -13,7 +13,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train a fixed architecture or a baseline on one fold (writes a model folder)",
         description="Train ARCH from scratch on the train and val cases of fold K. ARCH is a "
         "preset (nih-paper, lung-paper, pancreas-paper, manual:<enc>/<dec>), an arch.json, "
-        "mix (the search network with equal, frozen alpha/beta), unet3d (MONAI UNet as "
+        "mix (the search network with equal, frozen alpha/beta), unet3d (MONAI BasicUNet as "
         "Cicek's 3D U-Net) or vnet (MONAI VNet). Writes config.json, model.pt, metrics.csv "
         "and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
     )
