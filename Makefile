@@ -8,13 +8,14 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo docs lint format clean-results help cluster-up cluster-down
+.PHONY: install test demo docs bench lint format clean-results help cluster-up cluster-down
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff check + format check"
 	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
+	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
 
 install: $(STAMP)
 
@@ -54,6 +55,19 @@ DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manua
 docs: $(STAMP)
 	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
 		--markdown README.md --markdown docs/network.md
+
+# Every CPU benchmark, then BENCHMARKS.md and README's memory table from the JSON files
+# (about 2.5 hours on the 2-core machine; BENCHMARKS.md lists each part's command and
+# load). The whole 200x512x512 volume runs once per candidate, at width 0.25 and at the
+# paper's 1.0. The GPU section is kept (benchmarks/gpu-check.sh writes it on a GPU).
+BENCH_OUT ?= results/bench
+bench: $(STAMP)
+	$(BIN)/vnas bench --suite all --device cpu --out $(BENCH_OUT)
+	$(BIN)/vnas bench --suite inference --device cpu --width 0.25 --volume 200 512 512 \
+		--repeats 1 --no-inference-levers --no-compile --out $(BENCH_OUT)
+	$(BIN)/vnas bench --suite inference --device cpu --width 1.0 --volume 200 512 512 \
+		--repeats 1 --no-inference-levers --no-compile --out $(BENCH_OUT)
+	$(BIN)/vnas bench --out $(BENCH_OUT) --markdown BENCHMARKS.md --readme README.md
 
 # A one-node SLURM cluster on this machine (root, Debian), for tests/cluster.
 cluster-up:

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "predict",
+    "export",
     "table",
     "figures",
     "report",

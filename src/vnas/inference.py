@@ -8,7 +8,7 @@ patch along an axis is padded to the patch by MONAI (with ``pad_value``: pass th
 ``meta["pad_value"]``, the lower HU bound after normalisation, which is also what training
 patches are padded with) and the result cropped back, so any volume size works.
 
-Speed (measured in ``BENCHMARKS.md``; MONAI's function stays the engine): the network runs
+Speed (measured in ``BENCHMARKS.md``; MONAI's function always tiles and blends): the network runs
 in :func:`torch.inference_mode` on an inference copy of the model
 (:func:`prepare_for_inference`) with every BatchNorm that follows a convolution folded
 into it and weights and windows in ``channels_last_3d`` memory format (what oneDNN and
@@ -16,12 +16,17 @@ cuDNN's fast 3D kernels use), and ``sw_batch_size`` windows go through it at onc
 changes the arithmetic beyond float32 rounding. bfloat16 autocast on the CPU
 (``cpu_bf16``) is faster on CPUs with native bf16 instructions but changes predictions
 near class boundaries, so it stays off unless asked for.
+
+Engines (``engine``, the commands' ``--engine``): ``torch`` runs the network above;
+``onnxruntime`` exports that same folded network to ONNX (:mod:`vnas.export`) and runs it
+with ONNX Runtime's CPU execution provider. Either way MONAI's function tiles, pads and
+blends, so only the forward pass of a batch of windows differs.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -31,14 +36,17 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from vnas.device import autocast
+from vnas.errors import VNASError
 
 __all__ = [
     "DEFAULT_SW_BATCH_SIZE",
     "DEFAULT_WINDOW",
+    "ENGINES",
     "Prediction",
     "WindowOptions",
     "fold_batchnorm",
     "inference_autocast",
+    "inference_engine",
     "prepare_for_inference",
     "sliding_window_predict",
 ]
@@ -46,6 +54,8 @@ __all__ = [
 #: Windows per forward pass by default: batching windows gives the convolutions larger
 #: problems (faster on CPU and GPU, see BENCHMARKS.md) for little memory at 64^3 windows.
 DEFAULT_SW_BATCH_SIZE = 4
+#: Forward-pass engines: PyTorch, or ONNX Runtime's CPU execution provider.
+ENGINES = ("torch", "onnxruntime")
 
 
 @dataclass(frozen=True)
@@ -58,6 +68,7 @@ class WindowOptions:
     device: str | torch.device = "cpu"
     amp: bool = False
     cpu_bf16: bool = False
+    engine: str = "torch"
 
     def kwargs(self) -> dict:
         """The fields as keyword arguments of :func:`sliding_window_predict`."""
@@ -67,6 +78,7 @@ class WindowOptions:
             "device": self.device,
             "amp": self.amp,
             "cpu_bf16": self.cpu_bf16,
+            "engine": self.engine,
         }
 
 
@@ -140,8 +152,32 @@ def prepare_for_inference(
     return net
 
 
+def inference_engine(
+    model: nn.Module, patch: Sequence[int], window: WindowOptions = DEFAULT_WINDOW
+) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
+    """What :func:`sliding_window_predict` should be given for ``window.engine``: the model
+    itself for ``torch``, its ONNX Runtime network for ``onnxruntime`` (exported once
+    here, so that a command predicting many volumes exports only once).
+
+    Raises:
+        VNASError: an unknown engine, ONNX Runtime on a device other than the CPU or with
+            a mixed precision, or the ``onnx`` extra missing.
+    """
+    if window.engine not in ENGINES:
+        raise VNASError(f"--engine must be one of {', '.join(ENGINES)}, got {window.engine!r}")
+    if window.engine == "torch":
+        return model
+    if torch.device(window.device).type != "cpu":
+        raise VNASError("--engine onnxruntime runs on the CPU only: pass --device cpu")
+    if window.cpu_bf16:
+        raise VNASError("--cpu-bf16 applies to --engine torch only")
+    from vnas.export import OnnxRuntimeNetwork
+
+    return OnnxRuntimeNetwork(model, patch)
+
+
 def sliding_window_predict(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     image: np.ndarray | torch.Tensor,
     patch_size: Sequence[int],
     *,
@@ -155,12 +191,14 @@ def sliding_window_predict(
     pad_value: float = 0.0,
     return_probs: bool = False,
     progress: bool = False,
+    engine: str = "torch",
 ) -> Prediction:
     """Segment one whole volume with Gaussian-blended sliding windows.
 
     Args:
         model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``; it is
-            put in eval mode and runs as :func:`prepare_for_inference`'s copy.
+            put in eval mode and runs as :func:`prepare_for_inference`'s copy; or an
+            engine's ready network from :func:`inference_engine` (run as it is).
         image: preprocessed volume ``(D, H, W)`` (one channel) or ``(C_in, D, H, W)``.
         patch_size: window size ``(D, H, W)``, the model's test patch.
         overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
@@ -173,6 +211,8 @@ def sliding_window_predict(
         pad_value: intensity used where a window reaches past a volume smaller than it.
         return_probs: also return the blended probabilities.
         progress: show MONAI's progress bar over the windows.
+        engine: ``torch``, or ``onnxruntime`` to export ``model`` and run it there (pass
+            :func:`inference_engine`'s network instead to export once for many volumes).
 
     Returns:
         :class:`Prediction` with the uint8 label map ``(D, H, W)`` and, if asked, the
@@ -190,8 +230,15 @@ def sliding_window_predict(
         raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
     x = x[None].to(device)
 
-    model.eval()
-    net = prepare_for_inference(model, channels_last=channels_last, fold_bn=fold_bn)
+    if isinstance(model, nn.Module) and engine != "torch":
+        model = inference_engine(
+            model, patch_size, WindowOptions(device=device, cpu_bf16=cpu_bf16, engine=engine)
+        )
+    if isinstance(model, nn.Module):
+        model.eval()
+        net = prepare_for_inference(model, channels_last=channels_last, fold_bn=fold_bn)
+    else:  # a ready engine (ONNX Runtime): its own layout and precision
+        net, channels_last, amp, cpu_bf16 = model, False, False, False
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         if channels_last:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import SimpleITK as sitk
@@ -32,7 +32,12 @@ from vnas.data.geometry import to_original
 from vnas.data.imageio import read_image
 from vnas.data.preprocess import preprocess_image
 from vnas.errors import VNASError
-from vnas.inference import DEFAULT_WINDOW, WindowOptions, sliding_window_predict
+from vnas.inference import (
+    DEFAULT_WINDOW,
+    WindowOptions,
+    inference_engine,
+    sliding_window_predict,
+)
 from vnas.models import check_patch
 
 __all__ = [
@@ -124,7 +129,7 @@ def collect_inputs(input_path: str | Path, output: str | Path) -> list[tuple[Pat
 
 
 def predict_image(
-    model: nn.Module,
+    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
     config: dict,
     image: sitk.Image,
     patch: Sequence[int],
@@ -133,7 +138,7 @@ def predict_image(
     """Segment one raw CT image; returns a uint8 label image on the input's grid.
 
     Args:
-        model: the trained network.
+        model: the trained network, or its engine's network (:func:`inference_engine`).
         config: the model folder's ``config.json`` (its ``preprocessing`` is applied).
         image: a 3D CT image in HU, any orientation and spacing.
         patch: sliding-window size (D, H, W).
@@ -179,6 +184,7 @@ def predict(
     if not isinstance(config.get("preprocessing"), dict):
         raise VNASError("config.json has no 'preprocessing' settings", model_dir)
     patch = model_patch(config, patch, model_dir)
+    model = inference_engine(model, patch, window)  # ONNX Runtime: exported once here
     written = []
     for source, target in tqdm(pairs, desc="predict", unit="image", disable=len(pairs) < 2):
         image = read_input(source)

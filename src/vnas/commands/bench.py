@@ -24,7 +24,17 @@ from vnas.training_args import (
 
 logger = logging.getLogger(__name__)
 
-SUITE_CHOICES = ("all", "hardware", "training", "levers", "inference", "data", "sampling")
+SUITE_CHOICES = (
+    "all",
+    "hardware",
+    "training",
+    "levers",
+    "inference",
+    "data",
+    "sampling",
+    "memory",
+    "gpu",
+)
 QUICK_OUT = "results/bench/bench.json"
 SUITE_OUT = "results/bench"
 
@@ -46,12 +56,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=SUITE_CHOICES,
         metavar="PART",
-        help=f"run the suite's parts: {', '.join(SUITE_CHOICES)}",
+        help=f"run the suite's parts: {', '.join(SUITE_CHOICES)} (all: every part but "
+        "gpu, the GPU check, which needs CUDA or --device cpu --smoke)",
     )
     parser.add_argument(
         "--markdown",
         metavar="PATH",
         help="write BENCHMARKS.md rendered from the suite's JSON files in --out",
+    )
+    parser.add_argument(
+        "--readme",
+        metavar="PATH",
+        help="with --markdown: also write the goals table and the memory budget's GPU "
+        "table into PATH, between their generated-block markers (README.md)",
     )
     parser.add_argument(
         "--smoke",
@@ -105,6 +122,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         help="suite: their warm-up iterations (default 50 CPU, 100 CUDA)",
     )
+    parser.add_argument(
+        "--memory-widths",
+        type=positive_float,
+        nargs="+",
+        metavar="W",
+        help="suite: widths of the memory budget, smallest first; a width the smaller ones' "
+        "fit puts above 60%% of the free memory is skipped (default 0.125 0.25 0.5 1.0 on "
+        "the CPU)",
+    )
     add_device_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
     parser.add_argument(
@@ -133,10 +159,14 @@ def _run_quick(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.readme and not args.markdown:
+        from vnas.errors import VNASError
+
+        raise VNASError("--readme needs --markdown (both are rendered from --out)")
     if not args.suite and not args.markdown:
         return _run_quick(args)
     from vnas.atomic import atomic_write_text
-    from vnas.bench.markdown import load_results, render_markdown
+    from vnas.bench.markdown import load_results, render_markdown, replace_gpu_block
 
     out = args.out or SUITE_OUT
     if args.suite:
@@ -146,6 +176,19 @@ def run(args: argparse.Namespace) -> int:
         logger.info("bench: %s", config.command())
         run_suite(config, out)
     if args.markdown:
-        atomic_write_text(args.markdown, render_markdown(load_results(out)))
+        from pathlib import Path
+
+        results = load_results(out)
+        previous = Path(args.markdown).read_text() if Path(args.markdown).exists() else None
+        if set(results) == {"gpu"} and previous:  # a GPU run: only its section changes
+            text = replace_gpu_block(previous, results["gpu"])
+        else:
+            text = render_markdown(results, previous)
+        atomic_write_text(args.markdown, text)
         logger.info("wrote %s", args.markdown)
+        if args.readme:
+            from vnas.bench.markdown import write_readme_blocks
+
+            write_readme_blocks(args.readme, results)
+            logger.info("wrote the goals and memory tables into %s", args.readme)
     return 0

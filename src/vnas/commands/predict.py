@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions
+from vnas.inference import DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
 from vnas.training_args import add_dims_argument, overlap_fraction, positive_int
 
 
@@ -37,6 +37,15 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
         help="bfloat16 autocast on the CPU: faster on CPUs with native bf16 (AVX512-BF16, "
         "AMX), slower without; changes labels near class boundaries (off by default)",
     )
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default="torch",
+        help="what runs each batch of windows: torch (default), or onnxruntime: the "
+        "folded network exported to ONNX and run by ONNX Runtime on the CPU (needs "
+        "pip install 'vnas[onnx]'; BENCHMARKS.md compares them); MONAI tiles and blends "
+        "either way",
+    )
 
 
 def inference_options(args: argparse.Namespace) -> dict:
@@ -49,6 +58,7 @@ def inference_options(args: argparse.Namespace) -> dict:
         device=device,
         amp=resolve_amp(args.amp, device),
         cpu_bf16=args.cpu_bf16,
+        engine=args.engine,
     )
     return {"patch": args.patch, "window": window}
 
