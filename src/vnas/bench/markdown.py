@@ -617,6 +617,11 @@ def _memory(m: dict) -> list[str]:
         if skipped
         else "No width was skipped for lack of memory."
     )
+    if not m.get("complete", True):
+        skip_line += (
+            " **The run was stopped before its last width**: the figures come from the "
+            "widths above only."
+        )
     return [
         "## Memory budget at the paper's size",
         "",

@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import gc
 import logging
-import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -224,19 +224,53 @@ def fits(range_gb: Sequence[float], size_gb: float) -> str:
     return "yes" if high <= size_gb else "no" if low > size_gb else "maybe"
 
 
+def _result(
+    variants: dict[str, Variant],
+    measured: dict[str, dict[float, dict]],
+    settings: StepSettings,
+    widths: Sequence[float],
+    target_width: float,
+    skipped: list[dict],
+) -> dict:
+    steps = {}
+    for name, variant in variants.items():
+        meta_1 = _meta_counts(variant, target_width, settings, name)
+        steps[name] = {
+            "variant": variant.name,
+            "measured": {f"{w:g}": m for w, m in measured[name].items()},
+            "estimate": _estimate(measured[name], meta_1, target_width),
+        }
+    return {
+        "patch": list(settings.patch),
+        "batch_size": settings.batch_size,
+        "widths": sorted(widths),
+        "target_width": target_width,
+        "steps": steps,
+        "skipped": skipped,
+        "gpu_sizes_gb": list(GPU_SIZES_GB),
+        "cuda_factor": CUDA_FACTOR,
+        "cuda_overhead_gb": CUDA_OVERHEAD_GB,
+    }
+
+
 def run_memory_suite(
     settings: StepSettings,
     widths: Sequence[float],
     target_width: float = 1.0,
     seed: int = 0,
+    progress: Callable[[dict], object] | None = None,
 ) -> dict:
     """Measure every budgeted step at ``widths`` (smallest first, while it fits) and
     extrapolate to ``target_width``.
 
+    Args:
+        progress: called with the result so far after each width (a long run that is
+            stopped keeps what it measured).
+
     Returns:
         JSON-ready ``{"patch", "batch_size", "widths", "steps": {name: {"measured":
         {width: ...}, "estimate": ...}}, "gpu_sizes_gb", "cuda_factor",
-        "cuda_overhead_gb", "skipped"}``.
+        "cuda_overhead_gb", "skipped", "complete"}``.
     """
     variants = memory_variants(settings.device)
     measured: dict[str, dict[float, dict]] = {name: {} for name in variants}
@@ -263,27 +297,9 @@ def run_memory_suite(
                     )
                     continue
             logger.info("bench: memory of %s at width %g", name, width)
-            s = StepSettings(
-                width, settings.patch, settings.batch_size, settings.device, settings.amp
-            )
-            done[width] = _measure(variant, s, seed)
-    steps = {}
-    for name, variant in variants.items():
-        meta_1 = _meta_counts(variant, target_width, settings, name)
-        steps[name] = {
-            "variant": variant.name,
-            "measured": {f"{w:g}": m for w, m in measured[name].items()},
-            "estimate": _estimate(measured[name], meta_1, target_width),
-        }
-    return {
-        "patch": list(settings.patch),
-        "batch_size": settings.batch_size,
-        "widths": sorted(widths),
-        "target_width": target_width,
-        "steps": steps,
-        "skipped": skipped,
-        "gpu_sizes_gb": list(GPU_SIZES_GB),
-        "cuda_factor": CUDA_FACTOR,
-        "cuda_overhead_gb": CUDA_OVERHEAD_GB,
-        "cpu_count": os.cpu_count(),
-    }
+            done[width] = _measure(variant, replace(settings, width=width), seed)
+        if progress is not None and width != max(widths):
+            partial = _result(variants, measured, settings, widths, target_width, skipped)
+            progress({**partial, "complete": False})
+    result = _result(variants, measured, settings, widths, target_width, skipped)
+    return {**result, "complete": True}

@@ -323,7 +323,12 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
         from vnas.bench.memory import run_memory_suite
 
         memory_settings = replace(settings, patch=config.patch if smoke else MEMORY_PATCH)
-        memory = run_memory_suite(memory_settings, config.memory_widths, seed=config.seed)
+        memory = run_memory_suite(
+            memory_settings,
+            config.memory_widths,
+            seed=config.seed,
+            progress=lambda partial: _write(out, "memory", config, meta, partial),
+        )
         written.append(_write(out, "memory", config, meta, memory))
     if "gpu" in config.parts:
         from vnas.bench.gpu import run_gpu_suite
