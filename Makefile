@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo lint format clean-results help cluster-up cluster-down
+.PHONY: install test demo lint format clean-results help cluster-up cluster-down dvc.yaml
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -45,6 +45,10 @@ demo: $(STAMP)
 	@echo
 	@cat results/tables/synthetic.md
 	@echo "Report: results/report/synthetic.html (and synthetic_snakemake.html)"
+
+# dvc.yaml is generated from params.yaml: the DVC stages of the dataset it selects.
+dvc.yaml: $(STAMP)
+	$(BIN)/python workflow/scripts/dvc_yaml.py
 
 # A one-node SLURM cluster on this machine (root, Debian), for tests/cluster.
 cluster-up:

@@ -8,6 +8,7 @@ from pathlib import Path
 from vnas.atomic import atomic_write_text
 from vnas.errors import VNASError
 from vnas.html_report import render_report
+from vnas.outputs import add_force_argument, claim_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -20,6 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tables", nargs="*", default=[], help="Markdown tables")
     parser.add_argument("--figures", nargs="*", default=[], help="PNG figures")
     parser.add_argument("--out", required=True, help="HTML output")
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -27,6 +29,8 @@ def run(args: argparse.Namespace) -> int:
     for path in [*args.tables, *args.figures]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
+    inputs = {"--tables": args.tables, "--figures": args.figures}
+    claim_file(args.out, command="report", inputs=inputs, force=args.force)
     atomic_write_text(args.out, render_report(args.dataset, args.tables, args.figures))
     print(f"report written to {args.out}")
     return 0
