@@ -429,7 +429,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
-def test_kill_9_of_preprocess(study, tmp_path) -> None:
+def test_kill_9_of_preprocess(tmp_path) -> None:
     """Point 9: its workers die with it, and the next run removes its temporary folder."""
     raw = write_synthetic(
         "pancreas", tmp_path / "raw", 12, seed=3, shape=(40, 96, 96), progress=False
@@ -498,21 +498,30 @@ def snakemake(work: Path, *args: str, **kwargs) -> subprocess.CompletedProcess:
     )
 
 
+def tiny_workflow(dest: Path, make_tiny_workflow, change) -> Path:
+    """The tiny workflow in ``dest``, its params.yaml edited by ``change(params)``."""
+    dest.mkdir(parents=True, exist_ok=True)
+    work = make_tiny_workflow(dest)
+    params = yaml.safe_load((work / "params.yaml").read_text())
+    change(params)
+    (work / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    return work
+
+
 @pytest.fixture(scope="module")
 def weird_workflow(tmp_path_factory, make_tiny_workflow) -> dict:
     """The tiny workflow with a real-data-like dataset whose raw folder's path holds
     spaces and shell metacharacters (`…/x&touch …/pwned&#`)."""
-    from conftest import tiny_params
-
     root = tmp_path_factory.mktemp("weird dir")
     pwned = root / "pwned"
     raw = root / f"x&touch {pwned}&#"
     write_synthetic("pancreas", raw, 4, seed=0, shape=(32, 48, 48), progress=False)
-    params = tiny_params()
-    weird = {k: v for k, v in params["datasets"]["synthetic"].items() if k != "synth"}
-    params["datasets"]["weird"] = {**weird, "raw": str(raw), "transfer_from": []}
-    (root / "work").mkdir()
-    work = make_tiny_workflow(root / "work", params)
+
+    def add_weird(params: dict) -> None:
+        weird = {k: v for k, v in params["datasets"]["synthetic"].items() if k != "synth"}
+        params["datasets"]["weird"] = {**weird, "raw": str(raw), "transfer_from": []}
+
+    work = tiny_workflow(root / "work", make_tiny_workflow, add_weird)
     return {"work": work, "raw": raw, "pwned": pwned}
 
 
@@ -541,11 +550,11 @@ def test_killed_snakemake_leaves_one_writer(tmp_path, make_tiny_workflow) -> Non
     """Point 6: Snakemake is SIGKILLed during a search; its search goes on (an orphan),
     and the rerun's search stops on the lock, naming the orphan's PID, instead of
     writing into the same folder."""
-    from conftest import tiny_params
 
-    params = tiny_params()
-    params["datasets"]["synthetic"]["search_iterations"] = 100000
-    work = make_tiny_workflow(tmp_path, params)
+    def long_search(params: dict) -> None:
+        params["datasets"]["synthetic"]["search_iterations"] = 100000
+
+    work = tiny_workflow(tmp_path, make_tiny_workflow, long_search)
     target = "results/synthetic/search/fold0/arch.json"
     lock = work / "results/synthetic/search/.fold0.lock"
     first = subprocess.Popen(
@@ -566,6 +575,7 @@ def test_killed_snakemake_leaves_one_writer(tmp_path, make_tiny_workflow) -> Non
         first.kill()
         first.wait()
         assert _alive(orphan)
+        os.kill(orphan, signal.SIGSTOP)  # still holds the lock, writes nothing meanwhile
         before = digest(work / "results/synthetic/search/fold0")
         assert snakemake(work, "--unlock").returncode == 0  # Snakemake's own stale lock
         rerun = snakemake(work, "--cores", "1", "--", target)
