@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo docs lint format clean-results help cluster-up cluster-down
+.PHONY: install test demo docs lint format clean-results help cluster-up cluster-down dvc.yaml
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -54,6 +54,10 @@ DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manua
 docs: $(STAMP)
 	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
 		--markdown README.md --markdown docs/network.md
+
+# dvc.yaml is generated from params.yaml: the DVC stages of the dataset it selects.
+dvc.yaml: $(STAMP)
+	$(BIN)/python workflow/scripts/dvc_yaml.py
 
 # A one-node SLURM cluster on this machine (root, Debian), for tests/cluster.
 cluster-up:

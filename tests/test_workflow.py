@@ -1,5 +1,6 @@
-"""The Snakemake + DVC pipeline: lint, dry runs, config validation, missing data, and
-end-to-end runs on a tiny synthetic configuration (marked slow: a few minutes)."""
+"""The Snakemake pipeline: lint, dry runs, config validation, missing data, and an
+end-to-end run on a tiny synthetic configuration (marked slow: a few minutes). DVC:
+tests/test_dvc.py."""
 
 from __future__ import annotations
 
@@ -148,36 +149,3 @@ def test_pipeline_scores_the_resampled_preset_on_raw_labels(tiny_local_run):
             reference = sitk.GetArrayFromImage(label)
             for _, row in rows.iterrows():
                 assert row["gt_voxels"] == (reference == row["class"]).sum(), (case_id, row)
-
-
-@pytest.mark.slow
-def test_dvc_repro_and_exp_run_rerun_only_what_depends_on_lr(tmp_path, make_tiny_workflow):
-    work = make_tiny_workflow(tmp_path)
-    run(["git", "init", "-q"], work)
-    run(["git", "config", "user.email", "ci@example.org"], work)
-    run(["git", "config", "user.name", "ci"], work)
-    run([str(BIN / "dvc"), "init", "-q"], work)
-    run([str(BIN / "dvc"), "config", "core.autostage", "true"], work)
-    run(["git", "add", "-A"], work)
-    run(["git", "commit", "-qm", "tiny pipeline"], work)
-    run([str(BIN / "dvc"), "repro"], work)
-    folds_before = (work / "results/synthetic/folds.json").stat().st_mtime_ns
-    prep_before = (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns
-    run(["git", "add", "-A"], work)
-    run(["git", "commit", "-qm", "baseline"], work)
-
-    result = run([str(BIN / "dvc"), "exp", "run", "-S", "lr=0.01"], work)
-    log = result.stdout + result.stderr
-    for stage in ("synthesize", "preprocess", "split"):
-        assert f"Stage '{stage}' didn't change, skipping" in log, log
-    for stage in ("search", "train", "evaluate", "tables"):
-        assert f"Running stage '{stage}'" in log, log
-    assert (work / "results/synthetic/folds.json").stat().st_mtime_ns == folds_before
-    assert (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns == prep_before
-    assert yaml.safe_load((work / "params.yaml").read_text())["lr"] == 0.01
-    config = json.loads((work / "results/synthetic/models/mix/fold0/config.json").read_text())
-    assert float(config["args"]["lr"]) == 0.01
-
-    shown = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], work).stdout)
-    text = json.dumps(shown)
-    assert "V-NAS" in text and "pancreas_mean_dsc" in text

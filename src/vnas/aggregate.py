@@ -20,6 +20,7 @@ import numpy as np
 from vnas.errors import VNASError
 from vnas.genotype import read_arch_json, write_arch_json
 from vnas.models import check_network_version
+from vnas.outputs import claim_file
 
 __all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
 
@@ -55,16 +56,26 @@ def aggregate_probs(
     return alpha / alpha.sum(axis=1, keepdims=True), beta / beta.sum(axis=1, keepdims=True)
 
 
-def aggregate_searches(sources: Sequence[str | Path], out: str | Path) -> dict:
+def aggregate_searches(
+    sources: Sequence[str | Path], out: str | Path, *, force: bool = False
+) -> dict:
     """Aggregate the searches in ``sources`` (folders or arch JSON files) into ``out``.
+
+    Args:
+        sources: search folders or their arch JSON files.
+        out: the arch JSON to write; an existing one is overwritten only if
+            ``vnas aggregate`` wrote it, or with ``force`` (:mod:`vnas.outputs`).
+        force: overwrite ``out`` even if vnas did not write it.
 
     Returns:
         The record written (see :func:`vnas.genotype.read_arch_json` for the keys).
 
     Raises:
         VNASError: a source is missing, unfinished, made by an earlier network version or
-            not a valid arch JSON; or the same search is given twice.
+            not a valid arch JSON; the same search is given twice; ``out`` is one of them
+            or not vnas's.
     """
+    claim_file(out, command="aggregate", inputs={"SEARCH_DIR": list(sources)}, force=force)
     paths = [arch_json_path(s) for s in sources]
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
@@ -77,6 +88,7 @@ def aggregate_searches(sources: Sequence[str | Path], out: str | Path) -> dict:
         out,
         np.log(np.maximum(alpha_probs, MIN_PROB)),
         np.log(np.maximum(beta_probs, MIN_PROB)),
+        command="aggregate",
     )
     logger.info(
         "aggregated %d searches into %s: encoder %s, decoder %s",

@@ -32,6 +32,7 @@ import numpy as np
 
 from vnas.atomic import atomic_write_json
 from vnas.errors import VNASError
+from vnas.outputs import signed
 
 __all__ = [
     "DECODER_KERNELS",
@@ -271,7 +272,9 @@ def _check_shapes(alpha: np.ndarray, beta: np.ndarray, path: str | Path | None =
         )
 
 
-def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
+def write_arch_json(
+    path: str | Path, alpha: Any, beta: Any, command: str = "search"
+) -> dict[str, Any]:
     """Write α, β, their softmax probabilities and the argmax code to ``path`` atomically.
 
     The record also holds the ``network_version`` (:data:`vnas.models.NETWORK_VERSION`)
@@ -281,6 +284,8 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
         path: the output JSON file.
         alpha: encoder architecture weights, shape (16, 3) (tensor or array-like).
         beta: decoder architecture weights, shape (5, 3).
+        command: the vnas command writing it, recorded as the file's signature
+            (``written_by``, see :mod:`vnas.outputs`).
 
     Returns:
         The record written (same keys as :func:`read_arch_json`).
@@ -300,6 +305,7 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
         "ops": list(OP_NAMES),
         "network_version": NETWORK_VERSION,
     }
+    record = signed(command, record)
     atomic_write_json(path, record)
     return record
 
@@ -307,6 +313,41 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
 def _to_numpy(x: Any) -> Any:
     detach = getattr(x, "detach", None)
     return detach().cpu().numpy() if detach is not None else x
+
+
+def _weight_pair(
+    record: dict, first: str, second: str, path: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """``record[first]`` (16×3) and ``record[second]`` (5×3) as finite float arrays."""
+    try:
+        a = np.asarray(record[first], dtype=np.float64)
+        b = np.asarray(record[second], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise VNASError(f"'{first}' and '{second}' must be nested lists of numbers", path) from None
+    _check_shapes(a, b, path)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise VNASError(f"'{first}' and '{second}' hold NaN or infinite values", path)
+    return a, b
+
+
+def _check_code_matches(
+    genotype: Genotype, alpha: np.ndarray, beta: np.ndarray, path: str | Path
+) -> None:
+    """Raise ``VNASError`` unless every cell's op in ``genotype`` has its row's largest
+    weight. Where weights tie (e.g. all zero), any of the tied ops is accepted."""
+    for part, digits, weights in (
+        ("encoder", genotype.encoder, alpha),
+        ("decoder", genotype.decoder, beta),
+    ):
+        for cell, (digit, row) in enumerate(zip(digits, weights, strict=True)):
+            if row[digit] < row.max():
+                raise VNASError(
+                    f"'code' picks {OP_NAMES[digit]} for {part} cell {cell + 1}, but "
+                    f"'{'alpha' if part == 'encoder' else 'beta'}' weights "
+                    f"{OP_NAMES[int(row.argmax())]} highest; correct one of them or delete "
+                    "'code'",
+                    path,
+                )
 
 
 def read_arch_json(path: str | Path) -> dict[str, Any]:
@@ -318,8 +359,9 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
         ``code`` or missing probabilities are derived from α, β (argmax, softmax).
 
     Raises:
-        VNASError: naming the file, if it is missing, not JSON, lacks α/β or has
-        wrong shapes or a malformed code.
+        VNASError: naming the file, if it is missing, not JSON, lacks α/β, has wrong
+        shapes, NaN or infinite weights, or a malformed code or one that is not the
+        argmax of α and β (a hand edit that would otherwise be used silently).
     """
     path = Path(path)
     try:
@@ -330,14 +372,12 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
         raise VNASError(f"not a readable arch JSON file ({err})", path) from None
     if not isinstance(record, dict) or "alpha" not in record or "beta" not in record:
         raise VNASError("arch JSON must be an object with 'alpha' and 'beta'", path)
-    try:
-        a = np.asarray(record["alpha"], dtype=np.float64)
-        b = np.asarray(record["beta"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise VNASError("'alpha' and 'beta' must be nested lists of numbers", path) from None
-    _check_shapes(a, b, path)
+    a, b = _weight_pair(record, "alpha", "beta", path)
     record.setdefault("alpha_probs", _softmax(a).tolist())
     record.setdefault("beta_probs", _softmax(b).tolist())
+    probs = _weight_pair(record, "alpha_probs", "beta_probs", path)
+    if min(probs[0].min(), probs[1].min()) < 0:
+        raise VNASError("'alpha_probs' and 'beta_probs' must not be negative", path)
     code = record.get("code")
     if code is None:
         genotype = Genotype.from_weights(a, b)
@@ -348,5 +388,6 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
             genotype = Genotype.parse(str(code["encoder"]), str(code["decoder"]))
         except VNASError as err:
             raise VNASError(str(err), path) from None
+        _check_code_matches(genotype, a, b, path)
     record["code"] = {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code}
     return record

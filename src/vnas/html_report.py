@@ -17,6 +17,7 @@ import markdown
 
 from vnas import __version__
 from vnas.checkpoint import read_config
+from vnas.outputs import signature
 
 STYLE = """
 body { font-family: system-ui, sans-serif; max-width: 1100px; margin: 2em auto; }
@@ -81,6 +82,7 @@ def render_report(
     body = "\n".join(parts)
     return (
         "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
+        f'<meta name="generator" content="{html.escape(signature("report"))}">'
         f"<title>vnas: {html.escape(dataset)}</title><style>{STYLE}</style></head>"
         f"<body>\n{body}\n</body></html>\n"
     )

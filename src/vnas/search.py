@@ -164,45 +164,47 @@ class SearchTask:
 def run_search(args: argparse.Namespace) -> int:
     """``vnas search``: search on fold ``args.fold``; see the module docstring."""
     arch = describe_arch("search")
-    ctx = prepare_run(
+    with prepare_run(
         args, command="search", arch=arch, require=("train", "val"), results=RESULTS, owned=LOGS
-    )
-    if ctx.state is RunState.DONE:
-        logger.info("%s: this search has already finished; nothing to do", ctx.out)
-        return 0
-    warmup = warmup_iterations(args, len(ctx.split["train"]))
-    if warmup >= args.iterations:
-        logger.warning(
-            "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
-            "never be updated",
-            warmup,
+    ) as ctx:
+        if ctx.state is RunState.DONE:
+            logger.info("%s: this search has already finished; nothing to do", ctx.out)
+            return 0
+        warmup = warmup_iterations(args, len(ctx.split["train"]))
+        if warmup >= args.iterations:
+            logger.warning(
+                "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
+                "never be updated",
+                warmup,
+                args.iterations,
+            )
+        model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
+        model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
+        logger.info(
+            "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
+            "(architecture steps from iteration %d), device %s%s%s%s",
+            args.fold,
+            len(ctx.split["train"]),
+            len(ctx.split["val"]),
+            "x".join(map(str, ctx.patch)),
             args.iterations,
+            warmup,
+            ctx.device,
+            " (AMP)" if ctx.amp else "",
+            ", GDAS single-path sampling (not the paper's method)"
+            if args.sampling == "gdas"
+            else "",
+            ", memory-lean cells" if args.memory_lean else "",
         )
-    model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
-    model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
-    logger.info(
-        "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
-        "(architecture steps from iteration %d), device %s%s%s%s",
-        args.fold,
-        len(ctx.split["train"]),
-        len(ctx.split["val"]),
-        "x".join(map(str, ctx.patch)),
-        args.iterations,
-        warmup,
-        ctx.device,
-        " (AMP)" if ctx.amp else "",
-        ", GDAS single-path sampling (not the paper's method)" if args.sampling == "gdas" else "",
-        ", memory-lean cells" if args.memory_lean else "",
-    )
-    task = SearchTask(ctx, model, warmup)
-    settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
-    run_loop(task, settings, resume=ctx.state is RunState.RESUME)
-    record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
-    mark_done(ctx.out)
-    logger.info(
-        "wrote %s: encoder %s, decoder %s",
-        ctx.out / ARCH_JSON,
-        record["code"]["encoder"],
-        record["code"]["decoder"],
-    )
-    return 0
+        task = SearchTask(ctx, model, warmup)
+        settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
+        run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+        record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
+        mark_done(ctx.out)
+        logger.info(
+            "wrote %s: encoder %s, decoder %s",
+            ctx.out / ARCH_JSON,
+            record["code"]["encoder"],
+            record["code"]["decoder"],
+        )
+        return 0

@@ -9,7 +9,7 @@ import yaml
 
 
 def check_config(config, schema_path):
-    """Validate the merged config; a bad key stops with one line naming it."""
+    """Validate the merged config; a bad key or value stops with one line naming it."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(config)
@@ -17,6 +17,29 @@ def check_config(config, schema_path):
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         sys.exit(f"vnas: params.yaml: {where}: {error.message}")
+    for where, problem in config_problems(config):
+        sys.exit(f"vnas: params.yaml: {where}: {problem}")
+
+
+def config_problems(config):
+    """What the schema cannot say: names that must refer to a configured dataset, and
+    where a synthetic dataset is written."""
+    names = list(config["datasets"])
+    if config["dataset"] not in names:
+        yield "dataset", f"{config['dataset']!r} is not one of the datasets ({', '.join(names)})"
+    for name, cfg in config["datasets"].items():
+        for other in cfg["transfer_from"]:
+            if other not in names or other == name:
+                yield (
+                    f"datasets.{name}.transfer_from",
+                    f"{other!r} is not another dataset ({', '.join(names)})",
+                )
+        if "synth" in cfg and cfg["raw"] != f"data/raw/{name}":
+            yield (
+                f"datasets.{name}.raw",
+                f"a synthetic dataset is written to data/raw/{name} (rule synthesize); "
+                f"set raw: data/raw/{name}",
+            )
 
 
 check_config(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
@@ -79,7 +102,8 @@ def folds(name):
 
 
 def shape_arg(shape):
-    return " ".join(str(s) for s in shape)
+    """A shape as separate arguments (the rules quote each with `:q`)."""
+    return [str(s) for s in shape]
 
 
 # --- methods -----------------------------------------------------------------------
@@ -145,12 +169,21 @@ def train_arch_input(wildcards):
 def threads_of(name):
     return ds(name).get("threads", 1)
 
+
+# Multi-word arguments are lists: a rule's `{params.x:q}` quotes each word on its own.
+
+
 def optimiser_args():
-    return (
-        f"--lr {config['lr']} --momentum {config['momentum']} "
-        f"--weight-decay {config['weight_decay']} --poly-power {config['poly_power']} "
-        f"--seed {config['seed']} --device {config['device']}"
-    )
+    return [
+        *("--lr", config["lr"], "--momentum", config["momentum"]),
+        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *("--seed", config["seed"], "--device", config["device"]),
+    ]
+
+
+def eval_root(wildcards, input):
+    """results/{dataset}/eval, from the first METHOD/foldK/metrics.csv input."""
+    return str(Path(input[0]).parents[2])
 
 
 def eval_inputs(dataset, methods):
@@ -166,9 +199,8 @@ def method_args(dataset, methods):
     """`--method ID NAME CATEGORY` arguments for `vnas table`."""
     args = []
     for method in methods:
-        name, category = method_label(dataset, method)
-        args.append(f"--method {method} '{name}' '{category}'")
-    return " ".join(args)
+        args += ["--method", method, *method_label(dataset, method)]
+    return args
 
 
 def report_tables(wildcards):

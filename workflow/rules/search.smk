@@ -21,8 +21,7 @@ rule search:
         batch=lambda w: ds(w)["batch_size"],
         optimiser=optimiser_args(),
         loss=lambda w: ds(w)["loss"],
-        arch_opt=f"--arch-lr {config['arch_lr']} "
-        f"--arch-weight-decay {config['arch_weight_decay']}",
+        arch_opt=["--arch-lr", config["arch_lr"], "--arch-weight-decay", config["arch_weight_decay"]],
         workers=lambda w: threads_of(w) - 1,
     threads: lambda w: threads_of(w)
     resources:
@@ -30,11 +29,12 @@ rule search:
     log:
         "results/logs/{dataset}/search_fold{fold}.log",
     shell:
-        "OMP_NUM_THREADS={threads} vnas search --preprocessed {input.data} "
-        "--folds {input.folds} --fold {wildcards.fold} --out {params.out} "
-        "--iterations {params.iterations} --warmup-iterations {params.warmup} --force "
-        "--width {params.width} --patch {params.patch} --batch-size {params.batch} "
-        "{params.optimiser} --loss {params.loss} {params.arch_opt} --workers {params.workers} 2> {log}"
+        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold {wildcards.fold:q} --out {params.out:q} "
+        "--iterations {params.iterations:q} --warmup-iterations {params.warmup:q} --force "
+        "--width {params.width:q} --patch {params.patch:q} --batch-size {params.batch:q} "
+        "{params.optimiser:q} --loss {params.loss:q} {params.arch_opt:q} "
+        "--workers {params.workers:q} 2> {log:q}"
 
 
 rule aggregate:
@@ -50,8 +50,8 @@ rule aggregate:
     output:
         "results/{dataset}/arch.json",
     params:
-        dirs=lambda w, input: " ".join(os.path.dirname(p) for p in input),
+        dirs=lambda w, input: [os.path.dirname(p) for p in input],
     log:
         "results/logs/{dataset}/aggregate.log",
     shell:
-        "vnas aggregate {params.dirs} --out {output} 2> {log}"
+        "vnas aggregate {params.dirs:q} --out {output:q} 2> {log:q}"

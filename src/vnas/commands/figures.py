@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from vnas.errors import VNASError
+from vnas.outputs import add_force_argument, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -25,7 +26,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=2,
         help="test cases to show: the worst, then best and median by the first method's DSC",
     )
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--out", required=True, help="output folder (appears when complete; see --force)"
+    )
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -38,6 +42,19 @@ def _pick_cases(per_case, count: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    results = Path(args.results)
+    searches = sorted(results.glob("search/fold*/arch.json"))
+    if not searches:
+        raise VNASError("no search results (search/foldK/arch.json)", results)
+    inputs = {"--results": results, "--raw": args.raw}
+    with output_dir(args.out, command="figures", inputs=inputs, force=args.force) as out:
+        _draw(args, results, searches, out)
+    print(f"figures written to {args.out}")
+    return 0
+
+
+def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Path) -> None:
+    """Write the three figures into ``out``."""
     # matplotlib and pandas load only for this command, not for every `vnas` call.
     import numpy as np
     import pandas as pd
@@ -51,11 +68,6 @@ def run(args: argparse.Namespace) -> int:
         save_figure,
     )
 
-    results = Path(args.results)
-    out = Path(args.out)
-    searches = sorted(results.glob("search/fold*/arch.json"))
-    if not searches:
-        raise VNASError("no search results (search/foldK/arch.json)", results)
     arch_files = {p.parent.name: p for p in searches}
     arch_files["aggregate"] = results / "arch.json"
     save_figure(arch_probabilities_figure(arch_files), out / "arch_probabilities.png")
@@ -89,5 +101,3 @@ def run(args: argparse.Namespace) -> int:
     for m in args.methods:
         dsc[m] = {str(k): v for k, v in metrics[m].groupby("case_id")["dsc"].mean().items()}
     save_figure(overlay_figure(cases, predictions, dsc), out / "overlays.png")
-    print(f"figures written to {out}")
-    return 0

@@ -8,6 +8,7 @@ from pathlib import Path
 from vnas.atomic import atomic_write_text
 from vnas.errors import VNASError
 from vnas.html_report import render_report
+from vnas.outputs import add_force_argument, claim_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,6 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="search folders whose settings (iterations, warm-up, ...) the page lists",
     )
     parser.add_argument("--out", required=True, help="HTML output")
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -35,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     for path in [*args.tables, *args.figures]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
+    inputs = {"--tables": args.tables, "--figures": args.figures}
+    claim_file(args.out, command="report", inputs=inputs, force=args.force)
     page = render_report(args.dataset, args.tables, args.figures, args.searches)
     atomic_write_text(args.out, page)
     print(f"report written to {args.out}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.data.phantom import DEFAULT_SHAPE, KINDS
+from vnas.outputs import add_force_argument
 
 DESCRIPTION = """\
 Write a synthetic CT *phantom* dataset (made-up anatomy, not patient data) in the layout
@@ -39,7 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=list(DEFAULT_SHAPE),
         help="voxels per case, (z, y, x) (default %(default)s)",
     )
-    parser.add_argument("--out", required=True, help="output folder (replaced when done)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (appears when complete; see --force)"
+    )
+    add_force_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -49,6 +53,12 @@ def run(args: argparse.Namespace) -> int:
     from vnas.data.synth import write_synthetic
 
     write_synthetic(
-        args.kind, args.out, args.cases, args.seed, tuple(args.shape), not args.no_progress
+        args.kind,
+        args.out,
+        args.cases,
+        args.seed,
+        tuple(args.shape),
+        not args.no_progress,
+        force=args.force,
     )
     return 0

@@ -6,6 +6,13 @@ import argparse
 
 from vnas.atomic import atomic_write_json, atomic_write_text
 from vnas.errors import VNASError
+from vnas.outputs import (
+    add_force_argument,
+    check_distinct,
+    claim_file,
+    markdown_signature,
+    signed,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -34,6 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", required=True, help="CSV output")
     parser.add_argument("--markdown", help="Markdown output")
     parser.add_argument("--summary-json", help="mean DSC per method, for DVC metrics")
+    add_force_argument(parser, "--out, --markdown and --summary-json")
     parser.set_defaults(func=run)
 
 
@@ -50,17 +58,26 @@ def run(args: argparse.Namespace) -> int:
     methods = [Method(*spec) for spec in args.method]
     if args.folds < 1:
         raise VNASError(f"--folds must be positive, got {args.folds}")
+    outputs = {"--out": args.out, "--markdown": args.markdown, "--summary-json": args.summary_json}
+    check_distinct(outputs)
     table = method_table(args.eval_root, methods, args.folds)
     if args.grid:
         grid = manual_grid(table)
-        atomic_write_text(args.out, grid.to_csv())
+        csv = grid.to_csv()
         markdown = grid_markdown(grid, f"{args.dataset}: manual configurations")
     else:
-        atomic_write_text(args.out, table.round(4).to_csv(index=False))
+        csv = table.round(4).to_csv(index=False)
         markdown = to_markdown(table, f"{args.dataset}: {args.folds}-fold cross-validation")
+    # Every output is checked before the first is written: all or none change.
+    claim = {"command": "table", "inputs": {"--eval-root": args.eval_root}, "force": args.force}
+    claim_file(args.out, **claim, csv_header=csv.splitlines()[0])
+    for flag in ("--markdown", "--summary-json"):
+        if outputs[flag]:
+            claim_file(outputs[flag], **claim, flag=flag)
+    atomic_write_text(args.out, csv)
     if args.markdown:
-        atomic_write_text(args.markdown, markdown)
+        atomic_write_text(args.markdown, f"{markdown_signature('table')}\n{markdown}")
     if args.summary_json:
-        atomic_write_json(args.summary_json, summary_metrics(table))
+        atomic_write_json(args.summary_json, signed("table", summary_metrics(table)))
     print(markdown)
     return 0

@@ -23,6 +23,7 @@ z-scores each case after the HU clip (paper §4.2).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vnas.errors import VNASError
@@ -93,11 +94,13 @@ def preprocessing_settings(
     window = hu_window if hu_window is not None else preset.hu_window
     if window is None:
         raise VNASError(f"preset {preset.name!r} has no HU window: pass --hu-window LOW HIGH")
+    if not all(math.isfinite(w) for w in window):
+        raise VNASError(f"HU window must be finite, got {list(window)}")
     if window[0] >= window[1]:
         raise VNASError(f"HU window low {window[0]} must be below high {window[1]}")
     target = spacing if spacing is not None else preset.spacing
-    if target is not None and min(target) <= 0:
-        raise VNASError(f"target spacing must be positive, got {list(target)}")
+    if target is not None and not all(math.isfinite(s) and s > 0 for s in target):
+        raise VNASError(f"target spacing must be positive and finite, got {list(target)} mm")
     return {
         "hu_window": [float(window[0]), float(window[1])],
         "spacing": None if target is None else [float(s) for s in target],

@@ -25,12 +25,14 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from vnas.atomic import atomic_dir, atomic_write_json
+from vnas.atomic import atomic_write_json
 from vnas.data.dicom import write_dicom_series
 from vnas.data.folds import make_folds
+from vnas.data.imageio import write_image
 from vnas.data.phantom import DEFAULT_SHAPE, KINDS, Phantom, classes, make_phantom
 from vnas.data.preprocess import preprocess_dataset
 from vnas.errors import VNASError
+from vnas.outputs import output_dir, signed
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +59,7 @@ def _write_nifti_ras(array: np.ndarray, phantom: Phantom, origin, path: Path, dt
     # voxel (0, 0, 0) of the flipped array is the LPS voxel (0, h-1, w-1)
     image.SetOrigin((origin[0] + (w - 1) * sx, origin[1] + (h - 1) * sy, origin[2]))
     image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
-    sitk.WriteImage(image, str(path), useCompression=True)
+    write_image(image, path)
 
 
 def _case_numbers(n_train: int, n_test: int, seed: int) -> tuple[list[int], list[int]]:
@@ -148,6 +150,7 @@ def write_synthetic(
     seed: int = 0,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Write ``cases`` phantom cases of ``kind`` to ``out`` in the real data's layout.
 
@@ -155,11 +158,13 @@ def write_synthetic(
 
     Args:
         kind: ``"pancreas"``, ``"lung"`` or ``"nih"``.
-        out: output folder; replaced if it exists.
+        out: output folder; replaced if it exists and ``vnas synth`` made it (or
+            ``force``, see :mod:`vnas.outputs`).
         cases: number of labelled (training) cases.
         seed: dataset seed; the same seed gives identical files.
         shape: ``(D, H, W)`` voxels per case.
         progress: show a progress bar.
+        force: replace ``out`` even if vnas did not make it.
     """
     if kind not in KINDS:
         raise VNASError(f"unknown phantom kind {kind!r}; choose one of {', '.join(KINDS)}")
@@ -167,7 +172,7 @@ def write_synthetic(
         raise VNASError(f"--cases must be at least 1, got {cases}")
     if min(shape) < 8:
         raise VNASError(f"--shape {list(shape)} is too small: at least 8 voxels per axis")
-    with atomic_dir(out) as tmp:
+    with output_dir(out, command="synth", inputs={}, force=force) as tmp:
         if kind == "nih":
             _write_nih(tmp, cases, seed, shape, progress)
         else:
@@ -193,5 +198,5 @@ def synthetic_pancreas_study(
         raw, root / "preprocessed", "synthetic-pancreas", jobs=1, progress=False
     )
     folds = root / "folds.json"
-    atomic_write_json(folds, make_folds(info["cases"], n_folds=n_folds, seed=seed))
+    atomic_write_json(folds, signed("split", make_folds(info["cases"], n_folds=n_folds, seed=seed)))
     return {"raw": raw, "preprocessed": root / "preprocessed", "folds": folds, "info": info}
