@@ -16,8 +16,11 @@ An architecture spec (``ARCH`` on the command line) is one of:
   (Tables 4–5): a fixed network;
 - ``search``: every cell a softmax-weighted mixture with learnable α (16, 3), β (5, 3);
 - ``mix``: the search network with α, β equal and frozen (the paper's "Mix" baseline);
-- the path of an arch JSON file (written by the search/aggregation): a fixed network
-  built from its ``code``.
+- the path of an arch JSON file (written by the search/aggregation, or drawn by
+  ``vnas arch random``): a fixed network built from its ``code``.
+
+:func:`random_genotypes` draws codes uniformly from the whole space (every cell's op
+independently and uniformly among the three): the random-architecture baseline.
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ __all__ = [
     "ArchSpec",
     "Genotype",
     "op_label",
+    "random_genotypes",
     "read_arch_json",
     "resolve_arch",
     "write_arch_json",
@@ -189,8 +193,29 @@ class Genotype:
         for b, digit in enumerate(self.decoder, start=1):
             yield "decoder", 0, b, digit
 
+    @property
+    def digits(self) -> tuple[int, ...]:
+        """All 21 digits, encoder cells then decoder blocks."""
+        return self.encoder + self.decoder
+
     def __str__(self) -> str:
         return f"encoder {self.encoder_code} | decoder {self.decoder_code}"
+
+
+def random_genotypes(count: int, seed: int) -> list[Genotype]:
+    """``count`` architectures drawn uniformly from the 3^21 codes.
+
+    Sample ``k`` comes from its own generator seeded with ``(seed, k)``, so the first
+    samples stay the same when ``count`` grows.
+    """
+    cells = NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS
+    genotypes = []
+    for k in range(count):
+        digits = np.random.default_rng([int(seed), k]).integers(0, NUM_OPS, size=cells)
+        genotypes.append(
+            Genotype(tuple(digits[:NUM_ENCODER_CELLS]), tuple(digits[NUM_ENCODER_CELLS:]))
+        )
+    return genotypes
 
 
 def _manual_presets() -> dict[str, Genotype]:
@@ -273,7 +298,11 @@ def _check_shapes(alpha: np.ndarray, beta: np.ndarray, path: str | Path | None =
 
 
 def write_arch_json(
-    path: str | Path, alpha: Any, beta: Any, command: str = "search"
+    path: str | Path,
+    alpha: Any,
+    beta: Any,
+    command: str = "search",
+    extra: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write α, β, their softmax probabilities and the argmax code to ``path`` atomically.
 
@@ -286,6 +315,7 @@ def write_arch_json(
         beta: decoder architecture weights, shape (5, 3).
         command: the vnas command writing it, recorded as the file's signature
             (``written_by``, see :mod:`vnas.outputs`).
+        extra: more keys to record (e.g. how a random code was drawn).
 
     Returns:
         The record written (same keys as :func:`read_arch_json`).
@@ -304,6 +334,7 @@ def write_arch_json(
         "code": {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code},
         "ops": list(OP_NAMES),
         "network_version": NETWORK_VERSION,
+        **(extra or {}),
     }
     record = signed(command, record)
     atomic_write_json(path, record)

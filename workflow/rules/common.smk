@@ -133,6 +133,16 @@ def manual_methods(name):
     return [f"manual-{enc}-{dec}" for enc, dec in (m.split(os.sep) for m in ds(name)["manual"])]
 
 
+def random_methods(name):
+    """One method id per random architecture (the table's "Random (n=N)" row)."""
+    return [f"random-{k}" for k in range(ds(name)["random_samples"])]
+
+
+def all_methods(name):
+    """Every method trained and evaluated for a dataset."""
+    return table_methods(name) + random_methods(name) + manual_methods(name)
+
+
 def method_arch(dataset, method):
     """The --arch argument of `vnas train` for a method id."""
     if method == "vnas":
@@ -142,6 +152,8 @@ def method_arch(dataset, method):
     if method.startswith("manual-"):
         enc, dec = method.removeprefix("manual-").split("-")
         return f"manual:{enc}/{dec}"
+    if method.startswith("random-"):
+        return f"results/{dataset}/random/sample-{method.removeprefix('random-')}.json"
     if method in BASELINES:
         return BASELINES[method][0]
     return method  # a published preset such as nih-paper
@@ -156,12 +168,17 @@ def method_label(dataset, method):
     if method.startswith("manual-"):
         enc, dec = method.removeprefix("manual-").split("-")
         return f"{enc.upper()}/{dec.upper()}", "manual"
+    if method.startswith("random-"):
+        return f"Random sample {method.removeprefix('random-')}", "Random"
     if method in BASELINES:
         return BASELINES[method][1], BASELINES[method][2]
     return f"V-NAS ({method}, published code)", "Search (published)"
 
 
 def train_arch_input(wildcards):
+    """The file (or, for a random code, the folder of codes) `vnas train --arch` reads."""
+    if wildcards.method.startswith("random-"):
+        return [f"results/{wildcards.dataset}/random"]
     arch = method_arch(wildcards.dataset, wildcards.method)
     return [arch] if arch.endswith(".json") else []
 
@@ -211,7 +228,66 @@ def report_tables(wildcards):
     return tables
 
 
+def random_args(name):
+    """`--random ID...` for `vnas table`: the random architectures' method ids."""
+    ids = random_methods(name)
+    return ["--random", *ids] if ids else []
+
+
 def warmup_iterations(wildcards):
     """Iterations before the first alpha/beta step: warmup_fraction of the search."""
     cfg = ds(wildcards)
     return round(cfg["warmup_fraction"] * cfg["search_iterations"])
+
+
+# --- known-answer experiments (rules/experiment.smk) --------------------------------
+
+
+def xp(wildcards):
+    """The params.yaml block of an experiment."""
+    return config["experiments"][wildcards.experiment]
+
+
+def xp_methods(name):
+    """Method ids of an experiment: one V-NAS per search seed, Mix, the random codes and
+    the manual configurations."""
+    cfg = config["experiments"][name]
+    return [
+        *(f"vnas-seed{s}" for s in cfg["search_seeds"]),
+        "mix",
+        *(f"random-{k}" for k in range(cfg["random_samples"])),
+        *(f"manual-{enc}-{dec}" for enc, dec in (m.split(os.sep) for m in cfg["manual"])),
+    ]
+
+
+def xp_arch(wildcards):
+    """`vnas train --arch` of an experiment's method."""
+    method = wildcards.method
+    root = f"results/experiments/{wildcards.experiment}/{wildcards.cue}"
+    if method.startswith("vnas-seed"):
+        return f"{root}/search/seed{method.removeprefix('vnas-seed')}/arch.json"
+    if method.startswith("random-"):
+        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
+    if method.startswith("manual-"):
+        enc, dec = method.removeprefix("manual-").split("-")
+        return f"manual:{enc}/{dec}"
+    return method  # mix
+
+
+def xp_arch_input(wildcards):
+    method = wildcards.method
+    root = f"results/experiments/{wildcards.experiment}/{wildcards.cue}"
+    if method.startswith("random-"):
+        return [f"{root}/random"]
+    return [xp_arch(wildcards)] if method.startswith("vnas-seed") else []
+
+
+def xp_training_args(wildcards):
+    cfg = xp(wildcards)
+    return [
+        *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
+        *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
+        *("--lr", config["lr"], "--momentum", config["momentum"]),
+        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *("--device", config["device"], "--workers", cfg["threads"] - 1),
+    ]

@@ -7,7 +7,10 @@ rule table:
     conda:
         "../envs/vnas.yaml"
     input:
-        lambda w: eval_inputs(w.dataset, table_methods(w.dataset)),
+        evals=lambda w: eval_inputs(w.dataset, table_methods(w.dataset) + random_methods(w.dataset)),
+        diagnostics=lambda w: (
+            ["results/{dataset}/diagnostics.json"] if "vnas" in ds(w)["methods"] else []
+        ),
     output:
         csv=report(
             "results/tables/{dataset}.csv",
@@ -18,13 +21,18 @@ rule table:
         metrics="results/tables/{dataset}_metrics.json",
     params:
         methods=lambda w: method_args(w.dataset, table_methods(w.dataset)),
+        random=lambda w: random_args(w.dataset),
+        diagnostics=lambda w, input: (
+            ["--search-diagnostics", *input.diagnostics] if input.diagnostics else []
+        ),
         folds=lambda w: ds(w)["folds"],
         eval_root=eval_root,
     log:
         "results/logs/{dataset}/table.log",
     shell:
         "vnas table --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
-        "--folds {params.folds:q} {params.methods:q} --out {output.csv:q} "
+        "--folds {params.folds:q} {params.methods:q} {params.random:q} "
+        "{params.diagnostics:q} --out {output.csv:q} "
         "--markdown {output.md:q} --summary-json {output.metrics:q} 2> {log:q}"
 
 
@@ -83,6 +91,16 @@ rule figures:
             category="Figures",
             caption="../report/overlays.rst",
         ),
+        trajectories=report(
+            "results/figures/{dataset}/search_trajectories.png",
+            category="Figures",
+            caption="../report/search_trajectories.rst",
+        ),
+        entropy=report(
+            "results/figures/{dataset}/search_entropy.png",
+            category="Figures",
+            caption="../report/search_entropy.rst",
+        ),
     params:
         methods=lambda w: table_methods(w.dataset),
         preset=lambda w: ds(w)["preset"],
@@ -104,6 +122,7 @@ rule report:
     input:
         tables=report_tables,
         figures=rules.figures.output,
+        diagnostics="results/{dataset}/diagnostics.json",
         searches=lambda w: expand(
             "results/{dataset}/search/fold{fold}/arch.json",
             dataset=w.dataset,
@@ -117,4 +136,5 @@ rule report:
         "results/logs/{dataset}/report.log",
     shell:
         "vnas report --dataset {wildcards.dataset:q} --tables {input.tables:q} "
-        "--figures {input.figures:q} --searches {params.searches:q} --out {output:q} 2> {log:q}"
+        "--figures {input.figures:q} --searches {params.searches:q} "
+        "--search-diagnostics {input.diagnostics:q} --out {output:q} 2> {log:q}"

@@ -11,12 +11,14 @@ preset                        layout     HU window        target spacing (sz, sy
 ``synthetic-nih``             nih        [-100, 240]      none
 ``synthetic-lung``            msd        [-1000, 1000]    none
 ``synthetic-pancreas``        msd        [-100, 240]      (2.5, 1.0, 1.0) mm
+``synthetic-tubes``           msd        [-100, 240]      (2.5, 1.0, 1.0) mm
 ``nnunet``                    nnunet     ``--hu-window``  none
 ============================  =========  ===============  ==========================
 
 ``synthetic-pancreas`` resamples in-plane to 1.0 mm like the real preset but keeps the
 phantom's 2.5 mm slices: resampling the phantom to 1.0 mm isotropic would multiply every
 volume by 2.5 along z for no information gain, which makes CPU runs slow.
+``synthetic-tubes`` (the known-answer phantom, EXPERIMENTS.md) is preprocessed the same way.
 Every preset reorients to one orientation (``LPS``, see :mod:`vnas.data.geometry`) and
 z-scores each case after the HU clip (paper §4.2).
 """
@@ -64,6 +66,7 @@ PRESETS: dict[str, Preset] = {
         Preset("synthetic-nih", "nih", (-100.0, 240.0), None),
         Preset("synthetic-lung", "msd", (-1000.0, 1000.0), None),
         Preset("synthetic-pancreas", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
+        Preset("synthetic-tubes", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
         Preset("nnunet", "nnunet", None, None),
     )
 }
