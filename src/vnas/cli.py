@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "table",
     "figures",
     "report",
+    "experiment",
     "bench",
 )
 

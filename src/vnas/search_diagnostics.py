@@ -235,24 +235,30 @@ def cross_search_diagnostics(
 
 
 def verdict_sentence(diagnostics: dict) -> str:
-    """One sentence: decided or not (by the stated rule), and the argmax agreement."""
+    """One paragraph: decided or not (with the rule), the range reached, the agreement."""
     searches = diagnostics["searches"]
-    n = searches[0]["n_cells"] if searches else 0
+    n = searches[0]["n_cells"]
+    what = {"decided": "decided", "undecided": "undecided", "mixed": "partly decided"}
     per = ", ".join(f"{s['name']} {s['decided_cells']}" for s in searches)
     lo = min(s["prob_min"] for s in searches)
     hi = max(s["prob_max"] for s in searches)
-    what = {"decided": "decided", "undecided": "undecided", "mixed": "partly decided"}
     text = (
-        f"The search ended {what[diagnostics['verdict']]}: cells with a largest probability "
-        f"of at least {DECIDED_PROB:g} ({per} of {n}; a search counts as decided with at "
-        f"least {math.ceil(DECIDED_SHARE * n)}); final probabilities range from {lo:.3f} "
-        f"to {hi:.3f} (uniform 0.333)."
+        f"The search ended {what[diagnostics['verdict']]} (a search is decided when at least "
+        f"{math.ceil(DECIDED_SHARE * n)} of its {n} cells have a largest probability of at "
+        f"least {DECIDED_PROB:g}); decided cells: {per}. Final probabilities range from "
+        f"{lo:.3f} to {hi:.3f} (uniform: 0.333)."
     )
     agree = diagnostics["agreement"]
     if agree["mean_pairwise"] is not None:
-        text += (
-            f" The {agree['k']} searches' choices agree on {agree['mean_pairwise']:.0%} of "
-            f"the cells (mean over pairs; chance 33%), all {agree['k']} on "
-            f"{agree['all_agree']} of {n} (chance {agree['chance_all_agree'] * n:.1f})."
-        )
+        k = agree["k"]
+        pairs = f"{agree['mean_pairwise'] * n:.1f} of {n} cells on average over pairs"
+        chance = f"chance {CHANCE_PAIRWISE * n:.0f}"
+        if k == 2:
+            same = agree["all_agree"]
+            text += f" The 2 searches choose the same op on {same} of {n} cells ({chance})."
+        else:
+            text += (
+                f" The {k} searches' choices agree on {pairs} ({chance}); all {k} agree on "
+                f"{agree['all_agree']} (chance {agree['chance_all_agree'] * n:.1f})."
+            )
     return text

@@ -12,9 +12,10 @@ from vnas.outputs import add_force_argument, output_dir
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figures",
-        help="plot α/β heatmaps, loss curves and prediction overlays",
+        help="plot α/β heatmaps and trajectories, loss curves and prediction overlays",
         description="Read a dataset's results folder (search/, arch.json, models/, eval/) "
-        "and write arch_probabilities.png, curves.png and overlays.png.",
+        "and write arch_probabilities.png, search_trajectories.png, search_entropy.png, "
+        "curves.png and overlays.png.",
     )
     parser.add_argument("--results", required=True, help="results/<dataset> folder")
     parser.add_argument("--raw", required=True, help="raw dataset folder (for the CT)")
@@ -66,11 +67,20 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
         overlay_figure,
         read_prediction,
         save_figure,
+        search_entropy_figure,
+        search_trajectories_figure,
     )
+    from vnas.search_diagnostics import read_trajectory
 
     arch_files = {p.parent.name: p for p in searches}
     arch_files["aggregate"] = results / "arch.json"
     save_figure(arch_probabilities_figure(arch_files), out / "arch_probabilities.png")
+    trajectories = {
+        p.parent.name: (*read_trajectory(p.parent / "trajectory.csv"), _warmup(p.parent))
+        for p in searches
+    }
+    save_figure(search_trajectories_figure(trajectories), out / "search_trajectories.png")
+    save_figure(search_entropy_figure(trajectories), out / "search_entropy.png")
 
     search_logs = {p.parent.name: p.parent / "trajectory.csv" for p in searches}
     train_logs = {m: sorted(results.glob(f"models/{m}/fold*/metrics.csv")) for m in args.methods}
@@ -101,3 +111,11 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
     for m in args.methods:
         dsc[m] = {str(k): v for k, v in metrics[m].groupby("case_id")["dsc"].mean().items()}
     save_figure(overlay_figure(cases, predictions, dsc), out / "overlays.png")
+
+
+def _warmup(search_dir: Path) -> int:
+    """The search's warm-up in iterations, from its diagnostics.json (0 if absent)."""
+    import json
+
+    path = search_dir / "diagnostics.json"
+    return int(json.loads(path.read_text()).get("warmup", 0)) if path.is_file() else 0

@@ -28,6 +28,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SEARCH_DIR",
         help="search folders whose settings (iterations, warm-up, ...) the page lists",
     )
+    parser.add_argument(
+        "--search-diagnostics",
+        metavar="JSON",
+        help="`vnas aggregate --diagnostics` output: whether the search was decided",
+    )
     parser.add_argument("--out", required=True, help="HTML output")
     add_force_argument(parser)
     parser.set_defaults(func=run)
@@ -37,9 +42,15 @@ def run(args: argparse.Namespace) -> int:
     for path in [*args.tables, *args.figures]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
-    inputs = {"--tables": args.tables, "--figures": args.figures}
+    inputs = {"--tables": args.tables, "--figures": args.figures,
+              "--search-diagnostics": args.search_diagnostics}  # fmt: skip
     claim_file(args.out, command="report", inputs=inputs, force=args.force)
-    page = render_report(args.dataset, args.tables, args.figures, args.searches)
+    diagnostics = None
+    if args.search_diagnostics:
+        from vnas.commands.table import read_diagnostics
+
+        diagnostics = read_diagnostics(args.search_diagnostics)
+    page = render_report(args.dataset, args.tables, args.figures, args.searches, diagnostics)
     atomic_write_text(args.out, page)
     print(f"report written to {args.out}")
     return 0

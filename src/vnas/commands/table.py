@@ -37,6 +37,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="a table row: folder id, display name, categorization (repeatable)",
     )
+    parser.add_argument(
+        "--random",
+        nargs="+",
+        metavar="ID",
+        default=[],
+        help="folder ids of random architectures (`vnas arch random`): one 'Random (n=N)' "
+        "row, statistics over the architectures, and V-NAS's rank among them per fold",
+    )
+    parser.add_argument(
+        "--search-diagnostics",
+        metavar="JSON",
+        help="`vnas aggregate --diagnostics` output: say next to the V-NAS row whether the "
+        "search was decided",
+    )
     parser.add_argument("--grid", action="store_true", help="render the manual grid")
     parser.add_argument("--out", required=True, help="CSV output")
     parser.add_argument("--markdown", help="Markdown output")
@@ -51,6 +65,8 @@ def run(args: argparse.Namespace) -> int:
         grid_markdown,
         manual_grid,
         method_table,
+        random_row,
+        rank_among_random,
         summary_metrics,
         to_markdown,
     )
@@ -61,15 +77,25 @@ def run(args: argparse.Namespace) -> int:
     outputs = {"--out": args.out, "--markdown": args.markdown, "--summary-json": args.summary_json}
     check_distinct(outputs)
     table = method_table(args.eval_root, methods, args.folds)
+    ranks = search = None
+    if args.random and not args.grid:
+        table = insert_after_search(table, random_row(args.eval_root, args.random, args.folds))
+        vnas = [m.id for m in methods if m.category == "Search"]
+        if vnas:
+            ranks = rank_among_random(args.eval_root, vnas[0], args.random, args.folds)
+    if args.search_diagnostics:
+        search = read_diagnostics(args.search_diagnostics)
     if args.grid:
         grid = manual_grid(table)
         csv = grid.to_csv()
         markdown = grid_markdown(grid, f"{args.dataset}: manual configurations")
     else:
         csv = table.round(4).to_csv(index=False)
-        markdown = to_markdown(table, f"{args.dataset}: {args.folds}-fold cross-validation")
+        title = f"{args.dataset}: {args.folds}-fold cross-validation"
+        markdown = to_markdown(table, title, search=search, ranks=ranks)
     # Every output is checked before the first is written: all or none change.
-    claim = {"command": "table", "inputs": {"--eval-root": args.eval_root}, "force": args.force}
+    inputs = {"--eval-root": args.eval_root, "--search-diagnostics": args.search_diagnostics}
+    claim = {"command": "table", "inputs": inputs, "force": args.force}
     claim_file(args.out, **claim, csv_header=csv.splitlines()[0])
     for flag in ("--markdown", "--summary-json"):
         if outputs[flag]:
@@ -81,3 +107,31 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.summary_json, signed("table", summary_metrics(table)))
     print(markdown)
     return 0
+
+
+def insert_after_search(table, rows):
+    """``table`` with ``rows`` right after its V-NAS (category Search) rows, else at the end."""
+    import pandas as pd
+
+    search = table.index[table["category"] == "Search"]
+    cut = search.max() + 1 if len(search) else len(table)
+    # one block per class follows from the stable order of `groupby(sort=False)`
+    return pd.concat([table.iloc[:cut], rows, table.iloc[cut:]], ignore_index=True)
+
+
+def read_diagnostics(path: str) -> dict:
+    """A `vnas aggregate --diagnostics` file, checked for what the table uses."""
+    import json
+    from pathlib import Path
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise VNASError(
+            "search diagnostics not found (run `vnas aggregate --diagnostics`)", path
+        ) from None
+    except (OSError, ValueError) as err:
+        raise VNASError(f"not a readable diagnostics JSON ({err})", path) from None
+    if not isinstance(record, dict) or not {"verdict", "sentence"} <= record.keys():
+        raise VNASError("not a `vnas aggregate --diagnostics` file (no verdict)", path)
+    return record

@@ -320,8 +320,12 @@ def _tubes(g: _Grid, rng: np.random.Generator, cue: str):
             envelope = g.z_tube(
                 centre[:2], (0, 0), reach_mm * mm, centre[2] + np.array([-1, 1]) * half_length
             )
+            # clear of the others by 3 mm in-plane and 5 mm (two slices) along z
             grown = g.z_tube(
-                centre[:2], (0, 0), (reach_mm + 3) * mm, centre[2] + np.array([-1, 1]) * half_length
+                centre[:2],
+                (0, 0),
+                (reach_mm + 3) * mm,
+                centre[2] + np.array([-1, 1]) * (half_length + 5 * mm),
             )
             if envelope.any() and not (envelope & ~inner).any() and not (grown & occupied).any():
                 break
