@@ -43,6 +43,7 @@ __all__ = [
     "cross_search_diagnostics",
     "normalised_entropy",
     "probs_of_record",
+    "read_cross_diagnostics",
     "read_trajectory",
     "rule_text",
     "search_diagnostics",
@@ -100,6 +101,25 @@ def read_trajectory(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     columns += [f"beta_probs_{b:02d}_{op}" for b in range(NUM_DECODER_BLOCKS) for op in OP_NAMES]
     probs = frame[columns].to_numpy(dtype=np.float64).reshape(len(frame), -1, NUM_OPS)
     return frame["iteration"].to_numpy(dtype=np.int64), probs
+
+
+def read_cross_diagnostics(path: str | Path) -> dict:
+    """A ``vnas aggregate --diagnostics`` file, checked for what tables and reports use."""
+    import json
+
+    from vnas.errors import VNASError
+
+    try:
+        record = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise VNASError(
+            "search diagnostics not found (`vnas aggregate --diagnostics`)", path
+        ) from None
+    except (OSError, ValueError) as err:
+        raise VNASError(f"not a readable diagnostics JSON ({err})", path) from None
+    if not isinstance(record, dict) or not {"verdict", "sentence", "searches"} <= record.keys():
+        raise VNASError("not a `vnas aggregate --diagnostics` file (no verdict)", path)
+    return record
 
 
 def summarise_probs(probs: np.ndarray) -> dict:

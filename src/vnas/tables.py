@@ -159,6 +159,13 @@ def rank_among_random(
     return pd.DataFrame(rows)
 
 
+def insert_after_search(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``rows`` right after its V-NAS (category Search) rows, else at the end."""
+    search = table.index[table["category"] == "Search"]
+    cut = search.max() + 1 if len(search) else len(table)
+    return pd.concat([table.iloc[:cut], rows, table.iloc[cut:]], ignore_index=True)
+
+
 def _pm(mean: float, std: float, digits: int = 2) -> str:
     return "n/a" if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 

@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     claim_file(args.out, command="report", inputs=inputs, force=args.force)
     diagnostics = None
     if args.search_diagnostics:
-        from vnas.commands.table import read_diagnostics
+        from vnas.search_diagnostics import read_cross_diagnostics
 
-        diagnostics = read_diagnostics(args.search_diagnostics)
+        diagnostics = read_cross_diagnostics(args.search_diagnostics)
     page = render_report(args.dataset, args.tables, args.figures, args.searches, diagnostics)
     atomic_write_text(args.out, page)
     print(f"report written to {args.out}")

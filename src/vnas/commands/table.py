@@ -60,9 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from vnas.search_diagnostics import read_cross_diagnostics
     from vnas.tables import (  # pandas loads only for this command
         Method,
         grid_markdown,
+        insert_after_search,
         manual_grid,
         method_table,
         random_row,
@@ -84,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         if vnas:
             ranks = rank_among_random(args.eval_root, vnas[0], args.random, args.folds)
     if args.search_diagnostics:
-        search = read_diagnostics(args.search_diagnostics)
+        search = read_cross_diagnostics(args.search_diagnostics)
     if args.grid:
         grid = manual_grid(table)
         csv = grid.to_csv()
@@ -107,31 +109,3 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_json(args.summary_json, signed("table", summary_metrics(table)))
     print(markdown)
     return 0
-
-
-def insert_after_search(table, rows):
-    """``table`` with ``rows`` right after its V-NAS (category Search) rows, else at the end."""
-    import pandas as pd
-
-    search = table.index[table["category"] == "Search"]
-    cut = search.max() + 1 if len(search) else len(table)
-    # one block per class follows from the stable order of `groupby(sort=False)`
-    return pd.concat([table.iloc[:cut], rows, table.iloc[cut:]], ignore_index=True)
-
-
-def read_diagnostics(path: str) -> dict:
-    """A `vnas aggregate --diagnostics` file, checked for what the table uses."""
-    import json
-    from pathlib import Path
-
-    try:
-        record = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise VNASError(
-            "search diagnostics not found (run `vnas aggregate --diagnostics`)", path
-        ) from None
-    except (OSError, ValueError) as err:
-        raise VNASError(f"not a readable diagnostics JSON ({err})", path) from None
-    if not isinstance(record, dict) or not {"verdict", "sentence"} <= record.keys():
-        raise VNASError("not a `vnas aggregate --diagnostics` file (no verdict)", path)
-    return record
