@@ -83,6 +83,7 @@ def test_experiment_smoke_run_writes_its_summary_and_report(tmp_path, make_tiny_
     params["experiments"]["known_answer"].update(
         cases=6, shape=[32, 48, 48], search_seeds=[0, 1], random_samples=1, manual=["2d/2d"],
         search_iterations=3, train_iterations=2, test_patch=[32, 32, 32], bootstrap=100,
+        probe_batches=2,
     )  # fmt: skip
     work = make_tiny_workflow(tmp_path, params)
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
@@ -105,6 +106,8 @@ def test_experiment_smoke_run_writes_its_summary_and_report(tmp_path, make_tiny_
         assert {"mean", "ci"} <= cue["groups"]["V-NAS"].keys()
         assert "V-NAS − Random" in cue["differences"]
         assert len(cue["dsc"]["cases"]) == cue["settings"]["cases"]["test"]
+        assert [p["iteration"] for p in cue["probe"]] == [1, 3]  # end of warm-up, end
+        assert {"consistent_cells", "consistent_by_chance", "preferred"} <= cue["probe"][0].keys()
     assert {"search", "train", "evaluate"} <= summary["costs"]["by_rule"].keys()
 
     markdown = work / "EXPERIMENTS.md"
@@ -128,7 +131,8 @@ def test_experiment_smoke_run_writes_its_summary_and_report(tmp_path, make_tiny_
     assert report.returncode == 0, report.stderr
     text = markdown.read_text()
     assert text.startswith("# plan")
-    for heading in ("Settings used", "H1:", "H4:", "Held-out DSC", "Cost", "Verdicts"):
+    headings = ("Settings used", "H1:", "H4:", "Held-out DSC", "Investigation:", "Cost", "Verdicts")
+    for heading in headings:
         assert f"#### {heading}" in text
     for figure in ("choices.png", "dsc.png"):
         assert (work / "docs/images/experiments" / figure).stat().st_size > 1000

@@ -14,7 +14,8 @@ what EXPERIMENTS.md reports (its hypotheses are stated there):
   architectures; Random: the mean over the random codes; the best manual configuration
   by mean DSC on the test cases themselves), with percentile bootstrap intervals over
   the test cases (``scipy.stats.bootstrap``), and paired differences;
-- each job's wall and CPU time, from Snakemake's benchmark files.
+- each job's wall and CPU time, from Snakemake's benchmark files;
+- where ``<cue>/probe/probe.json`` exists, the gradient probe (:mod:`vnas.search_probe`).
 """
 
 from __future__ import annotations
@@ -267,6 +268,9 @@ def summarize_experiment(root: str | Path, cues: Sequence[str], resamples: int) 
             "vnas_ranks": _ranks(dsc),
             "method_means": {m: float(v) for m, v in dsc.mean().items()},
         }
+        probe = cue_dir / "probe" / "probe.json"
+        if probe.is_file():  # the investigation (vnas experiment probe)
+            out["cues"][cue]["probe"] = _read_json(probe)["probes"]
     out["h1"] = _h1(out["cues"])
     out["costs"] = _costs(root)
     return out

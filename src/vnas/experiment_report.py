@@ -240,6 +240,39 @@ def _dsc_section(summary: dict, images: str) -> tuple[list[str], dict]:
     return [*lines, ""], verdicts
 
 
+def _probe_section(summary: dict) -> list[str]:
+    """The investigation: the α/β gradient signal of the supernet (vnas.search_probe)."""
+    rows = [(cue, p) for cue, data in summary["cues"].items() for p in data.get("probe", [])]
+    if not rows:
+        return []
+    first = rows[0][1]
+    lines = [
+        "#### Investigation: is there a signal for the search to follow?",
+        "",
+        "`vnas experiment probe` trains the search network's weights as the seed-0 search's "
+        "warm-up does (α, β left at their initial, almost uniform values) and measures the "
+        f"gradient of the validation loss w.r.t. α and β on {first['batches']} validation "
+        "batches, at the end of the warm-up and after as many weight steps as a whole search. "
+        "A cell's direction is consistent when the t statistic of its favoured op's gradient "
+        "(minus the others' mean) over the batches reaches 3; chance: the same gradients with "
+        "random signs. Drift: what Adam would make of a consistent direction over "
+        f"{first['steps']} steps at lr {first['lr']:.4g}; noise alone random-walks by about "
+        f"lr × √steps = {first['random_walk']:.2f}.",
+        "",
+        "| cue | after weight steps | consistent cells (chance) | of them 3D/P3D "
+        "| cells favouring 3D/P3D (any) | median abs t | cells drifting > 1 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for cue, p in rows:
+        chance = p["consistent_by_chance"]
+        lines.append(
+            f"| {cue} | {p['iteration']} | {p['consistent_cells']} ({chance:.2f}) "
+            f"| {p['consistent_3d_p3d']} | {p['preferred_3d_p3d']} of 21 "
+            f"| {p['median_abs_t']:.2f} | {p['cells_drift_over_1']} |"
+        )
+    return [*lines, ""]
+
+
 def _cost_section(summary: dict, timing: dict | None) -> list[str]:
     costs = summary["costs"]
     lines = [
@@ -298,6 +331,7 @@ def results_markdown(summary: dict, timing: dict | None, images: str, source: st
         *h1_lines,
         *h4_lines,
         *dsc_lines,
+        *_probe_section(summary),
         *_cost_section(summary, timing),
         "#### Verdicts",
         "",

@@ -282,6 +282,20 @@ def xp_arch_input(wildcards):
     return [xp_arch(wildcards)] if method.startswith("vnas-seed") else []
 
 
+def xp_warmup(wildcards):
+    cfg = xp(wildcards)
+    return round(cfg["warmup_fraction"] * cfg["search_iterations"])
+
+
+def xp_arch_lr(wildcards):
+    """The alpha/beta learning rate the experiment's searches use (after their rule)."""
+    from vnas.arch_lr import scaled_arch_lr
+
+    cfg = xp(wildcards)
+    steps = cfg["search_iterations"] - xp_warmup(wildcards)
+    return scaled_arch_lr(cfg["arch_lr_rule"], config["arch_lr"], steps)
+
+
 def xp_training_args(wildcards):
     cfg = xp(wildcards)
     return [

@@ -177,6 +177,39 @@ rule experiment_evaluate:
         "--raw {input.raw:q} --device {params.device:q} 2> {log:q}"
 
 
+rule experiment_probe:
+    """The investigation: the alpha/beta gradient signal of the supernet (vnas.search_probe),
+    at the end of the searches' warm-up and after as many weight steps as a search has."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data="results/experiments/{experiment}/{cue}/preprocessed",
+        folds="results/experiments/{experiment}/{cue}/folds.json",
+    output:
+        "results/experiments/{experiment}/{cue}/probe/probe.json",
+    params:
+        out="results/experiments/{experiment}/{cue}/probe",
+        iterations=lambda w: xp(w)["search_iterations"],
+        at=lambda w: [xp_warmup(w), xp(w)["search_iterations"]],
+        steps=lambda w: xp(w)["search_iterations"] - xp_warmup(w),
+        lr=xp_arch_lr,
+        batches=lambda w: xp(w)["probe_batches"],
+        training=xp_training_args,
+    threads: lambda w: xp(w)["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        "results/experiments/{experiment}/benchmarks/probe_{cue}.tsv"
+    log:
+        "results/experiments/{experiment}/logs/probe_{cue}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas experiment probe --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold 0 --out {params.out:q} --seed 0 "
+        "--iterations {params.iterations:q} --at {params.at:q} --batches {params.batches:q} "
+        "--arch-steps {params.steps:q} --compare-lr {params.lr:q} {params.training:q} "
+        "--force 2> {log:q}"
+
+
 rule experiment_summary:
     """Everything the report needs, in one JSON: codes, shares of 3D/P3D, agreement,
     held-out DSC with bootstrap intervals, and the jobs' measured costs."""
@@ -194,6 +227,11 @@ rule experiment_summary:
             experiment=w.experiment,
             cue=xp(w)["cues"],
             seed=xp(w)["search_seeds"],
+        ),
+        probes=lambda w: expand(
+            "results/experiments/{experiment}/{cue}/probe/probe.json",
+            experiment=w.experiment,
+            cue=xp(w)["cues"],
         ),
     output:
         "results/experiments/{experiment}/summary.json",

@@ -14,6 +14,12 @@ from pathlib import Path
 
 from vnas.errors import VNASError
 from vnas.outputs import add_force_argument, claim_file, output_dir, signed
+from vnas.training_args import (
+    add_common_args,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -22,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarize a known-answer experiment and write EXPERIMENTS.md from it",
         description="The known-answer experiment of EXPERIMENTS.md (make experiment).",
     )
-    sub = parser.add_subparsers(dest="experiment_command", metavar="{summarize,report}",
+    sub = parser.add_subparsers(dest="experiment_command", metavar="{summarize,report,probe}",
                                 required=True)  # fmt: skip
 
     summarize = sub.add_parser(
@@ -52,6 +58,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report.add_argument("--images", required=True, help="folder for the figures")
     add_force_argument(report, "--images")
     report.set_defaults(func=run_report)
+
+    probe = sub.add_parser(
+        "probe",
+        help="the alpha/beta gradient signal a search follows (vnas.search_probe)",
+        description="Train the search network's weights as a search's warm-up does (alpha, "
+        "beta never updated) and, at the iterations --at, measure the gradient of the "
+        "validation loss w.r.t. alpha and beta on --batches validation batches: per cell, "
+        "the op it favours, how consistently (t statistic), and the drift Adam would make "
+        "from it over --arch-steps steps at --compare-lr. Writes probe.json to --out.",
+    )
+    add_common_args(probe)
+    probe.add_argument("--at", type=non_negative_int, nargs="+", required=True,
+                       metavar="ITERATION", help="iterations at which to measure")  # fmt: skip
+    probe.add_argument("--batches", type=positive_int, default=100, help="validation batches")
+    probe.add_argument("--arch-steps", type=positive_int, required=True,
+                       help="architecture steps of the search to compare with")  # fmt: skip
+    probe.add_argument("--compare-lr", type=positive_float, required=True,
+                       help="that search's alpha/beta learning rate")  # fmt: skip
+    probe.set_defaults(func=run_probe, arch_lr=0.0, arch_weight_decay=0.0,
+                       arch_betas=[0.5, 0.999], sampling="darts", memory_lean=False)  # fmt: skip
 
 
 def run_summarize(args: argparse.Namespace) -> int:
@@ -94,3 +120,9 @@ def run_report(args: argparse.Namespace) -> int:
     write_results(markdown, block)
     print(f"wrote the results into {markdown} and the figures into {args.images}")
     return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from vnas.search_probe import run_probe as probe
+
+    return probe(args)
