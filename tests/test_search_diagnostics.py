@@ -158,3 +158,20 @@ def test_arch_lr_rule_arithmetic(rule, steps, expected):
         assert scaled_arch_lr(rule, 3e-4, steps) * steps == pytest.approx(3e-4 * 36_800)
     with pytest.raises(ValueError):
         scaled_arch_lr("nope", 3e-4, steps)
+
+
+def test_gradient_probe_statistics_find_a_planted_signal():
+    """Cell 0's 3D logit gets a consistent negative gradient (descending raises 3D);
+    every other cell's gradient is noise. Only cell 0 is consistent, favouring 3D."""
+    from vnas.search_probe import gradient_statistics
+
+    rng = np.random.default_rng(0)
+    grads = rng.normal(0.0, 1.0, size=(200, 21, 3))
+    grads -= grads.mean(axis=2, keepdims=True)  # a cell's three logit gradients sum to 0
+    grads[:, 0] += [0.3, -0.6, 0.3]
+    stats = gradient_statistics(grads, steps=600, lr=0.0184)
+    assert stats["preferred"][0] == 1 and stats["t"][0] < -6
+    assert stats["consistent_cells"] == 1 and stats["consistent_3d_p3d"] == 1
+    assert stats["consistent_by_chance"] < 0.5
+    assert stats["drift"][0] > 1 and stats["drift"][1:] == [0.0] * 20  # noise does not drift
+    assert stats["random_walk"] == pytest.approx(0.0184 * 600**0.5)
