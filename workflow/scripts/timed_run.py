@@ -19,7 +19,7 @@ import subprocess
 import sys
 import threading
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
             done.wait(args.every)
 
     sampler = threading.Thread(target=sample, daemon=True)
-    start, t0 = datetime.now(timezone.utc), time.perf_counter()
+    start, t0 = datetime.now(UTC), time.perf_counter()
     sampler.start()
     status = subprocess.call(command)
     wall = time.perf_counter() - t0
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
         "command": command,
         "exit_status": status,
         "start": start.isoformat(timespec="seconds"),
-        "end": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "end": datetime.now(UTC).isoformat(timespec="seconds"),
         "wall_s": round(wall, 1),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 1),
         "cpus": os.cpu_count(),
@@ -72,7 +72,9 @@ def main(argv: list[str] | None = None) -> int:
     tmp = out.with_name(f".{out.name}.tmp")
     tmp.write_text(json.dumps(record, indent=2) + "\n")
     os.replace(tmp, out)
-    print(f"{' '.join(command[:1])}: {wall:.0f} s wall, {record['cpu_s']:.0f} s CPU", file=sys.stderr)
+    print(
+        f"{' '.join(command[:1])}: {wall:.0f} s wall, {record['cpu_s']:.0f} s CPU", file=sys.stderr
+    )
     return status
 
 
