@@ -8,12 +8,13 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo docs bench lint format clean-results help cluster-up cluster-down
+.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff check + format check"
+	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
 	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
 	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
 
@@ -48,6 +49,18 @@ demo: $(STAMP)
 	@cat results/tables/synthetic.md
 	@echo "Report: results/report/synthetic.html (and synthetic_snakemake.html)"
 
+# The known-answer experiment (EXPERIMENTS.md, params.yaml `experiments.known_answer`):
+# every job under results/experiments/known_answer, timed as a whole (wall, CPU, load
+# average), then its results written into EXPERIMENTS.md and docs/images/experiments/.
+EXPERIMENT := results/experiments/known_answer
+experiment: $(STAMP)
+	$(BIN)/python workflow/scripts/timed_run.py --out $(EXPERIMENT)/run_time.json \
+		--label commit=$$(git rev-parse --short HEAD) -- \
+		$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT)/summary.json
+	$(BIN)/vnas experiment report --summary $(EXPERIMENT)/summary.json \
+		--timing $(EXPERIMENT)/run_time.json --markdown EXPERIMENTS.md \
+		--images docs/images/experiments
+
 # The size and cost table of the networks at the paper's size (width 1.0, NIH's 64x96x96
 # training patch), written between the generated-block markers of both files.
 DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manual:p3d/p3d \
@@ -68,6 +81,10 @@ bench: $(STAMP)
 	$(BIN)/vnas bench --suite inference --device cpu --width 1.0 --volume 200 512 512 \
 		--repeats 1 --no-inference-levers --no-compile --out $(BENCH_OUT)
 	$(BIN)/vnas bench --out $(BENCH_OUT) --markdown BENCHMARKS.md --readme README.md
+
+# dvc.yaml is generated from params.yaml: the DVC stages of the dataset it selects.
+dvc.yaml: $(STAMP)
+	$(BIN)/python workflow/scripts/dvc_yaml.py
 
 # A one-node SLURM cluster on this machine (root, Debian), for tests/cluster.
 cluster-up:

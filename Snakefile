@@ -4,6 +4,7 @@
 #   snakemake --cores 4 --resources gpu=1 -- results/tables/nih.csv
 #   snakemake --cores 2 results/tables/synthetic.csv          (profiles/default: gpu=1)
 #   snakemake --workflow-profile profiles/slurm results/tables/nih.csv
+#   make experiment        (the known-answer experiment, EXPERIMENTS.md; not part of `all`)
 #
 # params.yaml is the one configuration; every value reaches the rules that use it as a
 # `params:` entry, so changing it reruns exactly those jobs.
@@ -22,6 +23,7 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/experiment.smk"
 
 
 localrules:
@@ -52,7 +54,7 @@ rule all_models:
         expand(
             "results/{d}/models/{m}/fold{k}/model.pt",
             d=DEFAULT,
-            m=table_methods(DEFAULT) + manual_methods(DEFAULT),
+            m=all_methods(DEFAULT),
             k=folds(DEFAULT),
         ),
 
@@ -62,6 +64,6 @@ rule all_evaluations:
         expand(
             "results/{d}/eval/{m}/fold{k}/metrics.csv",
             d=DEFAULT,
-            m=table_methods(DEFAULT) + manual_methods(DEFAULT),
+            m=all_methods(DEFAULT),
             k=folds(DEFAULT),
         ),

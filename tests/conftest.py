@@ -92,6 +92,7 @@ def tiny_params() -> dict:
         warmup_fraction=0.34,  # 1 of 3 iterations
         train_iterations=3,
         manual=["2d/2d", "p3d/3d"],
+        random_samples=2,
         figure_cases=1,
     )
     return params

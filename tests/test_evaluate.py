@@ -133,7 +133,7 @@ def test_outputs(evaluated: dict, synthetic_dataset: dict) -> None:
     out = evaluated["out"]
     test_ids = fold_split(read_folds(synthetic_dataset["folds"]), FOLD)["test"]
     assert sorted(p.name for p in out.iterdir()) == [
-        "config.json", "metrics.csv", "predictions", "summary.json"
+        ".vnas", "config.json", "metrics.csv", "predictions", "summary.json"
     ]  # fmt: skip
     assert sorted(p.name for p in (out / "predictions").iterdir()) == sorted(
         f"{c}.nii.gz" for c in test_ids

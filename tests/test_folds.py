@@ -73,3 +73,15 @@ def test_read_folds_and_fold_split(synthetic_dataset, tmp_path: Path) -> None:
         read_folds(bad)
     with pytest.raises(VNASError, match="not found"):
         read_folds(tmp_path / "missing.json")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"), [("train", "test"), ("train", "val"), ("val", "test")]
+)
+def test_a_case_in_two_parts_of_a_fold_is_refused(tmp_path: Path, first: str, second: str) -> None:
+    folds = make_folds([f"c{i}" for i in range(8)], n_folds=2, seed=0)
+    folds["folds"][1][first].append(folds["folds"][1][second][0])
+    path = tmp_path / "folds.json"
+    path.write_text(json.dumps(folds))
+    with pytest.raises(VNASError, match=f"fold 1 has 1 case.* in both {first} and {second}"):
+        read_folds(path)

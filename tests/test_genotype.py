@@ -131,8 +131,8 @@ def test_arch_json_round_trip(tmp_path):
     assert spec.mode == "fixed" and spec.genotype == g and spec.name == str(path)
 
 
-def test_arch_json_code_wins_over_argmax(tmp_path):
-    """An aggregated arch file's code (argmax of summed fold probabilities) is used as is."""
+def test_arch_json_code_picks_among_tied_weights(tmp_path):
+    """Where α/β tie (here all zero), the file's code decides the op."""
     path = tmp_path / "arch.json"
     record = write_arch_json(path, np.zeros((16, 3)), np.zeros((5, 3)))
     enc, dec = PAPER_CODES["pancreas-paper"]
@@ -186,3 +186,24 @@ def test_bad_arch_json(tmp_path, content, message):
 def test_missing_arch_json(tmp_path):
     with pytest.raises(VNASError, match="not found"):
         resolve_arch(str(tmp_path / "nope.json"))
+
+
+def test_arch_json_code_must_be_the_argmax(tmp_path):
+    path = tmp_path / "arch.json"
+    alpha, beta = np.zeros((16, 3)), np.zeros((5, 3))
+    beta[4] = [0.0, 0.0, 3.0]  # the last decoder block prefers P3D
+    record = write_arch_json(path, alpha, beta)
+    record["code"]["decoder"] = "0 0 0 0 1"
+    path.write_text(json.dumps(record))
+    with pytest.raises(VNASError, match="picks 3d for decoder cell 5, but 'beta' weights p3d"):
+        read_arch_json(path)
+
+
+@pytest.mark.parametrize("key", ["alpha", "beta_probs"])
+def test_arch_json_with_nan_is_refused(tmp_path, key):
+    path = tmp_path / "arch.json"
+    record = write_arch_json(path, np.zeros((16, 3)), np.zeros((5, 3)))
+    record[key][0][0] = float("nan")
+    path.write_text(json.dumps(record))
+    with pytest.raises(VNASError, match="NaN or infinite"):
+        read_arch_json(path)

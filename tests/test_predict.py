@@ -109,7 +109,7 @@ def test_folder_of_niftis(tmp_path: Path) -> None:
     (src / "._case_a_0000.nii.gz").write_bytes(b"macOS resource fork")  # ignored
     out = tmp_path / "segs"
     assert _predict(_model_dir(tmp_path), src, out) == 0
-    assert sorted(p.name for p in out.iterdir()) == ["case_a.nii.gz", "case_b.nii.gz"]
+    assert sorted(p.name for p in out.iterdir()) == [".vnas", "case_a.nii.gz", "case_b.nii.gz"]
     assert nib.load(out / "case_b.nii.gz").shape == (35, 33, 10)
 
 

@@ -330,3 +330,10 @@ def test_checkpoint_of_an_earlier_network_is_refused(synthetic_dataset, tmp_path
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert "earlier vnas network" in err and len(err.splitlines()) == 1
+
+
+def test_identical_runs_write_identical_model_files(synthetic_dataset, tmp_path):
+    """Issue 11: model.pt held the temporary file's name, so DVC hashes changed per run."""
+    for name in ("a", "b"):
+        assert main(train_argv(synthetic_dataset, tmp_path / name, "unet3d", 2)) == 0
+    assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()

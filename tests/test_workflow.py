@@ -1,5 +1,6 @@
-"""The Snakemake + DVC pipeline: lint, dry runs, config validation, missing data, and
-end-to-end runs on a tiny synthetic configuration (marked slow: a few minutes)."""
+"""The Snakemake pipeline: lint, dry runs, config validation, missing data, and an
+end-to-end run on a tiny synthetic configuration (marked slow: a few minutes). DVC:
+tests/test_dvc.py."""
 
 from __future__ import annotations
 
@@ -56,13 +57,14 @@ def test_dry_run_of_every_real_dataset(tmp_path, dataset):
     params = yaml.safe_load((REPO / "params.yaml").read_text())["datasets"][dataset]
     searches = 4 * (1 + len(params["transfer_from"]))
     methods = len(params["methods"]) + len(params["transfer_from"])
-    methods += bool(params["paper_preset"]) + len(params["manual"])
+    methods += bool(params["paper_preset"]) + len(params["manual"]) + params["random_samples"]
     assert f"search{searches:>16}" in out.replace(" " * 8, " " * 8) or (
         f"search {searches}" in " ".join(out.split())
     )
     assert f"train {methods * 4}" in " ".join(out.split())
     assert f"evaluate {methods * 4}" in " ".join(out.split())
     assert "synthesize" not in out  # real data is never replaced by the phantom
+    assert "random_archs 1" in " ".join(out.split())  # the dataset's own random codes only
 
 
 def test_dry_run_of_the_default_dataset(tmp_path, make_tiny_workflow):
@@ -98,7 +100,7 @@ def test_bad_config_key_gets_a_readable_error(tmp_path):
 def test_end_to_end_tiny_synthetic(tiny_local_run):
     work = tiny_local_run
     table = pd.read_csv(work / "results/tables/synthetic.csv")
-    assert list(table["method"].unique()) == ["V-NAS", "Mix", "3D U-Net", "V-Net"]
+    assert list(table["method"].unique()) == ["V-NAS", "Random (n=2)", "Mix", "3D U-Net", "V-Net"]
     assert set(table["class"]) == {"pancreas", "cancer"}
     for column in (
         "category",
@@ -115,11 +117,24 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
     assert (table["n_cases"] == 4).all()  # every case is tested exactly once
     manual = pd.read_csv(work / "results/tables/synthetic_manual.csv")
     assert {"2D", "P3D"} <= set(manual["encoder"])
-    for name in ("arch_probabilities", "curves", "overlays"):
+    figures = ("arch_probabilities", "search_trajectories", "search_entropy", "curves", "overlays")
+    for name in figures:
         assert (work / f"results/figures/synthetic/{name}.png").stat().st_size > 1000
     html = (work / "results/report/synthetic.html").read_text()
     assert "V-NAS" in html and "data:image/png;base64" in html
     assert "Search settings" in html and "<td>1 (33.3%)</td>" in html  # warm-up: 1 of 3
+    # the α/β lr after the demo's rule: 3e-4 x 36,800 / 2 architecture steps
+    assert "<td>5.52 (matched_movement)</td>" in html
+    # the search's verdict next to the V-NAS row, the notes and the per-search table
+    md = (work / "results/tables/synthetic.md").read_text()
+    assert "| V-NAS | Search (" in md and "The search ended " in md and "of 3 |" in md
+    assert "Did the search decide?" in html and "Random (n=2)" in html
+    diagnostics = json.loads((work / "results/synthetic/diagnostics.json").read_text())
+    assert [s["name"] for s in diagnostics["searches"]] == ["fold0", "fold1"]
+    assert diagnostics["agreement"]["k"] == 2
+    for fold in range(2):
+        search = work / f"results/synthetic/search/fold{fold}/diagnostics.json"
+        assert json.loads(search.read_text())["arch_lr"] == pytest.approx(5.52)
 
 
 @pytest.mark.slow
@@ -133,7 +148,7 @@ def test_pipeline_scores_the_resampled_preset_on_raw_labels(tiny_local_run):
     pre = json.loads((work / "data/preprocessed/synthetic/dataset.json").read_text())
     assert pre["preprocessing"]["spacing"] is not None  # the preset resamples
     evaluations = sorted((work / "results/synthetic/eval").glob("*/fold*/metrics.csv"))
-    assert len(evaluations) == 2 * 6  # 2 folds x (vnas, mix, unet3d, vnet + 2 manual)
+    assert len(evaluations) == 2 * 8  # 2 folds x (vnas, mix, unet3d, vnet, 2 random, 2 manual)
     for metrics in evaluations:
         folder = metrics.parent
         config = json.loads((folder / "config.json").read_text())
@@ -148,36 +163,3 @@ def test_pipeline_scores_the_resampled_preset_on_raw_labels(tiny_local_run):
             reference = sitk.GetArrayFromImage(label)
             for _, row in rows.iterrows():
                 assert row["gt_voxels"] == (reference == row["class"]).sum(), (case_id, row)
-
-
-@pytest.mark.slow
-def test_dvc_repro_and_exp_run_rerun_only_what_depends_on_lr(tmp_path, make_tiny_workflow):
-    work = make_tiny_workflow(tmp_path)
-    run(["git", "init", "-q"], work)
-    run(["git", "config", "user.email", "ci@example.org"], work)
-    run(["git", "config", "user.name", "ci"], work)
-    run([str(BIN / "dvc"), "init", "-q"], work)
-    run([str(BIN / "dvc"), "config", "core.autostage", "true"], work)
-    run(["git", "add", "-A"], work)
-    run(["git", "commit", "-qm", "tiny pipeline"], work)
-    run([str(BIN / "dvc"), "repro"], work)
-    folds_before = (work / "results/synthetic/folds.json").stat().st_mtime_ns
-    prep_before = (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns
-    run(["git", "add", "-A"], work)
-    run(["git", "commit", "-qm", "baseline"], work)
-
-    result = run([str(BIN / "dvc"), "exp", "run", "-S", "lr=0.01"], work)
-    log = result.stdout + result.stderr
-    for stage in ("synthesize", "preprocess", "split"):
-        assert f"Stage '{stage}' didn't change, skipping" in log, log
-    for stage in ("search", "train", "evaluate", "tables"):
-        assert f"Running stage '{stage}'" in log, log
-    assert (work / "results/synthetic/folds.json").stat().st_mtime_ns == folds_before
-    assert (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns == prep_before
-    assert yaml.safe_load((work / "params.yaml").read_text())["lr"] == 0.01
-    config = json.loads((work / "results/synthetic/models/mix/fold0/config.json").read_text())
-    assert float(config["args"]["lr"]) == 0.01
-
-    shown = json.loads(run([str(BIN / "dvc"), "exp", "show", "--json"], work).stdout)
-    text = json.dumps(shown)
-    assert "V-NAS" in text and "pancreas_mean_dsc" in text

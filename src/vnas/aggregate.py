@@ -7,6 +7,9 @@ an ``arch.json`` like a search's: ``alpha_probs``/``beta_probs`` are the summed
 probabilities normalised per cell (i.e. their mean over the searches), ``alpha``/``beta``
 their natural logarithm -- weights whose softmax gives those probabilities back -- and
 ``code`` the argmax.
+
+With ``diagnostics``, a second JSON says how decided the searches ended and how well
+their argmax codes agree (:func:`vnas.search_diagnostics.cross_search_diagnostics`).
 """
 
 from __future__ import annotations
@@ -17,9 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from vnas.atomic import atomic_write_json
 from vnas.errors import VNASError
 from vnas.genotype import read_arch_json, write_arch_json
 from vnas.models import check_network_version
+from vnas.outputs import check_distinct, claim_file, signed
+from vnas.search_diagnostics import cross_search_diagnostics
 
 __all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
 
@@ -55,16 +61,42 @@ def aggregate_probs(
     return alpha / alpha.sum(axis=1, keepdims=True), beta / beta.sum(axis=1, keepdims=True)
 
 
-def aggregate_searches(sources: Sequence[str | Path], out: str | Path) -> dict:
+def search_name(path: Path) -> str:
+    """A search's name in the diagnostics: its folder's name (``fold0``), or the file's."""
+    return path.parent.name if path.name == ARCH_JSON else path.stem
+
+
+def aggregate_searches(
+    sources: Sequence[str | Path],
+    out: str | Path,
+    *,
+    diagnostics: str | Path | None = None,
+    force: bool = False,
+) -> dict:
     """Aggregate the searches in ``sources`` (folders or arch JSON files) into ``out``.
+
+    Args:
+        sources: search folders or their arch JSON files.
+        out: the arch JSON to write; an existing one is overwritten only if
+            ``vnas aggregate`` wrote it, or with ``force`` (:mod:`vnas.outputs`).
+        diagnostics: also write the searches' diagnostics (agreement, decidedness) here.
+        force: overwrite ``out`` even if vnas did not write it.
 
     Returns:
         The record written (see :func:`vnas.genotype.read_arch_json` for the keys).
 
     Raises:
         VNASError: a source is missing, unfinished, made by an earlier network version or
-            not a valid arch JSON; or the same search is given twice.
+            not a valid arch JSON; the same search is given twice; ``out`` is one of them
+            or not vnas's.
     """
+    inputs = {"SEARCH_DIR": list(sources)}
+    check_distinct({"--out": out, "--diagnostics": diagnostics})
+    claim_file(out, command="aggregate", inputs=inputs, force=force)
+    if diagnostics is not None:
+        claim_file(
+            diagnostics, command="aggregate", inputs=inputs, force=force, flag="--diagnostics"
+        )
     paths = [arch_json_path(s) for s in sources]
     resolved = [p.resolve() for p in paths]
     if len(set(resolved)) != len(resolved):
@@ -77,7 +109,14 @@ def aggregate_searches(sources: Sequence[str | Path], out: str | Path) -> dict:
         out,
         np.log(np.maximum(alpha_probs, MIN_PROB)),
         np.log(np.maximum(beta_probs, MIN_PROB)),
+        command="aggregate",
     )
+    if diagnostics is not None:
+        report = cross_search_diagnostics(
+            records, [search_name(p) for p in paths], np.vstack([alpha_probs, beta_probs])
+        )
+        atomic_write_json(diagnostics, signed("aggregate", report))
+        logger.info("%s", report["sentence"])
     logger.info(
         "aggregated %d searches into %s: encoder %s, decoder %s",
         len(paths),

@@ -2,7 +2,8 @@
 
 A crashed or killed run must never leave a half-written file that a rerun (or
 Snakemake/DVC) would mistake for a finished one, so everything is written to a
-temporary sibling first and moved into place with ``os.replace``.
+temporary sibling first and moved into place with ``os.replace``. A write that fails
+(a full disk, a quota) becomes one :class:`VNASError` line naming the file.
 """
 
 from __future__ import annotations
@@ -16,12 +17,28 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from vnas.errors import VNASError
+
 
 def _default_mode(is_dir: bool) -> int:
     """The mode ``open``/``mkdir`` would give: mkstemp and mkdtemp use 0600/0700."""
     umask = os.umask(0)
     os.umask(umask)
     return (0o777 if is_dir else 0o666) & ~umask
+
+
+@contextlib.contextmanager
+def write_errors(path: str | Path) -> Iterator[None]:
+    """Turn a failed write inside the block into one line naming ``path``.
+
+    A full disk does not always surface as ``OSError(ENOSPC)``: numpy raises a bare
+    ``OSError("N requested and M written")``, torch's zip writer a ``RuntimeError``.
+    """
+    try:
+        yield
+    except (OSError, RuntimeError) as err:
+        reason = getattr(err, "strerror", None) or str(err).strip().splitlines()[-1]
+        raise VNASError(f"could not be written ({reason}); is the disk full?", path) from err
 
 
 @contextlib.contextmanager
@@ -41,7 +58,8 @@ def atomic_path(path: str | Path, suffix: str = ".tmp") -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
-        yield tmp_path
+        with write_errors(path):
+            yield tmp_path
         os.chmod(tmp_path, _default_mode(is_dir=False))
         os.replace(tmp_path, path)
     finally:
@@ -84,8 +102,14 @@ def atomic_write_json(path: str | Path, obj: Any) -> None:
 
 
 def atomic_save_torch(obj: Any, path: str | Path) -> None:
-    """``torch.save`` to ``path`` atomically."""
+    """``torch.save`` to ``path`` atomically.
+
+    Saved through an open file: given a path, ``torch.save`` names the archive's root
+    folder after the (random) temporary file name, so identical runs would give files
+    with different bytes and DVC hashes. Through a file object the root is always
+    ``archive``.
+    """
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    with atomic_path(path) as tmp, tmp.open("wb") as stream:
+        torch.save(obj, stream)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
 
 from vnas import __version__
@@ -31,6 +32,7 @@ COMMAND_MODULES = (
     "table",
     "figures",
     "report",
+    "experiment",
     "bench",
 )
 
@@ -55,8 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminated(signum: int, frame: object) -> None:
+    """SIGTERM (``kill``, ``scancel``, a workflow manager stopping a job) unwinds like
+    Ctrl-C, so temporary outputs are removed and locks released on the way out."""
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; user errors print one line and return 2."""
+    """Run the CLI; user errors, and system errors such as a full disk, print one line
+    and return 2 (``-v`` shows the traceback of a system error)."""
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
@@ -64,14 +73,23 @@ def main(argv: list[str] | None = None) -> int:
         format="vnas: %(message)s",
         stream=sys.stderr,
     )
+    previous = signal.signal(signal.SIGTERM, _terminated)
     try:
         return int(args.func(args) or 0)
     except VNASError as err:
         print(f"vnas: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the machine's problem, not the input's: say it in one line
+        if args.verbose:
+            raise
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"vnas: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("vnas: interrupted", file=sys.stderr)
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -61,7 +61,11 @@ class Curves:
 
     def state_dict(self) -> dict:
         """The rows as a tensor, for the checkpoint."""
-        values = torch.tensor(self.rows, dtype=torch.float64).reshape(len(self.rows), -1)
+        # explicit shape: a checkpoint before the first log row has no rows (and -1
+        # cannot be inferred from 0 elements)
+        values = torch.tensor(self.rows, dtype=torch.float64).reshape(
+            len(self.rows), len(self.columns)
+        )
         return {"columns": list(self.columns), "values": values}
 
     def load_state_dict(self, state: dict) -> None:
@@ -79,7 +83,9 @@ class Curves:
         return dict(zip(self.columns, self.rows[-1], strict=True)) if self.rows else {}
 
     def write_csv(self) -> None:
-        """Write all rows to the CSV atomically."""
+        """Write all rows to the CSV atomically (nothing before the first row)."""
+        if not self.columns:
+            return
         frame = pd.DataFrame(self.rows, columns=self.columns)
         frame["iteration"] = frame["iteration"].astype(int)
         with atomic_path(self.csv_path) as tmp:

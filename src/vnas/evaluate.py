@@ -41,7 +41,7 @@ import torch
 from tqdm import tqdm
 
 from vnas import __version__
-from vnas.atomic import atomic_dir, atomic_write_json
+from vnas.atomic import atomic_write_json
 from vnas.checkpoint import load_model
 from vnas.data.folds import fold_split, read_folds
 from vnas.data.geometry import to_original
@@ -55,6 +55,7 @@ from vnas.inference import (
     sliding_window_predict,
 )
 from vnas.metrics import case_metrics, nsd_tolerances
+from vnas.outputs import output_dir
 from vnas.predict import model_patch, write_segmentation
 from vnas.tables import summarise
 
@@ -162,6 +163,7 @@ def evaluate_fold(
     patch: Sequence[int] | None = None,
     window: WindowOptions = DEFAULT_WINDOW,
     raw_dir: str | Path | None = None,
+    force: bool = False,
 ) -> pd.DataFrame:
     """Predict and score every test case of fold ``fold``; write the results to ``out_dir``.
 
@@ -178,6 +180,7 @@ def evaluate_fold(
         raw_dir: the raw dataset folder whose labels are the reference (default: the
             one recorded by ``vnas preprocess`` where the preprocessing resampled; see
             the module docstring).
+        force: replace ``out_dir`` even if ``vnas evaluate`` did not make it.
 
     Returns:
         The per-case, per-class metrics table written to ``metrics.csv``.
@@ -226,7 +229,13 @@ def evaluate_fold(
     model = inference_engine(model, patch, window)  # ONNX Runtime: exported once here
 
     rows: list[dict] = []
-    with atomic_dir(out_dir) as tmp:
+    inputs = {
+        "--model": model_dir,
+        "--preprocessed": pre_dir,
+        "--folds": folds_path,
+        "--raw": raw_dir,
+    }
+    with output_dir(out_dir, command="evaluate", inputs=inputs, force=force) as tmp:
         (tmp / "predictions").mkdir()
         bar = tqdm(test_ids, desc=f"evaluate fold {fold}", unit="case")
         for case_id in bar:
@@ -235,7 +244,7 @@ def evaluate_fold(
                 model, image, patch, **window.kwargs(), pad_value=meta.get("pad_value", 0.0)
             )
             pred_image = to_original(pred.labels, meta)
-            write_segmentation(pred_image, tmp / "predictions" / f"{case_id}.nii.gz")
+            write_segmentation(pred_image, tmp / "predictions" / f"{case_id}.nii.gz", "evaluate")
             reference = _reference(case_id, label, meta, reader)
             case_rows = case_metrics(
                 sitk.GetArrayFromImage(pred_image),

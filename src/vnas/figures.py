@@ -1,4 +1,5 @@
-"""Figures of a dataset's results: α/β heatmaps, loss curves and overlay slices.
+"""Figures of a dataset's results: α/β heatmaps and trajectories, the cells' entropy over
+the search, loss curves and overlay slices.
 
 All figures are written with matplotlib's non-interactive Agg backend, so they render
 on headless cluster nodes.
@@ -19,7 +20,8 @@ import SimpleITK as sitk
 
 from vnas.atomic import atomic_path
 from vnas.errors import VNASError
-from vnas.genotype import ENCODER_STAGES, OP_NAMES
+from vnas.genotype import OP_NAMES
+from vnas.search_diagnostics import DECIDED_PROB, cell_names, normalised_entropy
 
 # Paper Figs. 3-4: normal pancreas blue, tumour red.
 CLASS_COLOURS = ("#1f77b4", "#d62728", "#2ca02c", "#ff7f0e")
@@ -32,11 +34,10 @@ def save_figure(fig: plt.Figure, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _cell_labels() -> list[str]:
-    labels = []
-    for stage, repeats in enumerate(ENCODER_STAGES, start=1):
-        labels += [f"E{stage}.{i + 1}" for i in range(repeats)]
-    return labels + [f"D{b + 1}" for b in range(5)]
+OP_COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c")  # 2D, 3D, P3D
+FOLD_STYLES = ("-", "--", ":", "-.")
+#: Entropy of (0.5, 0.25, 0.25): every decided cell lies below it.
+DECIDED_ENTROPY = float(normalised_entropy(np.array([DECIDED_PROB, 0.25, 0.25])))
 
 
 def arch_probabilities_figure(arch_files: dict[str, Path]) -> plt.Figure:
@@ -71,9 +72,68 @@ def arch_probabilities_figure(arch_files: dict[str, Path]) -> plt.Figure:
                 fontweight=bold,
             )
         ax.axhline(15.5, color="white", linewidth=1.5)
-    axes[0].set_yticks(range(21), _cell_labels(), fontsize=7)
+    axes[0].set_yticks(range(21), cell_names(), fontsize=7)
     fig.colorbar(image, ax=axes.tolist(), shrink=0.6, label="softmax probability")
     fig.suptitle("softmax(α) (encoder cells) and softmax(β) (decoder blocks); bold = argmax")
+    return fig
+
+
+Trajectories = dict[str, tuple[np.ndarray, np.ndarray, int]]
+"""Per search (e.g. ``fold0``): logged iterations (T,), probabilities (T, 21, 3), warm-up."""
+
+
+def search_trajectories_figure(trajectories: Trajectories) -> plt.Figure:
+    """Small multiples, one panel per cell: each op's probability over the search.
+
+    One colour per op, one line style per search; grey: 1/3; dashed vertical: the end of
+    the warm-up (of the first search).
+    """
+    names = cell_names()
+    fig, axes = plt.subplots(3, 7, figsize=(15, 6.5), sharex=True, sharey=True)
+    for ax, (cell, name) in zip(axes.flat, enumerate(names), strict=True):
+        for (iterations, probs, _), style in zip(
+            trajectories.values(), FOLD_STYLES * 4, strict=False
+        ):
+            for op, colour in enumerate(OP_COLOURS):
+                ax.plot(iterations, probs[:, cell, op], style, color=colour, lw=1)
+        ax.axhline(1 / 3, color="0.6", lw=0.8, zorder=0)
+        first_warmup = next(iter(trajectories.values()))[2]
+        ax.axvline(first_warmup, color="0.3", lw=0.8, ls="--", zorder=0)
+        ax.set_title(name, fontsize=8, pad=2)
+        ax.tick_params(labelsize=6)
+    axes[0, 0].set_ylim(0, 1)
+    handles = [plt.Line2D([], [], color=c, lw=1.5) for c in OP_COLOURS]
+    handles += [
+        plt.Line2D([], [], color="k", ls=st, lw=1) for st in FOLD_STYLES[: len(trajectories)]
+    ]
+    labels = [op.upper() for op in OP_NAMES] + list(trajectories)
+    fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=8, frameon=False)
+    fig.supxlabel("iteration", y=0.05, fontsize=9)
+    fig.supylabel("softmax probability", fontsize=9)
+    fig.suptitle("α (encoder cells E stage.cell) and β (decoder blocks D) during the search; "
+                 "grey: uniform 1/3, dashed: end of the warm-up", fontsize=10)  # fmt: skip
+    fig.subplots_adjust(bottom=0.14, hspace=0.35, wspace=0.08)
+    return fig
+
+
+def search_entropy_figure(trajectories: Trajectories) -> plt.Figure:
+    """One panel per search: every cell's normalised entropy over the search (thin), their
+    mean (thick), and the entropy below which every decided cell lies (dotted)."""
+    fig, axes = plt.subplots(
+        1, len(trajectories), figsize=(4.5 * len(trajectories), 3.5), sharey=True, squeeze=False
+    )
+    for ax, (search, (iterations, probs, warmup)) in zip(
+        axes[0], trajectories.items(), strict=True
+    ):
+        entropy = normalised_entropy(probs)  # (T, 21)
+        ax.plot(iterations, entropy, color="0.6", lw=0.6)
+        ax.plot(iterations, entropy.mean(axis=1), color="k", lw=2, label="mean of 21 cells")
+        ax.axhline(DECIDED_ENTROPY, color="#d62728", ls=":", lw=1,
+                   label=f"(0.5, 0.25, 0.25): {DECIDED_ENTROPY:.3f}")  # fmt: skip
+        ax.axvline(warmup, color="0.3", ls="--", lw=0.8, label="end of warm-up")
+        ax.set(title=search, xlabel="iteration", ylim=(0, 1.02))
+    axes[0, 0].set_ylabel("entropy / ln 3 (1 = uniform)")
+    axes[0, 0].legend(fontsize=7, loc="lower left")
     return fig
 
 

@@ -16,8 +16,11 @@ An architecture spec (``ARCH`` on the command line) is one of:
   (Tables 4–5): a fixed network;
 - ``search``: every cell a softmax-weighted mixture with learnable α (16, 3), β (5, 3);
 - ``mix``: the search network with α, β equal and frozen (the paper's "Mix" baseline);
-- the path of an arch JSON file (written by the search/aggregation): a fixed network
-  built from its ``code``.
+- the path of an arch JSON file (written by the search/aggregation, or drawn by
+  ``vnas arch random``): a fixed network built from its ``code``.
+
+:func:`random_genotypes` draws codes uniformly from the whole space (every cell's op
+independently and uniformly among the three): the random-architecture baseline.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import numpy as np
 
 from vnas.atomic import atomic_write_json
 from vnas.errors import VNASError
+from vnas.outputs import signed
 
 __all__ = [
     "DECODER_KERNELS",
@@ -45,6 +49,7 @@ __all__ = [
     "ArchSpec",
     "Genotype",
     "op_label",
+    "random_genotypes",
     "read_arch_json",
     "resolve_arch",
     "write_arch_json",
@@ -188,8 +193,29 @@ class Genotype:
         for b, digit in enumerate(self.decoder, start=1):
             yield "decoder", 0, b, digit
 
+    @property
+    def digits(self) -> tuple[int, ...]:
+        """All 21 digits, encoder cells then decoder blocks."""
+        return self.encoder + self.decoder
+
     def __str__(self) -> str:
         return f"encoder {self.encoder_code} | decoder {self.decoder_code}"
+
+
+def random_genotypes(count: int, seed: int) -> list[Genotype]:
+    """``count`` architectures drawn uniformly from the 3^21 codes.
+
+    Sample ``k`` comes from its own generator seeded with ``(seed, k)``, so the first
+    samples stay the same when ``count`` grows.
+    """
+    cells = NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS
+    genotypes = []
+    for k in range(count):
+        digits = np.random.default_rng([int(seed), k]).integers(0, NUM_OPS, size=cells)
+        genotypes.append(
+            Genotype(tuple(digits[:NUM_ENCODER_CELLS]), tuple(digits[NUM_ENCODER_CELLS:]))
+        )
+    return genotypes
 
 
 def _manual_presets() -> dict[str, Genotype]:
@@ -271,7 +297,13 @@ def _check_shapes(alpha: np.ndarray, beta: np.ndarray, path: str | Path | None =
         )
 
 
-def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
+def write_arch_json(
+    path: str | Path,
+    alpha: Any,
+    beta: Any,
+    command: str = "search",
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Write α, β, their softmax probabilities and the argmax code to ``path`` atomically.
 
     The record also holds the ``network_version`` (:data:`vnas.models.NETWORK_VERSION`)
@@ -281,6 +313,9 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
         path: the output JSON file.
         alpha: encoder architecture weights, shape (16, 3) (tensor or array-like).
         beta: decoder architecture weights, shape (5, 3).
+        command: the vnas command writing it, recorded as the file's signature
+            (``written_by``, see :mod:`vnas.outputs`).
+        extra: more keys to record (e.g. how a random code was drawn).
 
     Returns:
         The record written (same keys as :func:`read_arch_json`).
@@ -299,7 +334,9 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
         "code": {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code},
         "ops": list(OP_NAMES),
         "network_version": NETWORK_VERSION,
+        **(extra or {}),
     }
+    record = signed(command, record)
     atomic_write_json(path, record)
     return record
 
@@ -307,6 +344,41 @@ def write_arch_json(path: str | Path, alpha: Any, beta: Any) -> dict[str, Any]:
 def _to_numpy(x: Any) -> Any:
     detach = getattr(x, "detach", None)
     return detach().cpu().numpy() if detach is not None else x
+
+
+def _weight_pair(
+    record: dict, first: str, second: str, path: str | Path
+) -> tuple[np.ndarray, np.ndarray]:
+    """``record[first]`` (16×3) and ``record[second]`` (5×3) as finite float arrays."""
+    try:
+        a = np.asarray(record[first], dtype=np.float64)
+        b = np.asarray(record[second], dtype=np.float64)
+    except (TypeError, ValueError):
+        raise VNASError(f"'{first}' and '{second}' must be nested lists of numbers", path) from None
+    _check_shapes(a, b, path)
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise VNASError(f"'{first}' and '{second}' hold NaN or infinite values", path)
+    return a, b
+
+
+def _check_code_matches(
+    genotype: Genotype, alpha: np.ndarray, beta: np.ndarray, path: str | Path
+) -> None:
+    """Raise ``VNASError`` unless every cell's op in ``genotype`` has its row's largest
+    weight. Where weights tie (e.g. all zero), any of the tied ops is accepted."""
+    for part, digits, weights in (
+        ("encoder", genotype.encoder, alpha),
+        ("decoder", genotype.decoder, beta),
+    ):
+        for cell, (digit, row) in enumerate(zip(digits, weights, strict=True)):
+            if row[digit] < row.max():
+                raise VNASError(
+                    f"'code' picks {OP_NAMES[digit]} for {part} cell {cell + 1}, but "
+                    f"'{'alpha' if part == 'encoder' else 'beta'}' weights "
+                    f"{OP_NAMES[int(row.argmax())]} highest; correct one of them or delete "
+                    "'code'",
+                    path,
+                )
 
 
 def read_arch_json(path: str | Path) -> dict[str, Any]:
@@ -318,8 +390,9 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
         ``code`` or missing probabilities are derived from α, β (argmax, softmax).
 
     Raises:
-        VNASError: naming the file, if it is missing, not JSON, lacks α/β or has
-        wrong shapes or a malformed code.
+        VNASError: naming the file, if it is missing, not JSON, lacks α/β, has wrong
+        shapes, NaN or infinite weights, or a malformed code or one that is not the
+        argmax of α and β (a hand edit that would otherwise be used silently).
     """
     path = Path(path)
     try:
@@ -330,14 +403,12 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
         raise VNASError(f"not a readable arch JSON file ({err})", path) from None
     if not isinstance(record, dict) or "alpha" not in record or "beta" not in record:
         raise VNASError("arch JSON must be an object with 'alpha' and 'beta'", path)
-    try:
-        a = np.asarray(record["alpha"], dtype=np.float64)
-        b = np.asarray(record["beta"], dtype=np.float64)
-    except (TypeError, ValueError):
-        raise VNASError("'alpha' and 'beta' must be nested lists of numbers", path) from None
-    _check_shapes(a, b, path)
+    a, b = _weight_pair(record, "alpha", "beta", path)
     record.setdefault("alpha_probs", _softmax(a).tolist())
     record.setdefault("beta_probs", _softmax(b).tolist())
+    probs = _weight_pair(record, "alpha_probs", "beta_probs", path)
+    if min(probs[0].min(), probs[1].min()) < 0:
+        raise VNASError("'alpha_probs' and 'beta_probs' must not be negative", path)
     code = record.get("code")
     if code is None:
         genotype = Genotype.from_weights(a, b)
@@ -348,5 +419,6 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
             genotype = Genotype.parse(str(code["encoder"]), str(code["decoder"]))
         except VNASError as err:
             raise VNASError(str(err), path) from None
+        _check_code_matches(genotype, a, b, path)
     record["code"] = {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code}
     return record

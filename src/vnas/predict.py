@@ -10,12 +10,18 @@ image in ITK-SNAP or 3D Slicer.
 Inputs: a NIfTI file (``.nii``/``.nii.gz``), a folder holding one DICOM series (searched
 recursively, as for NIH Pancreas-CT), or a folder of NIfTI files; for a folder of NIfTIs
 ``--output`` is a folder and each ``NAME.nii.gz`` (or nnU-Net style ``NAME_0000.nii.gz``)
-gives ``NAME.nii.gz`` there.
+gives ``NAME.nii.gz`` there. A folder holding both DICOM and NIfTI files is refused, since
+either reading would ignore the other.
+
+Outputs follow :mod:`vnas.outputs`: never the input or inside it; an output folder
+appears complete or not at all (one unreadable image leaves no segmentation behind), and
+an existing label file is overwritten only if ``vnas predict`` wrote it (``descrip``).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,11 +31,10 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from vnas.atomic import atomic_path
 from vnas.checkpoint import load_model
 from vnas.data.dicom import read_dicom_series
 from vnas.data.geometry import to_original
-from vnas.data.imageio import read_image
+from vnas.data.imageio import read_image, write_image
 from vnas.data.preprocess import preprocess_image
 from vnas.errors import VNASError
 from vnas.inference import (
@@ -39,6 +44,7 @@ from vnas.inference import (
     sliding_window_predict,
 )
 from vnas.models import check_patch
+from vnas.outputs import claim_file, output_dir, signature
 
 __all__ = [
     "NIFTI_SUFFIXES",
@@ -59,11 +65,12 @@ def _nifti_suffix(path: Path) -> str | None:
     return next((s for s in NIFTI_SUFFIXES if path.name.lower().endswith(s)), None)
 
 
-def write_segmentation(image: sitk.Image, path: str | Path) -> None:
-    """Write a label image (gzip for ``.nii.gz``) atomically."""
-    path = Path(path)
-    with atomic_path(path, suffix=_nifti_suffix(path) or path.suffix) as tmp:
-        sitk.WriteImage(image, str(tmp), useCompression=True)
+def write_segmentation(image: sitk.Image, path: str | Path, command: str = "predict") -> None:
+    """Write a label image (gzip for ``.nii.gz``) atomically, signed by ``vnas <command>``
+    in the NIfTI ``descrip`` field (see :mod:`vnas.outputs`)."""
+    image = sitk.Image(image)  # a copy: the caller's metadata stays as it was
+    image.SetMetaData("ITK_FileNotes", signature(command))  # ITK writes it to ``descrip``
+    write_image(image, path)
 
 
 def model_patch(
@@ -92,6 +99,39 @@ def read_input(path: str | Path) -> sitk.Image:
     return read_image(path)
 
 
+def _is_dicom(path: Path) -> bool:
+    """A DICOM file: ``.dcm`` or the ``DICM`` magic after the 128-byte preamble."""
+    if path.suffix.lower() == ".dcm":
+        return True
+    try:
+        with path.open("rb") as stream:
+            return stream.read(132)[128:] == b"DICM"
+    except OSError:
+        return False
+
+
+def _check_one_kind(folder: Path) -> None:
+    """Refuse a folder holding both DICOM and NIfTI files (anywhere below it)."""
+    dicom = nifti = None
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        for name in files:
+            if name.startswith("."):
+                continue
+            path = Path(root) / name
+            if nifti is None and _nifti_suffix(path):
+                nifti = path
+            elif dicom is None and not _nifti_suffix(path) and _is_dicom(path):
+                dicom = path
+            if dicom and nifti:
+                raise VNASError(
+                    f"holds both DICOM ({dicom.relative_to(folder)}) and NIfTI "
+                    f"({nifti.relative_to(folder)}) files; point --input at a folder with "
+                    "one DICOM series or with NIfTI files only",
+                    folder,
+                )
+
+
 def collect_inputs(input_path: str | Path, output: str | Path) -> list[tuple[Path, Path]]:
     """Pair every input with its output file.
 
@@ -106,6 +146,7 @@ def collect_inputs(input_path: str | Path, output: str | Path) -> list[tuple[Pat
         raise VNASError("input not found", input_path)
     niftis = []
     if input_path.is_dir():
+        _check_one_kind(input_path)
         niftis = sorted(
             p
             for p in input_path.iterdir()
@@ -162,6 +203,7 @@ def predict(
     *,
     patch: Sequence[int] | None = None,
     window: WindowOptions = DEFAULT_WINDOW,
+    force: bool = False,
 ) -> list[Path]:
     """Segment a NIfTI file, a DICOM series folder or a folder of NIfTIs.
 
@@ -171,15 +213,35 @@ def predict(
         output: a ``.nii.gz`` file for one image, a folder for a folder of NIfTIs.
         patch: sliding-window size (D, H, W); default the model's ``test_patch``.
         window: overlap, windows per pass, device and precision.
+        force: overwrite an output vnas did not write (never the input).
 
     Returns:
-        The written label files, each written atomically.
+        The written label files: one file written atomically, or the files of an output
+        folder that appears only once every image is segmented.
 
     Raises:
         VNASError: a missing or unreadable input (named), an incomplete model folder,
-            a model config without preprocessing settings.
+            a model config without preprocessing settings, an output that is or lies
+            inside the input, or one vnas did not write (without ``force``).
     """
     pairs = collect_inputs(input_path, output)
+    inputs = {"--input": input_path, "--model": model_dir}
+    if _nifti_suffix(Path(output)) is not None:  # one image, one label file
+        claim_file(output, command="predict", inputs=inputs, force=force, flag="--output")
+        return _segment(model_dir, pairs, patch, window, Path(output).parent)
+    with output_dir(output, command="predict", inputs=inputs, force=force, flag="--output") as tmp:
+        _segment(model_dir, pairs, patch, window, tmp)
+    return [target for _, target in pairs]
+
+
+def _segment(
+    model_dir: str | Path,
+    pairs: list[tuple[Path, Path]],
+    patch: Sequence[int] | None,
+    window: WindowOptions,
+    folder: Path,
+) -> list[Path]:
+    """Segment every ``(source, target)`` pair, writing each target's name in ``folder``."""
     model, config = load_model(model_dir, torch.device(window.device))
     if not isinstance(config.get("preprocessing"), dict):
         raise VNASError("config.json has no 'preprocessing' settings", model_dir)
@@ -189,7 +251,7 @@ def predict(
     for source, target in tqdm(pairs, desc="predict", unit="image", disable=len(pairs) < 2):
         image = read_input(source)
         label = predict_image(model, config, image, patch, window)
-        write_segmentation(label, target)
+        write_segmentation(label, folder / target.name)
         logger.info("%s -> %s", source, target)
-        written.append(target)
+        written.append(folder / target.name)
     return written

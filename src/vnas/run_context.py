@@ -1,16 +1,20 @@
 """Everything search and retraining settle before their first iteration.
 
 Reads the preprocessed ``dataset.json`` and the fold, fixes the patch size, checks the
-architecture takes it, fingerprints the arguments, prepares the output folder (fresh,
-resume or already done), picks the device and seeds every generator. All input checks
-happen here, before anything is written, so bad input never leaves a half-made folder.
+architecture takes it, fingerprints the arguments, takes the output folder's lock for
+the whole run, prepares the folder (fresh, resume or already done), picks the device and
+seeds every generator. All input checks happen here, before anything is written, so bad
+input never leaves a half-made folder, and a run that fails before its first checkpoint
+removes what it wrote.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,10 +30,12 @@ from vnas.device import (
     resolve_device,
 )
 from vnas.errors import VNASError
+from vnas.lock import hold_lock
 from vnas.loop import LoopSettings
 from vnas.models import check_patch
+from vnas.outputs import check_outside_inputs, parents_made
 from vnas.rng import seed_everything
-from vnas.rundir import RunState, fingerprint, prepare_run_dir
+from vnas.rundir import RunState, discard_failed_start, fingerprint, prepare_run_dir
 from vnas.training_args import LATER_FLAG_DEFAULTS, OPERATIONAL_ARGS, preset_patches
 
 __all__ = ["RunContext", "prepare_run"]
@@ -144,6 +150,7 @@ def _read_split(
     return split
 
 
+@contextlib.contextmanager
 def prepare_run(
     args: argparse.Namespace,
     *,
@@ -153,8 +160,9 @@ def prepare_run(
     require: tuple[str, ...] = ("train",),
     results: tuple[str, ...] = (),
     owned: tuple[str, ...] = (),
-) -> RunContext:
-    """Check the inputs, prepare ``args.out`` and set up device and seeds.
+) -> Iterator[RunContext]:
+    """Check the inputs, lock and prepare ``args.out``, set up device and seeds; yield
+    the run's context. The lock is held until the ``with`` block ends.
 
     Args:
         args: parsed arguments (the common flags of :mod:`vnas.training_args`).
@@ -167,7 +175,8 @@ def prepare_run(
         owned: other files the command writes (logs, curves).
 
     Raises:
-        VNASError: bad dataset, folds, fold index, patch, device or output folder.
+        VNASError: bad dataset, folds, fold index, patch, device or output folder, or
+            another process writing the same folder.
     """
     if args.seed < 0:
         raise VNASError(f"--seed must be >= 0, got {args.seed}")
@@ -217,10 +226,23 @@ def prepare_run(
         "identity": identity,
     }
     out = Path(args.out)
-    state = prepare_run_dir(out, config, force=args.force, results=results, owned=owned)
-    if state is not RunState.DONE:
-        configure_backends(device, args.deterministic)
-        seed_everything(args.seed)
-    return RunContext(
-        args, out, dataset, split, patch, tpatch, len(classes), device, amp, config, state
-    )
+    inputs = {"--preprocessed": args.preprocessed, "--folds": args.folds}
+    arch_file = getattr(args, "arch", None)
+    if arch_file and Path(arch_file).is_file():
+        inputs["--arch"] = arch_file
+    check_outside_inputs(out, inputs, folder=True)
+    with parents_made(out), hold_lock(out, command):
+        made_folder = not out.exists()
+        state = prepare_run_dir(out, config, force=args.force, results=results, owned=owned)
+        if state is not RunState.DONE:
+            configure_backends(device, args.deterministic)
+            seed_everything(args.seed)
+        ctx = RunContext(
+            args, out, dataset, split, patch, tpatch, len(classes), device, amp, config, state
+        )
+        try:
+            yield ctx
+        except BaseException:
+            if state is RunState.FRESH:
+                discard_failed_start(out, (*results, *owned), made_folder)
+            raise

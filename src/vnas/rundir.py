@@ -14,8 +14,14 @@ the result, the package version), ``checkpoint.pt`` while it runs, its results, 
 - in a folder of a run with other arguments stops with an error naming the differing
   arguments, unless ``--force`` (then the old run's files are removed first). Workflow
   rules, where the workflow manager decides when a job reruns, pass ``--force``;
-- in a folder holding files that no vnas run wrote stops with an error (or ``--force``,
-  which leaves those files alone).
+- in a folder holding files that no vnas run wrote, or made by another vnas command,
+  stops with an error (or ``--force``, which leaves files it does not own alone).
+
+The folder follows :mod:`vnas.outputs` (never an input or inside one; a ``.vnas`` marker
+naming the command) and is written by one process at a time (:mod:`vnas.lock`, held by
+:func:`vnas.run_context.prepare_run` for the whole run). A fresh run that fails before its
+first checkpoint removes what it wrote, so a failed start leaves nothing behind; after
+the first checkpoint a failure leaves the folder to resume from.
 """
 
 from __future__ import annotations
@@ -30,8 +36,16 @@ from pathlib import Path
 from vnas.atomic import atomic_write_json
 from vnas.checkpoint import CHECKPOINT_NAME, CONFIG_NAME
 from vnas.errors import VNASError
+from vnas.outputs import MARKER_NAME, folder_maker, write_marker
 
-__all__ = ["DONE_NAME", "RunState", "fingerprint", "mark_done", "prepare_run_dir"]
+__all__ = [
+    "DONE_NAME",
+    "RunState",
+    "discard_failed_start",
+    "fingerprint",
+    "mark_done",
+    "prepare_run_dir",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +85,22 @@ def _differences(old: dict, new: dict) -> str:
 
 
 def _clear(out: Path, owned: tuple[str, ...]) -> None:
-    """Remove the files and folders a previous run wrote (only those, never others)."""
+    """Remove the files and folders a previous run wrote (only those, never others), and
+    the temporary files of atomic writes a killed run left (``.NAME.*.tmp``)."""
     for name in (CONFIG_NAME, CHECKPOINT_NAME, DONE_NAME, *owned):
         path = out / name
         if path.is_dir():
             shutil.rmtree(path)
         else:
+            path.unlink(missing_ok=True)
+    _remove_temporaries(out)
+
+
+def _remove_temporaries(out: Path) -> None:
+    """Temporary files of :func:`vnas.atomic.atomic_path` left by a killed run (the
+    caller holds the folder's lock, so no live writer owns them)."""
+    for path in out.glob(".*.tmp"):
+        if path.is_file():
             path.unlink(missing_ok=True)
 
 
@@ -112,23 +136,33 @@ def prepare_run_dir(
 ) -> RunState:
     """Decide whether to start, resume or skip, and write ``config.json`` for a new run.
 
+    Call it while holding the folder's lock (:func:`vnas.lock.hold_lock`).
+
     Args:
         out: the ``--out`` folder.
-        config: the run's config; must hold ``fingerprint`` and ``identity`` (the dict
-            the fingerprint was computed from).
+        config: the run's config; must hold ``command``, ``fingerprint`` and
+            ``identity`` (the dict the fingerprint was computed from).
         force: start over even if the folder holds a run with other arguments.
         results: the result files a finished run has (all present, with ``done``: DONE).
         owned: further files and folders the run writes (logs); with ``results``, the
             only things removed when the run starts over.
 
     Raises:
-        VNASError: the folder holds another run, a run of an earlier network version or
-            foreign files, and ``force`` is off.
+        VNASError: the folder holds another run, a run of an earlier network version,
+            foreign files or another command's output, and ``force`` is off.
     """
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise VNASError("--out exists and is not a folder", out)
-    ours = {CONFIG_NAME, CHECKPOINT_NAME, DONE_NAME, *results, *owned}
+    command = config["command"]
+    maker = folder_maker(out) if out.is_dir() else None
+    if maker not in (None, command) and not force:
+        raise VNASError(
+            f"was made by `vnas {maker}`, not `vnas {command}`; use another --out or pass "
+            "--force to start over",
+            out,
+        )
+    ours = {CONFIG_NAME, CHECKPOINT_NAME, DONE_NAME, MARKER_NAME, *results, *owned}
     old_fingerprint, old_identity, old = _previous_run(out) if out.is_dir() else (None, {}, {})
     if old_fingerprint is not None and old_fingerprint != "unreadable" and not force:
         from vnas.models import check_network_version
@@ -139,6 +173,8 @@ def prepare_run_dir(
         if finished and (out / CONFIG_NAME).is_file():
             return RunState.DONE
         if (out / CHECKPOINT_NAME).is_file() and not (out / DONE_NAME).exists():
+            _remove_temporaries(out)
+            write_marker(out, command)
             atomic_write_json(out / CONFIG_NAME, config)
             return RunState.RESUME
     elif old_fingerprint is not None:
@@ -161,8 +197,23 @@ def prepare_run_dir(
     if out.is_dir():
         _clear(out, (*results, *owned))
     out.mkdir(parents=True, exist_ok=True)
+    write_marker(out, command)
     atomic_write_json(out / CONFIG_NAME, config)
     return RunState.FRESH
+
+
+def discard_failed_start(out: str | Path, owned: tuple[str, ...], made_folder: bool) -> None:
+    """Undo a fresh run that failed before its first checkpoint: remove the files it
+    wrote (``config.json``, its results and logs, the marker) and the folder itself if
+    the run made it and nothing else is in it. With a checkpoint the folder is kept for
+    resuming."""
+    out = Path(out)
+    if (out / CHECKPOINT_NAME).is_file() or not out.is_dir():
+        return
+    _clear(out, owned)
+    (out / MARKER_NAME).unlink(missing_ok=True)
+    if made_folder and not any(out.iterdir()):
+        out.rmdir()
 
 
 def mark_done(out: str | Path) -> None:

@@ -11,7 +11,17 @@ Adam on α and β). The search folder holds:
 - ``trajectory.csv``: per logged iteration the mean train and val loss, the learning
   rate and the α/β probabilities (``alpha_probs_CC_OP``, ``beta_probs_B_OP``), also
   logged with dvclive under ``dvclive/``;
+- ``diagnostics.json``: how decided the search ended (:mod:`vnas.search_diagnostics`),
+  with the warm-up, the number of architecture steps and the α/β learning rate used;
 - ``done`` once finished.
+
+The α/β learning rate is ``--arch-lr`` as given (``--arch-lr-rule fixed``, the paper),
+or scaled to the number of architecture steps (``matched_movement``,
+:func:`vnas.arch_lr.scaled_arch_lr`): Adam moves a parameter by about its learning rate per step,
+so the paper's 36,800 architecture steps at 3e-4 (40,000 iterations after the 8 %
+warm-up) allow about 11 in total, and a 100-step search at the same rate only about
+0.03; ``matched_movement`` gives a shorter search the paper's total movement
+(docs/search.md).
 
 ``--sampling gdas`` replaces the paper's mixture of all three ops by GDAS's single-path
 sampling (:mod:`vnas.network`), with the Gumbel-softmax temperature annealed linearly
@@ -28,24 +38,30 @@ import math
 import torch
 
 from vnas.aggregate import ARCH_JSON
+from vnas.arch_lr import scaled_arch_lr
 from vnas.architect import Architect
+from vnas.atomic import atomic_write_json
 from vnas.batches import batch_stream
 from vnas.genotype import OP_NAMES, write_arch_json
 from vnas.learner import WeightLearner
 from vnas.loop import Divergence, run_loop
 from vnas.losses import get_loss
 from vnas.models import build_model, describe_arch
+from vnas.outputs import signed
 from vnas.run_context import RunContext, prepare_run
 from vnas.rundir import RunState, mark_done
+from vnas.search_diagnostics import probs_of_record, read_trajectory, search_diagnostics
 from vnas.train import to_device
 from vnas.training_args import epoch_iterations
 
-__all__ = ["ARCH_JSON", "SearchTask", "gdas_tau", "run_search", "warmup_iterations"]
+__all__ = ["ARCH_JSON", "DIAGNOSTICS_JSON", "SearchTask", "gdas_tau", "run_search",
+           "warmup_iterations"]  # fmt: skip
 
 logger = logging.getLogger(__name__)
 
 TRAJECTORY_CSV = "trajectory.csv"
-RESULTS = (ARCH_JSON, TRAJECTORY_CSV)
+DIAGNOSTICS_JSON = "diagnostics.json"
+RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON)
 LOGS = ("dvclive",)
 TRAIN_STREAM, VAL_STREAM = 0, 1
 
@@ -83,9 +99,12 @@ class SearchTask:
         ctx: the run's context.
         model: a :class:`vnas.network.VNASNet` in search mode, on ``ctx.device``.
         warmup: iterations before the first architecture step.
+        arch_lr: the α/β learning rate (:func:`vnas.arch_lr.scaled_arch_lr`).
     """
 
-    def __init__(self, ctx: RunContext, model: torch.nn.Module, warmup: int) -> None:
+    def __init__(
+        self, ctx: RunContext, model: torch.nn.Module, warmup: int, arch_lr: float
+    ) -> None:
         args = ctx.args
         self.ctx = ctx
         self.model = model
@@ -94,7 +113,7 @@ class SearchTask:
         self.architect = Architect(
             model,
             get_loss(args.loss),
-            lr=args.arch_lr,
+            lr=arch_lr,
             betas=tuple(args.arch_betas),
             weight_decay=args.arch_weight_decay,
             device=ctx.device,
@@ -164,45 +183,66 @@ class SearchTask:
 def run_search(args: argparse.Namespace) -> int:
     """``vnas search``: search on fold ``args.fold``; see the module docstring."""
     arch = describe_arch("search")
-    ctx = prepare_run(
+    with prepare_run(
         args, command="search", arch=arch, require=("train", "val"), results=RESULTS, owned=LOGS
-    )
-    if ctx.state is RunState.DONE:
-        logger.info("%s: this search has already finished; nothing to do", ctx.out)
-        return 0
-    warmup = warmup_iterations(args, len(ctx.split["train"]))
-    if warmup >= args.iterations:
-        logger.warning(
-            "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
-            "never be updated",
-            warmup,
+    ) as ctx:
+        if ctx.state is RunState.DONE:
+            logger.info("%s: this search has already finished; nothing to do", ctx.out)
+            return 0
+        warmup = warmup_iterations(args, len(ctx.split["train"]))
+        if warmup >= args.iterations:
+            logger.warning(
+                "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
+                "never be updated",
+                warmup,
+                args.iterations,
+            )
+        arch_steps = max(0, args.iterations - warmup)
+        arch_lr = scaled_arch_lr(args.arch_lr_rule, args.arch_lr, arch_steps)
+        model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
+        model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
+        logger.info(
+            "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
+            "(%d architecture steps from iteration %d at alpha/beta lr %.4g, rule %s), "
+            "device %s%s%s%s",
+            args.fold,
+            len(ctx.split["train"]),
+            len(ctx.split["val"]),
+            "x".join(map(str, ctx.patch)),
             args.iterations,
+            arch_steps,
+            warmup,
+            arch_lr,
+            args.arch_lr_rule,
+            ctx.device,
+            " (AMP)" if ctx.amp else "",
+            ", GDAS single-path sampling (not the paper's method)"
+            if args.sampling == "gdas"
+            else "",
+            ", memory-lean cells" if args.memory_lean else "",
         )
-    model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
-    model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
-    logger.info(
-        "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
-        "(architecture steps from iteration %d), device %s%s%s%s",
-        args.fold,
-        len(ctx.split["train"]),
-        len(ctx.split["val"]),
-        "x".join(map(str, ctx.patch)),
-        args.iterations,
-        warmup,
-        ctx.device,
-        " (AMP)" if ctx.amp else "",
-        ", GDAS single-path sampling (not the paper's method)" if args.sampling == "gdas" else "",
-        ", memory-lean cells" if args.memory_lean else "",
-    )
-    task = SearchTask(ctx, model, warmup)
-    settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
-    run_loop(task, settings, resume=ctx.state is RunState.RESUME)
-    record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
-    mark_done(ctx.out)
-    logger.info(
-        "wrote %s: encoder %s, decoder %s",
-        ctx.out / ARCH_JSON,
-        record["code"]["encoder"],
-        record["code"]["decoder"],
-    )
-    return 0
+        task = SearchTask(ctx, model, warmup, arch_lr)
+        settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
+        run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+        record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
+        facts = {"warmup": warmup, "arch_steps": arch_steps, "arch_lr": arch_lr,
+                 "arch_lr_rule": args.arch_lr_rule}  # fmt: skip
+        diagnostics = search_diagnostics(
+            *read_trajectory(ctx.out / TRAJECTORY_CSV), probs_of_record(record), **facts
+        )
+        atomic_write_json(ctx.out / DIAGNOSTICS_JSON, signed("search", diagnostics))
+        mark_done(ctx.out)
+        final = diagnostics["final"]
+        logger.info(
+            "wrote %s: encoder %s, decoder %s; %s (%d of %d cells decided, probabilities "
+            "%.3f to %.3f)",
+            ctx.out / ARCH_JSON,
+            record["code"]["encoder"],
+            record["code"]["decoder"],
+            final["verdict"],
+            final["decided_cells"],
+            final["n_cells"],
+            final["prob_min"],
+            final["prob_max"],
+        )
+        return 0

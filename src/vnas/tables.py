@@ -3,6 +3,17 @@
 Input is the per-case metrics CSV that ``vnas evaluate`` writes for each method and
 fold (columns ``case_id, class, class_name, dsc, nsd, hd95``). Statistics are over all
 test cases of all folds, as in the paper. DSC and NSD are shown in %, HD95 in mm.
+
+Beyond the paper:
+
+- a **Random (n=N)** row (:func:`random_row`): N architectures drawn uniformly from the
+  search space, each retrained and evaluated like V-NAS. Its statistics are over the N
+  architectures, of each one's mean over all test cases: mean ± std, and the best (max),
+  worst (min) and median architecture;
+- **V-NAS's rank among the random architectures**, per fold and class
+  (:func:`rank_among_random`);
+- whether the **search was decided** (:mod:`vnas.search_diagnostics`): next to the
+  V-NAS row and in the notes.
 """
 
 from __future__ import annotations
@@ -80,6 +91,81 @@ def method_table(eval_root: str | Path, methods: list[Method], folds: int) -> pd
     return pd.concat(parts, ignore_index=True)
 
 
+def per_method_means(
+    eval_root: str | Path, ids: list[str], folds: int, by_fold: bool = False
+) -> pd.DataFrame:
+    """Mean of each metric per method id and class (and fold), over the test cases."""
+    keys = ["class_name", "fold"] if by_fold else ["class_name"]
+    frames = []
+    for method_id in ids:
+        metrics = read_method_metrics(eval_root, Method(method_id, method_id, ""), folds)
+        values = metrics[[*keys, *METRIC_COLUMNS]].replace([np.inf, -np.inf], np.nan)
+        means = values.groupby(keys, sort=False).mean().reset_index()
+        counts = metrics.groupby(keys, sort=False).size().rename("n_cases").reset_index()
+        frames.append(means.merge(counts, on=keys).assign(method_id=method_id))
+    return pd.concat(frames, ignore_index=True)
+
+
+def random_row(eval_root: str | Path, ids: list[str], folds: int) -> pd.DataFrame:
+    """The "Random (n=N)" rows, one per class, in :func:`method_table`'s columns.
+
+    Statistics are over the N random architectures (``ids``), of each one's mean over all
+    test cases of all folds; ``n_cases`` is the number of test cases of each.
+    """
+    means = per_method_means(eval_root, ids, folds)
+    rows = []
+    for class_name, group in means.groupby("class_name", sort=False):
+        row: dict[str, float | str | int] = {
+            "method_id": "random",
+            "method": f"Random (n={len(ids)})",
+            "category": "Random",
+            "class": class_name,
+            "n_cases": int(group["n_cases"].iloc[0]),
+        }
+        for metric in METRIC_COLUMNS:
+            values = group[metric].astype(float).dropna()
+            scale = 100.0 if metric != "hd95" else 1.0
+            for stat, value in (("mean", values.mean()), ("std", values.std(ddof=0)),
+                                ("max", values.max()), ("min", values.min()),
+                                ("median", values.median())):  # fmt: skip
+                row[f"{metric}_{stat}"] = value * scale
+            row[f"{metric}_n"] = len(values)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def rank_among_random(
+    eval_root: str | Path, vnas_id: str, random_ids: list[str], folds: int
+) -> pd.DataFrame:
+    """V-NAS's rank among the random architectures, per class and fold, by mean DSC.
+
+    Returns:
+        Columns ``class``, ``fold``, ``vnas`` (V-NAS's mean DSC, %), ``random_min``,
+        ``random_median``, ``random_max`` (the random architectures', %), ``rank``
+        (1 + the number of random architectures with a strictly higher mean DSC) and
+        ``of`` (N + 1).
+    """
+    means = per_method_means(eval_root, [vnas_id, *random_ids], folds, by_fold=True)
+    rows = []
+    for (class_name, fold), group in means.groupby(["class_name", "fold"], sort=False):
+        dsc = group.set_index("method_id")["dsc"] * 100.0
+        others = dsc.drop(vnas_id)
+        rows.append({
+            "class": class_name, "fold": int(fold), "vnas": dsc[vnas_id],
+            "random_min": others.min(), "random_median": others.median(),
+            "random_max": others.max(), "rank": int(1 + (others > dsc[vnas_id]).sum()),
+            "of": len(random_ids) + 1,
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def insert_after_search(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with ``rows`` right after its V-NAS (category Search) rows, else at the end."""
+    search = table.index[table["category"] == "Search"]
+    cut = search.max() + 1 if len(search) else len(table)
+    return pd.concat([table.iloc[:cut], rows, table.iloc[cut:]], ignore_index=True)
+
+
 def _pm(mean: float, std: float, digits: int = 2) -> str:
     return "n/a" if np.isnan(mean) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
@@ -88,9 +174,23 @@ def _num(value: float, digits: int = 2) -> str:
     return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
 
 
-def to_markdown(table: pd.DataFrame, title: str) -> str:
-    """Render like the paper: a block per class, DSC/NSD in %, HD95 in mm."""
+def to_markdown(
+    table: pd.DataFrame,
+    title: str,
+    search: dict | None = None,
+    ranks: pd.DataFrame | None = None,
+) -> str:
+    """Render like the paper: a block per class, DSC/NSD in %, HD95 in mm.
+
+    Args:
+        table: :func:`method_table` (with :func:`random_row` rows, if any).
+        title: the heading.
+        search: the searches' diagnostics (``vnas aggregate --diagnostics``): the V-NAS
+            row's category says whether the search was decided, and a note says more.
+        ranks: :func:`rank_among_random`, shown per class.
+    """
     lines = [f"# {title}", ""]
+    verdict = {"decided": "decided", "undecided": "undecided", "mixed": "partly decided"}
     for class_name, group in table.groupby("class", sort=False):
         lines += [
             f"## {class_name}",
@@ -100,15 +200,61 @@ def to_markdown(table: pd.DataFrame, title: str) -> str:
             "|---|---|---|---|---|---|---|---|---|",
         ]
         for _, row in group.iterrows():
+            category = row["category"]
+            if search is not None and category == "Search":
+                category = f"Search ({verdict[search['verdict']]})"
             lines.append(
-                f"| {row['method']} | {row['category']} "
+                f"| {row['method']} | {category} "
                 f"| {_pm(row['dsc_mean'], row['dsc_std'])} | {_num(row['dsc_max'])} "
                 f"| {_num(row['dsc_min'])} | {_num(row['dsc_median'])} "
                 f"| {_pm(row['nsd_mean'], row['nsd_std'])} "
                 f"| {_pm(row['hd95_mean'], row['hd95_std'])} | {row['n_cases']} |"
             )
-        lines += ["", *search_vs_mix(group), ""]
+        lines += ["", *search_vs_mix(group)]
+        if ranks is not None and not ranks.empty:
+            lines += rank_lines(ranks[ranks["class"] == class_name])
+        lines.append("")
+    lines += notes(table, search)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def rank_lines(ranks: pd.DataFrame) -> list[str]:
+    """V-NAS's rank among the random architectures of one class, as a small table."""
+    if ranks.empty:
+        return []
+    n = int(ranks["of"].iloc[0]) - 1
+    lines = [
+        "",
+        f"V-NAS among the {n} random architectures, fold by fold (mean DSC %; rank 1 = "
+        f"best of {n + 1}):",
+        "",
+        "| Fold | V-NAS | Random: min | median | max | V-NAS rank |",
+        "|---|---|---|---|---|---|",
+    ]
+    for _, r in ranks.iterrows():
+        lines.append(
+            f"| {r['fold']} | {_num(r['vnas'])} | {_num(r['random_min'])} "
+            f"| {_num(r['random_median'])} | {_num(r['random_max'])} | {r['rank']} of {r['of']} |"
+        )
+    return lines
+
+
+def notes(table: pd.DataFrame, search: dict | None) -> list[str]:
+    """The notes under the table: how decided the search was; what the Random row is."""
+    out = []
+    if search is not None:
+        out += ["## Notes", "", f"**The search.** {search['sentence']}", ""]
+    random = table[table["category"] == "Random"]
+    if not random.empty:
+        out += ([] if out else ["## Notes", ""]) + [
+            f"**{random['method'].iloc[0]}.** Architectures drawn uniformly from the 3^21 "
+            "codes, each retrained and evaluated on the same folds with the same budget as "
+            "V-NAS. The row's statistics are over these architectures, of each one's mean "
+            "over all test cases: mean ± std, and the best (max), worst (min) and median "
+            "architecture.",
+            "",
+        ]
+    return out
 
 
 def search_vs_mix(group: pd.DataFrame) -> list[str]:

@@ -101,7 +101,7 @@ def run_training(args: argparse.Namespace) -> int:
             "--arch search trains the search network itself; use `vnas search` to search, "
             "then train the arch.json it writes (or `mix` for the equal-weights baseline)"
         )
-    ctx = prepare_run(
+    with prepare_run(
         args,
         command="train",
         arch=arch,
@@ -109,27 +109,27 @@ def run_training(args: argparse.Namespace) -> int:
         require=("train",),
         results=RESULTS,
         owned=LOGS,
-    )
-    if ctx.state is RunState.DONE:
-        logger.info("%s: this run has already finished; nothing to do", ctx.out)
-        return 0
+    ) as ctx:
+        if ctx.state is RunState.DONE:
+            logger.info("%s: this run has already finished; nothing to do", ctx.out)
+            return 0
 
-    model = ctx.place(build_model(args.arch, 1, ctx.num_classes, args.width))
-    logger.info(
-        "training %s (%s) on fold %d: %d cases, patch %s, %d iterations, device %s%s",
-        args.arch,
-        arch["kind"],
-        args.fold,
-        len(ctx.split["train"]) + len(ctx.split["val"]),
-        "x".join(map(str, ctx.patch)),
-        args.iterations,
-        ctx.device,
-        " (AMP)" if ctx.amp else "",
-    )
-    task = RetrainTask(ctx, model)
-    settings = ctx.loop_settings(METRICS_CSV, f"train {arch['name']} fold {args.fold}")
-    run_loop(task, settings, resume=ctx.state is RunState.RESUME)
-    atomic_save_torch(model.state_dict(), ctx.out / MODEL_NAME)
-    mark_done(ctx.out)
-    logger.info("wrote %s", ctx.out / MODEL_NAME)
-    return 0
+        model = ctx.place(build_model(args.arch, 1, ctx.num_classes, args.width))
+        logger.info(
+            "training %s (%s) on fold %d: %d cases, patch %s, %d iterations, device %s%s",
+            args.arch,
+            arch["kind"],
+            args.fold,
+            len(ctx.split["train"]) + len(ctx.split["val"]),
+            "x".join(map(str, ctx.patch)),
+            args.iterations,
+            ctx.device,
+            " (AMP)" if ctx.amp else "",
+        )
+        task = RetrainTask(ctx, model)
+        settings = ctx.loop_settings(METRICS_CSV, f"train {arch['name']} fold {args.fold}")
+        run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+        atomic_save_torch(model.state_dict(), ctx.out / MODEL_NAME)
+        mark_done(ctx.out)
+        logger.info("wrote %s", ctx.out / MODEL_NAME)
+        return 0

@@ -11,8 +11,9 @@ Defaults (paper §4.1–4.4, SPEC §3–4); every one can be overridden on the c
 - ``--patch`` / ``--test-patch`` (D H W) come from the preprocessed dataset's preset
   (:data:`PATCH_DEFAULTS`, the one place they live): NIH trains on 64×96×96 (the paper's
   96×96×64 in x×y×z) and tests on 64³; MSD Lung and Pancreas use 64³ for both.
-- Search only: α/β Adam ``--arch-lr 3e-4``, ``--arch-weight-decay 1e-3``, betas
-  (0.5, 0.999) as in DARTS; a warm-up of ``--warmup-fraction 0.08`` of the iterations
+- Search only: α/β Adam ``--arch-lr 3e-4`` (``--arch-lr-rule fixed``; ``matched_movement``
+  scales it to the search's length, :mod:`vnas.arch_lr`), ``--arch-weight-decay 1e-3``,
+  betas (0.5, 0.999) as in DARTS; a warm-up of ``--warmup-fraction 0.08`` of the iterations
   before the first architecture step (:data:`WARMUP_FRACTION`), or
   ``--warmup-iterations``, or ``--warmup-epochs`` where an epoch is
   ``len(train cases) × SAMPLES_PER_CASE`` patches, i.e. ``ceil(that / batch size)``
@@ -92,7 +93,7 @@ OPERATIONAL_ARGS = frozenset(
 
 #: Flags added after runs were first made, with the value that reproduces those runs: a
 #: flag at this value is left out of the fingerprint, so older runs still resume.
-LATER_FLAG_DEFAULTS: dict[str, object] = {"sampling": "darts"}
+LATER_FLAG_DEFAULTS: dict[str, object] = {"sampling": "darts", "arch_lr_rule": "fixed"}
 
 
 def preset_patches(preset: str | None) -> tuple[tuple[int, int, int], tuple[int, int, int]]:

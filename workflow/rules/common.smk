@@ -9,7 +9,7 @@ import yaml
 
 
 def check_config(config, schema_path):
-    """Validate the merged config; a bad key stops with one line naming it."""
+    """Validate the merged config; a bad key or value stops with one line naming it."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(config)
@@ -17,6 +17,29 @@ def check_config(config, schema_path):
     if error is not None:
         where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
         sys.exit(f"vnas: params.yaml: {where}: {error.message}")
+    for where, problem in config_problems(config):
+        sys.exit(f"vnas: params.yaml: {where}: {problem}")
+
+
+def config_problems(config):
+    """What the schema cannot say: names that must refer to a configured dataset, and
+    where a synthetic dataset is written."""
+    names = list(config["datasets"])
+    if config["dataset"] not in names:
+        yield "dataset", f"{config['dataset']!r} is not one of the datasets ({', '.join(names)})"
+    for name, cfg in config["datasets"].items():
+        for other in cfg["transfer_from"]:
+            if other not in names or other == name:
+                yield (
+                    f"datasets.{name}.transfer_from",
+                    f"{other!r} is not another dataset ({', '.join(names)})",
+                )
+        if "synth" in cfg and cfg["raw"] != f"data/raw/{name}":
+            yield (
+                f"datasets.{name}.raw",
+                f"a synthetic dataset is written to data/raw/{name} (rule synthesize); "
+                f"set raw: data/raw/{name}",
+            )
 
 
 check_config(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
@@ -79,7 +102,8 @@ def folds(name):
 
 
 def shape_arg(shape):
-    return " ".join(str(s) for s in shape)
+    """A shape as separate arguments (the rules quote each with `:q`)."""
+    return [str(s) for s in shape]
 
 
 # --- methods -----------------------------------------------------------------------
@@ -109,6 +133,16 @@ def manual_methods(name):
     return [f"manual-{enc}-{dec}" for enc, dec in (m.split(os.sep) for m in ds(name)["manual"])]
 
 
+def random_methods(name):
+    """One method id per random architecture (the table's "Random (n=N)" row)."""
+    return [f"random-{k}" for k in range(ds(name)["random_samples"])]
+
+
+def all_methods(name):
+    """Every method trained and evaluated for a dataset."""
+    return table_methods(name) + random_methods(name) + manual_methods(name)
+
+
 def method_arch(dataset, method):
     """The --arch argument of `vnas train` for a method id."""
     if method == "vnas":
@@ -118,6 +152,8 @@ def method_arch(dataset, method):
     if method.startswith("manual-"):
         enc, dec = method.removeprefix("manual-").split("-")
         return f"manual:{enc}/{dec}"
+    if method.startswith("random-"):
+        return f"results/{dataset}/random/sample-{method.removeprefix('random-')}.json"
     if method in BASELINES:
         return BASELINES[method][0]
     return method  # a published preset such as nih-paper
@@ -132,12 +168,17 @@ def method_label(dataset, method):
     if method.startswith("manual-"):
         enc, dec = method.removeprefix("manual-").split("-")
         return f"{enc.upper()}/{dec.upper()}", "manual"
+    if method.startswith("random-"):
+        return f"Random sample {method.removeprefix('random-')}", "Random"
     if method in BASELINES:
         return BASELINES[method][1], BASELINES[method][2]
     return f"V-NAS ({method}, published code)", "Search (published)"
 
 
 def train_arch_input(wildcards):
+    """The file (or, for a random code, the folder of codes) `vnas train --arch` reads."""
+    if wildcards.method.startswith("random-"):
+        return [f"results/{wildcards.dataset}/random"]
     arch = method_arch(wildcards.dataset, wildcards.method)
     return [arch] if arch.endswith(".json") else []
 
@@ -145,12 +186,21 @@ def train_arch_input(wildcards):
 def threads_of(name):
     return ds(name).get("threads", 1)
 
+
+# Multi-word arguments are lists: a rule's `{params.x:q}` quotes each word on its own.
+
+
 def optimiser_args():
-    return (
-        f"--lr {config['lr']} --momentum {config['momentum']} "
-        f"--weight-decay {config['weight_decay']} --poly-power {config['poly_power']} "
-        f"--seed {config['seed']} --device {config['device']}"
-    )
+    return [
+        *("--lr", config["lr"], "--momentum", config["momentum"]),
+        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *("--seed", config["seed"], "--device", config["device"]),
+    ]
+
+
+def eval_root(wildcards, input):
+    """results/{dataset}/eval, from the first METHOD/foldK/metrics.csv input."""
+    return str(Path(input[0]).parents[2])
 
 
 def eval_inputs(dataset, methods):
@@ -166,9 +216,8 @@ def method_args(dataset, methods):
     """`--method ID NAME CATEGORY` arguments for `vnas table`."""
     args = []
     for method in methods:
-        name, category = method_label(dataset, method)
-        args.append(f"--method {method} '{name}' '{category}'")
-    return " ".join(args)
+        args += ["--method", method, *method_label(dataset, method)]
+    return args
 
 
 def report_tables(wildcards):
@@ -179,7 +228,80 @@ def report_tables(wildcards):
     return tables
 
 
+def random_args(name):
+    """`--random ID...` for `vnas table`: the random architectures' method ids."""
+    ids = random_methods(name)
+    return ["--random", *ids] if ids else []
+
+
 def warmup_iterations(wildcards):
     """Iterations before the first alpha/beta step: warmup_fraction of the search."""
     cfg = ds(wildcards)
     return round(cfg["warmup_fraction"] * cfg["search_iterations"])
+
+
+# --- known-answer experiments (rules/experiment.smk) --------------------------------
+
+
+def xp(wildcards):
+    """The params.yaml block of an experiment."""
+    return config["experiments"][wildcards.experiment]
+
+
+def xp_methods(name):
+    """Method ids of an experiment: one V-NAS per search seed, Mix, the random codes and
+    the manual configurations."""
+    cfg = config["experiments"][name]
+    return [
+        *(f"vnas-seed{s}" for s in cfg["search_seeds"]),
+        "mix",
+        *(f"random-{k}" for k in range(cfg["random_samples"])),
+        *(f"manual-{enc}-{dec}" for enc, dec in (m.split(os.sep) for m in cfg["manual"])),
+    ]
+
+
+def xp_arch(wildcards):
+    """`vnas train --arch` of an experiment's method."""
+    method = wildcards.method
+    root = f"results/experiments/{wildcards.experiment}/{wildcards.cue}"
+    if method.startswith("vnas-seed"):
+        return f"{root}/search/seed{method.removeprefix('vnas-seed')}/arch.json"
+    if method.startswith("random-"):
+        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
+    if method.startswith("manual-"):
+        enc, dec = method.removeprefix("manual-").split("-")
+        return f"manual:{enc}/{dec}"
+    return method  # mix
+
+
+def xp_arch_input(wildcards):
+    method = wildcards.method
+    root = f"results/experiments/{wildcards.experiment}/{wildcards.cue}"
+    if method.startswith("random-"):
+        return [f"{root}/random"]
+    return [xp_arch(wildcards)] if method.startswith("vnas-seed") else []
+
+
+def xp_warmup(wildcards):
+    cfg = xp(wildcards)
+    return round(cfg["warmup_fraction"] * cfg["search_iterations"])
+
+
+def xp_arch_lr(wildcards):
+    """The alpha/beta learning rate the experiment's searches use (after their rule)."""
+    from vnas.arch_lr import scaled_arch_lr
+
+    cfg = xp(wildcards)
+    steps = cfg["search_iterations"] - xp_warmup(wildcards)
+    return scaled_arch_lr(cfg["arch_lr_rule"], config["arch_lr"], steps)
+
+
+def xp_training_args(wildcards):
+    cfg = xp(wildcards)
+    return [
+        *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
+        *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
+        *("--lr", config["lr"], "--momentum", config["momentum"]),
+        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *("--device", config["device"], "--workers", cfg["threads"] - 1),
+    ]

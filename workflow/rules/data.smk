@@ -17,8 +17,8 @@ rule synthesize:
     log:
         "results/logs/{dataset}/synthesize.log",
     shell:
-        "vnas synth --kind {params.kind} --cases {params.cases} --seed {params.seed} "
-        "--shape {params.shape} --out {output} 2> {log}"
+        "vnas synth --kind {params.kind:q} --cases {params.cases:q} --seed {params.seed:q} "
+        "--shape {params.shape:q} --out {output:q} 2> {log:q}"
 
 
 rule preprocess:
@@ -35,8 +35,8 @@ rule preprocess:
     log:
         "results/logs/{dataset}/preprocess.log",
     shell:
-        "vnas preprocess --raw {input} --out {output} --preset {params.preset} "
-        "--jobs {threads} 2> {log}"
+        "vnas preprocess --raw {input:q} --out {output:q} --preset {params.preset:q} "
+        "--jobs {threads:q} 2> {log:q}"
 
 
 rule split:
@@ -53,5 +53,5 @@ rule split:
     log:
         "results/logs/{dataset}/split.log",
     shell:
-        "vnas split --preprocessed {input} --folds {params.folds} --seed {params.seed} "
-        "--out {output} 2> {log}"
+        "vnas split --preprocessed {input:q} --folds {params.folds:q} --seed {params.seed:q} "
+        "--out {output:q} 2> {log:q}"

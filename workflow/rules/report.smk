@@ -7,7 +7,10 @@ rule table:
     conda:
         "../envs/vnas.yaml"
     input:
-        lambda w: eval_inputs(w.dataset, table_methods(w.dataset)),
+        evals=lambda w: eval_inputs(w.dataset, table_methods(w.dataset) + random_methods(w.dataset)),
+        diagnostics=lambda w: (
+            ["results/{dataset}/diagnostics.json"] if "vnas" in ds(w)["methods"] else []
+        ),
     output:
         csv=report(
             "results/tables/{dataset}.csv",
@@ -18,13 +21,19 @@ rule table:
         metrics="results/tables/{dataset}_metrics.json",
     params:
         methods=lambda w: method_args(w.dataset, table_methods(w.dataset)),
+        random=lambda w: random_args(w.dataset),
+        diagnostics=lambda w, input: (
+            ["--search-diagnostics", *input.diagnostics] if input.diagnostics else []
+        ),
         folds=lambda w: ds(w)["folds"],
+        eval_root=eval_root,
     log:
         "results/logs/{dataset}/table.log",
     shell:
-        "vnas table --dataset {wildcards.dataset} --eval-root results/{wildcards.dataset}/eval "
-        "--folds {params.folds} {params.methods} --out {output.csv} --markdown {output.md} "
-        "--summary-json {output.metrics} 2> {log}"
+        "vnas table --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
+        "--folds {params.folds:q} {params.methods:q} {params.random:q} "
+        "{params.diagnostics:q} --out {output.csv:q} "
+        "--markdown {output.md:q} --summary-json {output.metrics:q} 2> {log:q}"
 
 
 rule table_manual:
@@ -43,12 +52,13 @@ rule table_manual:
     params:
         methods=lambda w: method_args(w.dataset, manual_methods(w.dataset)),
         folds=lambda w: ds(w)["folds"],
+        eval_root=eval_root,
     log:
         "results/logs/{dataset}/table_manual.log",
     shell:
-        "vnas table --grid --dataset {wildcards.dataset} "
-        "--eval-root results/{wildcards.dataset}/eval --folds {params.folds} "
-        "{params.methods} --out {output.csv} --markdown {output.md} 2> {log}"
+        "vnas table --grid --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
+        "--folds {params.folds:q} {params.methods:q} --out {output.csv:q} "
+        "--markdown {output.md:q} 2> {log:q}"
 
 
 rule figures:
@@ -81,16 +91,28 @@ rule figures:
             category="Figures",
             caption="../report/overlays.rst",
         ),
+        trajectories=report(
+            "results/figures/{dataset}/search_trajectories.png",
+            category="Figures",
+            caption="../report/search_trajectories.rst",
+        ),
+        entropy=report(
+            "results/figures/{dataset}/search_entropy.png",
+            category="Figures",
+            caption="../report/search_entropy.rst",
+        ),
     params:
-        methods=lambda w: " ".join(table_methods(w.dataset)),
+        methods=lambda w: table_methods(w.dataset),
         preset=lambda w: ds(w)["preset"],
         cases=lambda w: ds(w)["figure_cases"],
+        results=lambda w, input: os.path.dirname(input.arch),
+        out=lambda w, output: os.path.dirname(output.heatmap),
     log:
         "results/logs/{dataset}/figures.log",
     shell:
-        "vnas figures --results results/{wildcards.dataset} --raw {input.raw} "
-        "--preset {params.preset} --methods {params.methods} --cases {params.cases} "
-        "--out results/figures/{wildcards.dataset} 2> {log}"
+        "vnas figures --results {params.results:q} --raw {input.raw:q} "
+        "--preset {params.preset:q} --methods {params.methods:q} --cases {params.cases:q} "
+        "--out {params.out:q} 2> {log:q}"
 
 
 rule report:
@@ -100,6 +122,7 @@ rule report:
     input:
         tables=report_tables,
         figures=rules.figures.output,
+        diagnostics="results/{dataset}/diagnostics.json",
         searches=lambda w: expand(
             "results/{dataset}/search/fold{fold}/arch.json",
             dataset=w.dataset,
@@ -108,9 +131,10 @@ rule report:
     output:
         "results/report/{dataset}.html",
     params:
-        searches=lambda w, input: " ".join(os.path.dirname(p) for p in input.searches),
+        searches=lambda w, input: [os.path.dirname(p) for p in input.searches],
     log:
         "results/logs/{dataset}/report.log",
     shell:
-        "vnas report --dataset {wildcards.dataset} --tables {input.tables} "
-        "--figures {input.figures} --searches {params.searches} --out {output} 2> {log}"
+        "vnas report --dataset {wildcards.dataset:q} --tables {input.tables:q} "
+        "--figures {input.figures:q} --searches {params.searches:q} "
+        "--search-diagnostics {input.diagnostics:q} --out {output:q} 2> {log:q}"

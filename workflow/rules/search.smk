@@ -1,4 +1,5 @@
-# Per-fold architecture search (GPU jobs) and the aggregation over folds.
+# Per-fold architecture search (GPU jobs), the aggregation over folds, and the random
+# architectures of the random baseline.
 
 
 
@@ -12,6 +13,7 @@ rule search:
     output:
         arch="results/{dataset}/search/fold{fold}/arch.json",
         trajectory="results/{dataset}/search/fold{fold}/trajectory.csv",
+        diagnostics="results/{dataset}/search/fold{fold}/diagnostics.json",
     params:
         out="results/{dataset}/search/fold{fold}",
         iterations=lambda w: ds(w)["search_iterations"],
@@ -21,8 +23,10 @@ rule search:
         batch=lambda w: ds(w)["batch_size"],
         optimiser=optimiser_args(),
         loss=lambda w: ds(w)["loss"],
-        arch_opt=f"--arch-lr {config['arch_lr']} "
-        f"--arch-weight-decay {config['arch_weight_decay']}",
+        arch_opt=lambda w: [
+            *("--arch-lr", config["arch_lr"], "--arch-lr-rule", ds(w)["arch_lr_rule"]),
+            *("--arch-weight-decay", config["arch_weight_decay"]),
+        ],
         workers=lambda w: threads_of(w) - 1,
     threads: lambda w: threads_of(w)
     resources:
@@ -30,11 +34,12 @@ rule search:
     log:
         "results/logs/{dataset}/search_fold{fold}.log",
     shell:
-        "OMP_NUM_THREADS={threads} vnas search --preprocessed {input.data} "
-        "--folds {input.folds} --fold {wildcards.fold} --out {params.out} "
-        "--iterations {params.iterations} --warmup-iterations {params.warmup} --force "
-        "--width {params.width} --patch {params.patch} --batch-size {params.batch} "
-        "{params.optimiser} --loss {params.loss} {params.arch_opt} --workers {params.workers} 2> {log}"
+        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold {wildcards.fold:q} --out {params.out:q} "
+        "--iterations {params.iterations:q} --warmup-iterations {params.warmup:q} --force "
+        "--width {params.width:q} --patch {params.patch:q} --batch-size {params.batch:q} "
+        "{params.optimiser:q} --loss {params.loss:q} {params.arch_opt:q} "
+        "--workers {params.workers:q} 2> {log:q}"
 
 
 rule aggregate:
@@ -48,10 +53,28 @@ rule aggregate:
             fold=folds(w.dataset),
         ),
     output:
-        "results/{dataset}/arch.json",
+        arch="results/{dataset}/arch.json",
+        diagnostics="results/{dataset}/diagnostics.json",
     params:
-        dirs=lambda w, input: " ".join(os.path.dirname(p) for p in input),
+        dirs=lambda w, input: [os.path.dirname(p) for p in input],
     log:
         "results/logs/{dataset}/aggregate.log",
     shell:
-        "vnas aggregate {params.dirs} --out {output} 2> {log}"
+        "vnas aggregate {params.dirs:q} --out {output.arch:q} "
+        "--diagnostics {output.diagnostics:q} 2> {log:q}"
+
+
+rule random_archs:
+    """Architectures drawn uniformly from the search space: the random baseline."""
+    conda:
+        "../envs/vnas.yaml"
+    output:
+        directory("results/{dataset}/random"),
+    params:
+        samples=lambda w: ds(w)["random_samples"],
+        seed=config["seed"],
+    log:
+        "results/logs/{dataset}/random_archs.log",
+    shell:
+        "vnas arch random --samples {params.samples:q} --seed {params.seed:q} "
+        "--out {output:q} 2> {log:q}"

@@ -29,12 +29,12 @@ rule train:
     log:
         "results/logs/{dataset}/train_{method}_fold{fold}.log",
     shell:
-        "OMP_NUM_THREADS={threads} vnas train --arch {params.arch} "
-        "--preprocessed {input.data} --folds {input.folds} --fold {wildcards.fold} "
-        "--out {params.out} --iterations {params.iterations} --width {params.width} "
-        "--patch {params.patch} --test-patch {params.test_patch} "
-        "--batch-size {params.batch} {params.optimiser} --loss {params.loss} --workers {params.workers} --force "
-        "2> {log}"
+        "OMP_NUM_THREADS={threads:q} vnas train --arch {params.arch:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold {wildcards.fold:q} "
+        "--out {params.out:q} --iterations {params.iterations:q} --width {params.width:q} "
+        "--patch {params.patch:q} --test-patch {params.test_patch:q} "
+        "--batch-size {params.batch:q} {params.optimiser:q} --loss {params.loss:q} "
+        "--workers {params.workers:q} --force 2> {log:q}"
 
 
 rule evaluate:
@@ -53,7 +53,7 @@ rule evaluate:
         model=lambda w, input: os.path.dirname(input.model),
         out="results/{dataset}/eval/{method}/fold{fold}",
         overlap=lambda w: ds(w)["overlap"],
-        nsd=lambda w: " ".join(str(t) for t in ds(w)["nsd_tolerance_mm"]),
+        nsd=lambda w: ds(w)["nsd_tolerance_mm"],
         device=config["device"],
     threads: lambda w: threads_of(w)
     resources:
@@ -61,7 +61,7 @@ rule evaluate:
     log:
         "results/logs/{dataset}/evaluate_{method}_fold{fold}.log",
     shell:
-        "OMP_NUM_THREADS={threads} vnas evaluate --model {params.model} "
-        "--preprocessed {input.data} --folds {input.folds} --fold {wildcards.fold} "
-        "--out {params.out} --raw {input.raw:q} --overlap {params.overlap} "
-        "--nsd-tolerance {params.nsd} --device {params.device} 2> {log}"
+        "OMP_NUM_THREADS={threads:q} vnas evaluate --model {params.model:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold {wildcards.fold:q} "
+        "--out {params.out:q} --raw {input.raw:q} --overlap {params.overlap:q} "
+        "--nsd-tolerance {params.nsd:q} --device {params.device:q} 2> {log:q}"

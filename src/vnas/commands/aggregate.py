@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vnas.outputs import add_force_argument
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -18,11 +20,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "searches", nargs="+", metavar="SEARCH_DIR", help="search folders (or arch.json files)"
     )
     parser.add_argument("--out", required=True, help="output arch.json")
+    parser.add_argument(
+        "--diagnostics",
+        metavar="JSON",
+        help="also write how decided the searches ended and how well their argmax codes "
+        "agree (with chance levels) to this file",
+    )
+    add_force_argument(parser, "--out and --diagnostics")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vnas.aggregate import aggregate_searches
 
-    aggregate_searches(args.searches, args.out)
+    aggregate_searches(args.searches, args.out, diagnostics=args.diagnostics, force=args.force)
     return 0

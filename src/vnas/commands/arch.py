@@ -1,4 +1,5 @@
-"""``vnas arch show|stats ARCH``: print an architecture, or its size and cost.
+"""``vnas arch show|stats ARCH``: print an architecture, or its size and cost;
+``vnas arch random``: draw architectures uniformly from the search space.
 
 ARCH is a preset (``nih-paper``, ``lung-paper``, ``pancreas-paper``,
 ``manual:<enc>/<dec>``), ``search``, ``mix`` or an arch JSON file; ``stats`` also takes
@@ -17,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from vnas.atomic import atomic_write_text
+from vnas.atomic import atomic_write_json, atomic_write_text
 from vnas.errors import VNASError
 from vnas.genotype import (
     NUM_DECODER_BLOCKS,
@@ -28,9 +29,12 @@ from vnas.genotype import (
     ArchSpec,
     Genotype,
     op_label,
+    random_genotypes,
     read_arch_json,
     resolve_arch,
+    write_arch_json,
 )
+from vnas.outputs import add_force_argument, output_dir, signed
 
 HELP = "show an architecture or its parameters, FLOPs and memory"
 
@@ -56,7 +60,7 @@ REFERENCE = "ahnet"
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``vnas arch`` with its ``show`` and ``stats`` subcommands."""
     parser = subparsers.add_parser("arch", help=HELP, description=HELP)
-    sub = parser.add_subparsers(dest="arch_command", metavar="{show,stats}", required=True)
+    sub = parser.add_subparsers(dest="arch_command", metavar="{show,stats,random}", required=True)
     arch_help = "preset, manual:<enc>/<dec>, search, mix or arch JSON file"
 
     show = sub.add_parser("show", help="print the code and a per-cell table")
@@ -90,6 +94,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(a new FILE holds just the block); may be given more than once",
     )
     stats.set_defaults(func=run_stats)
+
+    random = sub.add_parser(
+        "random",
+        help="draw architecture codes uniformly from the 3^21 space (the random baseline)",
+        description="Draw N architectures, every cell's op uniformly among 2D, 3D and P3D "
+        "(sample K from a generator seeded with (SEED, K)), and write each as an arch "
+        "JSON file, OUT/sample-K.json, that `vnas train --arch` takes; OUT/samples.json "
+        "lists the seed and the codes.",
+    )
+    random.add_argument("--samples", type=int, required=True, help="how many codes (N)")
+    random.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    random.add_argument("--out", required=True, help="output folder")
+    add_force_argument(random)
+    random.set_defaults(func=run_random)
 
 
 def _probabilities(spec: ArchSpec) -> tuple[list | None, list | None]:
@@ -278,4 +296,33 @@ def run_stats(args: argparse.Namespace) -> int:
             f"activations: {stats['activation_bytes'] / 2**20:,.1f} MiB in one training step "
             f"({stats['activation_method']})"
         )
+    return 0
+
+
+#: A random code's file name in the ``vnas arch random`` folder.
+SAMPLE_NAME = "sample-{k}.json"
+#: log(0) is -inf, which JSON cannot hold: the weight of the ops not drawn.
+NOT_DRAWN = -69.0  # softmax gives them about 1e-30
+
+
+def run_random(args: argparse.Namespace) -> int:
+    """Write ``--samples`` uniformly drawn codes as arch JSON files into ``--out``."""
+    import numpy as np
+
+    if args.samples < 1:
+        raise VNASError(f"--samples must be at least 1, got {args.samples}")
+    if args.seed < 0:
+        raise VNASError(f"--seed must be >= 0, got {args.seed}")
+    genotypes = random_genotypes(args.samples, args.seed)
+    with output_dir(args.out, command="arch random", inputs={}, force=args.force) as tmp:
+        for k, genotype in enumerate(genotypes):
+            weights = [np.where(np.eye(NUM_OPS)[list(d)] > 0, 0.0, NOT_DRAWN)
+                       for d in (genotype.encoder, genotype.decoder)]  # fmt: skip
+            how = {"method": "uniform over the 3^21 codes", "seed": args.seed, "sample": k}
+            write_arch_json(tmp / SAMPLE_NAME.format(k=k), *weights, "arch random", {"random": how})
+        codes = [{"encoder": g.encoder_code, "decoder": g.decoder_code} for g in genotypes]
+        index = {"seed": args.seed, "samples": args.samples, "codes": codes,
+                 "files": [SAMPLE_NAME.format(k=k) for k in range(args.samples)]}  # fmt: skip
+        atomic_write_json(tmp / "samples.json", signed("arch random", index))
+    print(f"wrote {args.samples} random architectures (seed {args.seed}) to {args.out}")
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.predict import add_inference_args, inference_options
+from vnas.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +20,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--preprocessed", required=True, help="folder written by vnas preprocess")
     parser.add_argument("--folds", required=True, help="folds.json written by vnas split")
     parser.add_argument("--fold", type=int, required=True, help="fold index K")
-    parser.add_argument("--out", required=True, help="output folder (replaced when complete)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (appears when complete; see --force)"
+    )
+    add_force_argument(parser)
     parser.add_argument(
         "--nsd-tolerance",
         type=float,
@@ -49,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         args.out,
         nsd_tolerance=args.nsd_tolerance,
         raw_dir=args.raw,
+        force=args.force,
         **inference_options(args),
     )
     means = table.groupby("class_name", sort=False)[["dsc", "nsd", "hd95"]].mean()

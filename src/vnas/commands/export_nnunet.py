@@ -6,6 +6,7 @@ import argparse
 import os
 
 from vnas.data.presets import PRESETS
+from vnas.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,6 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="cases in parallel"
     )
+    add_force_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -35,5 +37,13 @@ def run(args: argparse.Namespace) -> int:
     """Export the dataset."""
     from vnas.data.nnunet_export import export_nnunet
 
-    export_nnunet(args.raw, args.preset, args.out, args.folds, args.jobs, not args.no_progress)
+    export_nnunet(
+        args.raw,
+        args.preset,
+        args.out,
+        args.folds,
+        args.jobs,
+        not args.no_progress,
+        force=args.force,
+    )
     return 0

@@ -6,14 +6,16 @@ import argparse
 from pathlib import Path
 
 from vnas.errors import VNASError
+from vnas.outputs import add_force_argument, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "figures",
-        help="plot α/β heatmaps, loss curves and prediction overlays",
+        help="plot α/β heatmaps and trajectories, loss curves and prediction overlays",
         description="Read a dataset's results folder (search/, arch.json, models/, eval/) "
-        "and write arch_probabilities.png, curves.png and overlays.png.",
+        "and write arch_probabilities.png, search_trajectories.png, search_entropy.png, "
+        "curves.png and overlays.png.",
     )
     parser.add_argument("--results", required=True, help="results/<dataset> folder")
     parser.add_argument("--raw", required=True, help="raw dataset folder (for the CT)")
@@ -25,7 +27,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=2,
         help="test cases to show: the worst, then best and median by the first method's DSC",
     )
-    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument(
+        "--out", required=True, help="output folder (appears when complete; see --force)"
+    )
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -38,6 +43,19 @@ def _pick_cases(per_case, count: int) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    results = Path(args.results)
+    searches = sorted(results.glob("search/fold*/arch.json"))
+    if not searches:
+        raise VNASError("no search results (search/foldK/arch.json)", results)
+    inputs = {"--results": results, "--raw": args.raw}
+    with output_dir(args.out, command="figures", inputs=inputs, force=args.force) as out:
+        _draw(args, results, searches, out)
+    print(f"figures written to {args.out}")
+    return 0
+
+
+def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Path) -> None:
+    """Write the three figures into ``out``."""
     # matplotlib and pandas load only for this command, not for every `vnas` call.
     import numpy as np
     import pandas as pd
@@ -49,16 +67,20 @@ def run(args: argparse.Namespace) -> int:
         overlay_figure,
         read_prediction,
         save_figure,
+        search_entropy_figure,
+        search_trajectories_figure,
     )
+    from vnas.search_diagnostics import read_trajectory
 
-    results = Path(args.results)
-    out = Path(args.out)
-    searches = sorted(results.glob("search/fold*/arch.json"))
-    if not searches:
-        raise VNASError("no search results (search/foldK/arch.json)", results)
     arch_files = {p.parent.name: p for p in searches}
     arch_files["aggregate"] = results / "arch.json"
     save_figure(arch_probabilities_figure(arch_files), out / "arch_probabilities.png")
+    trajectories = {
+        p.parent.name: (*read_trajectory(p.parent / "trajectory.csv"), _warmup(p.parent))
+        for p in searches
+    }
+    save_figure(search_trajectories_figure(trajectories), out / "search_trajectories.png")
+    save_figure(search_entropy_figure(trajectories), out / "search_entropy.png")
 
     search_logs = {p.parent.name: p.parent / "trajectory.csv" for p in searches}
     train_logs = {m: sorted(results.glob(f"models/{m}/fold*/metrics.csv")) for m in args.methods}
@@ -89,5 +111,11 @@ def run(args: argparse.Namespace) -> int:
     for m in args.methods:
         dsc[m] = {str(k): v for k, v in metrics[m].groupby("case_id")["dsc"].mean().items()}
     save_figure(overlay_figure(cases, predictions, dsc), out / "overlays.png")
-    print(f"figures written to {out}")
-    return 0
+
+
+def _warmup(search_dir: Path) -> int:
+    """The search's warm-up in iterations, from its diagnostics.json (0 if absent)."""
+    import json
+
+    path = search_dir / "diagnostics.json"
+    return int(json.loads(path.read_text()).get("warmup", 0)) if path.is_file() else 0

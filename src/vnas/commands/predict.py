@@ -9,6 +9,7 @@ import argparse
 
 from vnas.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
 from vnas.inference import DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
+from vnas.outputs import add_force_argument
 from vnas.training_args import add_dims_argument, overlap_fraction, positive_int
 
 
@@ -81,6 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="label file (.nii.gz) for one image; a folder for a folder of NIfTIs",
     )
+    add_force_argument(parser, "--output")
     add_inference_args(parser)
     parser.set_defaults(func=run)
 
@@ -88,7 +90,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.predict import predict
 
-    written = predict(args.model, args.input, args.output, **inference_options(args))
+    written = predict(
+        args.model, args.input, args.output, force=args.force, **inference_options(args)
+    )
     print(
         f"wrote {len(written)} segmentation(s): {written[0] if len(written) == 1 else args.output}"
     )

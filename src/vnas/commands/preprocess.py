@@ -6,6 +6,7 @@ import argparse
 import os
 
 from vnas.data.presets import PRESETS
+from vnas.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -21,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--raw", required=True, help="raw dataset folder")
-    parser.add_argument("--out", required=True, help="output folder (replaced when done)")
+    parser.add_argument(
+        "--out", required=True, help="output folder (appears when complete; see --force)"
+    )
     parser.add_argument("--preset", required=True, choices=list(PRESETS), help="dataset preset")
     parser.add_argument(
         "--hu-window", type=float, nargs=2, metavar=("LO", "HI"), help="override the HU clip"
@@ -39,6 +42,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=min(4, os.cpu_count() or 1),
         help="cases processed in parallel (default: min(4, CPUs))",
     )
+    add_force_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -55,5 +59,6 @@ def run(args: argparse.Namespace) -> int:
         spacing=None if args.spacing is None else tuple(args.spacing),
         jobs=args.jobs,
         progress=not args.no_progress,
+        force=args.force,
     )
     return 0

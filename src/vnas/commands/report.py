@@ -8,6 +8,7 @@ from pathlib import Path
 from vnas.atomic import atomic_write_text
 from vnas.errors import VNASError
 from vnas.html_report import render_report
+from vnas.outputs import add_force_argument, claim_file
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,7 +28,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="SEARCH_DIR",
         help="search folders whose settings (iterations, warm-up, ...) the page lists",
     )
+    parser.add_argument(
+        "--search-diagnostics",
+        metavar="JSON",
+        help="`vnas aggregate --diagnostics` output: whether the search was decided",
+    )
     parser.add_argument("--out", required=True, help="HTML output")
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -35,7 +42,15 @@ def run(args: argparse.Namespace) -> int:
     for path in [*args.tables, *args.figures]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
-    page = render_report(args.dataset, args.tables, args.figures, args.searches)
+    inputs = {"--tables": args.tables, "--figures": args.figures,
+              "--search-diagnostics": args.search_diagnostics}  # fmt: skip
+    claim_file(args.out, command="report", inputs=inputs, force=args.force)
+    diagnostics = None
+    if args.search_diagnostics:
+        from vnas.search_diagnostics import read_cross_diagnostics
+
+        diagnostics = read_cross_diagnostics(args.search_diagnostics)
+    page = render_report(args.dataset, args.tables, args.figures, args.searches, diagnostics)
     atomic_write_text(args.out, page)
     print(f"report written to {args.out}")
     return 0

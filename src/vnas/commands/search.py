@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vnas.arch_lr import ARCH_LR_RULES
 from vnas.network import SAMPLINGS
 from vnas.training_args import (
     WARMUP_FRACTION,
@@ -26,7 +27,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser)
     arch = parser.add_argument_group("architecture step (Adam on alpha, beta)")
-    arch.add_argument("--arch-lr", type=non_negative_float, default=3e-4, help="default 3e-4")
+    arch.add_argument(
+        "--arch-lr",
+        type=non_negative_float,
+        default=3e-4,
+        help="Adam learning rate (default 3e-4, the paper's); see --arch-lr-rule",
+    )
+    arch.add_argument(
+        "--arch-lr-rule",
+        choices=ARCH_LR_RULES,
+        default="fixed",
+        help="fixed (default, the paper): --arch-lr as given; matched_movement: "
+        "--arch-lr x 36800 / (this search's architecture steps), the total Adam movement "
+        "of the paper's 40,000 iterations after an 8%% warm-up, for short searches "
+        "(docs/search.md)",
+    )
     arch.add_argument(
         "--arch-weight-decay", type=non_negative_float, default=1e-3, help="default 1e-3"
     )

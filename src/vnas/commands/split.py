@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
+from vnas.outputs import add_force_argument
+
 log = logging.getLogger(__name__)
 
 
@@ -23,6 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--folds", type=int, default=4, help="number of folds (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="shuffle seed (default 0)")
     parser.add_argument("--out", required=True, help="folds.json to write")
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,9 +34,12 @@ def run(args: argparse.Namespace) -> int:
     from vnas.atomic import atomic_write_json
     from vnas.data.folds import make_folds
     from vnas.data.store import list_cases
+    from vnas.outputs import claim_file, signed
 
     folds = make_folds(list_cases(args.preprocessed), args.folds, args.seed)
-    atomic_write_json(args.out, folds)
+    inputs = {"--preprocessed": args.preprocessed}
+    claim_file(args.out, command="split", inputs=inputs, force=args.force)
+    atomic_write_json(args.out, signed("split", folds))
     sizes = ", ".join(f"{len(f['train'])}/{len(f['val'])}/{len(f['test'])}" for f in folds["folds"])
     log.info("wrote %d folds (train/val/test: %s) to %s", args.folds, sizes, args.out)
     return 0

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.data.phantom import DEFAULT_SHAPE, KINDS
+from vnas.data.phantom import CUES, DEFAULT_SHAPE, KINDS
+from vnas.outputs import add_force_argument
 
 DESCRIPTION = """\
 Write a synthetic CT *phantom* dataset (made-up anatomy, not patient data) in the layout
@@ -16,8 +17,10 @@ pancreas: a thin curved pancreas with hypodense tumours (labels 1, 2) among deco
 same HU that differ only along z (bowel loops 1-2 slices thick, through-plane veins), so a
 2D view alone does not solve it. lung: air-filled lungs, vessels, and nodules (label 1)
 that look like vessel cross-sections in a single slice. nih: the pancreas phantom without
-tumours as DICOM. Deterministic per seed; anisotropic spacing (2.5 mm slices, ~0.8 mm
-in-plane)."""
+tumours as DICOM. tubes: the known-answer phantom of EXPERIMENTS.md, straight or tilted,
+round or elongated tubes, the targets (label 1) told from the decoys by tilt
+(--cue through-plane) or by shape (--cue in-plane). Deterministic per seed; anisotropic
+spacing (2.5 mm slices, ~0.8 mm in-plane)."""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -39,7 +42,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=list(DEFAULT_SHAPE),
         help="voxels per case, (z, y, x) (default %(default)s)",
     )
-    parser.add_argument("--out", required=True, help="output folder (replaced when done)")
+    parser.add_argument(
+        "--cue",
+        choices=CUES,
+        default="through-plane",
+        help="tubes only: targets differ from decoys by tilt along z (through-plane, "
+        "default) or by cross-section (in-plane)",
+    )
+    parser.add_argument(
+        "--out", required=True, help="output folder (appears when complete; see --force)"
+    )
+    add_force_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
 
@@ -49,6 +62,13 @@ def run(args: argparse.Namespace) -> int:
     from vnas.data.synth import write_synthetic
 
     write_synthetic(
-        args.kind, args.out, args.cases, args.seed, tuple(args.shape), not args.no_progress
+        args.kind,
+        args.out,
+        args.cases,
+        args.seed,
+        tuple(args.shape),
+        not args.no_progress,
+        force=args.force,
+        cue=args.cue,
     )
     return 0

@@ -6,6 +6,13 @@ import argparse
 
 from vnas.atomic import atomic_write_json, atomic_write_text
 from vnas.errors import VNASError
+from vnas.outputs import (
+    add_force_argument,
+    check_distinct,
+    claim_file,
+    markdown_signature,
+    signed,
+)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -30,19 +37,38 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="a table row: folder id, display name, categorization (repeatable)",
     )
+    parser.add_argument(
+        "--random",
+        nargs="+",
+        metavar="ID",
+        default=[],
+        help="folder ids of random architectures (`vnas arch random`): one 'Random (n=N)' "
+        "row, statistics over the architectures, and V-NAS's rank among them per fold",
+    )
+    parser.add_argument(
+        "--search-diagnostics",
+        metavar="JSON",
+        help="`vnas aggregate --diagnostics` output: say next to the V-NAS row whether the "
+        "search was decided",
+    )
     parser.add_argument("--grid", action="store_true", help="render the manual grid")
     parser.add_argument("--out", required=True, help="CSV output")
     parser.add_argument("--markdown", help="Markdown output")
     parser.add_argument("--summary-json", help="mean DSC per method, for DVC metrics")
+    add_force_argument(parser, "--out, --markdown and --summary-json")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    from vnas.search_diagnostics import read_cross_diagnostics
     from vnas.tables import (  # pandas loads only for this command
         Method,
         grid_markdown,
+        insert_after_search,
         manual_grid,
         method_table,
+        random_row,
+        rank_among_random,
         summary_metrics,
         to_markdown,
     )
@@ -50,17 +76,36 @@ def run(args: argparse.Namespace) -> int:
     methods = [Method(*spec) for spec in args.method]
     if args.folds < 1:
         raise VNASError(f"--folds must be positive, got {args.folds}")
+    outputs = {"--out": args.out, "--markdown": args.markdown, "--summary-json": args.summary_json}
+    check_distinct(outputs)
     table = method_table(args.eval_root, methods, args.folds)
+    ranks = search = None
+    if args.random and not args.grid:
+        table = insert_after_search(table, random_row(args.eval_root, args.random, args.folds))
+        vnas = [m.id for m in methods if m.category == "Search"]
+        if vnas:
+            ranks = rank_among_random(args.eval_root, vnas[0], args.random, args.folds)
+    if args.search_diagnostics:
+        search = read_cross_diagnostics(args.search_diagnostics)
     if args.grid:
         grid = manual_grid(table)
-        atomic_write_text(args.out, grid.to_csv())
+        csv = grid.to_csv()
         markdown = grid_markdown(grid, f"{args.dataset}: manual configurations")
     else:
-        atomic_write_text(args.out, table.round(4).to_csv(index=False))
-        markdown = to_markdown(table, f"{args.dataset}: {args.folds}-fold cross-validation")
+        csv = table.round(4).to_csv(index=False)
+        title = f"{args.dataset}: {args.folds}-fold cross-validation"
+        markdown = to_markdown(table, title, search=search, ranks=ranks)
+    # Every output is checked before the first is written: all or none change.
+    inputs = {"--eval-root": args.eval_root, "--search-diagnostics": args.search_diagnostics}
+    claim = {"command": "table", "inputs": inputs, "force": args.force}
+    claim_file(args.out, **claim, csv_header=csv.splitlines()[0])
+    for flag in ("--markdown", "--summary-json"):
+        if outputs[flag]:
+            claim_file(outputs[flag], **claim, flag=flag)
+    atomic_write_text(args.out, csv)
     if args.markdown:
-        atomic_write_text(args.markdown, markdown)
+        atomic_write_text(args.markdown, f"{markdown_signature('table')}\n{markdown}")
     if args.summary_json:
-        atomic_write_json(args.summary_json, summary_metrics(table))
+        atomic_write_json(args.summary_json, signed("table", summary_metrics(table)))
     print(markdown)
     return 0

@@ -63,10 +63,27 @@ def read_folds(path: str | Path) -> dict:
         raise VNASError(f"invalid JSON: {err}", path) from None
     if not isinstance(folds, dict) or not isinstance(folds.get("folds"), list):
         raise VNASError("not a folds file: no 'folds' list", path)
-    for entry in folds["folds"]:
-        if not isinstance(entry, dict) or not all(k in entry for k in ("train", "val", "test")):
+    for k, entry in enumerate(folds["folds"]):
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(part), list) for part in ("train", "val", "test")
+        ):
             raise VNASError("every fold needs 'train', 'val' and 'test' lists", path)
+        _check_disjoint(entry, k, path)
     return folds
+
+
+def _check_disjoint(entry: dict, k: int, path: Path) -> None:
+    """A case in two parts of one fold is leakage (e.g. trained on and tested on)."""
+    parts = ("train", "val", "test")
+    for i, first in enumerate(parts):
+        for second in parts[i + 1 :]:
+            shared = sorted(set(map(str, entry[first])) & set(map(str, entry[second])))
+            if shared:
+                raise VNASError(
+                    f"fold {k} has {len(shared)} case(s) in both {first} and {second} "
+                    f"(e.g. {shared[0]}): that would leak {second} cases into {first}",
+                    path,
+                )
 
 
 def fold_split(folds: dict, k: int) -> dict[str, list[str]]:

@@ -24,6 +24,11 @@ import numpy as np
 import SimpleITK as sitk
 
 from vnas.data.presets import ORIENTATION
+from vnas.errors import VNASError
+
+#: The most voxels a resampled volume may have (2^30, 4 GiB as float32): a guard against
+#: a mistyped target spacing (0.01 instead of 1.0), which would otherwise exhaust memory.
+MAX_RESAMPLED_VOXELS = 2**30
 
 
 def reorient(image: sitk.Image, orientation: str = ORIENTATION) -> sitk.Image:
@@ -32,11 +37,22 @@ def reorient(image: sitk.Image, orientation: str = ORIENTATION) -> sitk.Image:
 
 
 def resampled_grid(image: sitk.Image, spacing_zyx: Sequence[float]) -> sitk.Image:
-    """An empty reference image covering ``image``'s physical box at ``spacing_zyx``."""
+    """An empty reference image covering ``image``'s physical box at ``spacing_zyx``.
+
+    Raises:
+        VNASError: the new grid would exceed :data:`MAX_RESAMPLED_VOXELS`.
+    """
     old_spacing = np.array(image.GetSpacing(), dtype=float)
     new_spacing = np.array(list(reversed(spacing_zyx)), dtype=float)
     old_size = np.array(image.GetSize(), dtype=float)
     new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
+    voxels = int(np.prod(new_size, dtype=np.float64))
+    if voxels > MAX_RESAMPLED_VOXELS:
+        raise VNASError(
+            f"resampling to spacing {list(spacing_zyx)} mm would make a "
+            f"{'x'.join(map(str, new_size[::-1]))} volume ({voxels:.3g} voxels, more than "
+            f"{MAX_RESAMPLED_VOXELS:.3g}); check the target spacing"
+        )
     direction = np.array(image.GetDirection(), dtype=float).reshape(3, 3)
     # Centre the new grid on the old box: shift the first voxel centre by the difference
     # between the extents, measured along the image axes.

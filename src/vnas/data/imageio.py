@@ -2,7 +2,8 @@
 
 Every problem a user's file can have becomes a one-line ``VNASError`` naming the file:
 an unreadable or truncated file, a 4D or vector image, NaNs, a label that is not integer
-valued or holds values outside the declared classes, an image and label whose grids differ.
+valued or holds values outside the declared classes, an image and label whose grids
+differ (size, spacing, origin or direction).
 """
 
 from __future__ import annotations
@@ -16,11 +17,17 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
+from vnas.atomic import atomic_path
 from vnas.data.case import Case
 from vnas.errors import VNASError
 
-# Relative tolerance when comparing image and label spacing (float noise in headers).
+# Tolerances when comparing an image's and its label's grid: float noise in headers
+# written by different tools, far below anything that moves a voxel.
 SPACING_RTOL = 1e-3
+#: origins may differ by this fraction of the smallest voxel size
+ORIGIN_TOLERANCE_VOXELS = 0.1
+#: direction cosines may differ by this much (about 0.06 degrees)
+DIRECTION_ATOL = 1e-3
 
 
 def check_gzip(path: Path) -> None:
@@ -92,6 +99,27 @@ def read_image(path: str | Path) -> sitk.Image:
     return image
 
 
+def write_image(image: sitk.Image, path: str | Path) -> None:
+    """Write ``image`` to ``path`` atomically (gzip for ``.nii.gz``) and check it is whole.
+
+    ITK's NIfTI writer reports a short write (a full disk) only on stderr and leaves a
+    truncated file, so the written file is checked before it is moved into place: a
+    ``.gz`` is read through, anything else must be at least as large as its voxels.
+    """
+    path = Path(path)
+    suffix = next((s for s in (".nii.gz", ".nii") if path.name.endswith(s)), path.suffix)
+    with atomic_path(path, suffix=suffix) as tmp:
+        sitk.WriteImage(image, str(tmp), useCompression=True)
+        voxel_bytes = image.GetSizeOfPixelComponent() * image.GetNumberOfComponentsPerPixel()
+        try:
+            if tmp.name.endswith(".gz"):
+                check_gzip(tmp)
+            elif tmp.stat().st_size < image.GetNumberOfPixels() * voxel_bytes:
+                raise VNASError("short file")
+        except VNASError:
+            raise VNASError("could not be written completely; is the disk full?", path) from None
+
+
 def image_to_array(image: sitk.Image, path: str | Path) -> np.ndarray:
     """Voxel array ``(D, H, W)`` of ``image`` as float32; NaN or inf raises ``VNASError``."""
     array = sitk.GetArrayFromImage(image).astype(np.float32, copy=False)
@@ -123,20 +151,39 @@ def check_label(array: np.ndarray, path: str | Path, classes: Iterable[int]) -> 
     return array.astype(np.uint8)
 
 
-def check_same_grid(image: sitk.Image, label: sitk.Image, label_path: str | Path) -> None:
-    """Raise ``VNASError`` when ``label`` does not share ``image``'s size and spacing."""
+def check_same_grid(
+    image: sitk.Image, label: sitk.Image, image_path: str | Path, label_path: str | Path
+) -> None:
+    """Raise ``VNASError`` when ``label`` is not on ``image``'s grid: size, spacing,
+    origin and direction must agree (within :data:`SPACING_RTOL`,
+    :data:`ORIGIN_TOLERANCE_VOXELS` and :data:`DIRECTION_ATOL`).
+
+    vnas pairs image and label voxel by voxel, so a label shifted by an origin offset
+    or stored with a flipped axis would silently mark the wrong voxels.
+    """
+
+    def fail(what: str, got: object, want: object, unit: str = "") -> None:
+        raise VNASError(
+            f"label {what} {got}{unit} (x, y, z) differs from {want}{unit} of its image "
+            f"{image_path}; image and label must share one voxel grid",
+            label_path,
+        )
+
     if image.GetSize() != label.GetSize():
-        raise VNASError(
-            f"label size {list(label.GetSize())} (x, y, z) differs from its image's "
-            f"{list(image.GetSize())}",
-            label_path,
-        )
-    if not np.allclose(image.GetSpacing(), label.GetSpacing(), rtol=SPACING_RTOL, atol=0):
-        raise VNASError(
-            f"label spacing {np.round(label.GetSpacing(), 4).tolist()} (x, y, z) differs "
-            f"from its image's {np.round(image.GetSpacing(), 4).tolist()}",
-            label_path,
-        )
+        fail("size", list(label.GetSize()), list(image.GetSize()))
+    spacing = np.asarray(image.GetSpacing())
+    if not np.allclose(spacing, label.GetSpacing(), rtol=SPACING_RTOL, atol=0):
+        fail("spacing", _rounded(label.GetSpacing()), _rounded(spacing), " mm")
+    # direction first: a flipped axis also moves the origin, and is the better message
+    if not np.allclose(image.GetDirection(), label.GetDirection(), rtol=0, atol=DIRECTION_ATOL):
+        fail("direction", _rounded(label.GetDirection()), _rounded(image.GetDirection()))
+    offset = np.abs(np.subtract(image.GetOrigin(), label.GetOrigin()))
+    if offset.max() > ORIGIN_TOLERANCE_VOXELS * spacing.min():
+        fail("origin", _rounded(label.GetOrigin()), _rounded(image.GetOrigin()), " mm")
+
+
+def _rounded(values: Iterable[float]) -> list[float]:
+    return np.round(np.asarray(list(values), dtype=float), 4).tolist()
 
 
 def case_from_images(
@@ -151,7 +198,7 @@ def case_from_images(
     array = image_to_array(image, image_path)
     label_array = None
     if label is not None:
-        check_same_grid(image, label, label_path)
+        check_same_grid(image, label, image_path, label_path)
         label_array = label_to_array(label, label_path, classes)
     return Case(
         case_id=case_id,

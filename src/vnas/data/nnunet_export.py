@@ -24,14 +24,13 @@ import re
 from pathlib import Path
 
 import numpy as np
-import SimpleITK as sitk
 
-from vnas.atomic import atomic_dir
 from vnas.data.folds import read_folds
-from vnas.data.imageio import case_to_image
+from vnas.data.imageio import case_to_image, write_image
 from vnas.data.parallel import map_cases
 from vnas.data.readers import Reader, get_reader
 from vnas.errors import VNASError
+from vnas.outputs import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -43,12 +42,8 @@ def _export_case(reader: Reader, case_id: str, out: str) -> None:
     image = case.image
     if np.array_equal(image, np.round(image)) and image.min() >= -32768 and image.max() < 32768:
         image = image.astype(np.int16)  # CT is integral HU: halve the size
-    sitk.WriteImage(
-        case_to_image(case, image), str(Path(out) / "imagesTr" / f"{case_id}_0000.nii.gz")
-    )
-    sitk.WriteImage(
-        case_to_image(case, case.label), str(Path(out) / "labelsTr" / f"{case_id}.nii.gz")
-    )
+    write_image(case_to_image(case, image), Path(out) / "imagesTr" / f"{case_id}_0000.nii.gz")
+    write_image(case_to_image(case, case.label), Path(out) / "labelsTr" / f"{case_id}.nii.gz")
 
 
 def nnunet_splits(folds: dict, case_ids: list[str]) -> list[dict]:
@@ -71,6 +66,7 @@ def export_nnunet(
     folds: str | Path | None = None,
     jobs: int = 1,
     progress: bool = True,
+    force: bool = False,
 ) -> Path:
     """Write the labelled cases of ``raw`` as an nnU-Net v2 raw dataset in ``out``.
 
@@ -81,14 +77,16 @@ def export_nnunet(
         folds: optional ``folds.json`` to turn into ``splits_final.json``.
         jobs: cases written in parallel.
         progress: show a progress bar.
+        force: replace ``out`` even if ``vnas export-nnunet`` did not make it.
     """
     out = Path(out)
-    if not DATASET_NAME.match(out.name):
-        log.warning("%s: nnU-Net expects the folder name DatasetXXX_Name (XXX = 3 digits)", out)
     reader = get_reader(preset, raw)
     case_ids = reader.case_ids()
     splits = nnunet_splits(read_folds(folds), case_ids) if folds is not None else None
-    with atomic_dir(out) as tmp:
+    inputs = {"--raw": raw, "--folds": folds}
+    with output_dir(out, command="export-nnunet", inputs=inputs, force=force) as tmp:
+        if not DATASET_NAME.match(out.name):
+            log.warning("%s: nnU-Net expects the folder name DatasetXXX_Name (XXX: 3 digits)", out)
         (tmp / "imagesTr").mkdir()
         (tmp / "labelsTr").mkdir()
         calls = [(reader, cid, str(tmp)) for cid in case_ids]

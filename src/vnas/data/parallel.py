@@ -2,11 +2,32 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
 from tqdm import tqdm
+
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Worker initialiser: end the worker when its parent dies.
+
+    A worker blocks reading its task queue, whose write end every worker inherits too,
+    so without this a ``kill -9`` of ``vnas preprocess`` would leave its workers running
+    (and holding the output's temporary folder) forever. Linux only: elsewhere a killed
+    run's workers still finish their current case and then wait.
+    """
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
 
 
 def map_cases(
@@ -28,7 +49,11 @@ def map_cases(
                 results[i] = fn(*args)
                 bar.update()
             return results
-        with ProcessPoolExecutor(max_workers=min(jobs, len(calls))) as pool:
+        with ProcessPoolExecutor(
+            max_workers=min(jobs, len(calls)),
+            initializer=_die_with_parent,
+            initargs=(os.getpid(),),
+        ) as pool:
             futures = {pool.submit(fn, *args): i for i, args in enumerate(calls)}
             try:
                 for future in as_completed(futures):

@@ -22,6 +22,18 @@ Contents (HU values before noise):
   (label 2, about 15 HU) inside it; ``nih`` labels only the pancreas;
 - ``lung``: two air-filled lungs (-850) around a heart (40), lung vessels (35) and one to
   three nodules (label 1, about 0 HU, spheres of 2-5 mm radius).
+- ``tubes``: the known-answer phantom (EXPERIMENTS.md): in the body, two to six short
+  tubes of soft tissue (45 HU), each either straight along z or tilted (its centre moves
+  0.4 mm in-plane per mm of z, i.e. 1 mm per slice, in a random direction), and either
+  round (radius 3 mm) or elongated (an ellipse of the same area, 4.5 × 2 mm, randomly
+  oriented). Some are targets (label 1), the rest decoys. ``cue`` says which attribute
+  tells them apart: ``through-plane``, targets tilted and decoys straight, their
+  cross-sections drawn at random (every slice of a target looks like a slice of a
+  decoy: only neighbouring slices tell them apart); ``in-plane``, the control, targets
+  round and decoys elongated, their tilt drawn at random. The two variants draw the same
+  random numbers, so a case differs between them only in which attribute carries the
+  label. Both cues survive the training augmentation (90° rotations and flips change a
+  tilt's direction, not its size, and a shape's orientation, not its elongation).
 
 Why a 2D view is not enough: each target has decoys with the *same* HU and the same
 in-plane look, which differ from it only along z.
@@ -48,7 +60,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-KINDS = ("pancreas", "lung", "nih")
+KINDS = ("pancreas", "lung", "nih", "tubes")
+#: What tells a target from its decoys in the ``tubes`` phantom (module docstring).
+CUES = ("through-plane", "in-plane")
 DEFAULT_SHAPE = (48, 96, 96)  # (D, H, W) = (z, y, x)
 SLICE_SPACING = 2.5  # mm, through-plane
 INPLANE_SPACING = 0.8  # mm, jittered by +-10 % per case
@@ -81,6 +95,8 @@ def classes(kind: str) -> dict[str, str]:
         return {"0": "background", "1": "cancer"}
     if kind == "nih":
         return {"0": "background", "1": "pancreas"}
+    if kind == "tubes":
+        return {"0": "background", "1": "target"}
     raise ValueError(f"unknown phantom kind {kind!r}; choose one of {KINDS}")
 
 
@@ -127,6 +143,21 @@ class _Grid:
         r = r_in[0] + (r_in[1] - r_in[0]) * np.clip(t, 0, 1)
         inside = ((self.y - yc) / r) ** 2 + ((self.z - zc) / r_thick) ** 2 <= 1.0
         return inside & (t >= 0) & (t <= 1)
+
+    def tilted_tube(self, centre, tilt, radii, angle, half_length) -> np.ndarray:
+        """A tube of elliptical cross-section whose centre moves in-plane along z.
+
+        ``centre`` (x, y, z); ``tilt`` (dx/dz, dy/dz); ``radii`` (a, b) of the ellipse,
+        its ``a`` axis at ``angle`` (radians) from x; ``half_length`` along z. Every
+        axial slice of it is the same ellipse, shifted.
+        """
+        cx, cy, cz = centre
+        dz = self.z - cz
+        u, v = self.x - cx - tilt[0] * dz, self.y - cy - tilt[1] * dz
+        c, s = np.cos(angle), np.sin(angle)
+        a, b = radii
+        inside = ((c * u + s * v) / a) ** 2 + ((-s * u + c * v) / b) ** 2 <= 1.0
+        return inside & (np.abs(dz) <= half_length)
 
     def centreline(self, x_range, y0, bow, z0, rise, t: float) -> tuple[float, float, float]:
         """Point (x, y, z) at parameter ``t`` on an ``arc_tube`` centreline."""
@@ -249,12 +280,73 @@ def _thorax(g: _Grid, rng: np.random.Generator):
     return image, label
 
 
+TUBE_HU = 45.0
+TUBE_RADIUS_MM = 3.0  # round cross-section
+TUBE_ELLIPSE_MM = (4.5, 2.0)  # elongated cross-section, the same area
+TUBE_TILT = 0.4  # in-plane shift per through-plane distance (1 mm per 2.5 mm slice)
+TUBE_HALF_LENGTH_MM = (7.5, 12.5)  # 6 to 10 slices long
+
+
+def _tubes(g: _Grid, rng: np.random.Generator, cue: str):
+    """The known-answer phantom (module docstring): targets and decoys told apart by
+    ``cue`` alone.
+
+    Both cues draw the same random numbers, and each tube is placed by its envelope (the
+    straight cylinder that holds it whether tilted or not, round or not), so a case has
+    its tubes in the same places under both cues.
+    """
+    if cue not in CUES:
+        raise ValueError(f"unknown cue {cue!r}; choose one of {CUES}")
+    image, inner = _body(g, rng)
+    label = np.zeros(g.shape, dtype=np.uint8)
+    occupied = image > 100.0  # spine and aorta
+    n_targets, n_decoys = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    mm = 1.0 / g.scale
+    for target in rng.permutation([True] * n_targets + [False] * n_decoys):
+        nuisance = bool(rng.integers(2))  # the attribute that carries no label
+        tilted, round_ = (target, nuisance) if cue == "through-plane" else (nuisance, target)
+        direction = rng.uniform(0.0, 2.0 * np.pi)
+        angle = rng.uniform(0.0, np.pi)
+        half_length_mm = rng.uniform(*TUBE_HALF_LENGTH_MM)
+        hu = TUBE_HU + rng.normal(0.0, 5.0)
+        reach_mm = max(TUBE_ELLIPSE_MM[0], TUBE_RADIUS_MM) + TUBE_TILT * half_length_mm
+        span = max(g.z_half - half_length_mm * mm, 0.0)
+        candidates = np.column_stack(
+            [rng.uniform(-0.55, 0.55, 100), rng.uniform(-0.45, 0.35, 100),
+             rng.uniform(-span, span, 100)]
+        )  # fmt: skip
+        half_length = half_length_mm * mm
+        for centre in candidates:
+            envelope = g.z_tube(
+                centre[:2], (0, 0), reach_mm * mm, centre[2] + np.array([-1, 1]) * half_length
+            )
+            # clear of the others by 3 mm in-plane and 5 mm (two slices) along z
+            grown = g.z_tube(
+                centre[:2],
+                (0, 0),
+                (reach_mm + 3) * mm,
+                centre[2] + np.array([-1, 1]) * (half_length + 5 * mm),
+            )
+            if envelope.any() and not (envelope & ~inner).any() and not (grown & occupied).any():
+                break
+        else:
+            continue  # no room: one tube fewer (the same under both cues)
+        occupied |= grown
+        radii = (TUBE_RADIUS_MM,) * 2 if round_ else TUBE_ELLIPSE_MM
+        tilt = TUBE_TILT * np.array([np.cos(direction), np.sin(direction)]) * tilted
+        tube = g.tilted_tube(centre, tilt, (radii[0] * mm, radii[1] * mm), angle, half_length)
+        image[tube] = hu
+        label[tube] = 1 if target else 0
+    return image, label
+
+
 def make_phantom(
     kind: str,
     seed: int,
     number: int,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     noise: bool = True,
+    cue: str = "through-plane",
 ) -> Phantom:
     """Generate one phantom case.
 
@@ -264,6 +356,8 @@ def make_phantom(
         number: case number; with ``seed`` it fully determines the case.
         shape: ``(D, H, W)`` in voxels.
         noise: add the blur and Gaussian noise (off: the clean piecewise-constant HU map).
+        cue: ``tubes`` only: what tells targets from decoys (``through-plane`` or
+            ``in-plane``, module docstring).
 
     Returns:
         The :class:`Phantom` with HU image, label and spacing.
@@ -277,6 +371,8 @@ def make_phantom(
     g = _Grid(tuple(int(s) for s in shape), spacing)
     if kind == "lung":
         image, label = _thorax(g, rng)
+    elif kind == "tubes":
+        image, label = _tubes(g, rng, cue)
     else:
         image, label = _abdomen(g, rng, with_tumours=kind == "pancreas")
     if noise:

@@ -22,7 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from vnas import __version__
-from vnas.atomic import atomic_dir, atomic_write_json
+from vnas.atomic import atomic_write_json
 from vnas.data import geometry, store
 from vnas.data.case import Case
 from vnas.data.imageio import case_to_image
@@ -30,6 +30,7 @@ from vnas.data.parallel import map_cases
 from vnas.data.presets import get_preset, preprocessing_settings
 from vnas.data.readers import Reader, get_reader
 from vnas.errors import VNASError
+from vnas.outputs import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +97,10 @@ def preprocess_case(case: Case, settings: dict) -> tuple[np.ndarray, np.ndarray,
     """Preprocess a labelled :class:`Case`; returns ``(image, label, meta)``."""
     if case.label is None:
         raise ValueError(f"case {case.case_id} has no label")
-    image, meta = preprocess_image(case_to_image(case), settings)
+    try:
+        image, meta = preprocess_image(case_to_image(case), settings)
+    except VNASError as err:
+        raise VNASError(str(err), err.path or case.source) from None
     label = preprocess_label(case_to_image(case, case.label), meta)
     meta = {"case_id": case.case_id, "source": case.source, **meta}
     return image, label, meta
@@ -110,7 +114,25 @@ def _process_case(reader: Reader, case_id: str, settings: dict, out: str) -> dic
     case = reader.load(case_id)
     image, label, meta = preprocess_case(case, settings)
     store.write_case(out, case_id, image, label, meta)
-    return {"case_id": case_id, "shape": list(image.shape), "spacing": meta["spacing"]}
+    return {
+        "case_id": case_id,
+        "shape": list(image.shape),
+        "spacing": meta["spacing"],
+        "foreground": int(np.count_nonzero(label)),
+    }
+
+
+def _warn_empty_labels(summaries: list[dict]) -> None:
+    """A label with no foreground trains only background: say so, naming the cases."""
+    empty = [s["case_id"] for s in summaries if s["foreground"] == 0]
+    if empty:
+        log.warning(
+            "%d of %d case(s) have a label with no foreground voxel (all zero): %s%s",
+            len(empty),
+            len(summaries),
+            ", ".join(empty[:5]),
+            ", ..." if len(empty) > 5 else "",
+        )
 
 
 def preprocess_dataset(
@@ -121,12 +143,14 @@ def preprocess_dataset(
     spacing: tuple[float, float, float] | None = None,
     jobs: int = 1,
     progress: bool = True,
+    force: bool = False,
 ) -> dict:
     """Preprocess every labelled case of a raw dataset into ``out`` (``vnas preprocess``).
 
     The output folder is built under a temporary name and renamed when every case is done,
     with ``dataset.json`` written last: a failed run (bad input, crash) leaves nothing that
-    looks like a finished dataset, and never touches the raw folder.
+    looks like a finished dataset, and never touches the raw folder. ``out`` must not be,
+    contain or lie inside ``raw`` (:mod:`vnas.outputs`).
 
     Args:
         raw: raw dataset folder in the preset's layout.
@@ -136,6 +160,7 @@ def preprocess_dataset(
         spacing: override the preset's target spacing ``(sz, sy, sx)``.
         jobs: worker processes (cases run in parallel); 1 runs in this process.
         progress: show a progress bar.
+        force: replace ``out`` even if ``vnas preprocess`` did not make it.
 
     Returns:
         The ``dataset.json`` content.
@@ -147,11 +172,10 @@ def preprocess_dataset(
     case_ids = reader.case_ids()
     if not case_ids:
         raise VNASError("no labelled cases found", raw)
-    if Path(out).resolve() == raw or raw in Path(out).resolve().parents:
-        raise VNASError("output folder must not be inside the raw data folder", out)
-    with atomic_dir(out) as tmp:
+    with output_dir(out, command="preprocess", inputs={"--raw": raw}, force=force) as tmp:
         calls = [(reader, cid, settings, str(tmp)) for cid in case_ids]
         summaries = map_cases(_process_case, calls, jobs, f"preprocess {preset}", progress)
+        _warn_empty_labels(summaries)
         dataset = {
             "preset": info.name,
             "classes": reader.classes,

@@ -11,18 +11,21 @@ preset                        layout     HU window        target spacing (sz, sy
 ``synthetic-nih``             nih        [-100, 240]      none
 ``synthetic-lung``            msd        [-1000, 1000]    none
 ``synthetic-pancreas``        msd        [-100, 240]      (2.5, 1.0, 1.0) mm
+``synthetic-tubes``           msd        [-100, 240]      (2.5, 1.0, 1.0) mm
 ``nnunet``                    nnunet     ``--hu-window``  none
 ============================  =========  ===============  ==========================
 
 ``synthetic-pancreas`` resamples in-plane to 1.0 mm like the real preset but keeps the
 phantom's 2.5 mm slices: resampling the phantom to 1.0 mm isotropic would multiply every
 volume by 2.5 along z for no information gain, which makes CPU runs slow.
+``synthetic-tubes`` (the known-answer phantom, EXPERIMENTS.md) is preprocessed the same way.
 Every preset reorients to one orientation (``LPS``, see :mod:`vnas.data.geometry`) and
 z-scores each case after the HU clip (paper §4.2).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from vnas.errors import VNASError
@@ -63,6 +66,7 @@ PRESETS: dict[str, Preset] = {
         Preset("synthetic-nih", "nih", (-100.0, 240.0), None),
         Preset("synthetic-lung", "msd", (-1000.0, 1000.0), None),
         Preset("synthetic-pancreas", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
+        Preset("synthetic-tubes", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
         Preset("nnunet", "nnunet", None, None),
     )
 }
@@ -93,11 +97,13 @@ def preprocessing_settings(
     window = hu_window if hu_window is not None else preset.hu_window
     if window is None:
         raise VNASError(f"preset {preset.name!r} has no HU window: pass --hu-window LOW HIGH")
+    if not all(math.isfinite(w) for w in window):
+        raise VNASError(f"HU window must be finite, got {list(window)}")
     if window[0] >= window[1]:
         raise VNASError(f"HU window low {window[0]} must be below high {window[1]}")
     target = spacing if spacing is not None else preset.spacing
-    if target is not None and min(target) <= 0:
-        raise VNASError(f"target spacing must be positive, got {list(target)}")
+    if target is not None and not all(math.isfinite(s) and s > 0 for s in target):
+        raise VNASError(f"target spacing must be positive and finite, got {list(target)} mm")
     return {
         "hu_window": [float(window[0]), float(window[1])],
         "spacing": None if target is None else [float(s) for s in target],

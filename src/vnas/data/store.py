@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from vnas.atomic import write_errors
 from vnas.errors import VNASError
 
 DATASET_JSON = "dataset.json"
@@ -60,10 +61,11 @@ def write_case(
     """Write one case's files under ``out_dir`` (callers make ``out_dir`` itself atomic)."""
     folder = case_dir(out_dir, case_id)
     folder.mkdir(parents=True, exist_ok=True)
-    np.save(folder / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
-    np.save(folder / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
-    np.save(folder / "foreground.npy", foreground_locations(label))
-    (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    with write_errors(folder):
+        np.save(folder / "image.npy", np.ascontiguousarray(image, dtype=np.float32))
+        np.save(folder / "label.npy", np.ascontiguousarray(label, dtype=np.uint8))
+        np.save(folder / "foreground.npy", foreground_locations(label))
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
 
 
 def read_dataset_json(out_dir: str | Path) -> dict:

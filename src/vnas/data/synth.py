@@ -1,6 +1,6 @@
 """Write a synthetic phantom dataset in the layout the real data comes in (``vnas synth``).
 
-- ``pancreas`` and ``lung``: Medical Segmentation Decathlon layout (``dataset.json``,
+- ``pancreas``, ``lung`` and ``tubes``: Medical Segmentation Decathlon layout (``dataset.json``,
   ``imagesTr/``, ``labelsTr/``, ``imagesTs/``), with the real files' quirks: the misspelled
   ``relase`` key, labels as string index -> name, ``test`` as a list of plain strings,
   non-contiguous case numbers, macOS ``._*`` files beside real ones, and NIfTI files stored
@@ -25,18 +25,24 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from vnas.atomic import atomic_dir, atomic_write_json
+from vnas.atomic import atomic_write_json
 from vnas.data.dicom import write_dicom_series
 from vnas.data.folds import make_folds
-from vnas.data.phantom import DEFAULT_SHAPE, KINDS, Phantom, classes, make_phantom
+from vnas.data.imageio import write_image
+from vnas.data.phantom import CUES, DEFAULT_SHAPE, KINDS, Phantom, classes, make_phantom
 from vnas.data.preprocess import preprocess_dataset
 from vnas.errors import VNASError
+from vnas.outputs import output_dir, signed
 
 log = logging.getLogger(__name__)
 
 NIH_IMAGES = "Pancreas-CT"
 NIH_LABELS = "TCIA_pancreas_labels-02-05-2017"
-MSD_NAMES = {"pancreas": ("pancreas", "Pancreas"), "lung": ("lung", "Lung")}
+MSD_NAMES = {
+    "pancreas": ("pancreas", "Pancreas"),
+    "lung": ("lung", "Lung"),
+    "tubes": ("tubes", "Tubes"),
+}
 # the first bytes of a macOS AppleDouble file, as found next to real files in MSD archives
 APPLEDOUBLE = b"\x00\x05\x16\x07\x00\x02\x00\x00Mac OS X        "
 
@@ -57,7 +63,7 @@ def _write_nifti_ras(array: np.ndarray, phantom: Phantom, origin, path: Path, dt
     # voxel (0, 0, 0) of the flipped array is the LPS voxel (0, h-1, w-1)
     image.SetOrigin((origin[0] + (w - 1) * sx, origin[1] + (h - 1) * sy, origin[2]))
     image.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))
-    sitk.WriteImage(image, str(path), useCompression=True)
+    write_image(image, path)
 
 
 def _case_numbers(n_train: int, n_test: int, seed: int) -> tuple[list[int], list[int]]:
@@ -70,7 +76,9 @@ def _case_numbers(n_train: int, n_test: int, seed: int) -> tuple[list[int], list
     return train, sorted(int(n) for n in test)
 
 
-def _write_msd(kind: str, out: Path, cases: int, seed: int, shape, progress: bool) -> None:
+def _write_msd(
+    kind: str, out: Path, cases: int, seed: int, shape, progress: bool, cue: str
+) -> None:
     prefix, title = MSD_NAMES[kind]
     n_test = max(1, cases // 8)
     train, test = _case_numbers(cases, n_test, seed)
@@ -78,7 +86,7 @@ def _write_msd(kind: str, out: Path, cases: int, seed: int, shape, progress: boo
         (out / sub).mkdir(parents=True)
     entries = []
     for number in tqdm(train + test, desc=f"synth {kind}", disable=not progress):
-        phantom = make_phantom(kind, seed, number, shape)
+        phantom = make_phantom(kind, seed, number, shape, cue=cue)
         origin = _lps_origin(phantom, number)
         name = f"{prefix}_{number:03d}.nii.gz"
         if number in test:
@@ -92,7 +100,8 @@ def _write_msd(kind: str, out: Path, cases: int, seed: int, shape, progress: boo
         (out / sub / f"._{first}").write_bytes(APPLEDOUBLE)
     dataset = {
         "name": f"Synthetic{title}",
-        "description": f"Synthetic {kind} CT phantom written by `vnas synth` (not patient data)",
+        "description": f"Synthetic {kind} CT phantom written by `vnas synth` (not patient data)"
+        + (f", cue {cue}" if kind == "tubes" else ""),
         "reference": "vnas.data.phantom",
         "licence": "CC0",
         "relase": "1.0 (phantom)",
@@ -148,6 +157,8 @@ def write_synthetic(
     seed: int = 0,
     shape: tuple[int, int, int] = DEFAULT_SHAPE,
     progress: bool = True,
+    force: bool = False,
+    cue: str = "through-plane",
 ) -> Path:
     """Write ``cases`` phantom cases of ``kind`` to ``out`` in the real data's layout.
 
@@ -155,23 +166,28 @@ def write_synthetic(
 
     Args:
         kind: ``"pancreas"``, ``"lung"`` or ``"nih"``.
-        out: output folder; replaced if it exists.
+        out: output folder; replaced if it exists and ``vnas synth`` made it (or
+            ``force``, see :mod:`vnas.outputs`).
         cases: number of labelled (training) cases.
         seed: dataset seed; the same seed gives identical files.
         shape: ``(D, H, W)`` voxels per case.
         progress: show a progress bar.
+        force: replace ``out`` even if vnas did not make it.
+        cue: ``tubes`` only: what tells targets from decoys (:mod:`vnas.data.phantom`).
     """
     if kind not in KINDS:
         raise VNASError(f"unknown phantom kind {kind!r}; choose one of {', '.join(KINDS)}")
+    if cue not in CUES:
+        raise VNASError(f"unknown cue {cue!r}; choose one of {', '.join(CUES)}")
     if cases < 1:
         raise VNASError(f"--cases must be at least 1, got {cases}")
     if min(shape) < 8:
         raise VNASError(f"--shape {list(shape)} is too small: at least 8 voxels per axis")
-    with atomic_dir(out) as tmp:
+    with output_dir(out, command="synth", inputs={}, force=force) as tmp:
         if kind == "nih":
             _write_nih(tmp, cases, seed, shape, progress)
         else:
-            _write_msd(kind, tmp, cases, seed, shape, progress)
+            _write_msd(kind, tmp, cases, seed, shape, progress, cue)
     log.info("wrote %d synthetic %s cases (phantom) to %s", cases, kind, out)
     return Path(out)
 
@@ -193,5 +209,5 @@ def synthetic_pancreas_study(
         raw, root / "preprocessed", "synthetic-pancreas", jobs=1, progress=False
     )
     folds = root / "folds.json"
-    atomic_write_json(folds, make_folds(info["cases"], n_folds=n_folds, seed=seed))
+    atomic_write_json(folds, signed("split", make_folds(info["cases"], n_folds=n_folds, seed=seed)))
     return {"raw": raw, "preprocessed": root / "preprocessed", "folds": folds, "info": info}

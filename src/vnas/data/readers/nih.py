@@ -13,6 +13,14 @@ array ``(x, y, z)``: first index the DICOM column, second the DICOM row, third
 slices ordered by position (which may run opposite to InstanceNumber), and the label
 slices are picked by each slice's InstanceNumber to match.
 
+What is checked: the label's voxels are placed on the DICOM series' grid by this
+convention, not by the label file's header, so the header's origin and direction (which
+may legitimately differ from the series', the array being stored in another axis order)
+are neither used nor compared. The label's shape must equal the series' (x, y, z) size
+exactly (an error otherwise), and a voxel size in its header that differs from the
+series' spacing by more than 1 % is reported as a warning. Other layouts (MSD, nnU-Net)
+compare size, spacing, origin and direction (:func:`vnas.data.imageio.check_same_grid`).
+
 Cases 25 and 70 duplicate other cases in the current TCIA release and are skipped by the
 ``nih`` preset, with a log line.
 """

@@ -1,0 +1,128 @@
+"""``vnas experiment summarize|report``: the known-answer experiment's results.
+
+``summarize`` gathers an experiment folder (``workflow/rules/experiment.smk``) into one
+JSON; ``report`` writes EXPERIMENTS.md's generated block and figures from it, so that no
+number in EXPERIMENTS.md is typed by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from pathlib import Path
+
+from vnas.errors import VNASError
+from vnas.outputs import add_force_argument, claim_file, output_dir, signed
+from vnas.training_args import (
+    add_common_args,
+    non_negative_int,
+    positive_float,
+    positive_int,
+)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "experiment",
+        help="summarize a known-answer experiment and write EXPERIMENTS.md from it",
+        description="The known-answer experiment of EXPERIMENTS.md (make experiment).",
+    )
+    sub = parser.add_subparsers(dest="experiment_command", metavar="{summarize,report,probe}",
+                                required=True)  # fmt: skip
+
+    summarize = sub.add_parser(
+        "summarize",
+        help="gather an experiment folder into summary.json",
+        description="Read results/experiments/NAME (searches, random codes, evaluations, "
+        "benchmark files) and write the codes, 3D/P3D shares, agreement, held-out DSC with "
+        "bootstrap intervals, the H1 permutation test and the jobs' costs as one JSON.",
+    )
+    summarize.add_argument("--root", required=True, help="results/experiments/NAME")
+    summarize.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
+    summarize.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    summarize.add_argument("--out", required=True, help="summary JSON to write")
+    add_force_argument(summarize)
+    summarize.set_defaults(func=run_summarize)
+
+    report = sub.add_parser(
+        "report",
+        help="write the results block of EXPERIMENTS.md and its figures",
+        description="Replace the generated block of --markdown (between its markers) with "
+        "the results in --summary (and the run's --timing), and write choices.png and "
+        "dsc.png into --images.",
+    )
+    report.add_argument("--summary", required=True, help="vnas experiment summarize output")
+    report.add_argument("--timing", help="workflow/scripts/timed_run.py record of the run")
+    report.add_argument("--markdown", required=True, help="EXPERIMENTS.md")
+    report.add_argument("--images", required=True, help="folder for the figures")
+    add_force_argument(report, "--images")
+    report.set_defaults(func=run_report)
+
+    probe = sub.add_parser(
+        "probe",
+        help="the alpha/beta gradient signal a search follows (vnas.search_probe)",
+        description="Train the search network's weights as a search's warm-up does (alpha, "
+        "beta never updated) and, at the iterations --at, measure the gradient of the "
+        "validation loss w.r.t. alpha and beta on --batches validation batches: per cell, "
+        "the op it favours, how consistently (t statistic), and the drift Adam would make "
+        "from it over --arch-steps steps at --compare-lr. Writes probe.json to --out.",
+    )
+    add_common_args(probe)
+    probe.add_argument("--at", type=non_negative_int, nargs="+", required=True,
+                       metavar="ITERATION", help="iterations at which to measure")  # fmt: skip
+    probe.add_argument("--batches", type=positive_int, default=100, help="validation batches")
+    probe.add_argument("--arch-steps", type=positive_int, required=True,
+                       help="architecture steps of the search to compare with")  # fmt: skip
+    probe.add_argument("--compare-lr", type=positive_float, required=True,
+                       help="that search's alpha/beta learning rate")  # fmt: skip
+    probe.set_defaults(func=run_probe, arch_lr=0.0, arch_weight_decay=0.0,
+                       arch_betas=[0.5, 0.999], sampling="darts", memory_lean=False)  # fmt: skip
+
+
+def run_summarize(args: argparse.Namespace) -> int:
+    from vnas.atomic import atomic_write_json
+    from vnas.experiment import summarize_experiment
+
+    if args.bootstrap < 100:
+        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    claim_file(args.out, command="experiment summarize", inputs={"--root": args.root},
+               force=args.force)  # fmt: skip
+    summary = summarize_experiment(args.root, args.cues, args.bootstrap)
+    atomic_write_json(args.out, signed("experiment summarize", summary))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _load(path: str, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise VNASError(f"{what} not found", path) from None
+    except (OSError, ValueError) as err:
+        raise VNASError(f"not a readable {what} ({err})", path) from None
+
+
+def run_report(args: argparse.Namespace) -> int:
+    from vnas.experiment_report import results_markdown, write_figures, write_results
+
+    summary = _load(args.summary, "experiment summary")
+    if "cues" not in summary or "h1" not in summary:
+        raise VNASError("not a `vnas experiment summarize` file", args.summary)
+    timing = _load(args.timing, "timing record") if args.timing else None
+    markdown = Path(args.markdown)
+    images = os.path.relpath(Path(args.images), markdown.parent or Path("."))
+    block = results_markdown(summary, timing, images, args.summary)
+    inputs = {"--summary": args.summary, "--timing": args.timing, "--markdown": args.markdown}
+    with output_dir(args.images, command="experiment report", inputs=inputs,
+                    force=args.force, flag="--images") as tmp:  # fmt: skip
+        write_figures(summary, tmp)
+    write_results(markdown, block)
+    print(f"wrote the results into {markdown} and the figures into {args.images}")
+    return 0
+
+
+def run_probe(args: argparse.Namespace) -> int:
+    from vnas.search_probe import run_probe as probe
+
+    return probe(args)
