@@ -69,10 +69,12 @@ docs: $(STAMP)
 	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
 		--markdown README.md --markdown docs/network.md
 
-# Every CPU benchmark, then BENCHMARKS.md and README's memory table from the JSON files
-# (about 2.5 hours on the 2-core machine; BENCHMARKS.md lists each part's command and
-# load). The whole 200x512x512 volume runs once per candidate, at width 0.25 and at the
-# paper's 1.0. The GPU section is kept (benchmarks/gpu-check.sh writes it on a GPU).
+# Every CPU benchmark, then BENCHMARKS.md and README's goals and memory tables from the
+# JSON files (about 3-4 hours on the 2-core machine, most of it the 200x512x512 volume at
+# width 1.0; BENCHMARKS.md lists each part's command and load). The whole 200x512x512
+# volume runs once per candidate, at width 0.25 and at the paper's 1.0. The GPU section is
+# kept (benchmarks/gpu-check.sh writes it on a GPU). BENCH_OUT must hold no results of an
+# earlier network (vnas bench stops at once if it does: move them away).
 BENCH_OUT ?= results/bench
 bench: $(STAMP)
 	$(BIN)/vnas bench --suite all --device cpu --out $(BENCH_OUT)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -318,15 +322,25 @@ def test_markdown_errors_name_the_folder(tmp_path, capsys):
     assert not (tmp_path / "B.md").exists()
 
 
-def test_gpu_check_dry_run(tmp_path, capsys):
-    """``vnas bench --suite gpu --device cpu --smoke``: every check runs, nothing fails."""
-    from vnas.bench.markdown import GPU_BEGIN, GPU_END
+def test_gpu_check_script_dry_run(tmp_path):
+    """``bash benchmarks/gpu-check.sh --smoke`` (``vnas bench --suite gpu --device cpu
+    --smoke``): every check runs and none fails; its GPU section goes into a copy of
+    BENCHMARKS.md, whose other sections are kept, and BENCHMARKS.md itself is untouched."""
+    from vnas.bench.markdown import GPU_BEGIN, GPU_END, markdown_text
 
+    root = Path(__file__).resolve().parents[1]
+    committed = (root / "BENCHMARKS.md").read_bytes()
     out = tmp_path / "gpu"
-    bench_md = tmp_path / "BENCHMARKS.md"
-    bench_md.write_text(f"# keep\n{GPU_BEGIN}\nold\n{GPU_END}\n## Goals\n")
-    argv = ["bench", "--suite", "gpu", "--device", "cpu", "--smoke", "--workers", "0"]
-    assert main([*argv, "--out", str(out), "--markdown", str(bench_md)]) == 0
+    env = {**os.environ, "OUT": str(out), "VNAS": str(Path(sys.executable).with_name("vnas"))}
+    run = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu-check.sh"), "--smoke"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (root / "BENCHMARKS.md").read_bytes() == committed
     assert [p.name for p in out.glob("*.json")] == ["gpu.json"]  # no CPU hardware.json
     gpu = json.loads((out / "gpu.json").read_text())
     checks = gpu["checks"]
@@ -345,11 +359,16 @@ def test_gpu_check_dry_run(tmp_path, capsys):
     estimate = gpu["timing"]["search_estimate"]
     assert estimate["hours"] == pytest.approx(40_000 * steps["search iteration"]["step_s"] / 3600)
     assert gpu["memory"]["cpu_dry_run"]["steps"]["search iteration"]["measured"]
-    text = bench_md.read_text()  # only the GPU section was replaced
-    assert text.startswith(f"# keep\n{GPU_BEGIN}\n## GPU") and text.endswith(
-        f"{GPU_END}\n## Goals\n"
-    )
-    assert "dry run" in text and "old" not in text
+    copy = (out / "BENCHMARKS-dry-run.md").read_text()
+    section = copy[copy.index(GPU_BEGIN) : copy.index(GPU_END) + len(GPU_END)]
+    assert "not measured (dry run)" in section and "| AMP + GradScaler | ok" in section
+    original = markdown_text(committed.decode())  # the copy is signed by its rendering
+    if GPU_BEGIN in original:
+        original = original.replace(
+            original[original.index(GPU_BEGIN) : original.index(GPU_END) + len(GPU_END)], ""
+        )
+    # everything else is kept as it was (the section's place may differ in blank lines)
+    assert copy.replace(section, "").split() == original.split()
 
 
 def test_gpu_check_needs_cuda_or_smoke(tmp_path, capsys):

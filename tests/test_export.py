@@ -15,7 +15,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from vnas.cli import main
-from vnas.export import OnnxRuntimeNetwork, adaptive_avg_pool3d_decomposition, onnx_bytes
+from vnas.export import (
+    OnnxRuntimeNetwork,
+    adaptive_avg_pool3d_decomposition,
+    export_model,
+    onnx_bytes,
+)
 from vnas.inference import prepare_for_inference, sliding_window_predict
 from vnas.models import NETWORK_VERSION, build_model
 
@@ -62,6 +67,20 @@ def test_onnx_export_computes_the_torch_network(arch: str) -> None:
         expected = model(x)
     assert expected.abs().max() > 1e-2  # not a trivially constant output
     np.testing.assert_allclose(logits, expected.numpy(), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["nih-paper", "mix"])
+def test_torchscript_export_computes_the_torch_network(arch: str, tmp_path) -> None:
+    model = _trained_like(arch, seed=4)
+    out = tmp_path / "model.pt"
+    export_model(model, PATCH, out, "torchscript", {"arch": arch})
+    traced = torch.jit.load(str(out))
+    x = torch.randn(3, 1, *PATCH)  # another batch size than the trace's example
+    with torch.no_grad():
+        expected = model(x)
+        got = traced(x)
+    assert expected.abs().max() > 1e-2
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=0)
 
 
 def test_onnxruntime_engine_gives_the_torch_label_map() -> None:
@@ -130,8 +149,15 @@ def test_export_cli_writes_signed_files_and_protects_others(model_dir, tmp_path,
     assert "was not written by `vnas export`" in capsys.readouterr().err
     assert foreign.read_text() == "a user's file"
     assert main([*argv[:3], "--out", str(model_dir / "model.onnx")]) == 2
-    assert "inside the model folder" in capsys.readouterr().err
+    assert "lies inside the input --model" in capsys.readouterr().err
     assert not (model_dir / "model.onnx").exists()
+    # vnas's own files of other commands are not export's either: a checkpoint
+    checkpoint = tmp_path / "checkpoint.pt"
+    torch.save({"step": 1}, checkpoint)
+    assert main([*ts_argv[:5], "--out", str(checkpoint)]) == 2
+    assert "was not written by `vnas export`" in capsys.readouterr().err
+    assert main([*ts_argv[:5], "--out", str(checkpoint), "--force"]) == 0
+    assert torch.jit.load(str(checkpoint)) is not None
 
 
 def test_predict_engines_agree(model_dir, tmp_path) -> None:

@@ -13,9 +13,10 @@ non-global ``adaptive_avg_pool3d``, which the pyramid pooling uses, so the graph
 decomposed first with :func:`adaptive_avg_pool3d_decomposition`: with the window size
 fixed, each bin is a static slice, and the average is exact.
 
-Every exported file is signed (ONNX: metadata ``written_by``; TorchScript: an extra file
-``vnas.json``), written to a temporary name and renamed into place, and an existing
-``--out`` is replaced only if ``vnas export`` wrote it.
+Every exported file is signed as :mod:`vnas.outputs` reads it (ONNX: metadata
+``written_by``; TorchScript: an extra file ``vnas.json``) and written to a temporary name,
+then renamed into place; ``vnas export`` claims ``--out`` through :mod:`vnas.outputs`, so an
+existing file is replaced only if ``vnas export`` wrote it.
 """
 
 from __future__ import annotations
@@ -24,10 +25,8 @@ import contextlib
 import io
 import json
 import logging
-import os
 import time
 import warnings
-import zipfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -35,15 +34,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from vnas import __version__
 from vnas.atomic import atomic_path
 from vnas.errors import VNASError
+from vnas.outputs import SIGNATURE_KEY, TORCHSCRIPT_EXTRA, signature
 
 __all__ = [
     "FORMATS",
     "OnnxRuntimeNetwork",
     "adaptive_avg_pool3d_decomposition",
-    "check_export_target",
     "export_model",
     "onnx_bytes",
     "require_onnx",
@@ -52,9 +50,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 FORMATS = ("onnx", "torchscript")
-SIGNATURE_KEY = "written_by"
-SIGNATURE = f"vnas export {__version__}"
-TORCHSCRIPT_EXTRA = "vnas.json"
+SIGNATURE = signature("export")
 #: Exported with this batch (a batch of 1 would be specialised to 1 by torch.export).
 EXAMPLE_BATCH = 2
 ONNX_HINT = "pip install 'vnas[onnx]' (onnx, onnxscript, onnxruntime)"
@@ -167,54 +163,6 @@ def _torchscript_bytes(model: nn.Module, patch: Sequence[int], metadata: dict) -
     extra = {TORCHSCRIPT_EXTRA: json.dumps({**metadata, SIGNATURE_KEY: SIGNATURE})}
     torch.jit.save(traced, stream, _extra_files=extra)
     return stream.getvalue()
-
-
-def _signed(path: Path) -> bool:
-    """Whether ``path`` is a file that ``vnas export`` wrote (ONNX or TorchScript)."""
-    if zipfile.is_zipfile(path):  # TorchScript: read the extra file without unpickling
-        with zipfile.ZipFile(path) as archive:
-            names = [n for n in archive.namelist() if n.endswith("extra/" + TORCHSCRIPT_EXTRA)]
-            if not names:
-                return False
-            try:
-                record = json.loads(archive.read(names[0]))
-            except ValueError:
-                return False
-        return isinstance(record, dict) and str(record.get(SIGNATURE_KEY, "")).startswith(
-            "vnas export"
-        )
-    try:
-        import onnx
-
-        proto = onnx.load(str(path), load_external_data=False)
-    except Exception:  # not ONNX (or onnx missing): not ours
-        return False
-    props = {p.key: p.value for p in proto.metadata_props}
-    return props.get(SIGNATURE_KEY, "").startswith("vnas export")
-
-
-def check_export_target(out: str | Path, model_dir: str | Path, force: bool = False) -> Path:
-    """Check that ``vnas export`` may write ``out``.
-
-    Refused: a folder; a path inside the model folder (an input); an existing non-empty
-    file that ``vnas export`` did not write (unless ``force``).
-    """
-    # TODO(issue 11): use vnas.outputs.claim_file once it is on main, with the ONNX and
-    # TorchScript signatures above added to its list.
-    out = Path(out)
-    real_out = Path(os.path.realpath(out))
-    real_model = Path(os.path.realpath(model_dir))
-    if real_out == real_model or real_model in real_out.parents:
-        raise VNASError("--out lies inside the model folder (an input); write elsewhere", out)
-    if out.is_dir():
-        raise VNASError("--out is a folder; name a file", out)
-    if out.exists() and out.stat().st_size > 0 and not force and not _signed(out):
-        raise VNASError(
-            "--out exists and was not written by `vnas export`; use another --out or pass "
-            "--force to overwrite it",
-            out,
-        )
-    return out
 
 
 def export_model(

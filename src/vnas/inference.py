@@ -39,6 +39,7 @@ from vnas.device import autocast
 from vnas.errors import VNASError
 
 __all__ = [
+    "DEFAULT_ENGINE",
     "DEFAULT_SW_BATCH_SIZE",
     "DEFAULT_WINDOW",
     "ENGINES",
@@ -56,6 +57,10 @@ __all__ = [
 DEFAULT_SW_BATCH_SIZE = 4
 #: Forward-pass engines: PyTorch, or ONNX Runtime's CPU execution provider.
 ENGINES = ("torch", "onnxruntime")
+#: The commands' ``--engine`` default. The issue that added ONNX Runtime asks for the
+#: faster engine as the default; BENCHMARKS.md ("Defaults these figures set") says which
+#: one the measurements found faster.
+DEFAULT_ENGINE = "torch"
 
 
 @dataclass(frozen=True)
@@ -68,7 +73,7 @@ class WindowOptions:
     device: str | torch.device = "cpu"
     amp: bool = False
     cpu_bf16: bool = False
-    engine: str = "torch"
+    engine: str = DEFAULT_ENGINE
 
     def kwargs(self) -> dict:
         """The fields as keyword arguments of :func:`sliding_window_predict`."""

@@ -16,6 +16,8 @@ for all of them (README, "Reliability"):
    - NIfTI: the header's ``descrip`` field, ``vnas <command> <version>``;
    - HTML: ``<meta name="generator" content="vnas <command> <version>">``;
    - Markdown: a first line ``<!-- written by vnas <command> <version> -->``;
+   - ONNX (``.onnx``): the model's metadata property ``written_by``;
+   - TorchScript (a zip archive): an extra file ``vnas.json`` holding ``written_by``;
    - CSV has no room for a signature: a CSV is overwritten only if its header row is
      the one the command is about to write;
    - any other file: never.
@@ -34,6 +36,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -45,6 +48,7 @@ from vnas.lock import hold_lock
 __all__ = [
     "MARKER_NAME",
     "SIGNATURE_KEY",
+    "TORCHSCRIPT_EXTRA",
     "Inputs",
     "add_force_argument",
     "check_distinct",
@@ -62,6 +66,8 @@ __all__ = [
 
 MARKER_NAME = ".vnas"
 SIGNATURE_KEY = "written_by"
+#: The extra file of a TorchScript archive that holds its signature and metadata.
+TORCHSCRIPT_EXTRA = "vnas.json"
 #: A command's inputs by flag: a path, several, or None (an optional input not given).
 Inputs = Mapping[str, "str | Path | Sequence[str | Path] | None"]
 
@@ -267,8 +273,33 @@ def _nifti_description(path: Path) -> str | None:
     return descrip.tobytes().split(b"\0")[0].decode("latin-1")
 
 
+def _torchscript_signature(path: Path) -> str | None:
+    """``written_by`` of a TorchScript archive's extra file, read without unpickling."""
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n.endswith(f"extra/{TORCHSCRIPT_EXTRA}")]
+        try:
+            record = json.loads(archive.read(names[0])) if names else None
+        except ValueError:
+            return None
+    return record.get(SIGNATURE_KEY) if isinstance(record, dict) else None
+
+
+def _onnx_signature(path: Path) -> str | None:
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX (or onnx not installed): not ours
+        return None
+    return {p.key: p.value for p in proto.metadata_props}.get(SIGNATURE_KEY)
+
+
 def _written_by(path: Path, command: str, csv_header: str | None) -> bool:
     name = path.name.lower()
+    if zipfile.is_zipfile(path):  # TorchScript (torch.save checkpoints have no extra file)
+        return _signed_by(_torchscript_signature(path), command)
+    if name.endswith(".onnx"):
+        return _signed_by(_onnx_signature(path), command)
     if name.endswith(".json"):
         try:
             record = json.loads(path.read_text())

@@ -10,19 +10,24 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vnas.errors import VNASError
 
 __all__ = [
     "GOALS",
+    "GOALS_BEGIN",
+    "GOALS_END",
     "GPU_BEGIN",
     "GPU_END",
     "MEMORY_BEGIN",
     "MEMORY_END",
+    "check_results_current",
     "evaluate_goals",
+    "goals_block",
     "load_results",
+    "markdown_text",
     "memory_block",
     "render_markdown",
     "replace_gpu_block",
@@ -31,8 +36,10 @@ __all__ = [
 
 FIXED = {"manual:2d/2d": "all-2D", "manual:3d/3d": "all-3D", "manual:p3d/p3d": "all-P3D"}
 
-#: Inference goal: 1.5x the defaults of issue 7, which ran 3.03x MONAI's reference.
+#: Inference goal: 1.5x the defaults of issue 7, which ran 3.03x MONAI's reference, on
+#: a whole CT volume of this size.
 INFERENCE_GOAL = 4.5
+GOAL_VOLUME = [200, 512, 512]
 SEARCH_OVERHEAD_GOAL = 0.9
 LOADER_GOAL = 10.0
 #: (goal, target text), CPU goals; the GPU goal is in the GPU section.
@@ -64,22 +71,61 @@ GOALS_BEGIN = (
 GOALS_END = "<!-- /vnas bench goals -->"
 
 
-def load_results(folder: str | Path) -> dict[str, dict]:
-    """Every suite JSON file of ``folder``: part (inference: file stem) -> content."""
-    folder = Path(folder)
-    results = {}
-    for path in sorted(folder.glob("*.json")):
+def _suite_files(folder: Path) -> dict[Path, dict]:
+    """The suite JSON files of ``folder`` (others, e.g. the quick bench's, are left out)."""
+    files = {}
+    for path in sorted(folder.glob("*.json")) if folder.is_dir() else []:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as err:
             raise VNASError(f"not valid JSON ({err.msg}, line {err.lineno})", path) from None
-        if not isinstance(data, dict) or "part" not in data or "meta" not in data:
-            continue  # not a suite file (e.g. the quick bench's bench.json)
+        if isinstance(data, dict) and "part" in data and "meta" in data:
+            files[path] = data
+    return files
+
+
+def _check_current(path: Path, data: dict) -> None:
+    from vnas.models import check_network_version
+
+    what = "this benchmark result (rerun its part, or move it out of the folder)"
+    check_network_version(data["meta"], path, what)
+
+
+def check_results_current(folder: str | Path, skip: Iterable[Path] = ()) -> None:
+    """Raise :class:`VNASError` if a suite file of ``folder`` (other than ``skip``, about
+    to be rewritten) measured an earlier network: it would be rendered beside new ones."""
+    skipped = {Path(p) for p in skip}
+    for path, data in _suite_files(Path(folder)).items():
+        if path not in skipped:
+            _check_current(path, data)
+
+
+def load_results(folder: str | Path) -> dict[str, dict]:
+    """Every suite JSON file of ``folder``: part (inference: file stem) -> content.
+
+    Raises:
+        VNASError: no suite file, one that is not JSON, or one of an earlier network.
+    """
+    folder = Path(folder)
+    results = {}
+    for path, data in _suite_files(folder).items():
+        _check_current(path, data)
         key = path.stem if data["part"] == "inference" else data["part"]
         results[key] = data
     if not results:
         raise VNASError("no benchmark JSON files (run vnas bench --suite ...)", folder)
     return results
+
+
+def markdown_text(text: str) -> str:
+    """``text`` signed on its first line as :mod:`vnas.outputs` expects of ``vnas bench``
+    (a signature already there, of any version, is replaced)."""
+    from vnas.outputs import markdown_signature
+
+    first, _, rest = text.partition("\n")
+    if first.startswith("<!-- written by vnas "):
+        text = rest
+    return markdown_signature("bench") + "\n" + text
 
 
 def _table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> list[str]:
@@ -385,21 +431,57 @@ def _compile_line(c: dict | None) -> list[str]:
     ]
 
 
-def _defaults() -> list[str]:
-    from vnas.inference import DEFAULT_SW_BATCH_SIZE
+def _engine_runs(results: dict[str, dict]) -> list[dict]:
+    """Inference runs with an ONNX Runtime row: those on the goal's volume if any."""
+    runs = [
+        r
+        for k, r in sorted(results.items())
+        if k.startswith("inference") and r.get("onnxruntime") in r["candidates"]
+    ]
+    goal = [r for r in runs if r["volume"] == GOAL_VOLUME]
+    return goal or runs
 
+
+def _engine_line(results: dict[str, dict]) -> str:
+    """Which engine was faster, from the files, against the default engine."""
+    from vnas.inference import DEFAULT_ENGINE
+
+    runs = _engine_runs(results)
+    if not runs:
+        return f"Default `--engine {DEFAULT_ENGINE}`; ONNX Runtime was not measured in these files."
+    ratios = [r["candidates"][r["onnxruntime"]]["speedup_vs_defaults"] for r in runs]
+    measured = "; ".join(
+        f"{x:.2f}× ({_dims(r['volume'])}, width {r['width']:g})"
+        for r, x in zip(runs, ratios, strict=True)
+    )
+    faster = "onnxruntime" if min(ratios) > 1 else "torch" if max(ratios) < 1 else None
+    if faster is None:
+        verdict = "neither engine was faster on every run"
+    elif faster == DEFAULT_ENGINE:
+        verdict = "the default is the faster engine"
+    else:
+        verdict = f"**{faster} was faster on every run: the default is not the faster engine**"
+    return (
+        f"Default `--engine {DEFAULT_ENGINE}`. ONNX Runtime's speed-up over the torch "
+        f"defaults (above 1: ONNX Runtime faster): {measured}; {verdict}."
+    )
+
+
+def _defaults(results: dict[str, dict]) -> list[str]:
+    from vnas.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE
+
+    other = next(e for e in ("torch", "onnxruntime") if e != DEFAULT_ENGINE)
     return [
         "## Defaults these figures set",
         "",
         f"- Inference (`vnas evaluate`, `vnas predict`): BatchNorm folded into the "
         f"convolutions, `channels_last_3d`, `--sw-batch-size {DEFAULT_SW_BATCH_SIZE}`, "
-        "`torch.inference_mode`, MONAI's `sliding_window_inference` tiling and blending, "
-        "`--engine torch`. bfloat16 (`--cpu-bf16`) and `torch.compile` stay off. "
-        "`--engine onnxruntime` (the folded network exported to ONNX, run by ONNX Runtime's "
-        "CPU execution provider) is opt-in: its speed-up over the torch defaults is in the "
-        'inference tables ("vs vnas defaults"); it costs one export per command (seconds '
-        "to minutes, more for the search and mix networks), runs on the CPU only and needs "
-        "the `onnx` extra.",
+        "`torch.inference_mode`, MONAI's `sliding_window_inference` tiling and blending. "
+        "bfloat16 (`--cpu-bf16`) and `torch.compile` stay off. `--engine onnxruntime` (the "
+        "folded network exported to ONNX, run by ONNX Runtime's CPU execution provider) "
+        "costs one export per command (seconds to minutes, more for the search and mix "
+        "networks), runs on the CPU only and needs the `onnx` extra; "
+        f"`--engine {other}` is opt-in. " + _engine_line(results),
         "- Training (`vnas search`, `vnas train`): `channels_last_3d` on the CPU "
         "(`--no-channels-last` to turn it off; off on CUDA until measured there); "
         "float32 on the CPU (bfloat16 autocast is measured above, not offered); float16 "
@@ -523,7 +605,7 @@ def _fits_table(m: dict) -> list[str]:
 
 def _memory_caption(m: dict) -> str:
     return (
-        f"Peak memory at width {m['target_width']:g}, patch {_dims(m['patch'])}, batch "
+        f"Peak memory at width {_width(m['target_width'])}, patch {_dims(m['patch'])}, batch "
         f"{m['batch_size']}, float32, extrapolated from CPU measurements at widths "
         f'{", ".join(f"{w:g}" for w in m["widths"])} (BENCHMARKS.md, "Memory budget"). A range, '
         "as a GPU needs more than the CPU's tensors: from the CPU figure to "
@@ -565,13 +647,35 @@ def goals_block(results: dict[str, dict]) -> str:
 
 
 def write_readme_blocks(path: str | Path, results: dict[str, dict]) -> None:
-    """Replace the goals and memory blocks of ``path`` (README.md) from ``results``."""
-    from vnas.commands.arch import write_markdown_block
+    """Replace the goals and memory blocks of ``path`` (README.md) from ``results``, in
+    one atomic write; the rest of the file is left as it is."""
+    from vnas.atomic import atomic_write_text
+    from vnas.commands.arch import replace_markdown_block
 
     if "memory" not in results:
         raise VNASError("no memory.json in the folder (run vnas bench --suite memory)")
-    write_markdown_block(path, goals_block(results), GOALS_BEGIN, GOALS_END)
-    write_markdown_block(path, memory_block(results["memory"]), MEMORY_BEGIN, MEMORY_END)
+    text = Path(path).read_text() if Path(path).exists() else None
+    if text is None:
+        raise VNASError(
+            f"no such file: --readme replaces the blocks between {GOALS_BEGIN} and "
+            f"{GOALS_END}, and {MEMORY_BEGIN} and {MEMORY_END}",
+            path,
+        )
+    text = replace_markdown_block(text, goals_block(results), GOALS_BEGIN, GOALS_END, path)
+    memory = memory_block(results["memory"])
+    text = replace_markdown_block(text, memory, MEMORY_BEGIN, MEMORY_END, path)
+    atomic_write_text(path, text)
+
+
+def _width(w: float) -> str:
+    """A width as the paper writes it (1.0, 0.25)."""
+    return f"{w:.1f}" if float(w).is_integer() else f"{w:g}"
+
+
+def _nih_patch(m: dict) -> str:
+    from vnas.bench.suite import MEMORY_PATCH
+
+    return " (NIH's training patch)" if tuple(m["patch"]) == MEMORY_PATCH else ""
 
 
 def _memory(m: dict) -> list[str]:
@@ -626,7 +730,7 @@ def _memory(m: dict) -> list[str]:
         "## Memory budget at the paper's size",
         "",
         f"One retraining step and one search iteration (weight step, then α/β step) at "
-        f"patch {_dims(m['patch'])} (NIH's training patch), batch {m['batch_size']}, float32, "
+        f"patch {_dims(m['patch'])}{_nih_patch(m)}, batch {m['batch_size']}, float32, "
         "in the memory format the commands use here. Per width: *persistent* MB (every "
         "tensor the run keeps between steps: weights, gradients, SGD momentum, Adam's α/β "
         "moments, BatchNorm buffers; counted) + *transient* MB (the step's own peak above "
@@ -636,13 +740,13 @@ def _memory(m: dict) -> list[str]:
         *_table(("step", *(f"width {w}" for w in widths)), rows),
         skip_line,
         "",
-        f"Width {m['target_width']:g}: parameters counted exactly; persistent memory scaled "
+        f"Width {_width(m['target_width'])}: parameters counted exactly; persistent memory scaled "
         "from the widest measured width by the parameter count (quadratic in the width); "
         "the transient peak fitted by least squares over the measured widths below "
-        f"{m['target_width']:g}, as a + b·w (activations are linear in the width) / as "
+        f"{_width(m['target_width'])}, as a + b·w (activations are linear in the width) / as "
         "a + b·w + k·P, P the parameter bytes (a step also holds parameter-sized "
         "temporaries: the optimizer's, oneDNN's reordered weights). Where width "
-        f"{m['target_width']:g} itself fitted in this machine, its measured total is shown "
+        f"{_width(m['target_width'])} itself fitted in this machine, its measured total is shown "
         "beside the fit. The saved-tensor column counts, from shapes, what autograd keeps "
         "for the backward pass (as `vnas arch stats` does, times the batch): the floor of "
         "the transient peak.",
@@ -782,11 +886,16 @@ def _previous_gpu_block(previous: str | None) -> str | None:
 
 
 def replace_gpu_block(previous: str, g: dict) -> str:
-    """``previous`` BENCHMARKS.md with its GPU section replaced by ``g``'s."""
+    """``previous`` BENCHMARKS.md with its GPU section replaced by ``g``'s; a file without
+    one (rendered before the section existed) gets it before its defaults and goals."""
     block = _previous_gpu_block(previous)
-    if block is None:
-        raise VNASError(f"no GPU section to replace: add the lines {GPU_BEGIN} and {GPU_END}")
-    return previous.replace(block, gpu_section(g))
+    if block is not None:
+        return previous.replace(block, gpu_section(g))
+    for heading in ("## Defaults these figures set", "## Goals"):
+        start = previous.find(f"\n{heading}\n")
+        if start >= 0:
+            return previous[: start + 1] + gpu_section(g) + "\n\n" + previous[start + 1 :]
+    return previous.rstrip() + "\n\n" + gpu_section(g) + "\n"
 
 
 def evaluate_goals(results: dict[str, dict]) -> list[tuple[str, str, str]]:
@@ -828,7 +937,7 @@ def evaluate_goals(results: dict[str, dict]) -> list[tuple[str, str, str]]:
 def _inference_goal(infer: list[dict]) -> tuple[str, str]:
     """The fastest engine on each 200×512×512 run (the goal's volume); others for context."""
     parts, verdicts = [], []
-    for r in sorted(infer, key=lambda r: (r["volume"] != [200, 512, 512], -r["width"])):
+    for r in sorted(infer, key=lambda r: (r["volume"] != GOAL_VOLUME, -r["width"])):
         engines = [
             (n, c)
             for n, c in r["candidates"].items()
@@ -843,7 +952,7 @@ def _inference_goal(infer: list[dict]) -> tuple[str, str]:
             + f", Dice {best['dice_vs_reference']:.5f} ({engine}; {_dims(r['volume'])}, "
             f"width {r['width']:g})"
         )
-        if r["volume"] == [200, 512, 512]:
+        if r["volume"] == GOAL_VOLUME:
             verdicts.append(
                 best["speedup_vs_reference"] >= INFERENCE_GOAL
                 and best["dice_vs_reference"] >= 0.999
@@ -895,7 +1004,7 @@ def render_markdown(results: dict[str, dict], previous: str | None = None) -> st
         gpu = None  # a CPU dry run says nothing about a GPU
     kept = _previous_gpu_block(previous) if gpu is None else None
     lines += [kept or gpu_section(gpu), ""]
-    lines += _defaults()
+    lines += _defaults(results)
     lines += [
         "## Goals",
         "",

@@ -44,6 +44,8 @@ import torch
 from vnas.atomic import atomic_write_json
 from vnas.bench.machine import describe_machine, load_average, matmul_limit
 from vnas.errors import VNASError
+from vnas.models import NETWORK_VERSION
+from vnas.outputs import signed
 
 __all__ = ["PARTS", "SuiteConfig", "part_file", "resolve_config", "run_suite"]
 
@@ -209,7 +211,7 @@ def _write(out: Path, part: str, config: SuiteConfig, meta: dict, result: dict) 
         **meta,
         "load_average_at_end": load_average(),
     }
-    atomic_write_json(path, {"part": part, "meta": meta, **result})
+    atomic_write_json(path, signed("bench", {"part": part, "meta": meta, **result}))
     logger.info("bench: wrote %s", path)
     return path
 
@@ -230,7 +232,11 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
     device = resolve_device(config.device)
     configure_backends(device, deterministic=False)
     torch.manual_seed(config.seed)
-    meta = {"machine": describe_machine(device), "settings": asdict(config)}
+    meta = {
+        "machine": describe_machine(device),
+        "settings": asdict(config),
+        "network_version": NETWORK_VERSION,  # results of another network are not rendered
+    }
     meta["command"] = config.command()
     written = []
 

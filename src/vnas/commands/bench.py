@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 from vnas.device import add_device_arguments
+from vnas.outputs import add_force_argument
 from vnas.training_args import (
     add_dims_argument,
     non_negative_int,
@@ -137,20 +139,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--out",
         help=f"JSON file (quick, default {QUICK_OUT}) or folder (suite, default {SUITE_OUT})",
     )
+    add_force_argument(parser, "the JSON files and --markdown")
     parser.set_defaults(func=run)
 
 
 def _run_quick(args: argparse.Namespace) -> int:
     from vnas.atomic import atomic_write_json
     from vnas.bench import format_table, run_bench
+    from vnas.outputs import claim_file, signed
 
     args.width = args.width or 1.0
     args.patch = args.patch or [64, 64, 64]
     args.repeats = args.repeats or 5
-    out = args.out or QUICK_OUT
+    out = claim_file(args.out or QUICK_OUT, command="bench", inputs={}, force=args.force)
     if args.volume is None:
         args.volume = [2 * p for p in args.patch]
-    result = run_bench(args)
+    result = signed("bench", run_bench(args))
     atomic_write_json(out, result)
     print(json.dumps(result, indent=2))
     print(format_table(result))
@@ -158,37 +162,64 @@ def _run_quick(args: argparse.Namespace) -> int:
     return 0
 
 
-def run(args: argparse.Namespace) -> int:
-    if args.readme and not args.markdown:
-        from vnas.errors import VNASError
+def _claim_outputs(args: argparse.Namespace, out: Path, config) -> None:
+    """Claim every file this run writes before measuring anything (:mod:`vnas.outputs`):
+    the suite's JSON files and ``--markdown``; ``--readme`` only has its generated blocks
+    replaced, between markers a person put there."""
+    from vnas.bench.markdown import check_results_current
+    from vnas.bench.suite import part_file
+    from vnas.outputs import check_distinct, claim_file
 
+    parts = {f"--out {part_file(p, config)}": out / part_file(p, config) for p in config.parts}
+    check_distinct({**parts, "--markdown": args.markdown, "--readme": args.readme})
+    for path in parts.values():
+        claim_file(path, command="bench", inputs={}, force=args.force)
+    # results of an earlier network in the folder would be rendered beside the new ones
+    check_results_current(out, skip=parts.values())
+
+
+def run(args: argparse.Namespace) -> int:
+    from vnas.errors import VNASError
+
+    if args.readme and not args.markdown:
         raise VNASError("--readme needs --markdown (both are rendered from --out)")
     if not args.suite and not args.markdown:
         return _run_quick(args)
     from vnas.atomic import atomic_write_text
-    from vnas.bench.markdown import load_results, render_markdown, replace_gpu_block
+    from vnas.bench.markdown import (
+        load_results,
+        markdown_text,
+        render_markdown,
+        replace_gpu_block,
+        write_readme_blocks,
+    )
+    from vnas.lock import hold_lock
+    from vnas.outputs import check_distinct, claim_file, parents_made
 
-    out = args.out or SUITE_OUT
+    out = Path(args.out or SUITE_OUT)
+    check_distinct({"--markdown": args.markdown, "--readme": args.readme})
+    if args.markdown:  # before hours of measuring; never over one of the JSON inputs
+        inputs = {"--out": sorted(out.glob("*.json")) if out.is_dir() else []}
+        flag = "--markdown"
+        claim_file(args.markdown, command="bench", inputs=inputs, force=args.force, flag=flag)
     if args.suite:
         from vnas.bench.suite import resolve_config, run_suite
 
         config = resolve_config(args)
-        logger.info("bench: %s", config.command())
-        run_suite(config, out)
+        with parents_made(out), hold_lock(out, "bench"):
+            _claim_outputs(args, out, config)
+            logger.info("bench: %s", config.command())
+            run_suite(config, out)
     if args.markdown:
-        from pathlib import Path
-
         results = load_results(out)
         previous = Path(args.markdown).read_text() if Path(args.markdown).exists() else None
         if set(results) == {"gpu"} and previous:  # a GPU run: only its section changes
             text = replace_gpu_block(previous, results["gpu"])
         else:
             text = render_markdown(results, previous)
-        atomic_write_text(args.markdown, text)
+        atomic_write_text(args.markdown, markdown_text(text))
         logger.info("wrote %s", args.markdown)
         if args.readme:
-            from vnas.bench.markdown import write_readme_blocks
-
             write_readme_blocks(args.readme, results)
             logger.info("wrote the goals and memory tables into %s", args.readme)
     return 0

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from vnas.outputs import add_force_argument
 from vnas.training_args import add_dims_argument
 
 
@@ -25,21 +26,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     parser.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
     add_dims_argument(parser, "--patch", "window size (default: the model's test_patch)")
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite --out even if vnas export did not write it",
-    )
+    add_force_argument(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vnas.checkpoint import load_model
-    from vnas.export import check_export_target, export_model, require_onnx
+    from vnas.export import export_model, require_onnx
     from vnas.models import NETWORK_VERSION
+    from vnas.outputs import claim_file, parents_made
     from vnas.predict import model_patch
 
-    out = check_export_target(args.out, args.model, force=args.force)
+    out = claim_file(args.out, command="export", inputs={"--model": args.model}, force=args.force)
     if args.format == "onnx":
         require_onnx("onnx", "onnxscript")
     model, config = load_model(args.model, "cpu")
@@ -57,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
         "input": "image (N, C, D, H, W) float32, preprocessed as 'preprocessing' says",
         "output": "logits (N, classes, D, H, W); BatchNorm folded into the convolutions",
     }
-    result = export_model(model, patch, out, args.format, metadata)
+    with parents_made(out):  # a failed export leaves no new folder behind
+        result = export_model(model, patch, out, args.format, metadata)
     print(
         f"wrote {result['path']} ({args.format}, windows {metadata['window']}, "
         f"{result['bytes'] / 2**20:.1f} MiB, {result['seconds']:.0f} s)"

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
+from vnas.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
 from vnas.outputs import add_force_argument
 from vnas.training_args import add_dims_argument, overlap_fraction, positive_int
 
@@ -41,11 +41,11 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--engine",
         choices=ENGINES,
-        default="torch",
-        help="what runs each batch of windows: torch (default), or onnxruntime: the "
-        "folded network exported to ONNX and run by ONNX Runtime on the CPU (needs "
-        "pip install 'vnas[onnx]'; BENCHMARKS.md compares them); MONAI tiles and blends "
-        "either way",
+        default=DEFAULT_ENGINE,
+        help=f"what runs each batch of windows (default {DEFAULT_ENGINE}): torch, or "
+        "onnxruntime: the folded network exported to ONNX and run by ONNX Runtime on the "
+        "CPU (needs pip install 'vnas[onnx]'; BENCHMARKS.md compares them); MONAI tiles "
+        "and blends either way",
     )
 
 
