@@ -215,14 +215,16 @@ def test_memory_budget(smoke):
     }
     assert mem["widths"] == [0.03125, 0.0625] and mem["target_width"] == 1.0
     for name, step in steps.items():
+        # weights, their gradients and SGD momentum: 3 x 4 bytes per parameter; GDAS
+        # keeps gradients of the sampled ops only, but momentum for all
+        per_parameter = 8 if name.endswith("gdas") else 12
         for width, m in step["measured"].items():
-            # weights, their gradients and SGD momentum at least: 3 x 4 bytes per parameter
-            assert m["persistent_mb"] * 2**20 >= 12 * m["parameters"], (name, width)
+            assert m["persistent_mb"] * 2**20 >= per_parameter * m["parameters"], (name, width)
             assert m["total_mb"] == pytest.approx(m["persistent_mb"] + m["transient_mb"])
         est = step["estimate"]
         low, high = est["gpu_range_gb"]
         assert 0 < low < high
-        assert est["persistent_mb"] * 2**20 >= 12 * est["parameters"]
+        assert est["persistent_mb"] * 2**20 >= per_parameter * est["parameters"]
     search = steps["search iteration"]
     # three ops per cell: the search network holds more than any fixed one, at every width
     for width, m in search["measured"].items():

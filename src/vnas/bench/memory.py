@@ -10,7 +10,7 @@ previous widths' fit says it fits in this machine's free memory:
 
 - *persistent*: the bytes of every tensor the run keeps between steps (weights, their
   gradients, SGD momentum, Adam's α/β moments, BatchNorm buffers), counted after one
-  warm-up step;
+  warm-up step (with the optimizer states that GDAS creates only once an op is sampled);
 - *transient*: the step's own peak above that (activations saved for the backward
   pass, the backward's temporaries, oneDNN's scratch), measured as
   :func:`vnas.bench.timing.peak_memory` does (the resident set's high-water mark).
@@ -104,8 +104,21 @@ def _available_gb() -> float | None:
     return None
 
 
+def _state_copies(optimizer: torch.optim.Optimizer) -> int:
+    """How many parameter-sized tensors the optimizer keeps per parameter (SGD with
+    momentum: 1, Adam: 2), read from a parameter that has its state."""
+    for p, state in optimizer.state.items():
+        return sum(isinstance(v, torch.Tensor) and v.shape == p.shape for v in state.values())
+    return 0
+
+
 def _tensor_bytes(step) -> int:
-    """Bytes of the tensors a run keeps between steps (distinct storages counted once)."""
+    """Bytes of the tensors a run keeps between steps (distinct storages counted once).
+
+    The optimizer states of parameters that have none yet are counted too: under GDAS a
+    step trains only the sampled op of each cell, so after the warm-up step the other
+    ops have no momentum yet; a long search samples every op and keeps momentum for all.
+    """
     storages: dict[int, int] = {}
 
     def add(t: torch.Tensor | None) -> None:
@@ -116,11 +129,17 @@ def _tensor_bytes(step) -> int:
     for t in [*step.model.parameters(), *step.model.buffers()]:
         add(t)
         add(getattr(t, "grad", None))
+    missing = 0
     for optimizer in step.optimizers:
         for state in optimizer.state.values():
             for value in state.values():
                 add(value)
-    return sum(storages.values())
+        copies = _state_copies(optimizer)
+        for group in optimizer.param_groups:
+            for p in group["params"]:
+                if p not in optimizer.state:
+                    missing += copies * p.numel() * p.element_size()
+    return sum(storages.values()) + missing
 
 
 def _measure(variant: Variant, settings: StepSettings, seed: int) -> dict:
