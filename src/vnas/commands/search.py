@@ -36,14 +36,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs=2,
         default=[0.5, 0.999],
         metavar=("B1", "B2"),
-        help="Adam betas (default 0.5 0.999, as DARTS)",
+        help="Adam betas (DARTS's)",
     )
     warmup = arch.add_mutually_exclusive_group()
     warmup.add_argument(
         "--warmup-fraction",
         type=fraction,
         default=WARMUP_FRACTION,
-        help="share of the iterations before alpha/beta steps start (default 0.08: the "
+        help="share of the iterations before alpha/beta steps start (the default is the "
         "paper's 20 epochs of its 40,000-iteration NIH search, see docs/search.md)",
     )
     warmup.add_argument(
@@ -62,9 +62,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sampling",
         choices=SAMPLINGS,
         default="darts",
-        help="darts (default, the paper): every cell mixes its three ops; gdas: NOT the "
-        "paper's method, each cell runs one op drawn from a hard Gumbel-softmax of its "
-        "alpha/beta row per step (GDAS, Dong & Yang 2019), about 3x cheaper per step",
+        help="darts (the paper): every cell mixes its three ops; gdas: NOT the paper's "
+        "method, each cell runs one op drawn from a hard Gumbel-softmax of its alpha/beta "
+        "row per step (GDAS, Dong & Yang 2019), cheaper per step (BENCHMARKS.md measures "
+        "by how much)",
     )
     speed.add_argument(
         "--gdas-tau",
@@ -72,8 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs=2,
         default=[10.0, 0.1],
         metavar=("START", "END"),
-        help="GDAS Gumbel-softmax temperature, annealed linearly over the iterations "
-        "(default 10 0.1, as GDAS)",
+        help="GDAS Gumbel-softmax temperature, annealed linearly over the iterations (GDAS's)",
     )
     speed.add_argument(
         "--memory-lean",
