@@ -14,8 +14,9 @@ from snakemake.utils import min_version
 
 min_version("9.0")
 
-# The checkout the rules' conda environment installs vnas from (its post-deploy script).
-os.environ["VNAS_SOURCE"] = workflow.basedir
+# The checkout the rules' conda environment installs vnas from (its post-deploy script
+# reads it; set here, not asserted with `envvars:`, since no user has to set it).
+os.environ.update(VNAS_SOURCE=workflow.basedir)
 
 
 configfile: "params.yaml"

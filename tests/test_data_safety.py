@@ -199,7 +199,7 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
     prep = ["preprocess", "--preset", "synthetic-pancreas", "--no-progress", "--raw"]
     train = ["train", "--arch", "unet3d", "--preprocessed", pre, "--fold", "0"]
     train += ["--iterations", "1", *TINY]
-    table = ["table", "--dataset", "x", "--eval-root", str(s / "eval"), "--folds", "1"]
+    table = ["table", "--dataset", "x", "--eval-root", str(s / "eval"), "--n-folds", "1"]
     table += ["--method", "m", "M", "Search"]
     figures = ["figures", "--results", str(s / "results"), "--raw", raw, "--methods", "m"]
     figures += ["--preset", "synthetic-pancreas"]

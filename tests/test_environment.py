@@ -79,4 +79,4 @@ def test_post_deploy_installs_vnas_from_the_running_checkout(tmp_path: Path) -> 
     del env["VNAS_SOURCE"]
     result = subprocess.run(["bash", str(script)], cwd=tmp_path, env=env, capture_output=True)
     assert result.returncode != 0 and b"VNAS_SOURCE" in result.stderr
-    assert 'os.environ["VNAS_SOURCE"] = workflow.basedir' in (REPO / "Snakefile").read_text()
+    assert "os.environ.update(VNAS_SOURCE=workflow.basedir)" in (REPO / "Snakefile").read_text()

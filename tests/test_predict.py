@@ -4,7 +4,6 @@ probabilities, and bad input."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import nibabel as nib
@@ -227,15 +226,14 @@ def test_mirror_sets_are_nnunets_eight_flips() -> None:
     assert len(sets) == 8 and sets[0] == () and len(set(sets)) == 8
 
 
-def test_ensemble_prediction_geometry_and_probabilities(tmp_path: Path, caplog) -> None:
+def test_ensemble_prediction_geometry_and_probabilities(tmp_path: Path, capsys) -> None:
     src = tmp_path / "ct.nii.gz"
     sitk.WriteImage(_ct(), str(src))
     fold0 = _model_dir(tmp_path, name="fold0", seed=0)
     fold1 = _model_dir(tmp_path, name="fold1", seed=1)
     out = tmp_path / "out" / "seg.nii.gz"
-    with caplog.at_level(logging.INFO):
-        assert _predict([fold0, fold1], src, out, "--save-probabilities") == 0
-    assert "2 model(s), mirrored along axes [0, 1, 2]" in caplog.text  # on for 2 models
+    assert _predict([fold0, fold1], src, out, "--save-probabilities") == 0
+    assert "with 2 model(s), mirrored along z, y and x" in capsys.readouterr().out  # default
     seg, ref = sitk.ReadImage(str(out)), sitk.ReadImage(str(src))
     assert seg.GetSize() == ref.GetSize()
     np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), atol=1e-6)

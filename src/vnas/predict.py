@@ -433,11 +433,7 @@ def _segment(
 ) -> list[Path]:
     """Segment every ``(source, target)`` pair, writing each target's name in ``folder``."""
     models, config, patch = load_models(folders, window.device, patch)
-    logger.info(
-        "predicting with %d model(s)%s",
-        len(models),
-        f", mirrored along axes {list(window.mirror_axes)}" if window.mirror_axes else "",
-    )
+    logger.debug("%d model(s), mirror axes %s", len(models), list(window.mirror_axes))
     written = []
     for source, target in tqdm(pairs, desc="predict", unit="image", disable=len(pairs) < 2):
         image = read_input(source)
@@ -445,6 +441,6 @@ def _segment(
         write_segmentation(label, folder / target.name)
         if probs is not None:
             write_probabilities(probabilities_path(folder / target.name), probs, config["classes"])
-        logger.info("%s -> %s", source, target)
+        logger.debug("%s -> %s", source, target)
         written.append(folder / target.name)
     return written

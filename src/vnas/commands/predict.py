@@ -112,8 +112,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.predict import predict
+    from vnas.predict import expand_models, predict
 
+    models = len(expand_models(args.model))
+    mirror = models > 1 if args.mirror is None else args.mirror
     written = predict(
         args.model,
         args.input,
@@ -123,5 +125,7 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         **inference_options(args),
     )
-    print(f"wrote {len(written)} segmentation(s): {written[0] if len(written) == 1 else args.out}")
+    how = f"{models} model(s){', mirrored along z, y and x' if mirror else ''}"
+    where = written[0] if len(written) == 1 else args.out
+    print(f"wrote {len(written)} segmentation(s) with {how}: {where}")
     return 0

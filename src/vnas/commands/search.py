@@ -26,9 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser)
     arch = parser.add_argument_group("architecture step (Adam on alpha, beta)")
-    arch.add_argument("--arch-lr", type=non_negative_float, default=3e-4, help="default 3e-4")
+    arch.add_argument("--arch-lr", type=non_negative_float, default=3e-4, help="alpha/beta Adam learning rate")
     arch.add_argument(
-        "--arch-weight-decay", type=non_negative_float, default=1e-3, help="default 1e-3"
+        "--arch-weight-decay", type=non_negative_float, default=1e-3, help="alpha/beta Adam weight decay"
     )
     arch.add_argument(
         "--arch-betas",
@@ -43,8 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--warmup-fraction",
         type=fraction,
         default=WARMUP_FRACTION,
-        help="share of the iterations before alpha/beta steps start (the default is the "
-        "paper's 20 epochs of its 40,000-iteration NIH search, see docs/search.md)",
+        help="share of the iterations before alpha/beta steps start; the default is the "
+        "paper's 20 epochs of its 40,000-iteration NIH search (docs/search.md)",
     )
     warmup.add_argument(
         "--warmup-epochs",
