@@ -26,9 +26,9 @@ def test_no_default_is_typed_into_a_help_text() -> None:
     typed = []
     for name, parser in _parsers(build_parser()):
         for action in parser._actions:
-            if action.default not in (None, False, argparse.SUPPRESS) and action.help:
-                if re.search(r"default\W+(-?[\d.]|on\b|off\b)", action.help):
-                    typed.append(f"{name} {action.option_strings}: {action.help}")
+            has_default = action.default not in (None, False, argparse.SUPPRESS)
+            if has_default and re.search(r"default\W+(-?[\d.]|on\b|off\b)", action.help or ""):
+                typed.append(f"{name} {action.option_strings}: {action.help}")
     assert not typed, typed
 
 

@@ -99,3 +99,29 @@ def test_planned_nnunet_dataset_runs_through_the_pipeline(tmp_path, make_tiny_wo
     argv = ["predict", "--model", "results/phantom/ensemble/vnas", "--input", str(image)]
     _run([str(BIN / "vnas"), *argv, "--out", "seg.nii.gz", "--no-progress"], cwd=work)
     assert (work / "seg.nii.gz").stat().st_size > 0
+
+
+def test_params_yaml_takes_a_planned_block_and_refuses_nnunet_without_window(tmp_path) -> None:
+    """`preset: nnunet` with `hu_window:`/`spacing:` reaches `vnas preprocess`; without a
+    window the pipeline stops at once with one line saying how to get one."""
+    raw = tmp_path / "Dataset9_X"
+    raw.mkdir()
+    block = {"raw": str(raw), "preset": "nnunet", "hu_window": [-50, 150.5]}
+    block |= {"spacing": [2.0, 0.75, 0.75], "classes": {1: "x"}, "paper_preset": None}
+    config = tmp_path / "c.yaml"
+    repo = Path(__file__).resolve().parents[1]
+    # The rest of the block comes from the nih one, as if pasted from `vnas plan`.
+    nih = yaml.safe_load((repo / "params.yaml").read_text())["datasets"]["nih"]
+    config.write_text(yaml.safe_dump({"datasets": {"x": {**nih, **block, "manual": []}}}))
+    snake = [str(BIN / "snakemake"), "-n", "-p", "--configfile", str(config)]
+    dry = subprocess.run([*snake, "--", "data/preprocessed/x"], cwd=repo, capture_output=True,
+                         text=True)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "--preset nnunet --hu-window -50 150.5 --spacing 2.0 0.75 0.75" in dry.stdout
+    del block["hu_window"]
+    config.write_text(yaml.safe_dump({"datasets": {"x": {**nih, **block, "manual": []}}}))
+    dry = subprocess.run([*snake, "--", "data/preprocessed/x"], cwd=repo, capture_output=True,
+                         text=True)  # fmt: skip
+    lines = [ln for ln in (dry.stdout + dry.stderr).splitlines() if ln.startswith("vnas:")]
+    assert dry.returncode != 0 and len(lines) == 1, dry.stdout + dry.stderr
+    assert "datasets.x.hu_window" in lines[0] and "vnas plan" in lines[0]

@@ -79,9 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--overlap", type=overlap_fraction, default=0.5, help="suite: sliding-window overlap"
     )
-    parser.add_argument(
-        "--workers", type=non_negative_int, default=2, help="suite: loader workers"
-    )
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="suite: loader workers")
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -92,8 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--inference-levers",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="suite: time each inference lever, not only vnas vs MONAI (off "
-        "for a large --volume)",
+        help="suite: time each inference lever, not only vnas vs MONAI (off for a large --volume)",
     )
     parser.add_argument(
         "--sampling-iterations",

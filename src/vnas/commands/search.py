@@ -26,9 +26,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_common_args(parser)
     arch = parser.add_argument_group("architecture step (Adam on alpha, beta)")
-    arch.add_argument("--arch-lr", type=non_negative_float, default=3e-4, help="alpha/beta Adam learning rate")
     arch.add_argument(
-        "--arch-weight-decay", type=non_negative_float, default=1e-3, help="alpha/beta Adam weight decay"
+        "--arch-lr", type=non_negative_float, default=3e-4, help="alpha/beta Adam learning rate"
+    )
+    arch.add_argument(
+        "--arch-weight-decay",
+        type=non_negative_float,
+        default=1e-3,
+        help="alpha/beta Adam weight decay",
     )
     arch.add_argument(
         "--arch-betas",
