@@ -95,7 +95,7 @@ def test_table_random_row_ranks_and_search_verdict(tmp_path):
     out, md = tmp_path / "t.csv", tmp_path / "t.md"
     code = main(
         [
-            "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"), "--folds", "2",
+            "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"), "--n-folds", "2",
             "--method", "vnas", "V-NAS", "Search", "--random", "random-0", "random-1", "random-2",
             "--search-diagnostics", str(tmp_path / "diag.json"), "--out", str(out),
             "--markdown", str(md), "--summary-json", str(tmp_path / "m.json"),

@@ -59,7 +59,7 @@ def test_cli_writes_csv_markdown_and_dvc_metrics(tmp_path):
     code = main(
         [
             "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"),
-            "--folds", "2", "--method", "vnas", "V-NAS", "Search",
+            "--n-folds", "2", "--method", "vnas", "V-NAS", "Search",
             "--method", "mix", "Mix", "Mix", "--out", str(out),
             "--markdown", str(tmp_path / "t.md"), "--summary-json", str(tmp_path / "m.json"),
         ]
@@ -78,7 +78,7 @@ def test_cli_writes_csv_markdown_and_dvc_metrics(tmp_path):
 def test_missing_fold_metrics_is_a_one_line_error(tmp_path, capsys):
     write_metrics(tmp_path, "vnas", DSC["vnas"])
     code = main(
-        ["table", "--dataset", "d", "--eval-root", str(tmp_path), "--folds", "3",
+        ["table", "--dataset", "d", "--eval-root", str(tmp_path), "--n-folds", "3",
          "--method", "vnas", "V-NAS", "Search", "--out", str(tmp_path / "t.csv")]
     )  # fmt: skip
     assert code == 2

@@ -14,12 +14,14 @@ import signal
 import sys
 
 from vnas import __version__
+from vnas.commands.flags import apply_formatter
 from vnas.errors import VNASError
 
 # Subcommand modules, in the order ``vnas --help`` lists them.
 COMMAND_MODULES = (
     "arch",
     "synth",
+    "plan",
     "preprocess",
     "split",
     "export_nnunet",
@@ -28,6 +30,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "predict",
+    "ensemble",
     "table",
     "figures",
     "report",
@@ -53,6 +56,7 @@ def build_parser() -> argparse.ArgumentParser:
                 raise
             continue  # a subcommand not built yet
         module.register(subparsers)
+    apply_formatter(parser)  # defaults in --help come from the code, never typed by hand
     return parser
 
 

@@ -16,11 +16,21 @@ cuDNN's fast 3D kernels use), and ``sw_batch_size`` windows go through it at onc
 changes the arithmetic beyond float32 rounding. bfloat16 autocast on the CPU
 (``cpu_bf16``) is faster on CPUs with native bf16 instructions but changes predictions
 near class boundaries, so it stays off unless asked for.
+
+Ensembles and test-time mirroring (``vnas predict``, as nnU-Net predicts): several
+models and flipped copies of each window are averaged *inside* one sliding-window pass
+(the mean of their softmax outputs per window). The Gaussian blend is linear with the
+same weights for every model, so this equals averaging each model's blended whole-volume
+probabilities, with one pass over the windows and one accumulation buffer instead of
+one per model. MONAI has no flip-averaging wrapper for its inferers (its
+``TestTimeAugmentation`` draws random transforms to estimate uncertainty), so the few
+lines are written here.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -39,6 +49,7 @@ __all__ = [
     "WindowOptions",
     "fold_batchnorm",
     "inference_autocast",
+    "mirror_sets",
     "prepare_for_inference",
     "sliding_window_predict",
 ]
@@ -58,6 +69,8 @@ class WindowOptions:
     device: str | torch.device = "cpu"
     amp: bool = False
     cpu_bf16: bool = False
+    mirror_axes: tuple[int, ...] = ()
+    progress: bool = False
 
     def kwargs(self) -> dict:
         """The fields as keyword arguments of :func:`sliding_window_predict`."""
@@ -67,6 +80,8 @@ class WindowOptions:
             "device": self.device,
             "amp": self.amp,
             "cpu_bf16": self.cpu_bf16,
+            "mirror_axes": self.mirror_axes,
+            "progress": self.progress,
         }
 
 
@@ -140,8 +155,17 @@ def prepare_for_inference(
     return net
 
 
+def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every combination of the spatial ``axes`` (0 = D, 1 = H, 2 = W) to flip, the
+    identity first: ``(0, 1, 2)`` gives the 8 flips nnU-Net averages for 3D models."""
+    axes = sorted(set(int(a) for a in axes))
+    if any(a not in (0, 1, 2) for a in axes):
+        raise ValueError(f"mirror axes must be among 0, 1, 2 (D, H, W), got {axes}")
+    return [c for k in range(len(axes) + 1) for c in itertools.combinations(axes, k)]
+
+
 def sliding_window_predict(
-    model: nn.Module,
+    model: nn.Module | Sequence[nn.Module],
     image: np.ndarray | torch.Tensor,
     patch_size: Sequence[int],
     *,
@@ -155,12 +179,15 @@ def sliding_window_predict(
     pad_value: float = 0.0,
     return_probs: bool = False,
     progress: bool = False,
+    mirror_axes: Sequence[int] = (),
 ) -> Prediction:
     """Segment one whole volume with Gaussian-blended sliding windows.
 
     Args:
-        model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``; it is
-            put in eval mode and runs as :func:`prepare_for_inference`'s copy.
+        model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``, or
+            several (an ensemble, e.g. the folds' models: their softmax outputs are
+            averaged); each is put in eval mode and runs as
+            :func:`prepare_for_inference`'s copy.
         image: preprocessed volume ``(D, H, W)`` (one channel) or ``(C_in, D, H, W)``.
         patch_size: window size ``(D, H, W)``, the model's test patch.
         overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
@@ -172,7 +199,10 @@ def sliding_window_predict(
         fold_bn: fold BatchNorm into the convolutions (:func:`fold_batchnorm`).
         pad_value: intensity used where a window reaches past a volume smaller than it.
         return_probs: also return the blended probabilities.
-        progress: show MONAI's progress bar over the windows.
+        progress: show MONAI's progress bar (tqdm) over the windows.
+        mirror_axes: test-time mirroring: also predict every window flipped along each
+            combination of these spatial axes (0 = D, 1 = H, 2 = W), flip the
+            probabilities back and average (:func:`mirror_sets`).
 
     Returns:
         :class:`Prediction` with the uint8 label map ``(D, H, W)`` and, if asked, the
@@ -190,16 +220,31 @@ def sliding_window_predict(
         raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
     x = x[None].to(device)
 
-    model.eval()
-    net = prepare_for_inference(model, channels_last=channels_last, fold_bn=fold_bn)
+    models = [model] if isinstance(model, nn.Module) else list(model)
+    if not models:
+        raise ValueError("no model to predict with")
+    nets = []
+    for one in models:
+        one.eval()
+        nets.append(prepare_for_inference(one, channels_last=channels_last, fold_bn=fold_bn))
+    flips = [tuple(2 + a for a in axes) for axes in mirror_sets(mirror_axes)]  # N, C first
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            window = window.contiguous(memory_format=torch.channels_last_3d)
-        with inference_autocast(device, amp, cpu_bf16):
-            logits = net(window)
-        # Blend in float32 (and the default memory format) whatever the network ran in.
-        return torch.softmax(logits.float(), dim=1).contiguous()
+        total = None
+        for net in nets:
+            for dims in flips:
+                x = torch.flip(window, dims) if dims else window
+                if channels_last:
+                    x = x.contiguous(memory_format=torch.channels_last_3d)
+                with inference_autocast(device, amp, cpu_bf16):
+                    logits = net(x)
+                # Average in float32 (and the default memory format) whatever the network
+                # ran in.
+                probs = torch.softmax(logits.float(), dim=1)
+                if dims:
+                    probs = torch.flip(probs, dims)
+                total = probs if total is None else total + probs
+        return (total / (len(nets) * len(flips))).contiguous()
 
     with torch.inference_mode():
         probs = sliding_window_inference(

@@ -16,6 +16,8 @@ for all of them (README, "Reliability"):
    - NIfTI: the header's ``descrip`` field, ``vnas <command> <version>``;
    - HTML: ``<meta name="generator" content="vnas <command> <version>">``;
    - Markdown: a first line ``<!-- written by vnas <command> <version> -->``;
+   - NumPy ``.npz``: a ``written_by`` array holding the signature;
+   - YAML: a first line ``# written by vnas <command> <version>``;
    - CSV has no room for a signature: a CSV is overwritten only if its header row is
      the one the command is about to write;
    - any other file: never.
@@ -284,6 +286,17 @@ def _written_by(path: Path, command: str, csv_header: str | None) -> bool:
         return match is not None and _signed_by(match.group(1), command)
     if name.endswith(".md"):
         return _first_line(path).startswith(f"<!-- written by vnas {command} ")
+    if name.endswith((".yaml", ".yml")):
+        return _first_line(path).startswith(f"# written by vnas {command} ")
+    if name.endswith(".npz"):
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                mark = str(archive[SIGNATURE_KEY]) if SIGNATURE_KEY in archive else None
+        except (OSError, ValueError):  # not a readable .npz: not ours
+            return False
+        return _signed_by(mark, command)
     if name.endswith(".csv"):
         return csv_header is not None and _first_line(path) == csv_header
     return False

@@ -21,6 +21,10 @@ def check_config(config, schema_path):
         sys.exit(f"vnas: params.yaml: {where}: {problem}")
 
 
+# Presets for datasets the paper does not use: their HU window comes from params.yaml.
+PRESETS_WITHOUT_WINDOW = ("nnunet", "msd")
+
+
 def config_problems(config):
     """What the schema cannot say: names that must refer to a configured dataset, and
     where a synthetic dataset is written."""
@@ -34,6 +38,12 @@ def config_problems(config):
                     f"datasets.{name}.transfer_from",
                     f"{other!r} is not another dataset ({', '.join(names)})",
                 )
+        if cfg["preset"] in PRESETS_WITHOUT_WINDOW and cfg.get("hu_window") is None:
+            yield (
+                f"datasets.{name}.hu_window",
+                f"preset {cfg['preset']!r} has no HU window: set hu_window: [LOW, HIGH] "
+                "(`vnas plan --raw DIR` proposes one from the data)",
+            )
         if "synth" in cfg and cfg["raw"] != f"data/raw/{name}":
             yield (
                 f"datasets.{name}.raw",
@@ -67,6 +77,7 @@ DOWNLOAD_HELP = {
         "{raw}/dataset.json, {raw}/imagesTr/ and {raw}/labelsTr/ exist"
     ),
     "nnunet": "an nnU-Net v2 raw dataset (dataset.json, imagesTr/, labelsTr/) at {raw}/",
+    "msd": "an MSD task (dataset.json, imagesTr/, labelsTr/) at {raw}/",
 }
 
 
@@ -95,6 +106,17 @@ def raw_dir(wildcards):
             "synthetic phantom."
         )
     return raw
+
+
+def preprocess_overrides(wildcards):
+    """`--hu-window LO HI` and `--spacing SZ SY SX` where the dataset sets them."""
+    cfg = ds(wildcards)
+    args = []
+    if cfg.get("hu_window") is not None:
+        args += ["--hu-window", *(str(v) for v in cfg["hu_window"])]
+    if cfg.get("spacing") is not None:
+        args += ["--spacing", *(str(v) for v in cfg["spacing"])]
+    return args
 
 
 def folds(name):

@@ -63,7 +63,7 @@ rule experiment_split:
     log:
         "results/experiments/{experiment}/logs/split_{cue}.log",
     shell:
-        "vnas split --preprocessed {input:q} --folds {params.folds:q} --seed {params.seed:q} "
+        "vnas split --preprocessed {input:q} --n-folds {params.folds:q} --seed {params.seed:q} "
         "--out {output:q} 2> {log:q}"
 
 

@@ -31,7 +31,7 @@ rule table:
         "results/logs/{dataset}/table.log",
     shell:
         "vnas table --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
-        "--folds {params.folds:q} {params.methods:q} {params.random:q} "
+        "--n-folds {params.folds:q} {params.methods:q} {params.random:q} "
         "{params.diagnostics:q} --out {output.csv:q} "
         "--markdown {output.md:q} --summary-json {output.metrics:q} 2> {log:q}"
 
@@ -57,7 +57,7 @@ rule table_manual:
         "results/logs/{dataset}/table_manual.log",
     shell:
         "vnas table --grid --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
-        "--folds {params.folds:q} {params.methods:q} --out {output.csv:q} "
+        "--n-folds {params.folds:q} {params.methods:q} --out {output.csv:q} "
         "--markdown {output.md:q} 2> {log:q}"
 
 
