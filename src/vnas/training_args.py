@@ -1,6 +1,6 @@
 """The command-line flags ``vnas search`` and ``vnas train`` share, with the paper's defaults.
 
-Defaults (paper §4.1–4.4, SPEC §3–4); every one can be overridden on the command line:
+Defaults (paper §4.1–4.4; docs/conventions.md); every one can be overridden on the command line:
 
 - ``--iterations 40000``; SGD ``--lr 0.05``, ``--momentum 0.9``, ``--weight-decay 5e-4``,
   poly decay ``--poly-power 0.9``.
@@ -47,7 +47,7 @@ __all__ = [
     "preset_patches",
 ]
 
-#: ``(train patch, test patch)`` in (D, H, W) per dataset preset (SPEC §4).
+#: ``(train patch, test patch)`` in (D, H, W) per dataset preset (docs/conventions.md).
 PATCH_DEFAULTS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "nih": ((64, 96, 96), (64, 64, 64)),
     "lung": ((64, 64, 64), (64, 64, 64)),

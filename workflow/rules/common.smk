@@ -62,7 +62,7 @@ wildcard_constraints:
     fold=r"\d+",
     method=r"[A-Za-z0-9-]+",
 
-# Where each real dataset comes from and the layout vnas reads (SPEC §4).
+# Where each real dataset comes from and the layout vnas reads (docs/conventions.md).
 DOWNLOAD_HELP = {
     "nih": (
         "the NIH Pancreas-CT collection from TCIA (DICOM series, PANCREAS_0001/...) and "

@@ -19,7 +19,7 @@ __all__ = ["GOALS", "evaluate_goals", "load_results", "render_markdown"]
 
 FIXED = {"manual:2d/2d": "all-2D", "manual:3d/3d": "all-3D", "manual:p3d/p3d": "all-P3D"}
 
-#: (goal, target text) in the order of the issue.
+#: (goal, target text) in the order BENCHMARKS.md lists them.
 GOALS = (
     ("inference", "CPU: inference >= 1.5x MONAI's fp32 sw_batch_size=1 reference, Dice >= 0.999"),
     ("training", "CPU: all-3D training step (width 0.25) >= 35% of the matmul limit"),
@@ -439,7 +439,7 @@ def _sampling(sm: dict) -> list[str]:
 
 
 def evaluate_goals(results: dict[str, dict]) -> list[tuple[str, str, str]]:
-    """``(goal, measured, verdict)`` per goal of the issue, from whatever was measured."""
+    """``(goal, measured, verdict)`` per goal of BENCHMARKS.md, from whatever was measured."""
     rows = []
     infer = [r for k, r in results.items() if k.startswith("inference")]
     training, data = results.get("training"), results.get("data")

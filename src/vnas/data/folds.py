@@ -1,4 +1,4 @@
-"""Cross-validation folds (paper §4.1, SPEC §3): test = one fold, the rest train : val = 2 : 1.
+"""Cross-validation folds (paper §4.1; docs/conventions.md): test = one fold, the rest train : val = 2 : 1.
 
 ``folds.json``::
 

@@ -1,4 +1,4 @@
-"""Dataset presets: which raw layout to read and how to preprocess it (SPEC §4).
+"""Dataset presets: which raw layout to read and how to preprocess it (docs/conventions.md).
 
 A preset names a reader layout and the paper's preprocessing for that dataset:
 
@@ -60,7 +60,7 @@ class Preset:
 
 
 # NIH Pancreas-CT cases 25 and 70 are duplicates of other cases in the current TCIA
-# release (SPEC §4), so they are left out by default for the real data only.
+# release (docs/conventions.md), so they are left out by default for the real data only.
 NIH_DUPLICATES = (25, 70)
 
 PRESETS: dict[str, Preset] = {
