@@ -40,7 +40,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every available subcommand."""
+    """Build the top-level parser with every subcommand of ``COMMAND_MODULES``."""
     parser = argparse.ArgumentParser(
         prog="vnas",
         description="V-NAS: search 2D/3D/P3D convolutions per layer for CT segmentation.",
@@ -49,13 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"vnas.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"vnas.commands.{name}":
-                raise
-            continue  # a subcommand not built yet
-        module.register(subparsers)
+        # A module that fails to import is a packaging error: let it surface.
+        importlib.import_module(f"vnas.commands.{name}").register(subparsers)
     apply_formatter(parser)  # defaults in --help come from the code, never typed by hand
     return parser
 
