@@ -72,8 +72,8 @@ EXPERIMENT := results/experiments/known_answer
 experiment: $(STAMP)
 	$(BIN)/python workflow/scripts/timed_run.py --out $(EXPERIMENT)/run_time.json \
 		--label commit=$$(git rev-parse --short HEAD) -- \
-		$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT)/summary.json
-	$(BIN)/vnas experiment report --summary $(EXPERIMENT)/summary.json \
+		$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT)_summary.json
+	$(BIN)/vnas experiment report --summary $(EXPERIMENT)_summary.json \
 		--timing $(EXPERIMENT)/run_time.json --markdown EXPERIMENTS.md \
 		--images docs/images/experiments
 

@@ -89,10 +89,10 @@ def test_experiment_smoke_run_writes_its_summary_and_report(tmp_path, make_tiny_
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     root = "results/experiments/known_answer"
     command = [str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=2", "--",
-               f"{root}/summary.json"]  # fmt: skip
+               f"{root}_summary.json"]  # fmt: skip
     run = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=1500)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-4000:]
-    summary = json.loads((work / root / "summary.json").read_text())
+    summary = json.loads((work / f"{root}_summary.json").read_text())
     assert summary["written_by"].startswith("vnas experiment summarize")
     assert set(summary["cues"]) == {"through-plane", "in-plane"}
     assert {"shares", "mean_share", "difference", "p_value", "splits"} <= summary["h1"].keys()
@@ -124,7 +124,7 @@ def test_experiment_smoke_run_writes_its_summary_and_report(tmp_path, make_tiny_
         "load_average_1min": {"mean": 1.0, "min": 1.0, "max": 1.0, "samples": 1},
     }
     (work / "time.json").write_text(json.dumps(timing))  # fmt: skip
-    argv = ["experiment", "report", "--summary", f"{root}/summary.json", "--timing", "time.json",
+    argv = ["experiment", "report", "--summary", f"{root}_summary.json", "--timing", "time.json",
             "--markdown", "EXPERIMENTS.md", "--images", "docs/images/experiments"]  # fmt: skip
     report = subprocess.run([str(BIN / "vnas"), *argv], cwd=work, env=env, capture_output=True,
                             text=True, timeout=300)  # fmt: skip
