@@ -64,6 +64,17 @@ def test_vnas_arch_random_writes_trainable_arch_files(tmp_path):
     assert main(["arch", "random", "--samples", "0", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_a_two_word_command_may_replace_its_own_output(tmp_path):
+    out = tmp_path / "random"
+    argv = ["arch", "random", "--samples", "2", "--seed", "1", "--out", str(out)]
+    assert main(argv) == 0
+    assert main([*argv[:-2], "--seed", "2", "--out", str(out)]) == 0  # no --force needed
+    assert json.loads((out / "samples.json").read_text())["seed"] == 2
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("a user's file")
+    assert main([*argv[:-1], str(tmp_path / "other")]) == 2  # still refuses what it did not make
+
+
 # --- the table's Random row --------------------------------------------------------------
 
 DSC = {

@@ -95,8 +95,15 @@ def add_force_argument(parser: argparse.ArgumentParser, what: str = "--out") -> 
     )
 
 
+def _signer(text: str | None) -> str | None:
+    """The command of a ``"vnas <command> <version>"`` signature; commands may have two
+    words (``arch random``)."""
+    words = str(text or "").split()
+    return " ".join(words[1:-1]) if len(words) >= 3 and words[0] == "vnas" else None
+
+
 def _signed_by(text: str | None, command: str) -> bool:
-    return text is not None and text.split()[:2] == ["vnas", command]
+    return _signer(text) == command
 
 
 # --- rule 1: outputs apart from inputs --------------------------------------------------
@@ -155,9 +162,7 @@ def folder_maker(folder: str | Path) -> str | None:
         record = json.loads((Path(folder) / MARKER_NAME).read_text())
     except (OSError, ValueError):
         return None
-    text = record.get(SIGNATURE_KEY) if isinstance(record, dict) else None
-    words = str(text or "").split()
-    return words[1] if len(words) >= 2 and words[0] == "vnas" else None
+    return _signer(record.get(SIGNATURE_KEY) if isinstance(record, dict) else None)
 
 
 def write_marker(folder: str | Path, command: str) -> None:
