@@ -202,15 +202,20 @@ def _aspect(view: str, spacing: tuple[float, float, float]) -> float:
 
 
 def _overlay(
-    ax: plt.Axes, image: np.ndarray, pred: np.ndarray, truth: np.ndarray, aspect: float = 1.0
+    ax: plt.Axes,
+    image: np.ndarray,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    aspect: float = 1.0,
+    origin: str = "upper",
 ) -> None:
     lo, hi = np.percentile(image, (1, 99))
-    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, aspect=aspect)
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, origin=origin)
     for value in range(1, int(max(pred.max(), truth.max())) + 1):
         colour = CLASS_COLOURS[(value - 1) % len(CLASS_COLOURS)]
         mask = np.ma.masked_where(pred != value, pred)
         ax.imshow(mask, cmap=matplotlib.colors.ListedColormap([colour]), alpha=0.45,
-                  aspect=aspect)  # fmt: skip
+                  aspect=aspect, origin=origin)  # fmt: skip
         if (truth == value).any():
             ax.contour(truth == value, levels=[0.5], colors=[colour], linewidths=0.8)
     ax.set_xticks([])
@@ -269,8 +274,11 @@ def overlay_figure(
             take = {"indices": centre[view], "axis": axis}
             for col, method in enumerate(methods):
                 ax = axes[row, col]
+                # z (rows of coronal and sagittal views) grows upwards: head up, as
+                # radiologists look at it, for volumes in the usual LPS orientation.
                 _overlay(ax, np.take(image, **take), np.take(predictions[method][case_id], **take),
-                         np.take(truth, **take), _aspect(view, spacing))  # fmt: skip
+                         np.take(truth, **take), _aspect(view, spacing),
+                         "upper" if view == "axial" else "lower")  # fmt: skip
                 if offset == 0:
                     text = class_scores_text(scores[method].get(case_id, {}))
                     ax.set_title(f"{method}  #{case_id}\n{text}", fontsize=8)
