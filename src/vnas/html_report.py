@@ -193,7 +193,7 @@ def search_verdict(diagnostics: dict) -> str:
             "near-uniform cells": str(s["near_uniform_cells"]),
             "probability range": f"{s['prob_min']:.3f}–{s['prob_max']:.3f}",
             "mean entropy (1 = uniform)": f"{s['mean_entropy']:.3f}",
-            "code": f"{code.encoder_code} / {code.decoder_code}",
+            "code": f"`{code.encoder_code} / {code.decoder_code}`",
         })  # fmt: skip
     lines = ["## Did the search decide?", "", f"Rule: {diagnostics['rule']}.", "",
              markdown_table(pd.DataFrame(rows))]  # fmt: skip
@@ -229,7 +229,11 @@ class ReportInputs:
 def _sections(inputs: ReportInputs) -> list[str]:
     """The report's Markdown sections before the figures: tables, verdict, codes,
     settings."""
-    sections = [Path(table).read_text() for table in inputs.tables]
+    # the tables without their signature line (an HTML comment: vnas table wrote them)
+    sections = [
+        re.sub(r"^<!-- written by vnas .*-->\n", "", Path(table).read_text(), flags=re.M)
+        for table in inputs.tables
+    ]
     if inputs.diagnostics is not None:
         sections.append(search_verdict(inputs.diagnostics))
     codes = architecture_codes([Path(s) for s in inputs.searches], inputs.arch)

@@ -342,7 +342,7 @@ def grid_markdown(grid: pd.DataFrame, title: str, table: pd.DataFrame | None = N
             run (not in the dataset's ``manual`` list).
     """
     ran = set(table["method"]) if table is not None else set()
-    lines = [f"# {title}", ""]
+    lines, used = [f"# {title}", ""], set()
     for class_name, block in grid.groupby(level="class", sort=False):
         block = block.droplevel("class")
         best = np.nanmax(block.to_numpy()) if block.notna().any().any() else np.nan
@@ -350,17 +350,20 @@ def grid_markdown(grid: pd.DataFrame, title: str, table: pd.DataFrame | None = N
         for decoder in block.columns:
             cells = []
             for encoder, value in block[decoder].items():
-                if not np.isnan(value):
-                    cells.append(f"**{value:.2f}**" if value == best else f"{value:.2f}")
+                if not np.isnan(value):  # bold: the best, unless every run scored 0
+                    cells.append(f"**{value:.2f}**" if value == best > 0 else f"{value:.2f}")
                 else:
                     cells.append(NO_SCORE if f"{encoder}/{decoder}" in ran else NOT_RUN)
+                    used.add(cells[-1])
             rows[decoder] = cells
         lines += [f"## {class_name}: mean DSC (%)", "", markdown_table(pd.DataFrame(rows)), ""]
-    lines += [
-        f"*{NOT_RUN}*: the configuration is not in the dataset's `manual` list in "
-        f"params.yaml. *{NO_SCORE}*: it was trained and evaluated, but no test case got a "
-        "DSC. Bold: the best configuration.",
-    ]
+    why = {
+        NOT_RUN: f"*{NOT_RUN}*: the configuration is not in the dataset's `manual` list in "
+        "params.yaml.",
+        NO_SCORE: f"*{NO_SCORE}*: it was trained and evaluated, but no test case got a DSC.",
+    }
+    lines.append(" ".join([*(why[k] for k in (NOT_RUN, NO_SCORE) if k in used),
+                           "Bold: the best configuration."]))  # fmt: skip
     return "\n".join(lines).rstrip() + "\n"
 
 
