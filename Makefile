@@ -56,10 +56,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports.
+# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports, and
+# docs/demo.md (the README's demo results, written from them by `vnas report --markdown`).
 # On a CPU the "gpu" resource just counts concurrent training jobs (threads: 1 each).
 demo: $(STAMP)
-	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all docs/demo.md
 	$(BIN)/snakemake --cores 2 --report results/report/synthetic_snakemake.html -- all
 	@echo
 	@cat results/tables/synthetic.md

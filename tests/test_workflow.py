@@ -126,8 +126,12 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
     # the α/β lr after the demo's rule: 3e-4 x 36,800 / 2 architecture steps
     assert "<td>5.52 (matched_movement)</td>" in html
     # the search's verdict next to the V-NAS row, the notes and the per-search table
-    md = (work / "results/tables/synthetic.md").read_text()
+    md = " ".join((work / "results/tables/synthetic.md").read_text().split())  # unpadded
     assert "| V-NAS | Search (" in md and "The search ended " in md and "of 3 |" in md
+    # captions, the revision (this copy is not a git repository) and the codes
+    assert html.count("<figcaption>") == len(figures) and "<code>unknown</code>" in html
+    arch = json.loads((work / "results/synthetic/arch.json").read_text())
+    assert f"<code>{arch['code']['encoder']}</code>" in html and "aggregate (V-NAS)" in html
     assert "Did the search decide?" in html and "Random (n=2)" in html
     diagnostics = json.loads((work / "results/synthetic/diagnostics.json").read_text())
     assert [s["name"] for s in diagnostics["searches"]] == ["fold0", "fold1"]
@@ -135,6 +139,22 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
     for fold in range(2):
         search = work / f"results/synthetic/search/fold{fold}/diagnostics.json"
         assert json.loads(search.read_text())["arch_lr"] == pytest.approx(5.52)
+
+
+@pytest.mark.slow
+def test_demo_doc_is_written_from_the_run(tiny_local_run):
+    """`make demo`'s docs/demo.md: the run's table, searched code and figures."""
+    work = tiny_local_run
+    snakemake("--cores", "1", "--", "docs/demo.md", cwd=work)
+    text = (work / "docs/demo.md").read_text()
+    table = (work / "results/tables/synthetic.md").read_text()
+    first_row = next(line for line in table.splitlines() if line.startswith("| V-NAS"))
+    assert first_row in text  # the table's rows, as the table has them
+    arch = json.loads((work / "results/synthetic/arch.json").read_text())
+    assert f"`{arch['code']['encoder']}`" in text and f"`{arch['code']['decoder']}`" in text
+    for name in ("overlays", "curves", "arch_probabilities"):
+        assert f"](images/demo/{name}.png)" in text
+        assert (work / f"docs/images/demo/{name}.png").is_file()
 
 
 @pytest.mark.slow

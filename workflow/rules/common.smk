@@ -242,12 +242,33 @@ def method_args(dataset, methods):
     return args
 
 
-def report_tables(wildcards):
+def report_tables(name):
     """The main table, and the manual grid where the dataset configures one."""
-    tables = [f"results/tables/{wildcards.dataset}.md"]
-    if ds(wildcards)["manual"]:
-        tables.append(f"results/tables/{wildcards.dataset}_manual.md")
+    tables = [f"results/tables/{name}.md"]
+    if ds(name)["manual"]:
+        tables.append(f"results/tables/{name}_manual.md")
     return tables
+
+
+#: The figures `vnas figures` draws (rule figures), in the report's order.
+FIGURES = ("overlays", "curves", "arch_probabilities", "search_trajectories", "search_entropy")
+
+
+def report_inputs(name):
+    """The inputs of `vnas report` for a dataset: tables, figures, searches, codes."""
+    return {
+        "tables": report_tables(name),
+        "figures": expand(
+            "results/figures/{dataset}/{figure}.png",
+            dataset=name,
+            figure=FIGURES,
+        ),
+        "diagnostics": f"results/{name}/diagnostics.json",
+        "arch": f"results/{name}/arch.json",
+        "searches": expand(
+            "results/{dataset}/search/fold{fold}/arch.json", dataset=name, fold=folds(name)
+        ),
+    }
 
 
 def random_args(name):

@@ -60,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="`vnas aggregate --diagnostics` output: say next to the V-NAS row whether the "
         "search was decided",
     )
+    parser.add_argument(
+        "--preset",
+        help="the dataset's reader preset: where the paper reports V-NAS and Mix on the same "
+        "dataset and class, the sentence under the table quotes its difference",
+    )
     parser.add_argument("--grid", action="store_true", help="render the manual grid")
     parser.add_argument("--out", required=True, help="CSV output")
     parser.add_argument("--markdown", help="Markdown output")
@@ -99,11 +104,11 @@ def run(args: argparse.Namespace) -> int:
     if args.grid:
         grid = manual_grid(table)
         csv = grid.to_csv()
-        markdown = grid_markdown(grid, f"{args.dataset}: manual configurations")
+        markdown = grid_markdown(grid, f"{args.dataset}: manual configurations", table)
     else:
         csv = table.round(4).to_csv(index=False)
         title = f"{args.dataset}: {args.n_folds}-fold cross-validation"
-        markdown = to_markdown(table, title, search=search, ranks=ranks)
+        markdown = to_markdown(table, title, search=search, ranks=ranks, preset=args.preset)
     # Every output is checked before the first is written: all or none change.
     inputs = {"--eval-root": args.eval_root, "--search-diagnostics": args.search_diagnostics}
     claim = {"command": "table", "inputs": inputs, "force": args.force}
