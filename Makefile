@@ -1,14 +1,15 @@
 # vnas: the two entry points are `make demo` and `make test`; both install on first use.
-# Every target is idempotent: the venv is rebuilt only when pyproject.toml or
-# constraints.txt change (tracked by the stamp file).
+# Every target is idempotent: the venv is rebuilt only when pyproject.toml,
+# constraints.txt or requirements.lock change (tracked by the stamp file).
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml
+.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -17,16 +18,32 @@ help:
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
 	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
 	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
+	@echo "make lock    re-resolve requirements.lock (and workflow/envs/vnas.yaml) from pyproject.toml"
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+# Exactly the locked versions, each checked against its hash; --no-deps so that nothing
+# outside the lock comes in. Then vnas itself, editable (its code is this checkout).
+$(STAMP): pyproject.toml constraints.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	# torch first, pinned, so that nothing pulls a CUDA build
-	$(BIN)/python -m pip install --quiet -c constraints.txt "torch==2.13.0"
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(BIN)/python -m pip install --quiet --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve the lock from pyproject.toml's ranges with pip-tools (pip-compile): newest
+# versions that fit, torch held to constraints.txt (the CPU wheel in pip's find-links;
+# the CUDA wheels on PyPI are never considered), sha256 of every file. Then the conda
+# environment file is rewritten with the same pins. Review the diff, `make install`,
+# `make test`, commit both files.
+# vnas itself is left out of the lock (--unsafe-package vnas: its "test" extra names it).
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "pip-tools>=7.4"
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --extra test \
+		--generate-hashes --no-allow-unsafe --unsafe-package vnas --strip-extras \
+		--no-emit-index-url --no-emit-find-links -c constraints.txt -o $(LOCK) pyproject.toml
+	$(BIN)/python workflow/scripts/conda_env.py
 
 test: $(STAMP)
 	$(BIN)/ruff check src tests
@@ -40,10 +57,11 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports.
+# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports, and
+# docs/demo.md (the README's demo results, written from them by `vnas report --markdown`).
 # On a CPU the "gpu" resource just counts concurrent training jobs (threads: 1 each).
 demo: $(STAMP)
-	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all docs/demo.md
 	$(BIN)/snakemake --cores 2 --report results/report/synthetic_snakemake.html -- all
 	@echo
 	@cat results/tables/synthetic.md
@@ -56,8 +74,8 @@ EXPERIMENT := results/experiments/known_answer
 experiment: $(STAMP)
 	$(BIN)/python workflow/scripts/timed_run.py --out $(EXPERIMENT)/run_time.json \
 		--label commit=$$(git rev-parse --short HEAD) -- \
-		$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT)/summary.json
-	$(BIN)/vnas experiment report --summary $(EXPERIMENT)/summary.json \
+		$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT)_summary.json
+	$(BIN)/vnas experiment report --summary $(EXPERIMENT)_summary.json \
 		--timing $(EXPERIMENT)/run_time.json --markdown EXPERIMENTS.md \
 		--images docs/images/experiments
 

@@ -9,9 +9,15 @@
 # params.yaml is the one configuration; every value reaches the rules that use it as a
 # `params:` entry, so changing it reruns exactly those jobs.
 
+import os
+
 from snakemake.utils import min_version
 
 min_version("9.0")
+
+# The checkout the rules' conda environment installs vnas from (its post-deploy script
+# reads it; set here, not asserted with `envvars:`, since no user has to set it).
+os.environ.update(VNAS_SOURCE=workflow.basedir)
 
 
 configfile: "params.yaml"
@@ -31,16 +37,20 @@ localrules:
     all_searches,
     all_models,
     all_evaluations,
+    all_ensembles,
+    ensemble,
 
 
 DEFAULT = config["dataset"]
 
 
 rule all:
-    """Tables, figures and report of the default dataset (params.yaml: `dataset`)."""
+    """Tables, figures and report of the default dataset (params.yaml: `dataset`), and
+    each table method's fold ensemble, ready for `vnas predict`."""
     input:
         f"results/tables/{DEFAULT}.csv",
         f"results/report/{DEFAULT}.html",
+        expand("results/{d}/ensemble/{m}/ensemble.json", d=DEFAULT, m=table_methods(DEFAULT)),
 
 
 # One target per pipeline step of the default dataset: dvc.yaml's stages ask for these.
@@ -67,3 +77,8 @@ rule all_evaluations:
             m=all_methods(DEFAULT),
             k=folds(DEFAULT),
         ),
+
+
+rule all_ensembles:
+    input:
+        expand("results/{d}/ensemble/{m}/ensemble.json", d=DEFAULT, m=table_methods(DEFAULT)),

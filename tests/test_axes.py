@@ -1,4 +1,4 @@
-"""The paper's x×y×z kernel notation maps to torch (D, H, W) = (z, y, x) (SPEC §1)."""
+"""The paper's x×y×z kernel notation maps to torch (D, H, W) = (z, y, x) (docs/conventions.md)."""
 
 import pytest
 import torch

@@ -199,7 +199,7 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
     prep = ["preprocess", "--preset", "synthetic-pancreas", "--no-progress", "--raw"]
     train = ["train", "--arch", "unet3d", "--preprocessed", pre, "--fold", "0"]
     train += ["--iterations", "1", *TINY]
-    table = ["table", "--dataset", "x", "--eval-root", str(s / "eval"), "--folds", "1"]
+    table = ["table", "--dataset", "x", "--eval-root", str(s / "eval"), "--n-folds", "1"]
     table += ["--method", "m", "M", "Search"]
     figures = ["figures", "--results", str(s / "results"), "--raw", raw, "--methods", "m"]
     figures += ["--preset", "synthetic-pancreas"]
@@ -215,16 +215,16 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
 
     return [
         # 2. predict over its input
-        case("predict onto its input", "is also the input --input", *predict, ct, "--output", ct),
+        case("predict onto its input", "is also the input --input", *predict, ct, "--out", ct),
         case(
             "predict into its own folder",
             "is also the input --input",
-            *predict, str(s / "images"), "--output", str(s / "images"),
+            *predict, str(s / "images"), "--out", str(s / "images"),
         ),
         case(
             "predict into the DICOM folder",
             "lies inside the input --input",
-            *predict, str(s / "dicom"), "--output", str(s / "dicom" / "seg.nii.gz"),
+            *predict, str(s / "dicom"), "--out", str(s / "dicom" / "seg.nii.gz"),
         ),
         # 3. existing outputs replaced without asking
         case("preprocess into raw's parent", "contains the input", *prep, raw, "--out", f"{s}"),
@@ -250,7 +250,7 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
             *table, "--out", str(s / "made.csv"), "--markdown", str(s / "mine.md"),
         ),
         case("report over a page", not_ours, "report", "--dataset", "x", "--out", f"{s}/mine.html"),
-        case("predict over a NIfTI", not_ours, *predict, ct, "--output", str(s / "mine.nii.gz")),
+        case("predict over a NIfTI", not_ours, *predict, ct, "--out", str(s / "mine.nii.gz")),
         case(
             "export into its model folder",
             "lies inside the input --model",
@@ -270,7 +270,7 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
         case("export-nnunet into a foreign folder", foreign, *export, "--out", mine),
         case("evaluate into a foreign folder", foreign, *evaluate, mine),
         case("synth into a foreign folder", foreign, *synth, mine),
-        case("predict into a foreign folder", foreign, *predict, f"{s}/images", "--output", mine),
+        case("predict into a foreign folder", foreign, *predict, f"{s}/images", "--out", mine),
         case("figures into a foreign folder", foreign, *figures, "--out", mine),
         case("train into a foreign folder", "no vnas run", *train, "--folds", folds, "--out", mine),
         # 5. label geometry
@@ -288,7 +288,7 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
         case(
             "predict a DICOM folder holding a NIfTI",
             "holds both DICOM .* and NIfTI",
-            *predict, str(s / "dicom_mixed"), "--output", str(s / "seg8.nii.gz"),
+            *predict, str(s / "dicom_mixed"), "--out", str(s / "seg8.nii.gz"),
         ),
         # 9. smaller defects
         case("preprocess --out .", "current directory", *prep, raw, "--out", ".", cwd=s / "cwd"),
@@ -320,7 +320,7 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
         case(
             "predict a folder with a corrupt image",
             "case1.nii.gz",
-            *predict, str(s / "images_bad"), "--output", str(s / "segs"),
+            *predict, str(s / "images_bad"), "--out", str(s / "segs"),
         ),
     ]  # fmt: skip
 

@@ -170,7 +170,7 @@ def test_predict_engines_agree(model_dir, tmp_path) -> None:
     labels = {}
     for engine in ("torch", "onnxruntime"):
         out = tmp_path / f"{engine}.nii.gz"
-        argv = ["predict", "--model", str(model_dir), "--input", str(src), "--output", str(out)]
+        argv = ["predict", "--model", str(model_dir), "--input", str(src), "--out", str(out)]
         assert main([*argv, "--device", "cpu", "--engine", engine]) == 0
         labels[engine] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert 0 < labels["torch"].mean() < 1
@@ -179,7 +179,7 @@ def test_predict_engines_agree(model_dir, tmp_path) -> None:
 
 def test_engine_errors_are_one_line(model_dir, tmp_path, capsys) -> None:
     argv = ["predict", "--model", str(model_dir), "--input", str(tmp_path / "none.nii.gz")]
-    argv += ["--output", str(tmp_path / "o.nii.gz"), "--device", "cpu"]
+    argv += ["--out", str(tmp_path / "o.nii.gz"), "--device", "cpu"]
     ct = tmp_path / "none.nii.gz"
     sitk.WriteImage(sitk.GetImageFromArray(np.zeros((8, 16, 16), np.float32)), str(ct))
     assert main([*argv, "--engine", "onnxruntime", "--cpu-bf16"]) == 2

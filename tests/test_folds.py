@@ -31,7 +31,7 @@ def test_folds_partition_the_cases(n_cases: int) -> None:
 def test_same_seed_same_file_other_seed_differs(tmp_path: Path, synthetic_dataset) -> None:
     pre = str(synthetic_dataset["preprocessed"])
     for name, seed in (("a", 0), ("b", 0), ("c", 5)):
-        assert main(["split", "--preprocessed", pre, "--folds", "4", "--seed", str(seed),
+        assert main(["split", "--preprocessed", pre, "--n-folds", "4", "--seed", str(seed),
                      "--out", str(tmp_path / f"{name}.json")]) == 0  # fmt: skip
     a, b, c = ((tmp_path / f"{n}.json").read_text() for n in "abc")
     assert a == b and a != c
@@ -44,7 +44,7 @@ def test_same_seed_same_file_other_seed_differs(tmp_path: Path, synthetic_datase
 def test_fewer_cases_than_folds_is_a_clear_error(tmp_path: Path, synthetic_dataset, capsys):
     out = tmp_path / "folds.json"
     assert main(["split", "--preprocessed", str(synthetic_dataset["preprocessed"]),
-                 "--folds", "9", "--out", str(out)]) == 2  # fmt: skip
+                 "--n-folds", "9", "--out", str(out)]) == 2  # fmt: skip
     err = capsys.readouterr().err.strip()
     assert err.startswith("vnas: error:") and "8 cases into 9 folds" in err
     assert not out.exists()

@@ -1,4 +1,4 @@
-"""Architecture codes, presets and arch JSON files (SPEC §2)."""
+"""Architecture codes, presets and arch JSON files (docs/conventions.md)."""
 
 import json
 
@@ -19,7 +19,7 @@ from vnas.genotype import (
     write_arch_json,
 )
 
-# The paper's codes, copied from SPEC §2 (Tables 1–3).
+# The paper's codes, as the paper prints them (Tables 1–3; docs/conventions.md).
 PAPER_CODES = {
     "nih-paper": ("0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0", "0 0 1 0 1"),
     "lung-paper": ("0 0 0, 1 2 0 1, 2 1 2 0 0 0, 0 0 0", "0 0 2 1 1"),

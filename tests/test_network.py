@@ -127,7 +127,7 @@ def test_every_conv_is_same_padded_and_only_stem_and_first_cells_stride():
 
 @pytest.mark.parametrize("op", [0, 1, 2])
 def test_fixed_kernels_per_choice(op):
-    """Every conv of every cell of a manual op/op network has the SPEC kernel."""
+    """Every conv of every cell of a manual op/op network has the kernel of docs/network.md."""
     model = net(Genotype.uniform(op, op))
     for cell in model.encoder_cells:
         assert len(cell.branches) == 1

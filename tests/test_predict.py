@@ -1,4 +1,5 @@
-"""vnas predict: geometry of the written label, input kinds, and bad input."""
+"""vnas predict: geometry of the written label, input kinds, ensembles, test-time mirroring,
+probabilities, and bad input."""
 
 from __future__ import annotations
 
@@ -39,10 +40,10 @@ def _ct(shape_zyx=(12, 36, 40), seed: int = 0) -> sitk.Image:
     return image
 
 
-def _model_dir(tmp_path: Path, arch: str = "unet3d") -> Path:
-    folder = tmp_path / "model"
+def _model_dir(tmp_path: Path, arch: str = "unet3d", name: str = "model", seed: int = 0) -> Path:
+    folder = tmp_path / name
     folder.mkdir()
-    torch.manual_seed(0)
+    torch.manual_seed(seed)
     model = build_model(arch, in_channels=1, num_classes=2, width=0.125)
     torch.save(model.state_dict(), folder / "model.pt")
     config = {
@@ -61,8 +62,9 @@ def _model_dir(tmp_path: Path, arch: str = "unet3d") -> Path:
     return folder
 
 
-def _predict(model: Path | str, source: Path, output: Path, *extra: str) -> int:
-    argv = ["predict", "--model", str(model), "--input", str(source), "--output", str(output)]
+def _predict(model: Path | str | list, source: Path, output: Path, *extra: str) -> int:
+    models = [str(m) for m in model] if isinstance(model, list) else [str(model)]
+    argv = ["predict", "--model", *models, "--input", str(source), "--out", str(output)]
     return main([*argv, "--device", "cpu", *extra])
 
 
@@ -168,3 +170,121 @@ def test_patch_the_network_cannot_take(tmp_path: Path, capsys) -> None:
     model = _model_dir(tmp_path)
     err = _error(capsys, _predict(model, good, tmp_path / "s.nii.gz", "--patch", "16", "30", "32"))
     assert "16x30x32" in err
+
+
+# --- ensembles and test-time mirroring ----------------------------------------------------
+
+
+def _conv_net(seed: int, kernel: int = 3) -> nn.Module:
+    """A small spatial conv net (not flip-equivariant: its kernels are random)."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv3d(1, 4, kernel, padding=kernel // 2), nn.ReLU(), nn.Conv3d(4, 3, 1)
+    )
+
+
+def test_ensemble_of_two_models_is_the_mean_of_their_softmax() -> None:
+    from vnas.inference import sliding_window_predict
+
+    volume = np.random.default_rng(0).normal(size=(20, 30, 26)).astype(np.float32)
+    kw = {"overlap": 0.5, "sw_batch_size": 2, "amp": False, "return_probs": True}
+    a, b = _conv_net(1), _conv_net(2)
+    prob_a = sliding_window_predict(a, volume, (16, 16, 16), **kw).probs
+    prob_b = sliding_window_predict(b, volume, (16, 16, 16), **kw).probs
+    both = sliding_window_predict([a, b], volume, (16, 16, 16), **kw)
+    np.testing.assert_allclose(both.probs, (prob_a + prob_b) / 2, atol=1e-5)
+    np.testing.assert_array_equal(both.labels, both.probs.argmax(0))
+    assert np.abs(prob_a - prob_b).max() > 0.05  # two different models: the mean is news
+
+
+def test_mirroring_a_flip_equivariant_model_changes_nothing() -> None:
+    from vnas.inference import sliding_window_predict
+
+    volume = np.random.default_rng(1).normal(size=(20, 30, 26)).astype(np.float32)
+    kw = {"overlap": 0.5, "sw_batch_size": 2, "amp": False, "return_probs": True}
+    pointwise = _conv_net(3, kernel=1)  # 1x1x1 convolutions commute with every flip
+    plain = sliding_window_predict(pointwise, volume, (16, 16, 16), **kw).probs
+    mirrored = sliding_window_predict(
+        pointwise, volume, (16, 16, 16), mirror_axes=(0, 1, 2), **kw
+    ).probs
+    np.testing.assert_allclose(mirrored, plain, atol=1e-5)
+    # The flips do happen: a 3x3x3 net with random kernels is not flip-equivariant.
+    spatial = _conv_net(3)
+    plain = sliding_window_predict(spatial, volume, (16, 16, 16), **kw).probs
+    mirrored = sliding_window_predict(
+        spatial, volume, (16, 16, 16), mirror_axes=(0, 1, 2), **kw
+    ).probs
+    assert np.abs(mirrored - plain).max() > 1e-3
+
+
+def test_mirror_sets_are_nnunets_eight_flips() -> None:
+    from vnas.data.augment import FLIP_AXES
+    from vnas.inference import mirror_sets
+
+    assert FLIP_AXES == (0, 1, 2)  # training flips z, y and x (vnas.data.augment)
+    sets = mirror_sets(FLIP_AXES)
+    assert len(sets) == 8 and sets[0] == () and len(set(sets)) == 8
+
+
+def test_ensemble_prediction_geometry_and_probabilities(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(src))
+    fold0 = _model_dir(tmp_path, name="fold0", seed=0)
+    fold1 = _model_dir(tmp_path, name="fold1", seed=1)
+    out = tmp_path / "out" / "seg.nii.gz"
+    assert _predict([fold0, fold1], src, out, "--save-probabilities") == 0
+    assert "with 2 model(s), mirrored along z, y and x" in capsys.readouterr().out  # default
+    seg, ref = sitk.ReadImage(str(out)), sitk.ReadImage(str(src))
+    assert seg.GetSize() == ref.GetSize()
+    np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), atol=1e-6)
+    np.testing.assert_allclose(seg.GetOrigin(), ref.GetOrigin(), atol=1e-4)
+    np.testing.assert_allclose(seg.GetDirection(), ref.GetDirection(), atol=1e-6)
+    with np.load(tmp_path / "out" / "seg.npz") as saved:
+        probs = saved["probabilities"]
+        assert list(saved["class_names"]) == ["background", "pancreas"]
+    assert probs.dtype == np.float32 and probs.shape == (2, *sitk.GetArrayFromImage(ref).shape)
+    np.testing.assert_allclose(probs.sum(0), 1.0, atol=1e-4)
+    # no resampling in these settings: the label is the argmax of the saved probabilities
+    np.testing.assert_array_equal(sitk.GetArrayFromImage(seg), probs.argmax(0))
+
+    # An ensemble folder (`vnas ensemble`) predicts exactly what the two folders do, and
+    # a rerun replaces its own label and probabilities without --force.
+    ensemble = tmp_path / "ensemble"
+    assert main(["ensemble", "--model", str(fold0), str(fold1), "--out", str(ensemble)]) == 0
+    assert json.loads((ensemble / "ensemble.json").read_text())["models"] == [
+        "../fold0",
+        "../fold1",
+    ]
+    again = tmp_path / "again.nii.gz"
+    assert _predict(ensemble, src, again) == 0
+    np.testing.assert_array_equal(
+        sitk.GetArrayFromImage(sitk.ReadImage(str(again))), sitk.GetArrayFromImage(seg)
+    )
+    assert _predict(ensemble, src, out, "--save-probabilities") == 0
+
+
+def test_models_that_disagree_are_refused(tmp_path: Path, capsys) -> None:
+    good = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(good))
+    fold0 = _model_dir(tmp_path, name="fold0")
+    fold1 = _model_dir(tmp_path, name="fold1")
+    config = json.loads((fold1 / "config.json").read_text())
+    config["preprocessing"]["hu_window"] = [-1000.0, 1000.0]
+    (fold1 / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "seg.nii.gz"
+    err = _error(capsys, _predict([fold0, fold1], good, out))
+    assert "disagree on preprocessing" in err and str(fold1) in err
+    err = _error(capsys, main(["ensemble", "--model", str(fold0), str(fold1), "--out", "e"]))
+    assert "disagree on preprocessing" in err
+    assert not out.exists() and not Path("e").exists()
+
+
+def test_output_is_a_deprecated_spelling_of_out(tmp_path: Path, capsys) -> None:
+    src = tmp_path / "ct.nii.gz"
+    sitk.WriteImage(_ct(), str(src))
+    model = _model_dir(tmp_path)
+    out = tmp_path / "seg.nii.gz"
+    argv = ["predict", "--model", str(model), "--input", str(src), "--output", str(out)]
+    assert main([*argv, "--device", "cpu", "--no-progress"]) == 0
+    assert "vnas: warning: --output is deprecated, use --out" in capsys.readouterr().err
+    assert out.is_file()

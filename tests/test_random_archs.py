@@ -64,6 +64,17 @@ def test_vnas_arch_random_writes_trainable_arch_files(tmp_path):
     assert main(["arch", "random", "--samples", "0", "--out", str(tmp_path / "x")]) == 2
 
 
+def test_a_two_word_command_may_replace_its_own_output(tmp_path):
+    out = tmp_path / "random"
+    argv = ["arch", "random", "--samples", "2", "--seed", "1", "--out", str(out)]
+    assert main(argv) == 0
+    assert main([*argv[:-2], "--seed", "2", "--out", str(out)]) == 0  # no --force needed
+    assert json.loads((out / "samples.json").read_text())["seed"] == 2
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "notes.txt").write_text("a user's file")
+    assert main([*argv[:-1], str(tmp_path / "other")]) == 2  # still refuses what it did not make
+
+
 # --- the table's Random row --------------------------------------------------------------
 
 DSC = {
@@ -95,7 +106,7 @@ def test_table_random_row_ranks_and_search_verdict(tmp_path):
     out, md = tmp_path / "t.csv", tmp_path / "t.md"
     code = main(
         [
-            "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"), "--folds", "2",
+            "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"), "--n-folds", "2",
             "--method", "vnas", "V-NAS", "Search", "--random", "random-0", "random-1", "random-2",
             "--search-diagnostics", str(tmp_path / "diag.json"), "--out", str(out),
             "--markdown", str(md), "--summary-json", str(tmp_path / "m.json"),
@@ -110,7 +121,7 @@ def test_table_random_row_ranks_and_search_verdict(tmp_path):
     assert row["dsc_std"] == pytest.approx(100 * np.std([0.5, 0.825, 0.75]), abs=1e-3)
     assert (row["dsc_max"], row["dsc_min"], row["dsc_median"]) == pytest.approx((82.5, 50, 75))
     assert row["n_cases"] == 4
-    text = md.read_text()
+    text = " ".join(md.read_text().split())  # tabulate pads the cells
     assert "| V-NAS | Search (undecided) |" in text
     assert "| Random (n=3) | Random | 69.17 ± 13.89 | 82.50 | 50.00 | 75.00 |" in text
     assert "| 0 | 85.00 | 50.00 | 60.00 | 95.00 | 2 of 4 |" in text

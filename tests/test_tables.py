@@ -59,7 +59,7 @@ def test_cli_writes_csv_markdown_and_dvc_metrics(tmp_path):
     code = main(
         [
             "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"),
-            "--folds", "2", "--method", "vnas", "V-NAS", "Search",
+            "--n-folds", "2", "--method", "vnas", "V-NAS", "Search",
             "--method", "mix", "Mix", "Mix", "--out", str(out),
             "--markdown", str(tmp_path / "t.md"), "--summary-json", str(tmp_path / "m.json"),
         ]
@@ -67,18 +67,58 @@ def test_cli_writes_csv_markdown_and_dvc_metrics(tmp_path):
     assert code == 0
     table = pd.read_csv(out)
     assert list(table["method"]) == ["V-NAS", "Mix"]
-    md = (tmp_path / "t.md").read_text()
+    md = " ".join((tmp_path / "t.md").read_text().split())  # tabulate pads the cells
     assert "| V-NAS | Search | 75.00 ± 11.18 | 90.00 | 60.00 | 75.00 |" in md
-    # the honest verdict: the search loses to Mix here
-    assert "V-NAS does not beat the Mix baseline on mean DSC here (-5.00 points" in md
+    # the honest verdict: the search loses to Mix here; no paper number for a dataset
+    # (no --preset) the paper did not report
+    assert "V-NAS does not beat the Mix baseline on mean pancreas DSC here (-5.00 points)." in md
+    assert "paper" not in md
     metrics = json.loads((tmp_path / "m.json").read_text())
     assert metrics["Mix"]["pancreas_mean_dsc"] == pytest.approx(80.0)
+
+
+def _table(dsc: dict[str, float], class_name: str = "cancer") -> pd.DataFrame:
+    return pd.DataFrame({"category": list(dsc), "dsc_mean": list(dsc.values()),
+                         "class": class_name})  # fmt: skip
+
+
+def test_search_vs_mix_compares_like_with_like():
+    from vnas.tables import search_vs_mix
+
+    # both zero: no verdict and no "+0.00 points"
+    (both_zero,) = search_vs_mix(_table({"Search": 0.0, "Mix": 0.0}), "cancer", "pancreas")
+    assert "Neither V-NAS nor Mix found any cancer" in both_zero and "+0.00" not in both_zero
+    assert "paper" not in both_zero
+    # the paper's difference only for its own dataset and class
+    (msd,) = search_vs_mix(_table({"Search": 40.0, "Mix": 30.0}), "cancer", "pancreas")
+    assert msd.startswith("V-NAS beats the Mix baseline on mean cancer DSC here (+10.00 points).")
+    assert "The paper reports +7.68 on this dataset and class (37.78 vs 30.10, MSD Pancreas" in msd
+    (nih,) = search_vs_mix(_table({"Search": 80.0, "Mix": 80.0}, "pancreas"), "pancreas", "nih")
+    assert "ties with" in nih and "+0.79" in nih
+    for preset in ("nih", "synthetic-pancreas", None):  # NIH has no cancer class; the phantom
+        (line,) = search_vs_mix(_table({"Search": 40.0, "Mix": 30.0}), "cancer", preset)
+        assert "paper" not in line
+
+
+def test_manual_grid_says_why_a_cell_is_empty():
+    from vnas.tables import grid_markdown
+
+    table = pd.DataFrame({"method": ["2D/2D", "P3D/3D"], "class": ["pancreas"] * 2,
+                          "dsc_mean": [24.36, float("nan")]})  # fmt: skip
+    grid = manual_grid(table)
+    assert list(grid.columns) == ["2D", "3D", "P3D"] and len(grid) == 3  # the full 3 x 3
+    md = " ".join(grid_markdown(grid, "t", table).split())
+    assert "| 2D | **24.36** | not run | not run |" in md
+    assert "| P3D | not run | failed | not run |" in md
+    assert "*not run*: the configuration is not in the dataset's `manual` list" in md
+    assert "*failed*: it was trained and evaluated, but no test case got a DSC" in md
+    assert "n/a" not in md
 
 
 def test_missing_fold_metrics_is_a_one_line_error(tmp_path, capsys):
     write_metrics(tmp_path, "vnas", DSC["vnas"])
     code = main(
-        ["table", "--dataset", "d", "--eval-root", str(tmp_path), "--folds", "3",
+        ["table", "--dataset", "d", "--eval-root", str(tmp_path), "--n-folds", "3",
          "--method", "vnas", "V-NAS", "Search", "--out", str(tmp_path / "t.csv")]
     )  # fmt: skip
     assert code == 2

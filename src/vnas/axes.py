@@ -1,4 +1,4 @@
-"""Paper kernel notation to PyTorch kernel notation (SPEC §1).
+"""Paper kernel notation to PyTorch kernel notation (docs/conventions.md).
 
 The paper writes kernels and strides as ``x × y × z`` with ``z`` the slice
 (through-plane) axis, so ``3×3×1`` is an in-plane 2D kernel and ``1×1×3`` looks

@@ -14,12 +14,14 @@ import signal
 import sys
 
 from vnas import __version__
+from vnas.commands.flags import apply_formatter
 from vnas.errors import VNASError
 
 # Subcommand modules, in the order ``vnas --help`` lists them.
 COMMAND_MODULES = (
     "arch",
     "synth",
+    "plan",
     "preprocess",
     "split",
     "export_nnunet",
@@ -28,6 +30,7 @@ COMMAND_MODULES = (
     "train",
     "evaluate",
     "predict",
+    "ensemble",
     "export",
     "table",
     "figures",
@@ -38,7 +41,7 @@ COMMAND_MODULES = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Build the top-level parser with every available subcommand."""
+    """Build the top-level parser with every subcommand of ``COMMAND_MODULES``."""
     parser = argparse.ArgumentParser(
         prog="vnas",
         description="V-NAS: search 2D/3D/P3D convolutions per layer for CT segmentation.",
@@ -47,13 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(f"vnas.commands.{name}")
-        except ModuleNotFoundError as err:
-            if err.name != f"vnas.commands.{name}":
-                raise
-            continue  # a subcommand not built yet
-        module.register(subparsers)
+        # A module that fails to import is a packaging error: let it surface.
+        importlib.import_module(f"vnas.commands.{name}").register(subparsers)
+    apply_formatter(parser)  # defaults in --help come from the code, never typed by hand
     return parser
 
 

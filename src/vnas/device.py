@@ -20,9 +20,11 @@ from vnas.errors import VNASError
 
 __all__ = [
     "DEVICES",
+    "GPU_JOB_VARIABLES",
     "add_device_arguments",
     "autocast",
     "configure_backends",
+    "gpu_node_hint",
     "make_scaler",
     "resolve_amp",
     "resolve_channels_last",
@@ -37,7 +39,11 @@ DEVICES = ("auto", "cpu", "cuda")
 def add_device_arguments(parser: argparse._ActionsContainer) -> None:
     """``--device`` and ``--amp``, with the defaults every command shares."""
     parser.add_argument(
-        "--device", choices=DEVICES, default="auto", help="default auto: cuda when available"
+        "--device",
+        choices=DEVICES,
+        default="auto",
+        help="auto: cuda when PyTorch sees a GPU (a warning where it sees none on a GPU "
+        "node), else the CPU; cuda: fail at once without one",
     )
     parser.add_argument(
         "--amp",
@@ -47,14 +53,53 @@ def add_device_arguments(parser: argparse._ActionsContainer) -> None:
     )
 
 
+#: Environment variables that a GPU scheduler sets on a node with GPUs for the job.
+GPU_JOB_VARIABLES = (
+    "SLURM_JOB_GPUS",
+    "SLURM_STEP_GPUS",
+    "SLURM_GPUS_ON_NODE",
+    "GPU_DEVICE_ORDINAL",
+    "CUDA_VISIBLE_DEVICES",
+)
+
+
+def gpu_node_hint() -> str | None:
+    """Why this machine looks like it has a GPU for us (a scheduler's GPU variable, or
+    an NVIDIA device file), or ``None``."""
+    for variable in GPU_JOB_VARIABLES:
+        value = os.environ.get(variable, "").strip()
+        if value and value not in ("-1", "NoDevFiles"):
+            return f"{variable}={value}"
+    if os.path.exists("/dev/nvidia0"):
+        return "/dev/nvidia0 exists"
+    return None
+
+
 def resolve_device(name: str) -> torch.device:
     """Turn ``auto|cpu|cuda`` (or ``cuda:N``) into a device.
+
+    ``auto`` takes CUDA when PyTorch sees a GPU, else the CPU; on a machine that looks
+    like a GPU node (:func:`gpu_node_hint`) where PyTorch sees none (a CPU-only torch
+    build, a driver mismatch, a hidden device) it warns loudly, since the run would take
+    days on the CPU.
 
     Raises:
         VNASError: CUDA was asked for but PyTorch sees no GPU.
     """
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        hint = gpu_node_hint()
+        if hint:
+            logger.warning(
+                "WARNING: --device auto runs on the CPU: PyTorch sees no CUDA GPU (torch "
+                "%s, built with CUDA %s) although this looks like a GPU node (%s). Check "
+                "the torch build and the driver, or pass --device cuda to fail instead.",
+                torch.__version__,
+                torch.version.cuda,
+                hint,
+            )
+        return torch.device("cpu")
     if name == "cpu":
         return torch.device("cpu")
     if name == "cuda" or name.startswith("cuda:"):

@@ -216,6 +216,8 @@ def _h1(cues: dict) -> dict:
     if not {"through-plane", "in-plane"} <= shares.keys():
         return out
     a, b = shares["through-plane"], shares["in-plane"]
+    if min(len(a), len(b)) < 2:  # no permutation test on one search per cue
+        return out
     result = permutation_test(
         (a, b),
         lambda x, y: np.mean(x) - np.mean(y),

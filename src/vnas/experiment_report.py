@@ -301,8 +301,8 @@ def _cost_section(summary: dict, timing: dict | None) -> list[str]:
             f"{timing['start']} to {timing['end']}, code {timing.get('commit', 'n/a')}): "
             f"**{timing['wall_s'] / 60:,.1f} min wall, {timing['cpu_s'] / 60:,.1f} min CPU** "
             f"(user + system of every process, including Snakemake), on {timing['cpus']} CPUs "
-            f"shared with other work: 1-minute load average {load['mean']} on average "
-            f"(min {load['min']}, max {load['max']}, {load['samples']} samples). A quiet "
+            f"shared with other work: 1-minute load average {load['mean']:.2f} on average "
+            f"(min {load['min']:.2f}, max {load['max']:.2f}, {load['samples']} samples). A quiet "
             f"{timing['cpus']}-core machine kept fully busy would need about "
             f"{quiet / 60:,.0f} min for this CPU time (CPU time ÷ {timing['cpus']}).",
         ]

@@ -17,6 +17,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import SimpleITK as sitk
+from matplotlib.patches import Patch
 
 from vnas.atomic import atomic_path
 from vnas.errors import VNASError
@@ -141,14 +142,30 @@ def _loss_columns(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if "loss" in c]
 
 
-def curves_figure(search_logs: dict[str, Path], train_logs: dict[str, list[Path]]) -> plt.Figure:
-    """Search losses per fold (left) and retraining loss per method (right)."""
+def curves_figure(
+    search_logs: dict[str, Path],
+    train_logs: dict[str, list[Path]],
+    warmups: dict[str, int] | None = None,
+) -> plt.Figure:
+    """Search losses per fold (left) and retraining loss per method (right).
+
+    ``warmups``: each search's warm-up in iterations (by the keys of ``search_logs``),
+    drawn as a dashed vertical line in that search's colour: before it, α and β are not
+    updated. Retraining has no warm-up (its poly learning rate starts at iteration 0).
+    """
+    warmups = warmups or {}
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
     for fold, path in search_logs.items():
         frame = pd.read_csv(path)
+        colour = None
         for column in _loss_columns(frame):
-            left.plot(frame["iteration"], frame[column], label=f"{fold} {column}", lw=1)
-    left.set(title="search", xlabel="iteration", ylabel="loss", yscale="log")
+            (line,) = left.plot(frame["iteration"], frame[column], label=f"{fold} {column}", lw=1)
+            colour = colour or line.get_color()
+        if fold in warmups:
+            left.axvline(warmups[fold], color=colour or "0.3", ls="--", lw=0.9,
+                         label=f"{fold} end of warm-up ({warmups[fold]:,})")  # fmt: skip
+    left.set(title="search (dashed: end of the α/β warm-up)", xlabel="iteration",
+             ylabel="loss", yscale="log")  # fmt: skip
     left.legend(fontsize=7)
     for method, paths in train_logs.items():
         frames = [pd.read_csv(p) for p in paths if Path(p).is_file()]
@@ -157,49 +174,126 @@ def curves_figure(search_logs: dict[str, Path], train_logs: dict[str, list[Path]
         merged = pd.concat(frames).groupby("iteration", as_index=False).mean(numeric_only=True)
         column = _loss_columns(merged)[0]
         right.plot(merged["iteration"], merged[column], label=method, lw=1)
-    right.set(title="retraining (mean over folds)", xlabel="iteration", ylabel="loss", yscale="log")
-    right.legend(fontsize=7)
+    right.set(title="retraining, mean over folds (no warm-up)", xlabel="iteration",
+              ylabel="loss", yscale="log")  # fmt: skip
+    if right.get_lines():
+        right.legend(fontsize=7)
     return fig
 
 
-def _largest_slice(label: np.ndarray) -> int:
-    areas = (label > 0).reshape(label.shape[0], -1).sum(axis=1)
-    return int(areas.argmax()) if areas.any() else label.shape[0] // 2
+#: The three orthogonal views of a (D, H, W) volume: the axis each one cuts.
+VIEWS = {"axial": 0, "coronal": 1, "sagittal": 2}
 
 
-def _overlay(ax: plt.Axes, image: np.ndarray, pred: np.ndarray, truth: np.ndarray) -> None:
+def _centre_slices(label: np.ndarray) -> dict[str, int]:
+    """Per view, the slice with the most foreground (the middle one if there is none)."""
+    centre = {}
+    for view, axis in VIEWS.items():
+        other = tuple(a for a in range(3) if a != axis)
+        areas = (label > 0).sum(axis=other)
+        centre[view] = int(areas.argmax()) if areas.any() else label.shape[axis] // 2
+    return centre
+
+
+def _aspect(view: str, spacing: tuple[float, float, float]) -> float:
+    """imshow's aspect (row spacing / column spacing) of a view, so that mm look square."""
+    sz, sy, sx = spacing
+    return {"axial": sy / sx, "coronal": sz / sx, "sagittal": sz / sy}[view]
+
+
+def _overlay(
+    ax: plt.Axes,
+    image: np.ndarray,
+    pred: np.ndarray,
+    truth: np.ndarray,
+    aspect: float = 1.0,
+    origin: str = "upper",
+) -> None:
     lo, hi = np.percentile(image, (1, 99))
-    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi)
+    ax.imshow(image, cmap="gray", vmin=lo, vmax=hi, aspect=aspect, origin=origin)
     for value in range(1, int(max(pred.max(), truth.max())) + 1):
         colour = CLASS_COLOURS[(value - 1) % len(CLASS_COLOURS)]
         mask = np.ma.masked_where(pred != value, pred)
-        ax.imshow(mask, cmap=matplotlib.colors.ListedColormap([colour]), alpha=0.45)
+        ax.imshow(mask, cmap=matplotlib.colors.ListedColormap([colour]), alpha=0.45,
+                  aspect=aspect, origin=origin)  # fmt: skip
         if (truth == value).any():
             ax.contour(truth == value, levels=[0.5], colors=[colour], linewidths=0.8)
     ax.set_xticks([])
     ax.set_yticks([])
 
 
+#: One class's score in one case: its DSC in [0, 1], and the ground-truth and predicted
+#: voxel counts (a class with no ground-truth voxels is absent from the case).
+ClassScore = tuple[float, int, int]
+
+
+def class_scores_text(scores: dict[str, ClassScore]) -> str:
+    """``"pancreas 45.2%, cancer absent"``: class-wise DSC for a title. A class absent
+    from the case's ground truth has no DSC worth showing (it is 1 if nothing is
+    predicted, 0 otherwise), so it says "absent" or "absent, predicted" instead, and
+    nothing is averaged over classes."""
+    parts = []
+    for name, (dsc, gt_voxels, pred_voxels) in scores.items():
+        if gt_voxels > 0:
+            parts.append(f"{name} {100 * dsc:.1f}%")
+        else:
+            parts.append(f"{name} absent" + (", predicted" if pred_voxels > 0 else ""))
+    return ", ".join(parts)
+
+
 def overlay_figure(
-    cases: list[tuple[str, np.ndarray, np.ndarray]],
+    cases: list[tuple[str, np.ndarray, np.ndarray, tuple[float, float, float]]],
     predictions: dict[str, dict[str, np.ndarray]],
-    dsc: dict[str, dict[str, float]],
+    scores: dict[str, dict[str, dict[str, ClassScore]]],
+    classes: dict[int, str],
 ) -> plt.Figure:
-    """Rows: cases (image, label); columns: methods. Axial slice with the most label."""
+    """Predictions (filled) against ground truth (contour) in three orthogonal slices.
+
+    Args:
+        cases: ``(case_id, image, label, spacing)`` per case, arrays ``(D, H, W)``,
+            spacing ``(sz, sy, sx)`` in mm (so that each view keeps its proportions).
+        predictions: per method, per case id, the predicted label array.
+        scores: per method, per case id, per class name: :data:`ClassScore`, shown in
+            the titles class by class (:func:`class_scores_text`).
+        classes: foreground label value → class name, for the legend.
+
+    Returns:
+        A figure of ``3 × len(cases)`` rows (axial, coronal, sagittal per case, each
+        through the slice with the most ground truth) by one column per method, with a
+        legend of the classes' colours.
+    """
     methods = list(predictions)
+    rows = 3 * len(cases)
     fig, axes = plt.subplots(
-        len(cases), len(methods), figsize=(2.6 * len(methods), 2.6 * len(cases)), squeeze=False
+        rows, len(methods), figsize=(2.6 * len(methods), 2.5 * rows + 0.8), squeeze=False
     )
-    for row, (case_id, image, truth) in enumerate(cases):
-        z = _largest_slice(truth)
-        for col, method in enumerate(methods):
-            ax = axes[row, col]
-            _overlay(ax, image[z], predictions[method][case_id][z], truth[z])
-            score = dsc[method].get(case_id, float("nan"))
-            ax.set_title(
-                f"{method}  #{case_id}\nmean DSC (classes) {100 * score:.1f}%  z={z}", fontsize=8
-            )
-    fig.suptitle("prediction (filled) vs ground truth (contour)")
+    for index, (case_id, image, truth, spacing) in enumerate(cases):
+        centre = _centre_slices(truth)
+        for offset, (view, axis) in enumerate(VIEWS.items()):
+            row = 3 * index + offset
+            take = {"indices": centre[view], "axis": axis}
+            for col, method in enumerate(methods):
+                ax = axes[row, col]
+                # z (rows of coronal and sagittal views) grows upwards: head up, as
+                # radiologists look at it, for volumes in the usual LPS orientation.
+                _overlay(ax, np.take(image, **take), np.take(predictions[method][case_id], **take),
+                         np.take(truth, **take), _aspect(view, spacing),
+                         "upper" if view == "axial" else "lower")  # fmt: skip
+                if offset == 0:
+                    text = class_scores_text(scores[method].get(case_id, {}))
+                    ax.set_title(f"{method}  #{case_id}\n{text}", fontsize=8)
+            axes[row, 0].set_ylabel(f"#{case_id} {view}\n{'zyx'[axis]}={centre[view]}", fontsize=8)
+    handles = [
+        Patch(color=CLASS_COLOURS[(v - 1) % len(CLASS_COLOURS)], alpha=0.6,
+                                 label=f"{name} (filled: prediction)")
+        for v, name in sorted(classes.items())
+    ]  # fmt: skip
+    handles.append(plt.Line2D([], [], color="k", lw=0.8, label="contour: ground truth"))
+    fig.legend(handles=handles, loc="upper center", ncol=len(handles), fontsize=8,
+               frameon=False, bbox_to_anchor=(0.5, 1.0))  # fmt: skip
+    fig.suptitle("prediction (filled) vs ground truth (contour); titles: DSC per class",
+                 y=1.0 + 0.35 / fig.get_figheight())  # fmt: skip
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))
     return fig
 
 

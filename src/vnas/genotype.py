@@ -1,7 +1,7 @@
 """Architectures as data: the V-NAS search space, the paper's codes and arch JSON files.
 
 The paper codes an architecture as 16 encoder digits grouped by stage (3, 4, 6, 3
-cells) and 5 decoder digits, with ``0 = 2D``, ``1 = 3D``, ``2 = P3D`` (SPEC §2)::
+cells) and 5 decoder digits, with ``0 = 2D``, ``1 = 3D``, ``2 = P3D`` (docs/conventions.md)::
 
     encoder "0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0"   decoder "0 0 1 0 1"
 

@@ -8,7 +8,7 @@ patch along an axis is padded to the patch by MONAI (with ``pad_value``: pass th
 ``meta["pad_value"]``, the lower HU bound after normalisation, which is also what training
 patches are padded with) and the result cropped back, so any volume size works.
 
-Speed (measured in ``BENCHMARKS.md``; MONAI's function always tiles and blends): the network runs
+Speed (measured in ``BENCHMARKS.md``; MONAI's function stays the engine): the network runs
 in :func:`torch.inference_mode` on an inference copy of the model
 (:func:`prepare_for_inference`) with every BatchNorm that follows a convolution folded
 into it and weights and windows in ``channels_last_3d`` memory format (what oneDNN and
@@ -17,15 +17,26 @@ changes the arithmetic beyond float32 rounding. bfloat16 autocast on the CPU
 (``cpu_bf16``) is faster on CPUs with native bf16 instructions but changes predictions
 near class boundaries, so it stays off unless asked for.
 
+Ensembles and test-time mirroring (``vnas predict``, as nnU-Net predicts): several
+models and flipped copies of each window are averaged *inside* one sliding-window pass
+(the mean of their softmax outputs per window). The Gaussian blend is linear with the
+same weights for every model, so this equals averaging each model's blended whole-volume
+probabilities, with one pass over the windows and one accumulation buffer instead of
+one per model. MONAI has no flip-averaging wrapper for its inferers (its
+``TestTimeAugmentation`` draws random transforms to estimate uncertainty), so the few
+lines are written here.
+
 Engines (``engine``, the commands' ``--engine``): ``torch`` runs the network above;
 ``onnxruntime`` exports that same folded network to ONNX (:mod:`vnas.export`) and runs it
 with ONNX Runtime's CPU execution provider. Either way MONAI's function tiles, pads and
-blends, so only the forward pass of a batch of windows differs.
+blends (and the ensemble and mirroring above are the same), so only the forward pass of
+a batch of windows differs.
 """
 
 from __future__ import annotations
 
 import copy
+import itertools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -48,6 +59,7 @@ __all__ = [
     "fold_batchnorm",
     "inference_autocast",
     "inference_engine",
+    "mirror_sets",
     "prepare_for_inference",
     "sliding_window_predict",
 ]
@@ -57,10 +69,13 @@ __all__ = [
 DEFAULT_SW_BATCH_SIZE = 4
 #: Forward-pass engines: PyTorch, or ONNX Runtime's CPU execution provider.
 ENGINES = ("torch", "onnxruntime")
-#: The commands' ``--engine`` default. The issue that added ONNX Runtime asks for the
-#: faster engine as the default; BENCHMARKS.md ("Defaults these figures set") says which
-#: one the measurements found faster.
+#: The commands' ``--engine`` default: the faster engine should be the default, and
+#: BENCHMARKS.md ("Defaults these figures set") says which one the measurements found
+#: faster.
 DEFAULT_ENGINE = "torch"
+#: A network as :func:`sliding_window_predict` takes it: a torch module, or an engine's
+#: ready network (:func:`inference_engine`), called on a batch of windows.
+Network = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,8 @@ class WindowOptions:
     device: str | torch.device = "cpu"
     amp: bool = False
     cpu_bf16: bool = False
+    mirror_axes: tuple[int, ...] = ()
+    progress: bool = False
     engine: str = DEFAULT_ENGINE
 
     def kwargs(self) -> dict:
@@ -83,6 +100,8 @@ class WindowOptions:
             "device": self.device,
             "amp": self.amp,
             "cpu_bf16": self.cpu_bf16,
+            "mirror_axes": self.mirror_axes,
+            "progress": self.progress,
             "engine": self.engine,
         }
 
@@ -157,9 +176,7 @@ def prepare_for_inference(
     return net
 
 
-def inference_engine(
-    model: nn.Module, patch: Sequence[int], window: WindowOptions = DEFAULT_WINDOW
-) -> nn.Module | Callable[[torch.Tensor], torch.Tensor]:
+def inference_engine(model: nn.Module, patch: Sequence[int], window: WindowOptions) -> Network:
     """What :func:`sliding_window_predict` should be given for ``window.engine``: the model
     itself for ``torch``, its ONNX Runtime network for ``onnxruntime`` (exported once
     here, so that a command predicting many volumes exports only once).
@@ -181,8 +198,17 @@ def inference_engine(
     return OnnxRuntimeNetwork(model, patch)
 
 
+def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
+    """Every combination of the spatial ``axes`` (0 = D, 1 = H, 2 = W) to flip, the
+    identity first: ``(0, 1, 2)`` gives the 8 flips nnU-Net averages for 3D models."""
+    axes = sorted(set(int(a) for a in axes))
+    if any(a not in (0, 1, 2) for a in axes):
+        raise ValueError(f"mirror axes must be among 0, 1, 2 (D, H, W), got {axes}")
+    return [c for k in range(len(axes) + 1) for c in itertools.combinations(axes, k)]
+
+
 def sliding_window_predict(
-    model: nn.Module | Callable[[torch.Tensor], torch.Tensor],
+    model: Network | Sequence[Network],
     image: np.ndarray | torch.Tensor,
     patch_size: Sequence[int],
     *,
@@ -196,14 +222,17 @@ def sliding_window_predict(
     pad_value: float = 0.0,
     return_probs: bool = False,
     progress: bool = False,
-    engine: str = "torch",
+    mirror_axes: Sequence[int] = (),
+    engine: str = DEFAULT_ENGINE,
 ) -> Prediction:
     """Segment one whole volume with Gaussian-blended sliding windows.
 
     Args:
-        model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``; it is
-            put in eval mode and runs as :func:`prepare_for_inference`'s copy; or an
-            engine's ready network from :func:`inference_engine` (run as it is).
+        model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``, or
+            several (an ensemble, e.g. the folds' models: their softmax outputs are
+            averaged); each is put in eval mode and runs as
+            :func:`prepare_for_inference`'s copy; or engines' ready networks from
+            :func:`inference_engine` (run as they are).
         image: preprocessed volume ``(D, H, W)`` (one channel) or ``(C_in, D, H, W)``.
         patch_size: window size ``(D, H, W)``, the model's test patch.
         overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
@@ -215,9 +244,13 @@ def sliding_window_predict(
         fold_bn: fold BatchNorm into the convolutions (:func:`fold_batchnorm`).
         pad_value: intensity used where a window reaches past a volume smaller than it.
         return_probs: also return the blended probabilities.
-        progress: show MONAI's progress bar over the windows.
-        engine: ``torch``, or ``onnxruntime`` to export ``model`` and run it there (pass
-            :func:`inference_engine`'s network instead to export once for many volumes).
+        progress: show MONAI's progress bar (tqdm) over the windows.
+        mirror_axes: test-time mirroring: also predict every window flipped along each
+            combination of these spatial axes (0 = D, 1 = H, 2 = W), flip the
+            probabilities back and average (:func:`mirror_sets`).
+        engine: ``torch``, or ``onnxruntime`` to export each torch model and run it there
+            (pass :func:`inference_engine`'s networks instead to export once for many
+            volumes).
 
     Returns:
         :class:`Prediction` with the uint8 label map ``(D, H, W)`` and, if asked, the
@@ -235,23 +268,37 @@ def sliding_window_predict(
         raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
     x = x[None].to(device)
 
-    if isinstance(model, nn.Module) and engine != "torch":
-        model = inference_engine(
-            model, patch_size, WindowOptions(device=device, cpu_bf16=cpu_bf16, engine=engine)
-        )
-    if isinstance(model, nn.Module):
-        model.eval()
-        net = prepare_for_inference(model, channels_last=channels_last, fold_bn=fold_bn)
-    else:  # a ready engine (ONNX Runtime): its own layout and precision
-        net, channels_last, amp, cpu_bf16 = model, False, False, False
+    models = [model] if isinstance(model, nn.Module) or callable(model) else list(model)
+    if not models:
+        raise ValueError("no model to predict with")
+    window_options = WindowOptions(device=device, cpu_bf16=cpu_bf16, engine=engine)
+    nets: list[tuple[Network, bool]] = []  # (network, runs in torch)
+    for one in models:
+        if isinstance(one, nn.Module) and engine != "torch":
+            one = inference_engine(one, patch_size, window_options)
+        if isinstance(one, nn.Module):
+            one.eval()
+            nets.append((prepare_for_inference(one, channels_last, fold_bn), True))
+        else:  # a ready engine (ONNX Runtime): its own layout and precision
+            nets.append((one, False))
+    flips = [tuple(2 + a for a in axes) for axes in mirror_sets(mirror_axes)]  # N, C first
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
-        if channels_last:
-            window = window.contiguous(memory_format=torch.channels_last_3d)
-        with inference_autocast(device, amp, cpu_bf16):
-            logits = net(window)
-        # Blend in float32 (and the default memory format) whatever the network ran in.
-        return torch.softmax(logits.float(), dim=1).contiguous()
+        total = None
+        for net, in_torch in nets:
+            for dims in flips:
+                x = torch.flip(window, dims) if dims else window
+                if channels_last and in_torch:
+                    x = x.contiguous(memory_format=torch.channels_last_3d)
+                with inference_autocast(device, amp and in_torch, cpu_bf16 and in_torch):
+                    logits = net(x)
+                # Average in float32 (and the default memory format) whatever the network
+                # ran in.
+                probs = torch.softmax(logits.float(), dim=1)
+                if dims:
+                    probs = torch.flip(probs, dims)
+                total = probs if total is None else total + probs
+        return (total / (len(nets) * len(flips))).contiguous()
 
     with torch.inference_mode():
         probs = sliding_window_inference(

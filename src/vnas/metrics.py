@@ -10,8 +10,9 @@ Definitions (MONAI's):
 - **NSD** (Nikolov et al. 2021, the Medical Segmentation Decathlon's second metric):
   the fraction of boundary voxels of prediction and reference that lie within a
   tolerance ``τ`` mm of the other's boundary. ``τ`` is set per class
-  (``DEFAULT_NSD_TOLERANCE_MM`` = 1.0 mm unless overridden); boundary voxels, not
-  sub-voxel surface areas, are counted (MONAI's ``use_subvoxels=False``).
+  (``DEFAULT_NSD_TOLERANCE_MM`` = 2.0 mm unless overridden; a vnas choice, as the paper
+  reports no NSD); boundary voxels, not sub-voxel surface areas, are counted (MONAI's
+  ``use_subvoxels=False``).
 - **HD95**: the larger of the two directed 95th-percentile boundary distances
   (prediction → reference, reference → prediction), in mm.
 
@@ -55,7 +56,7 @@ __all__ = [
     "nsd_tolerances",
 ]
 
-DEFAULT_NSD_TOLERANCE_MM = 1.0
+DEFAULT_NSD_TOLERANCE_MM = 2.0
 METRIC_NAMES = ("dsc", "nsd", "hd95")
 
 

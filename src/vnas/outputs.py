@@ -16,8 +16,11 @@ for all of them (README, "Reliability"):
    - NIfTI: the header's ``descrip`` field, ``vnas <command> <version>``;
    - HTML: ``<meta name="generator" content="vnas <command> <version>">``;
    - Markdown: a first line ``<!-- written by vnas <command> <version> -->``;
+   - NumPy ``.npz``: a ``written_by`` array holding the signature;
+   - YAML: a first line ``# written by vnas <command> <version>``;
    - ONNX (``.onnx``): the model's metadata property ``written_by``;
-   - TorchScript (a zip archive): an extra file ``vnas.json`` holding ``written_by``;
+   - TorchScript (any other zip archive): an extra file ``vnas.json`` holding
+     ``written_by``;
    - CSV has no room for a signature: a CSV is overwritten only if its header row is
      the one the command is about to write;
    - any other file: never.
@@ -99,8 +102,15 @@ def add_force_argument(parser: argparse.ArgumentParser, what: str = "--out") -> 
     )
 
 
+def _signer(text: str | None) -> str | None:
+    """The command of a ``"vnas <command> <version>"`` signature; commands may have two
+    words (``arch random``)."""
+    words = str(text or "").split()
+    return " ".join(words[1:-1]) if len(words) >= 3 and words[0] == "vnas" else None
+
+
 def _signed_by(text: str | None, command: str) -> bool:
-    return text is not None and text.split()[:2] == ["vnas", command]
+    return _signer(text) == command
 
 
 # --- rule 1: outputs apart from inputs --------------------------------------------------
@@ -159,9 +169,7 @@ def folder_maker(folder: str | Path) -> str | None:
         record = json.loads((Path(folder) / MARKER_NAME).read_text())
     except (OSError, ValueError):
         return None
-    text = record.get(SIGNATURE_KEY) if isinstance(record, dict) else None
-    words = str(text or "").split()
-    return words[1] if len(words) >= 2 and words[0] == "vnas" else None
+    return _signer(record.get(SIGNATURE_KEY) if isinstance(record, dict) else None)
 
 
 def write_marker(folder: str | Path, command: str) -> None:
@@ -296,10 +304,6 @@ def _onnx_signature(path: Path) -> str | None:
 
 def _written_by(path: Path, command: str, csv_header: str | None) -> bool:
     name = path.name.lower()
-    if zipfile.is_zipfile(path):  # TorchScript (torch.save checkpoints have no extra file)
-        return _signed_by(_torchscript_signature(path), command)
-    if name.endswith(".onnx"):
-        return _signed_by(_onnx_signature(path), command)
     if name.endswith(".json"):
         try:
             record = json.loads(path.read_text())
@@ -315,8 +319,23 @@ def _written_by(path: Path, command: str, csv_header: str | None) -> bool:
         return match is not None and _signed_by(match.group(1), command)
     if name.endswith(".md"):
         return _first_line(path).startswith(f"<!-- written by vnas {command} ")
+    if name.endswith((".yaml", ".yml")):
+        return _first_line(path).startswith(f"# written by vnas {command} ")
+    if name.endswith(".npz"):
+        import numpy as np
+
+        try:
+            with np.load(path, allow_pickle=False) as archive:
+                mark = str(archive[SIGNATURE_KEY]) if SIGNATURE_KEY in archive else None
+        except (OSError, ValueError):  # not a readable .npz: not ours
+            return False
+        return _signed_by(mark, command)
     if name.endswith(".csv"):
         return csv_header is not None and _first_line(path) == csv_header
+    if name.endswith(".onnx"):
+        return _signed_by(_onnx_signature(path), command)
+    if zipfile.is_zipfile(path):  # TorchScript (torch.save checkpoints have no extra file)
+        return _signed_by(_torchscript_signature(path), command)
     return False
 
 

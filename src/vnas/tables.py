@@ -174,11 +174,23 @@ def _num(value: float, digits: int = 2) -> str:
     return "n/a" if np.isnan(value) else f"{value:.{digits}f}"
 
 
+def _pm_column(group: pd.DataFrame, metric: str) -> list[str]:
+    """``"mean ± std"`` of ``metric`` for each row of ``group``."""
+    return [_pm(m, s) for m, s in zip(group[f"{metric}_mean"], group[f"{metric}_std"], strict=True)]
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a Markdown (GitHub pipe) table, cells exactly as given (pandas' ``to_markdown``,
+    by tabulate; no number parsing, so "n/a" and "75.00 ± 1.00" stay as written)."""
+    return frame.to_markdown(index=False, tablefmt="github", disable_numparse=True)
+
+
 def to_markdown(
     table: pd.DataFrame,
     title: str,
     search: dict | None = None,
     ranks: pd.DataFrame | None = None,
+    preset: str | None = None,
 ) -> str:
     """Render like the paper: a block per class, DSC/NSD in %, HD95 in mm.
 
@@ -188,29 +200,27 @@ def to_markdown(
         search: the searches' diagnostics (``vnas aggregate --diagnostics``): the V-NAS
             row's category says whether the search was decided, and a note says more.
         ranks: :func:`rank_among_random`, shown per class.
+        preset: the dataset's reader preset; where the paper reports V-NAS and Mix on the
+            same dataset and class (:data:`PAPER_MIX`), the sentence under the block
+            quotes the paper's difference.
     """
     lines = [f"# {title}", ""]
     verdict = {"decided": "decided", "undecided": "undecided", "mixed": "partly decided"}
     for class_name, group in table.groupby("class", sort=False):
-        lines += [
-            f"## {class_name}",
-            "",
-            "| Method | Categorization | Mean DSC (%) | Max DSC | Min DSC | Median DSC "
-            "| Mean NSD (%) | Mean HD95 (mm) | Cases |",
-            "|---|---|---|---|---|---|---|---|---|",
-        ]
-        for _, row in group.iterrows():
-            category = row["category"]
-            if search is not None and category == "Search":
-                category = f"Search ({verdict[search['verdict']]})"
-            lines.append(
-                f"| {row['method']} | {category} "
-                f"| {_pm(row['dsc_mean'], row['dsc_std'])} | {_num(row['dsc_max'])} "
-                f"| {_num(row['dsc_min'])} | {_num(row['dsc_median'])} "
-                f"| {_pm(row['nsd_mean'], row['nsd_std'])} "
-                f"| {_pm(row['hd95_mean'], row['hd95_std'])} | {row['n_cases']} |"
-            )
-        lines += ["", *search_vs_mix(group)]
+        category = group["category"]
+        if search is not None:
+            category = category.replace("Search", f"Search ({verdict[search['verdict']]})")
+        rows = pd.DataFrame({
+            "Method": group["method"], "Categorization": category,
+            "Mean DSC (%)": _pm_column(group, "dsc"),
+            "Max DSC": group["dsc_max"].map(_num), "Min DSC": group["dsc_min"].map(_num),
+            "Median DSC": group["dsc_median"].map(_num),
+            "Mean NSD (%)": _pm_column(group, "nsd"),
+            "Mean HD95 (mm)": _pm_column(group, "hd95"),
+            "Cases": group["n_cases"].astype(str),
+        })  # fmt: skip
+        lines += [f"## {class_name}", "", markdown_table(rows), ""]
+        lines += search_vs_mix(group, class_name, preset)
         if ranks is not None and not ranks.empty:
             lines += rank_lines(ranks[ranks["class"] == class_name])
         lines.append("")
@@ -223,20 +233,19 @@ def rank_lines(ranks: pd.DataFrame) -> list[str]:
     if ranks.empty:
         return []
     n = int(ranks["of"].iloc[0]) - 1
-    lines = [
+    rows = pd.DataFrame({
+        "Fold": ranks["fold"].astype(str), "V-NAS": ranks["vnas"].map(_num),
+        "Random: min": ranks["random_min"].map(_num),
+        "median": ranks["random_median"].map(_num), "max": ranks["random_max"].map(_num),
+        "V-NAS rank": ranks["rank"].astype(str) + " of " + ranks["of"].astype(str),
+    })  # fmt: skip
+    return [
         "",
         f"V-NAS among the {n} random architectures, fold by fold (mean DSC %; rank 1 = "
         f"best of {n + 1}):",
         "",
-        "| Fold | V-NAS | Random: min | median | max | V-NAS rank |",
-        "|---|---|---|---|---|---|",
+        markdown_table(rows),
     ]
-    for _, r in ranks.iterrows():
-        lines.append(
-            f"| {r['fold']} | {_num(r['vnas'])} | {_num(r['random_min'])} "
-            f"| {_num(r['random_median'])} | {_num(r['random_max'])} | {r['rank']} of {r['of']} |"
-        )
-    return lines
 
 
 def notes(table: pd.DataFrame, search: dict | None) -> list[str]:
@@ -257,52 +266,104 @@ def notes(table: pd.DataFrame, search: dict | None) -> list[str]:
     return out
 
 
-def search_vs_mix(group: pd.DataFrame) -> list[str]:
-    """One honest sentence on whether the searched architecture beat the Mix baseline."""
+#: The paper's mean DSC (%) of V-NAS and of its Mix baseline, by reader preset and class
+#: (Tables 1-3): the only like-for-like reference for a row's V-NAS − Mix difference.
+PAPER_MIX: dict[tuple[str, str], tuple[float, float, str]] = {
+    ("nih", "pancreas"): (85.15, 84.36, "NIH Pancreas-CT, Table 1"),
+    ("lung", "cancer"): (55.27, 52.27, "MSD Lung, Table 2"),
+    ("pancreas", "pancreas"): (79.94, 78.41, "MSD Pancreas, Table 3"),
+    ("pancreas", "cancer"): (37.78, 30.10, "MSD Pancreas, Table 3"),
+}
+
+
+def search_vs_mix(group: pd.DataFrame, class_name: str, preset: str | None = None) -> list[str]:
+    """One honest sentence on whether the searched architecture beat the Mix baseline on
+    this class, compared with the paper only on the same dataset and class."""
     search = group[group["category"] == "Search"]
     mix = group[group["category"] == "Mix"]
     if search.empty or mix.empty:
         return []
-    delta = search["dsc_mean"].iloc[0] - mix["dsc_mean"].iloc[0]
-    verdict = "beats" if delta > 0 else "does not beat"
-    return [
-        f"V-NAS {verdict} the Mix baseline on mean DSC here "
-        f"({delta:+.2f} points; the paper reports +0.79 on NIH Pancreas)."
-    ]
+    ours, theirs = search["dsc_mean"].iloc[0], mix["dsc_mean"].iloc[0]
+    if np.isnan(ours) or np.isnan(theirs):
+        return []
+    if ours == 0 and theirs == 0:
+        return [
+            f"Neither V-NAS nor Mix found any {class_name} (mean DSC 0 for both): this "
+            "class does not compare them."
+        ]
+    delta = ours - theirs
+    verdict = "beats" if delta > 0 else "ties with" if delta == 0 else "does not beat"
+    sentence = (
+        f"V-NAS {verdict} the Mix baseline on mean {class_name} DSC here ({delta:+.2f} points)."
+    )
+    paper = PAPER_MIX.get((preset or "", class_name))
+    if paper is not None:
+        sentence += (
+            f" The paper reports {paper[0] - paper[1]:+.2f} on this dataset and class "
+            f"({paper[0]:.2f} vs {paper[1]:.2f}, {paper[2]})."
+        )
+    return [sentence]
+
+
+MANUAL_OPS = ("2D", "3D", "P3D")
+NOT_RUN = "not run"
+NO_SCORE = "failed"
 
 
 def manual_grid(table: pd.DataFrame) -> pd.DataFrame:
     """Encoder (rows) x decoder (columns) grid of mean DSC, one block per class.
 
-    Manual method names are ``ENC/DEC`` (for example ``P3D/2D``).
+    Manual method names are ``ENC/DEC`` (for example ``P3D/2D``). Every block has the
+    full 3 x 3 grid; a configuration that was not run is NaN (see :func:`grid_markdown`).
     """
     table = table.assign(
         encoder=table["method"].str.split("/").str[0],
         decoder=table["method"].str.split("/").str[1],
     )
     grid = table.pivot_table(
-        index=["class", "encoder"], columns="decoder", values="dsc_mean", sort=False
-    )
+        index=["class", "encoder"], columns="decoder", values="dsc_mean", sort=False,
+        dropna=False,
+    )  # fmt: skip
+    classes = list(dict.fromkeys(table["class"]))
+    full = pd.MultiIndex.from_product([classes, MANUAL_OPS], names=["class", "encoder"])
+    grid = grid.reindex(index=full, columns=list(MANUAL_OPS))
     grid.columns.name = "decoder"
     return grid.round(2)
 
 
-def grid_markdown(grid: pd.DataFrame, title: str) -> str:
-    """Render the manual grid like the paper's Table 4."""
-    lines = [f"# {title}", ""]
+def grid_markdown(grid: pd.DataFrame, title: str, table: pd.DataFrame | None = None) -> str:
+    """Render the manual grid like the paper's Table 4; every empty cell says why.
+
+    Args:
+        grid: :func:`manual_grid`.
+        title: the heading.
+        table: the manual methods' :func:`method_table`: a configuration in it whose mean
+            DSC is NaN was evaluated without a score ("failed"); one not in it was not
+            run (not in the dataset's ``manual`` list).
+    """
+    ran = set(table["method"]) if table is not None else set()
+    lines, used = [f"# {title}", ""], set()
     for class_name, block in grid.groupby(level="class", sort=False):
         block = block.droplevel("class")
-        lines += [
-            f"## {class_name}: mean DSC (%)",
-            "",
-            "| Encoder \\ Decoder | " + " | ".join(block.columns) + " |",
-            "|---|" + "---|" * len(block.columns),
-        ]
-        best = np.nanmax(block.to_numpy())
-        for encoder, row in block.iterrows():
-            cells = [f"**{v:.2f}**" if v == best else _num(v) for v in row.to_numpy(dtype=float)]
-            lines.append(f"| {encoder} | " + " | ".join(cells) + " |")
-        lines.append("")
+        best = np.nanmax(block.to_numpy()) if block.notna().any().any() else np.nan
+        rows = {"Encoder \\ Decoder": list(block.index)}
+        for decoder in block.columns:
+            cells = []
+            for encoder, value in block[decoder].items():
+                if not np.isnan(value):  # bold: the best, unless every run scored 0
+                    cells.append(f"**{value:.2f}**" if value == best > 0 else f"{value:.2f}")
+                else:
+                    cells.append(NO_SCORE if f"{encoder}/{decoder}" in ran else NOT_RUN)
+                    used.add(cells[-1])
+            rows[decoder] = cells
+        lines += [f"## {class_name}: mean DSC (%)", "", markdown_table(pd.DataFrame(rows)), ""]
+    why = {
+        NOT_RUN: f"*{NOT_RUN}*: the configuration is not in the dataset's `manual` list in "
+        "params.yaml.",
+        NO_SCORE: f"*{NO_SCORE}*: it was trained and evaluated, but no test case got a DSC.",
+    }
+    lines.append(" ".join([*(why[k] for k in (NOT_RUN, NO_SCORE) if k in used),
+                           "Bold: the best configuration."]))  # fmt: skip
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,6 +1,6 @@
 """The command-line flags ``vnas search`` and ``vnas train`` share, with the paper's defaults.
 
-Defaults (paper §4.1–4.4, SPEC §3–4); every one can be overridden on the command line:
+Defaults (paper §4.1–4.4; docs/conventions.md); every one can be overridden on the command line:
 
 - ``--iterations 40000``; SGD ``--lr 0.05``, ``--momentum 0.9``, ``--weight-decay 5e-4``,
   poly decay ``--poly-power 0.9``.
@@ -47,7 +47,7 @@ __all__ = [
     "preset_patches",
 ]
 
-#: ``(train patch, test patch)`` in (D, H, W) per dataset preset (SPEC §4).
+#: ``(train patch, test patch)`` in (D, H, W) per dataset preset (docs/conventions.md).
 PATCH_DEFAULTS: dict[str, tuple[tuple[int, int, int], tuple[int, int, int]]] = {
     "nih": ((64, 96, 96), (64, 64, 64)),
     "lung": ((64, 64, 64), (64, 64, 64)),
@@ -168,25 +168,27 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         "--fg-ratio",
         type=float,
         default=0.33,
-        help="fraction of patches centred on foreground (default 0.33)",
+        help="fraction of patches centred on foreground",
     )
 
     opt = parser.add_argument_group("optimisation (paper defaults)")
-    opt.add_argument("--iterations", type=positive_int, default=40000, help="default 40000")
+    opt.add_argument("--iterations", type=positive_int, default=40000, help="iterations")
     opt.add_argument("--width", type=positive_float, default=1.0, help="channel multiplier")
-    opt.add_argument("--batch-size", type=positive_int, default=2, help="default 2")
-    opt.add_argument("--lr", type=positive_float, default=0.05, help="SGD lr (default 0.05)")
-    opt.add_argument("--momentum", type=non_negative_float, default=0.9, help="default 0.9")
-    opt.add_argument("--weight-decay", type=non_negative_float, default=5e-4, help="default 5e-4")
+    opt.add_argument("--batch-size", type=positive_int, default=2, help="patches per step")
+    opt.add_argument("--lr", type=positive_float, default=0.05, help="SGD learning rate")
+    opt.add_argument("--momentum", type=non_negative_float, default=0.9, help="SGD momentum")
+    opt.add_argument(
+        "--weight-decay", type=non_negative_float, default=5e-4, help="SGD weight decay"
+    )
     opt.add_argument(
         "--poly-power", type=non_negative_float, default=0.9, help="poly lr decay power"
     )
-    opt.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    opt.add_argument("--seed", type=int, default=0, help="random seed")
     opt.add_argument(
         "--loss",
         choices=LOSSES,
         default="ce",
-        help="ce: the paper's cross-entropy (default); dice_ce: MONAI DiceCELoss, a departure "
+        help="ce: the paper's cross-entropy; dice_ce: MONAI DiceCELoss, a departure "
         "for tiny targets on short runs (see vnas.losses)",
     )
 
@@ -203,20 +205,18 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="deterministic algorithms, no cudnn.benchmark (slower on GPU)",
     )
-    run.add_argument(
-        "--workers", type=non_negative_int, default=2, help="DataLoader workers (default 2)"
-    )
+    run.add_argument("--workers", type=non_negative_int, default=2, help="DataLoader workers")
     run.add_argument(
         "--checkpoint-every",
         type=positive_int,
         default=500,
-        help="write checkpoint.pt every N iterations (default 500)",
+        help="write checkpoint.pt every N iterations",
     )
     run.add_argument(
         "--log-every",
         type=positive_int,
         default=10,
-        help="log losses every N iterations (default 10)",
+        help="log losses every N iterations",
     )
     run.add_argument(
         "--force",

@@ -67,7 +67,8 @@ def jobs_of_run(output: str) -> list[dict[str, str]]:
 @pytest.fixture(scope="module")
 def slurm_run(tmp_path_factory, make_tiny_workflow) -> tuple[Path, str]:
     work = make_tiny_workflow(tmp_path_factory.mktemp("pipeline_slurm"))
-    proc = run_on_slurm(work, "--", "all")
+    # The test node's GPU is a placeholder: run on its CPU (the profile says cuda).
+    proc = run_on_slurm(work, "--config", "device=cpu", "--", "all")
     assert proc.returncode == 0, proc.stdout[-6000:]
     return work, proc.stdout
 
@@ -101,12 +102,13 @@ def test_slurm_table_matches_the_local_run(slurm_run, tiny_local_run):
 
 
 def test_failing_rule_prints_its_slurm_log(tmp_path, make_tiny_workflow):
-    """A search that cannot start (CUDA asked for on a GPU-less node) fails as a job."""
+    """The profile runs GPU rules with --device cuda: on a node where PyTorch sees no GPU
+    the search fails at once, as a job, with one line, instead of training on the CPU."""
     work = make_tiny_workflow(tmp_path)
-    proc = run_on_slurm(
-        work, "--config", "device=cuda", "--", "results/synthetic/search/fold0/arch.json"
-    )
+    proc = run_on_slurm(work, "--retries", "0", "--", "results/synthetic/search/fold0/arch.json")
     assert proc.returncode != 0
+    log = (work / "results/logs/synthetic/search_fold0.log").read_text().strip()
+    assert log.startswith("vnas: error: --device cuda: no CUDA GPU") and "\n" not in log, log
     match = re.search(r"log: (\S+/slurm_logs/rule_search/\S+\.log)", proc.stdout)
     assert match, proc.stdout[-4000:]
     assert Path(work / match.group(1)).is_file() or Path(match.group(1)).is_file()

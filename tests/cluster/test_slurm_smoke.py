@@ -105,7 +105,8 @@ def test_jobs_run_with_the_venv_and_their_allocation(smoke_run, profile, sacct_j
 
 def test_failed_rule_reports_its_slurm_log(tmp_path_factory, sacct_jobs):
     workdir = tmp_path_factory.mktemp("slurm_smoke_fail")
-    proc = _run_smoke(workdir, "--config", "fail=search")
+    # one attempt: the profile's `retries` would resubmit the failed job once more
+    proc = _run_smoke(workdir, "--config", "fail=search", "--retries", "0")
     assert proc.returncode != 0, proc.stdout
     match = re.search(r"log: (\S+/slurm_logs/rule_search/\S+\.log)", proc.stdout)
     assert match, f"no SLURM log path for the failed rule in:\n{proc.stdout}"

@@ -21,6 +21,10 @@ def check_config(config, schema_path):
         sys.exit(f"vnas: params.yaml: {where}: {problem}")
 
 
+# Presets for datasets the paper does not use: their HU window comes from params.yaml.
+PRESETS_WITHOUT_WINDOW = ("nnunet", "msd")
+
+
 def config_problems(config):
     """What the schema cannot say: names that must refer to a configured dataset, and
     where a synthetic dataset is written."""
@@ -34,6 +38,12 @@ def config_problems(config):
                     f"datasets.{name}.transfer_from",
                     f"{other!r} is not another dataset ({', '.join(names)})",
                 )
+        if cfg["preset"] in PRESETS_WITHOUT_WINDOW and cfg.get("hu_window") is None:
+            yield (
+                f"datasets.{name}.hu_window",
+                f"preset {cfg['preset']!r} has no HU window: set hu_window: [LOW, HIGH] "
+                "(`vnas plan --raw DIR` proposes one from the data)",
+            )
         if "synth" in cfg and cfg["raw"] != f"data/raw/{name}":
             yield (
                 f"datasets.{name}.raw",
@@ -52,7 +62,7 @@ wildcard_constraints:
     fold=r"\d+",
     method=r"[A-Za-z0-9-]+",
 
-# Where each real dataset comes from and the layout vnas reads (SPEC §4).
+# Where each real dataset comes from and the layout vnas reads (docs/conventions.md).
 DOWNLOAD_HELP = {
     "nih": (
         "the NIH Pancreas-CT collection from TCIA (DICOM series, PANCREAS_0001/...) and "
@@ -67,6 +77,7 @@ DOWNLOAD_HELP = {
         "{raw}/dataset.json, {raw}/imagesTr/ and {raw}/labelsTr/ exist"
     ),
     "nnunet": "an nnU-Net v2 raw dataset (dataset.json, imagesTr/, labelsTr/) at {raw}/",
+    "msd": "an MSD task (dataset.json, imagesTr/, labelsTr/) at {raw}/",
 }
 
 
@@ -95,6 +106,17 @@ def raw_dir(wildcards):
             "synthetic phantom."
         )
     return raw
+
+
+def preprocess_overrides(wildcards):
+    """`--hu-window LO HI` and `--spacing SZ SY SX` where the dataset sets them."""
+    cfg = ds(wildcards)
+    args = []
+    if cfg.get("hu_window") is not None:
+        args += ["--hu-window", *(str(v) for v in cfg["hu_window"])]
+    if cfg.get("spacing") is not None:
+        args += ["--spacing", *(str(v) for v in cfg["spacing"])]
+    return args
 
 
 def folds(name):
@@ -220,12 +242,33 @@ def method_args(dataset, methods):
     return args
 
 
-def report_tables(wildcards):
+def report_tables(name):
     """The main table, and the manual grid where the dataset configures one."""
-    tables = [f"results/tables/{wildcards.dataset}.md"]
-    if ds(wildcards)["manual"]:
-        tables.append(f"results/tables/{wildcards.dataset}_manual.md")
+    tables = [f"results/tables/{name}.md"]
+    if ds(name)["manual"]:
+        tables.append(f"results/tables/{name}_manual.md")
     return tables
+
+
+#: The figures `vnas figures` draws (rule figures), in the report's order.
+FIGURES = ("overlays", "curves", "arch_probabilities", "search_trajectories", "search_entropy")
+
+
+def report_inputs(name):
+    """The inputs of `vnas report` for a dataset: tables, figures, searches, codes."""
+    return {
+        "tables": report_tables(name),
+        "figures": expand(
+            "results/figures/{dataset}/{figure}.png",
+            dataset=name,
+            figure=FIGURES,
+        ),
+        "diagnostics": f"results/{name}/diagnostics.json",
+        "arch": f"results/{name}/arch.json",
+        "searches": expand(
+            "results/{dataset}/search/fold{fold}/arch.json", dataset=name, fold=folds(name)
+        ),
+    }
 
 
 def random_args(name):

@@ -22,7 +22,8 @@ rule synthesize:
 
 
 rule preprocess:
-    """HU clip, z-score, resampling and reorientation per the dataset's preset."""
+    """HU clip, z-score, resampling and reorientation per the dataset's preset, or the
+    dataset's own hu_window/spacing (from `vnas plan`)."""
     conda:
         "../envs/vnas.yaml"
     input:
@@ -31,12 +32,13 @@ rule preprocess:
         directory("data/preprocessed/{dataset}"),
     params:
         preset=lambda w: ds(w)["preset"],
+        settings=preprocess_overrides,
     threads: 2
     log:
         "results/logs/{dataset}/preprocess.log",
     shell:
         "vnas preprocess --raw {input:q} --out {output:q} --preset {params.preset:q} "
-        "--jobs {threads:q} 2> {log:q}"
+        "{params.settings:q} --jobs {threads:q} 2> {log:q}"
 
 
 rule split:
@@ -53,5 +55,5 @@ rule split:
     log:
         "results/logs/{dataset}/split.log",
     shell:
-        "vnas split --preprocessed {input:q} --folds {params.folds:q} --seed {params.seed:q} "
+        "vnas split --preprocessed {input:q} --n-folds {params.folds:q} --seed {params.seed:q} "
         "--out {output:q} 2> {log:q}"

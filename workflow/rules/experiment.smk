@@ -1,7 +1,7 @@
 # Known-answer experiments (EXPERIMENTS.md): not part of `all`, the demo or dvc.yaml.
 #
 #   make experiment   (timed; then `vnas experiment report` writes EXPERIMENTS.md)
-#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer/summary.json
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer_summary.json
 #
 # Per cue (phantom variant): synthesize, preprocess, split; one search per seed on fold 0;
 # random codes; retraining of every method on fold 0's train+val; evaluation on its test
@@ -63,7 +63,7 @@ rule experiment_split:
     log:
         "results/experiments/{experiment}/logs/split_{cue}.log",
     shell:
-        "vnas split --preprocessed {input:q} --folds {params.folds:q} --seed {params.seed:q} "
+        "vnas split --preprocessed {input:q} --n-folds {params.folds:q} --seed {params.seed:q} "
         "--out {output:q} 2> {log:q}"
 
 
@@ -234,7 +234,7 @@ rule experiment_summary:
             cue=xp(w)["cues"],
         ),
     output:
-        "results/experiments/{experiment}/summary.json",
+        "results/experiments/{experiment}_summary.json",
     params:
         root="results/experiments/{experiment}",
         cues=lambda w: xp(w)["cues"],

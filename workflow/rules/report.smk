@@ -26,12 +26,13 @@ rule table:
             ["--search-diagnostics", *input.diagnostics] if input.diagnostics else []
         ),
         folds=lambda w: ds(w)["folds"],
+        preset=lambda w: ds(w)["preset"],
         eval_root=eval_root,
     log:
         "results/logs/{dataset}/table.log",
     shell:
         "vnas table --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
-        "--folds {params.folds:q} {params.methods:q} {params.random:q} "
+        "--n-folds {params.folds:q} --preset {params.preset:q} {params.methods:q} {params.random:q} "
         "{params.diagnostics:q} --out {output.csv:q} "
         "--markdown {output.md:q} --summary-json {output.metrics:q} 2> {log:q}"
 
@@ -57,7 +58,7 @@ rule table_manual:
         "results/logs/{dataset}/table_manual.log",
     shell:
         "vnas table --grid --dataset {wildcards.dataset:q} --eval-root {params.eval_root:q} "
-        "--folds {params.folds:q} {params.methods:q} --out {output.csv:q} "
+        "--n-folds {params.folds:q} {params.methods:q} --out {output.csv:q} "
         "--markdown {output.md:q} 2> {log:q}"
 
 
@@ -116,18 +117,11 @@ rule figures:
 
 
 rule report:
-    """One self-contained HTML page with the tables, search settings and figures."""
+    """One self-contained HTML page with the tables, search settings, codes and figures."""
     conda:
         "../envs/vnas.yaml"
     input:
-        tables=report_tables,
-        figures=rules.figures.output,
-        diagnostics="results/{dataset}/diagnostics.json",
-        searches=lambda w: expand(
-            "results/{dataset}/search/fold{fold}/arch.json",
-            dataset=w.dataset,
-            fold=folds(w.dataset),
-        ),
+        unpack(lambda w: report_inputs(w.dataset)),
     output:
         "results/report/{dataset}.html",
     params:
@@ -136,5 +130,27 @@ rule report:
         "results/logs/{dataset}/report.log",
     shell:
         "vnas report --dataset {wildcards.dataset:q} --tables {input.tables:q} "
-        "--figures {input.figures:q} --searches {params.searches:q} "
+        "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
         "--search-diagnostics {input.diagnostics:q} --out {output:q} 2> {log:q}"
+
+
+rule demo_doc:
+    """docs/demo.md, the README's demo results: the default dataset's report as Markdown,
+    its figures copied into docs/images/demo (`make demo` asks for it)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        unpack(lambda w: report_inputs(config["dataset"])),
+    output:
+        md="docs/demo.md",
+        images=directory("docs/images/demo"),
+    params:
+        dataset=config["dataset"],
+        searches=lambda w, input: [os.path.dirname(p) for p in input.searches],
+    log:
+        "results/logs/demo_doc.log",
+    shell:
+        "vnas report --dataset {params.dataset:q} --tables {input.tables:q} "
+        "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
+        "--search-diagnostics {input.diagnostics:q} --markdown {output.md:q} "
+        "--images {output.images:q} 2> {log:q}"

@@ -65,3 +65,26 @@ rule evaluate:
         "--preprocessed {input.data:q} --folds {input.folds:q} --fold {wildcards.fold:q} "
         "--out {params.out:q} --raw {input.raw:q} --overlap {params.overlap:q} "
         "--nsd-tolerance {params.nsd:q} --device {params.device:q} 2> {log:q}"
+
+
+rule ensemble:
+    """The folds' models of one method as one ensemble folder: `vnas predict --model
+    results/{dataset}/ensemble/{method}` averages them, as nnU-Net predicts with its folds."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        lambda w: expand(
+            "results/{dataset}/models/{method}/fold{fold}/model.pt",
+            dataset=w.dataset,
+            method=w.method,
+            fold=folds(w.dataset),
+        ),
+    output:
+        "results/{dataset}/ensemble/{method}/ensemble.json",
+    params:
+        models=lambda w, input: [os.path.dirname(p) for p in input],
+        out=lambda w, output: os.path.dirname(output[0]),
+    log:
+        "results/logs/{dataset}/ensemble_{method}.log",
+    shell:
+        "vnas ensemble --model {params.models:q} --out {params.out:q} 2> {log:q}"

@@ -66,7 +66,13 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
     stages[f"preprocess{suffix}"] = {
         "cmd": snakemake(name, ["preprocess"], [f"data/preprocessed/{name}"]),
         "deps": [cfg["raw"], "src/vnas/data"],
-        "params": [*first_params, f"{d}.raw", f"{d}.preset"],
+        "params": [
+            *first_params,
+            f"{d}.raw",
+            f"{d}.preset",
+            # a dataset's own preprocessing (`vnas plan`), where params.yaml sets it
+            *(f"{d}.{key}" for key in ("hu_window", "spacing") if key in cfg),
+        ],
         "outs": [f"data/preprocessed/{name}"],
     }
     stages[f"split{suffix}"] = {
@@ -145,6 +151,11 @@ def result_stages(name: str, cfg: dict) -> dict:
             ],
             "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
             "outs": [f"results/{name}/eval"],
+        },
+        "ensemble": {
+            "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
+            "deps": [f"results/{name}/models"],
+            "outs": [f"results/{name}/ensemble"],
         },
         "tables": {
             "cmd": snakemake(name, table_rules, tables[::2]),

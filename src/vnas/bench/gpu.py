@@ -46,7 +46,7 @@ __all__ = ["GPU_GOAL_HOURS", "PAPER_V100_HOURS", "run_gpu_suite"]
 
 logger = logging.getLogger(__name__)
 
-#: The issue's goal: the 40,000-iteration search in under 3 h on one H100.
+#: The GPU goal of BENCHMARKS.md: the 40,000-iteration search in under 3 h on one H100.
 GPU_GOAL_HOURS = 3.0
 #: The paper: about 1.2 V100 GPU-days per fold's search.
 PAPER_V100_HOURS = 28.8

@@ -36,13 +36,14 @@ __all__ = [
 
 FIXED = {"manual:2d/2d": "all-2D", "manual:3d/3d": "all-3D", "manual:p3d/p3d": "all-P3D"}
 
-#: Inference goal: 1.5x the defaults of issue 7, which ran 3.03x MONAI's reference, on
-#: a whole CT volume of this size.
+#: Inference goal: 1.5x the previous round's defaults, which ran 3.03x MONAI's reference,
+#: on a whole CT volume of this size.
 INFERENCE_GOAL = 4.5
 GOAL_VOLUME = [200, 512, 512]
 SEARCH_OVERHEAD_GOAL = 0.9
 LOADER_GOAL = 10.0
-#: (goal, target text), CPU goals; the GPU goal is in the GPU section.
+#: (goal, target text) of the CPU, in the order BENCHMARKS.md lists them; the GPU goal is
+#: in the GPU section.
 GOALS = (
     (
         "inference",
@@ -899,7 +900,7 @@ def replace_gpu_block(previous: str, g: dict) -> str:
 
 
 def evaluate_goals(results: dict[str, dict]) -> list[tuple[str, str, str]]:
-    """``(goal, measured, verdict)`` per goal of the issue, from whatever was measured."""
+    """``(goal, measured, verdict)`` per goal of BENCHMARKS.md, from whatever was measured."""
     rows = []
     infer = [r for k, r in results.items() if k.startswith("inference")]
     training, data = results.get("training"), results.get("data")

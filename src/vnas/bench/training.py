@@ -260,7 +260,7 @@ def run_training_suite(
     measured = measure_variants(variants, settings, repeats, limit_gflops, seed)
     steps = {v.arch + (" iteration" if v.arch_step else ""): measured[v.name] for v in variants}
     profiled = {}
-    # all-3D (the network of the goal) and the search network's weight step
+    # all-3D (the training-step goal of BENCHMARKS.md) and the search weight step
     for variant in (v for v in variants if v.arch in BREAKDOWN and not v.arch_step):
         step = build_step(variant, settings, seed)
         step.fn()  # warm-up

@@ -93,14 +93,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_dims_argument(
         parser, "--data-volume", "suite: raw size of the preprocessing case (default 200 512 512)"
     )
-    parser.add_argument("--batch-size", type=positive_int, default=2, help="default 2")
+    parser.add_argument("--batch-size", type=positive_int, default=2, help="training batch size")
     parser.add_argument("--repeats", type=positive_int, help="default 5 (CUDA suite 10)")
     parser.add_argument(
-        "--overlap", type=overlap_fraction, default=0.5, help="suite: sliding-window overlap (0.5)"
+        "--overlap", type=overlap_fraction, default=0.5, help="suite: sliding-window overlap"
     )
-    parser.add_argument(
-        "--workers", type=non_negative_int, default=2, help="suite: loader workers (default 2)"
-    )
+    parser.add_argument("--workers", type=non_negative_int, default=2, help="suite: loader workers")
     parser.add_argument(
         "--compile",
         action=argparse.BooleanOptionalAction,
@@ -111,8 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--inference-levers",
         action=argparse.BooleanOptionalAction,
         default=True,
-        help="suite: time each inference lever, not only vnas vs MONAI (default on; off "
-        "for a large --volume)",
+        help="suite: time each inference lever, not only vnas vs MONAI (off for a large --volume)",
     )
     parser.add_argument(
         "--sampling-iterations",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.predict import add_inference_args, inference_options
+from vnas.metrics import DEFAULT_NSD_TOLERANCE_MM
 from vnas.outputs import add_force_argument
 
 
@@ -29,8 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=float,
         nargs="+",
         metavar="MM",
-        help="NSD tolerance in mm: one value for all classes or one per foreground class "
-        "(default 1.0)",
+        default=[DEFAULT_NSD_TOLERANCE_MM],
+        help="NSD tolerance in mm: one value for all classes or one per foreground class",
     )
     parser.add_argument(
         "--raw",

@@ -25,7 +25,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--cases",
         type=int,
         default=2,
-        help="test cases to show: the worst, then best and median by the first method's DSC",
+        help="test cases to show: the worst, then best and median by the first method's DSC "
+        "of the first class",
     )
     parser.add_argument(
         "--out", required=True, help="output folder (appears when complete; see --force)"
@@ -83,8 +84,9 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
     save_figure(search_entropy_figure(trajectories), out / "search_entropy.png")
 
     search_logs = {p.parent.name: p.parent / "trajectory.csv" for p in searches}
+    warmups = {name: warmup for name, (_, _, warmup) in trajectories.items()}
     train_logs = {m: sorted(results.glob(f"models/{m}/fold*/metrics.csv")) for m in args.methods}
-    save_figure(curves_figure(search_logs, train_logs), out / "curves.png")
+    save_figure(curves_figure(search_logs, train_logs, warmups), out / "curves.png")
 
     metrics = {
         m: pd.concat(
@@ -96,21 +98,37 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
         for m in args.methods
     }
     first = metrics[args.methods[0]]
-    per_case = first.groupby("case_id")["dsc"].mean()
+    chosen = _pick_cases(_first_class_dsc(first), args.cases)
     fold_of = first.groupby("case_id")["fold"].first()
-    chosen = _pick_cases(per_case, args.cases)
 
     reader = get_reader(args.preset, args.raw)
-    cases, predictions, dsc = [], {m: {} for m in args.methods}, {}
+    cases, predictions = [], {m: {} for m in args.methods}
     for case_id in chosen:
         case = reader.load(str(case_id))
-        cases.append((str(case_id), case.image, np.asarray(case.label)))
+        cases.append((str(case_id), case.image, np.asarray(case.label), tuple(case.spacing)))
         for m in args.methods:
             path = results / "eval" / m / fold_of[case_id] / "predictions" / f"{case_id}.nii.gz"
             predictions[m][str(case_id)] = read_prediction(path)
-    for m in args.methods:
-        dsc[m] = {str(k): v for k, v in metrics[m].groupby("case_id")["dsc"].mean().items()}
-    save_figure(overlay_figure(cases, predictions, dsc), out / "overlays.png")
+    scores = {m: class_scores(metrics[m]) for m in args.methods}
+    classes = {int(k): v for k, v in reader.classes.items() if int(k) > 0}
+    save_figure(overlay_figure(cases, predictions, scores, classes), out / "overlays.png")
+
+
+def _first_class_dsc(metrics):
+    """Each case's DSC of the first foreground class (the organ, as the paper's Fig. 3
+    picks NIH cases by pancreas DSC): a mean over classes would mix in a class that is
+    absent from a case or that no method finds."""
+    first_class = metrics["class"].min()
+    return metrics[metrics["class"] == first_class].set_index("case_id")["dsc"]
+
+
+def class_scores(metrics) -> dict[str, dict]:
+    """Per case id, per class name: (DSC, ground-truth voxels, predicted voxels)."""
+    out: dict[str, dict] = {}
+    for row in metrics.itertuples():
+        score = (float(row.dsc), int(row.gt_voxels), int(row.pred_voxels))
+        out.setdefault(str(row.case_id), {})[row.class_name] = score
+    return out
 
 
 def _warmup(search_dir: Path) -> int:

@@ -39,7 +39,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--jobs",
         type=int,
-        default=min(4, os.cpu_count() or 1),
         help="cases processed in parallel (default: min(4, CPUs))",
     )
     add_force_argument(parser)
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
         args.preset,
         hu_window=None if args.hu_window is None else tuple(args.hu_window),
         spacing=None if args.spacing is None else tuple(args.spacing),
-        jobs=args.jobs,
+        jobs=args.jobs or min(4, os.cpu_count() or 1),
         progress=not args.no_progress,
         force=args.force,
     )

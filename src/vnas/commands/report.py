@@ -1,22 +1,25 @@
-"""``vnas report``: one self-contained HTML page of a dataset's tables and figures."""
+"""``vnas report``: a dataset's tables, settings, codes and figures as one self-contained
+HTML page and/or as Markdown (the README's ``docs/demo.md``)."""
 
 from __future__ import annotations
 
 import argparse
+import shutil
 from pathlib import Path
 
 from vnas.atomic import atomic_write_text
 from vnas.errors import VNASError
-from vnas.html_report import render_report
-from vnas.outputs import add_force_argument, claim_file
+from vnas.outputs import add_force_argument, check_distinct, claim_file, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "report",
-        help="write an HTML page with tables and figures",
-        description="Combine Markdown tables, the searches' settings and PNG figures into one "
-        "self-contained HTML file.",
+        help="write an HTML page (and/or Markdown) with tables, codes and figures",
+        description="Combine Markdown tables, the searches' settings and architecture codes "
+        "and PNG figures (captioned) into one self-contained HTML file (--out) and/or a "
+        "Markdown file whose figures are copied into --images (--markdown). Both print the "
+        "git revision of the current directory's repository ('unknown' outside git).",
     )
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--tables", nargs="*", default=[], help="Markdown tables")
@@ -26,31 +29,65 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="*",
         default=[],
         metavar="SEARCH_DIR",
-        help="search folders whose settings (iterations, warm-up, ...) the page lists",
+        help="search folders whose settings (iterations, warm-up, ...) and codes the page lists",
+    )
+    parser.add_argument(
+        "--arch", metavar="JSON", help="the aggregated arch.json (`vnas aggregate`): its code"
     )
     parser.add_argument(
         "--search-diagnostics",
         metavar="JSON",
         help="`vnas aggregate --diagnostics` output: whether the search was decided",
     )
-    parser.add_argument("--out", required=True, help="HTML output")
-    add_force_argument(parser)
+    parser.add_argument("--out", help="HTML output")
+    parser.add_argument("--markdown", help="Markdown output (figures linked from --images)")
+    parser.add_argument("--images", help="folder the figures are copied into, for --markdown")
+    add_force_argument(parser, "--out, --markdown and --images")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    for path in [*args.tables, *args.figures]:
+    from vnas.html_report import (  # pandas and jinja2 load only for this command
+        ReportInputs,
+        git_revision,
+        relative_images,
+        render_markdown,
+        render_report,
+    )
+
+    if not (args.out or args.markdown):
+        raise VNASError("nothing to write: give --out (HTML) and/or --markdown")
+    if bool(args.markdown) != bool(args.images):
+        raise VNASError("--markdown and --images go together")
+    for path in [*args.tables, *args.figures, *([args.arch] if args.arch else [])]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
-    inputs = {"--tables": args.tables, "--figures": args.figures,
-              "--search-diagnostics": args.search_diagnostics}  # fmt: skip
-    claim_file(args.out, command="report", inputs=inputs, force=args.force)
+    check_distinct({"--out": args.out, "--markdown": args.markdown})
     diagnostics = None
     if args.search_diagnostics:
         from vnas.search_diagnostics import read_cross_diagnostics
 
         diagnostics = read_cross_diagnostics(args.search_diagnostics)
-    page = render_report(args.dataset, args.tables, args.figures, args.searches, diagnostics)
-    atomic_write_text(args.out, page)
-    print(f"report written to {args.out}")
+    inputs = ReportInputs(
+        dataset=args.dataset, tables=[Path(t) for t in args.tables],
+        figures=[Path(f) for f in args.figures], searches=[Path(s) for s in args.searches],
+        arch=Path(args.arch) if args.arch else None, diagnostics=diagnostics,
+        revision=git_revision("."),
+    )  # fmt: skip
+    sources = {"--tables": args.tables, "--figures": args.figures, "--searches": args.searches,
+               "--arch": args.arch, "--search-diagnostics": args.search_diagnostics}  # fmt: skip
+    claim = {"command": "report", "inputs": sources, "force": args.force}
+    if args.out:
+        claim_file(args.out, **claim)
+    if args.markdown:
+        claim_file(args.markdown, **claim, flag="--markdown")
+        text = render_markdown(inputs, relative_images(args.markdown, args.images))
+        with output_dir(args.images, **claim, flag="--images") as tmp:
+            for fig in inputs.figures:
+                shutil.copyfile(fig, tmp / fig.name)
+        atomic_write_text(args.markdown, text)
+        print(f"Markdown written to {args.markdown}, its figures to {args.images}")
+    if args.out:
+        atomic_write_text(args.out, render_report(inputs))
+        print(f"report written to {args.out}")
     return 0

@@ -28,22 +28,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_args(parser)
     arch = parser.add_argument_group("architecture step (Adam on alpha, beta)")
     arch.add_argument(
-        "--arch-lr",
-        type=non_negative_float,
-        default=3e-4,
-        help="Adam learning rate (default 3e-4, the paper's); see --arch-lr-rule",
-    )
-    arch.add_argument(
         "--arch-lr-rule",
         choices=ARCH_LR_RULES,
         default="fixed",
-        help="fixed (default, the paper): --arch-lr as given; matched_movement: "
+        help="fixed (the paper): --arch-lr as given; matched_movement: "
         "--arch-lr x 36800 / (this search's architecture steps), the total Adam movement "
         "of the paper's 40,000 iterations after an 8%% warm-up, for short searches "
         "(docs/search.md)",
     )
     arch.add_argument(
-        "--arch-weight-decay", type=non_negative_float, default=1e-3, help="default 1e-3"
+        "--arch-lr", type=non_negative_float, default=3e-4, help="alpha/beta Adam learning rate"
+    )
+    arch.add_argument(
+        "--arch-weight-decay",
+        type=non_negative_float,
+        default=1e-3,
+        help="alpha/beta Adam weight decay",
     )
     arch.add_argument(
         "--arch-betas",
@@ -51,15 +51,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs=2,
         default=[0.5, 0.999],
         metavar=("B1", "B2"),
-        help="Adam betas (default 0.5 0.999, as DARTS)",
+        help="Adam betas (DARTS's)",
     )
     warmup = arch.add_mutually_exclusive_group()
     warmup.add_argument(
         "--warmup-fraction",
         type=fraction,
         default=WARMUP_FRACTION,
-        help="share of the iterations before alpha/beta steps start (default 0.08: the "
-        "paper's 20 epochs of its 40,000-iteration NIH search, see docs/search.md)",
+        help="share of the iterations before alpha/beta steps start; the default is the "
+        "paper's 20 epochs of its 40,000-iteration NIH search (docs/search.md)",
     )
     warmup.add_argument(
         "--warmup-epochs",
@@ -77,9 +77,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--sampling",
         choices=SAMPLINGS,
         default="darts",
-        help="darts (default, the paper): every cell mixes its three ops; gdas: NOT the "
-        "paper's method, each cell runs one op drawn from a hard Gumbel-softmax of its "
-        "alpha/beta row per step (GDAS, Dong & Yang 2019), about 3x cheaper per step",
+        help="darts (the paper): every cell mixes its three ops; gdas: NOT the paper's "
+        "method, each cell runs one op drawn from a hard Gumbel-softmax of its alpha/beta "
+        "row per step (GDAS, Dong & Yang 2019), cheaper per step (BENCHMARKS.md measures "
+        "by how much)",
     )
     speed.add_argument(
         "--gdas-tau",
@@ -87,8 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs=2,
         default=[10.0, 0.1],
         metavar=("START", "END"),
-        help="GDAS Gumbel-softmax temperature, annealed linearly over the iterations "
-        "(default 10 0.1, as GDAS)",
+        help="GDAS Gumbel-softmax temperature, annealed linearly over the iterations (GDAS's)",
     )
     speed.add_argument(
         "--memory-lean",

@@ -32,15 +32,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--kind", choices=KINDS, required=True, help="which phantom")
-    parser.add_argument("--cases", type=int, default=16, help="labelled cases (default 16)")
-    parser.add_argument("--seed", type=int, default=0, help="dataset seed (default 0)")
+    parser.add_argument("--cases", type=int, default=16, help="labelled cases")
+    parser.add_argument("--seed", type=int, default=0, help="dataset seed")
     parser.add_argument(
         "--shape",
         type=int,
         nargs=3,
         metavar=("D", "H", "W"),
         default=list(DEFAULT_SHAPE),
-        help="voxels per case, (z, y, x) (default %(default)s)",
+        help="voxels per case, (z, y, x)",
     )
     parser.add_argument(
         "--cue",

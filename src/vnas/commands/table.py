@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.atomic import atomic_write_json, atomic_write_text
+from vnas.commands.flags import deprecated
 from vnas.errors import VNASError
 from vnas.outputs import (
     add_force_argument,
@@ -28,7 +29,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="folder holding METHOD_ID/foldK/metrics.csv",
     )
-    parser.add_argument("--folds", type=int, required=True, help="number of folds")
+    parser.add_argument(
+        "--n-folds",
+        "--folds",
+        dest="n_folds",
+        type=int,
+        required=True,
+        action=deprecated("--folds", new="--n-folds"),
+        help="number of folds",
+    )
     parser.add_argument(
         "--method",
         nargs=3,
@@ -50,6 +59,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="JSON",
         help="`vnas aggregate --diagnostics` output: say next to the V-NAS row whether the "
         "search was decided",
+    )
+    parser.add_argument(
+        "--preset",
+        help="the dataset's reader preset: where the paper reports V-NAS and Mix on the same "
+        "dataset and class, the sentence under the table quotes its difference",
     )
     parser.add_argument("--grid", action="store_true", help="render the manual grid")
     parser.add_argument("--out", required=True, help="CSV output")
@@ -74,27 +88,27 @@ def run(args: argparse.Namespace) -> int:
     )
 
     methods = [Method(*spec) for spec in args.method]
-    if args.folds < 1:
-        raise VNASError(f"--folds must be positive, got {args.folds}")
+    if args.n_folds < 1:
+        raise VNASError(f"--n-folds must be positive, got {args.n_folds}")
     outputs = {"--out": args.out, "--markdown": args.markdown, "--summary-json": args.summary_json}
     check_distinct(outputs)
-    table = method_table(args.eval_root, methods, args.folds)
+    table = method_table(args.eval_root, methods, args.n_folds)
     ranks = search = None
     if args.random and not args.grid:
-        table = insert_after_search(table, random_row(args.eval_root, args.random, args.folds))
+        table = insert_after_search(table, random_row(args.eval_root, args.random, args.n_folds))
         vnas = [m.id for m in methods if m.category == "Search"]
         if vnas:
-            ranks = rank_among_random(args.eval_root, vnas[0], args.random, args.folds)
+            ranks = rank_among_random(args.eval_root, vnas[0], args.random, args.n_folds)
     if args.search_diagnostics:
         search = read_cross_diagnostics(args.search_diagnostics)
     if args.grid:
         grid = manual_grid(table)
         csv = grid.to_csv()
-        markdown = grid_markdown(grid, f"{args.dataset}: manual configurations")
+        markdown = grid_markdown(grid, f"{args.dataset}: manual configurations", table)
     else:
         csv = table.round(4).to_csv(index=False)
-        title = f"{args.dataset}: {args.folds}-fold cross-validation"
-        markdown = to_markdown(table, title, search=search, ranks=ranks)
+        title = f"{args.dataset}: {args.n_folds}-fold cross-validation"
+        markdown = to_markdown(table, title, search=search, ranks=ranks, preset=args.preset)
     # Every output is checked before the first is written: all or none change.
     inputs = {"--eval-root": args.eval_root, "--search-diagnostics": args.search_diagnostics}
     claim = {"command": "table", "inputs": inputs, "force": args.force}

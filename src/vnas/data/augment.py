@@ -17,6 +17,11 @@ from __future__ import annotations
 
 import numpy as np
 
+#: Spatial axes (D, H, W = z, y, x) along which training flips patches: a trained model
+#: is meant to be invariant to these flips, so test-time mirroring (``vnas predict
+#: --mirror``) averages over them.
+FLIP_AXES = (0, 1, 2)
+
 
 def random_rotate_flip(
     image: np.ndarray, label: np.ndarray, rng: np.random.Generator

@@ -9,7 +9,7 @@ import numpy as np
 
 @dataclass
 class Case:
-    """One labelled CT case in the project's axis convention (SPEC §1).
+    """One labelled CT case in the project's axis convention (docs/conventions.md).
 
     Attributes:
         case_id: stable identifier, e.g. ``"pancreas_001"`` or ``"PANCREAS_0001"``.

@@ -1,4 +1,6 @@
-"""Cross-validation folds (paper §4.1, SPEC §3): test = one fold, the rest train : val = 2 : 1.
+"""Cross-validation folds (paper §4.1, docs/conventions.md).
+
+Test = one fold; the rest is split train : val = 2 : 1 for the search.
 
 ``folds.json``::
 

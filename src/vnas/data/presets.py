@@ -1,4 +1,4 @@
-"""Dataset presets: which raw layout to read and how to preprocess it (SPEC §4).
+"""Dataset presets: which raw layout to read and how to preprocess it (docs/conventions.md).
 
 A preset names a reader layout and the paper's preprocessing for that dataset:
 
@@ -13,7 +13,13 @@ preset                        layout     HU window        target spacing (sz, sy
 ``synthetic-pancreas``        msd        [-100, 240]      (2.5, 1.0, 1.0) mm
 ``synthetic-tubes``           msd        [-100, 240]      (2.5, 1.0, 1.0) mm
 ``nnunet``                    nnunet     ``--hu-window``  none
+``msd``                       msd        ``--hu-window``  none
 ============================  =========  ===============  ==========================
+
+``nnunet`` and ``msd`` are for datasets the paper does not use: any nnU-Net v2 raw
+dataset or MSD task. They carry no HU window; ``vnas plan`` proposes one (and a target
+spacing and patch) from the data, which ``params.yaml`` passes as ``--hu-window`` and
+``--spacing``.
 
 ``synthetic-pancreas`` resamples in-plane to 1.0 mm like the real preset but keeps the
 phantom's 2.5 mm slices: resampling the phantom to 1.0 mm isotropic would multiply every
@@ -54,7 +60,7 @@ class Preset:
 
 
 # NIH Pancreas-CT cases 25 and 70 are duplicates of other cases in the current TCIA
-# release (SPEC §4), so they are left out by default for the real data only.
+# release (docs/conventions.md), so they are left out by default for the real data only.
 NIH_DUPLICATES = (25, 70)
 
 PRESETS: dict[str, Preset] = {
@@ -68,6 +74,7 @@ PRESETS: dict[str, Preset] = {
         Preset("synthetic-pancreas", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
         Preset("synthetic-tubes", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
         Preset("nnunet", "nnunet", None, None),
+        Preset("msd", "msd", None, None),
     )
 }
 
@@ -96,7 +103,10 @@ def preprocessing_settings(
     """
     window = hu_window if hu_window is not None else preset.hu_window
     if window is None:
-        raise VNASError(f"preset {preset.name!r} has no HU window: pass --hu-window LOW HIGH")
+        raise VNASError(
+            f"preset {preset.name!r} has no HU window: pass --hu-window LOW HIGH (in "
+            "params.yaml: hu_window: [LOW, HIGH]; `vnas plan` proposes one)"
+        )
     if not all(math.isfinite(w) for w in window):
         raise VNASError(f"HU window must be finite, got {list(window)}")
     if window[0] >= window[1]:

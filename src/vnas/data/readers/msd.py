@@ -1,6 +1,6 @@
 """Medical Segmentation Decathlon reader (Task06_Lung, Task07_Pancreas), driven by dataset.json.
 
-Quirks of the real release it handles (SPEC §4): ``labels`` maps a *string* index to a
+Quirks of the real release it handles (docs/conventions.md): ``labels`` maps a *string* index to a
 name; ``test`` is a list of plain path strings (not dicts like ``training``); the release
 key is misspelled ``relase`` (neither spelling is needed); archives carry macOS ``._*``
 files next to real ones (never read); case numbers are not contiguous (ids come from the

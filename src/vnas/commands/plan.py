@@ -1,0 +1,164 @@
+"""``vnas plan``: fingerprint a raw MSD/nnU-Net dataset and write its params.yaml block."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+from pathlib import Path
+
+from vnas.outputs import add_force_argument
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``plan`` subcommand."""
+    from vnas.data.plan import DEFAULT_MAX_VOXELS
+
+    parser = subparsers.add_parser(
+        "plan",
+        help="fingerprint a new dataset; propose its HU window, spacing and patch",
+        description="Read every labelled case of an nnU-Net v2 or MSD raw dataset once "
+        "(spacings, shapes, foreground intensities) and propose its preprocessing as "
+        "nnU-Net plans it: the HU window (0.5-99.5 percentiles of the foreground), the "
+        "target spacing (median per axis; nnU-Net's anisotropy rule) and one patch "
+        "(multiples of 32 fitting the median shape and --max-voxels). Writes --out, a "
+        "params.yaml dataset block with the paper's training settings: paste it under "
+        "`datasets:` in params.yaml, or pass it to Snakemake as it is "
+        "(snakemake --configfile PLAN -- results/tables/NAME.csv). The rules: "
+        "docs/planning.md.",
+    )
+    parser.add_argument("--raw", required=True, help="raw dataset folder (dataset.json)")
+    parser.add_argument("--out", required=True, help="plan file to write (.yaml)")
+    parser.add_argument(
+        "--name",
+        help="dataset name in params.yaml (default: from the folder, Dataset501_Liver -> liver)",
+    )
+    parser.add_argument(
+        "--preset",
+        choices=["nnunet", "msd"],
+        help="raw layout (default: detected from dataset.json)",
+    )
+    parser.add_argument(
+        "--max-voxels",
+        type=int,
+        default=DEFAULT_MAX_VOXELS,
+        help="patch voxel budget (the paper's 64x96x96 NIH patch); raise it for a larger GPU",
+    )
+    parser.add_argument("--fingerprint", help="also write the fingerprint as JSON here")
+    parser.add_argument(
+        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="cases read in parallel"
+    )
+    add_force_argument(parser, "--out and --fingerprint")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def dataset_name(raw: str | Path) -> str:
+    """``Dataset501_Liver`` or ``Task03_Liver`` -> ``liver``; a params.yaml-safe name."""
+    name = Path(raw).resolve().name
+    name = re.sub(r"^(Dataset\d+|Task\d+)_", "", name).lower()
+    name = re.sub(r"[^A-Za-z0-9_-]+", "-", name).strip("-_")
+    return name or "dataset"
+
+
+def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
+    """The params.yaml block: the plan's preprocessing, the paper's training settings."""
+    from vnas.metrics import DEFAULT_NSD_TOLERANCE_MM
+    from vnas.training_args import WARMUP_FRACTION
+
+    classes = {int(k): v for k, v in fingerprint["classes"].items() if int(k) != 0}
+    return {
+        "raw": raw,
+        "preset": preset,
+        "hu_window": plan["hu_window"],
+        "spacing": plan["spacing"],
+        "classes": classes,
+        "folds": 4,
+        "width": 1.0,
+        "patch": plan["patch"],
+        "test_patch": list(plan["patch"]),
+        "batch_size": 2,
+        "search_iterations": 40000,
+        "warmup_fraction": WARMUP_FRACTION,
+        "loss": "ce",
+        "train_iterations": 40000,
+        "overlap": 0.5,
+        "nsd_tolerance_mm": [DEFAULT_NSD_TOLERANCE_MM] * len(classes),
+        "methods": ["vnas", "mix", "unet3d", "vnet"],
+        "transfer_from": [],
+        "paper_preset": None,
+        "manual": [],
+        "figure_cases": 2,
+        "threads": 8,
+    }
+
+
+def render(name: str, raw: str, fingerprint: dict, plan: dict, block: dict) -> str:
+    """The plan file: a signed comment header explaining each value, then the block."""
+    import numpy as np
+    import yaml
+
+    from vnas.data.plan import PERCENTILES
+    from vnas.outputs import signature
+
+    fg = fingerprint["foreground"]
+    spacings = np.asarray(fingerprint["spacings"])
+    shapes = np.asarray(fingerprint["shapes"])
+
+    def zyx(values) -> str:
+        return " x ".join(f"{v:g}" for v in values)
+
+    header = [
+        f"# written by {signature('plan')} from {raw}",
+        f"# Fingerprint of {len(fingerprint['cases'])} labelled cases (z, y, x after "
+        "reorientation to LPS):",
+        f"#   spacing mm: median {zyx(np.median(spacings, 0))}, min {zyx(spacings.min(0))}, "
+        f"max {zyx(spacings.max(0))}",
+        f"#   shape: median {zyx(np.median(shapes, 0))}, min {zyx(shapes.min(0))}, "
+        f"max {zyx(shapes.max(0))}",
+        f"#   foreground intensity ({fg['voxels_sampled']} voxels sampled): "
+        f"percentile {PERCENTILES[0]} {fg['percentile_0.5']:.1f}, median {fg['median']:.1f}, "
+        f"percentile {PERCENTILES[1]} {fg['percentile_99.5']:.1f}, mean {fg['mean']:.1f}, "
+        f"std {fg['std']:.1f}",
+        "# hu_window: those percentiles; spacing: the median per axis (anisotropy rule);",
+        f"# patch: the median shape at that spacing, {zyx(plan['median_shape'])}, in "
+        "multiples of 32 within the voxel budget (docs/planning.md).",
+        "# Training settings are the paper's (folds, iterations, width, loss): shrink them",
+        "# for a first run. Use: paste the block under `datasets:` in params.yaml (then",
+        f"# `make dvc.yaml`), or `snakemake --configfile THIS_FILE -- results/tables/{name}.csv`.",
+    ]
+    body = yaml.safe_dump({"datasets": {name: block}}, sort_keys=False, default_flow_style=None)
+    return "\n".join(header) + "\n" + body
+
+
+def run(args: argparse.Namespace) -> int:
+    """Fingerprint, plan, write."""
+    from vnas.atomic import atomic_write_json, atomic_write_text
+    from vnas.data.plan import dataset_fingerprint, detect_layout, propose_plan
+    from vnas.errors import VNASError
+    from vnas.outputs import check_distinct, claim_file, signed
+
+    name = args.name or dataset_name(args.raw)
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
+        raise VNASError(f"--name {name!r}: use letters, digits, '_' and '-' only")
+    if not args.out.lower().endswith((".yaml", ".yml")):
+        raise VNASError("--out must be a .yaml file name", args.out)
+    preset = args.preset or detect_layout(args.raw)
+    outputs = {"--out": args.out, "--fingerprint": args.fingerprint}
+    check_distinct(outputs)
+    for flag, path in outputs.items():
+        if path:
+            claim_file(
+                path, command="plan", inputs={"--raw": args.raw}, force=args.force, flag=flag
+            )
+    fingerprint = dataset_fingerprint(args.raw, preset, args.jobs, not args.no_progress)
+    plan = propose_plan(fingerprint, args.max_voxels)
+    block = dataset_block(args.raw, preset, fingerprint, plan)
+    atomic_write_text(args.out, render(name, args.raw, fingerprint, plan, block))
+    if args.fingerprint:
+        atomic_write_json(args.fingerprint, signed("plan", {**fingerprint, "plan": plan}))
+    print(
+        f"wrote {args.out}: dataset {name!r}, HU window {plan['hu_window']}, spacing "
+        f"{plan['spacing']} mm, patch {plan['patch']}"
+    )
+    return 0

@@ -1,0 +1,127 @@
+"""vnas plan: nnU-Net's planning rules, and a new dataset through the whole pipeline."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from vnas.cli import main
+from vnas.data.plan import DEFAULT_MAX_VOXELS, propose_patch, target_spacing
+
+BIN = Path(sys.executable).parent
+
+
+def test_target_spacing_is_the_median_unless_slices_are_thick_and_few() -> None:
+    spacings = [[2.5, 0.8, 0.8], [2.5, 0.7, 0.7], [3.0, 0.9, 0.9]]
+    assert target_spacing(spacings, [[100, 512, 512]] * 3) == [2.5, 0.8, 0.8]
+    # Thick slices (5 mm vs 0.8 mm) and few of them (30 vs 512): nnU-Net takes the 10th
+    # percentile of that axis's spacings, so the thin-slice scans are not thrown away.
+    thick = [[5.0, 0.8, 0.8]] * 8 + [[1.0, 0.8, 0.8]] * 2
+    assert target_spacing(thick, [[30, 512, 512]] * 10) == [1.0, 0.8, 0.8]
+    # Thick but many slices: the median stays.
+    assert target_spacing(thick, [[300, 512, 512]] * 10) == [5.0, 0.8, 0.8]
+
+
+def test_patch_rule() -> None:
+    # The median shape in multiples of 32 when it fits the budget.
+    assert propose_patch([40, 70, 100], [1.0, 1.0, 1.0]) == [32, 64, 96]
+    # Too large: the axis longest in mm shrinks by 32 at a time (z first here, 64 x 2.5 mm).
+    assert propose_patch([70, 200, 200], [2.5, 0.8, 0.8]) == [32, 128, 128]
+    # A volume smaller than 32 along an axis still gets 32 (patches are padded).
+    assert propose_patch([10, 20, 300], [1.0, 1.0, 1.0], max_voxels=DEFAULT_MAX_VOXELS) == [
+        32,
+        32,
+        288,
+    ]
+
+
+def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
+    result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    return result
+
+
+@pytest.mark.slow
+def test_planned_nnunet_dataset_runs_through_the_pipeline(tmp_path, make_tiny_workflow) -> None:
+    """The phantom exported to nnU-Net's format, planned by `vnas plan`, its block pasted
+    into params.yaml (training shrunk to seconds), then Snakemake to its table and its
+    fold ensemble, which `vnas predict` uses."""
+    from tests.conftest import tiny_params
+
+    raw = tmp_path / "phantom_msd"
+    assert main(["synth", "--kind", "pancreas", "--cases", "4", "--shape", "32", "64", "64",
+                 "--out", str(raw), "--no-progress"]) == 0  # fmt: skip
+    work = tmp_path / "work"
+    exported = work / "data/raw/Dataset501_Phantom"
+    argv = ["export-nnunet", "--raw", str(raw), "--preset", "synthetic-pancreas"]
+    assert main([*argv, "--out", str(exported), "--no-progress"]) == 0
+    plan_file = tmp_path / "plan.yaml"
+    argv = ["plan", "--raw", "data/raw/Dataset501_Phantom", "--out", str(plan_file)]
+    _run([str(BIN / "vnas"), *argv, "--no-progress"], cwd=work)
+    planned = yaml.safe_load(plan_file.read_text())["datasets"]["phantom"]
+    assert planned["preset"] == "nnunet" and planned["classes"] == {1: "pancreas", 2: "cancer"}
+    assert planned["patch"] == [32, 64, 64] and planned["spacing"][0] == 2.5
+    low, high = planned["hu_window"]
+    assert -100 < low < high < 240  # the phantom's soft-tissue foreground, not its bone/air
+
+    params = tiny_params()
+    params["datasets"]["phantom"] = {
+        **planned,
+        "folds": 2,
+        "width": 0.0625,
+        "search_iterations": 2,
+        "warmup_fraction": 0.5,
+        "train_iterations": 2,
+        "loss": "dice_ce",
+        "methods": ["vnas", "mix"],
+        "figure_cases": 1,
+        "threads": 1,
+    }
+    make_tiny_workflow(work, params)
+    targets = ["results/tables/phantom.csv", "results/phantom/ensemble/vnas/ensemble.json"]
+    _run([str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=2", "--", *targets], work)
+    table = pd.read_csv(work / "results/tables/phantom.csv")
+    assert list(table["method"].unique()) == ["V-NAS", "Mix"]
+    assert (table["n_cases"] == 4).all()
+    pre = json.loads((work / "data/preprocessed/phantom/dataset.json").read_text())
+    assert pre["preprocessing"]["hu_window"] == [float(low), float(high)]
+    assert pre["preprocessing"]["spacing"] == planned["spacing"]
+
+    image = next((exported / "imagesTr").iterdir())
+    argv = ["predict", "--model", "results/phantom/ensemble/vnas", "--input", str(image)]
+    _run([str(BIN / "vnas"), *argv, "--out", "seg.nii.gz", "--no-progress"], cwd=work)
+    assert (work / "seg.nii.gz").stat().st_size > 0
+
+
+def test_params_yaml_takes_a_planned_block_and_refuses_nnunet_without_window(tmp_path) -> None:
+    """`preset: nnunet` with `hu_window:`/`spacing:` reaches `vnas preprocess`; without a
+    window the pipeline stops at once with one line saying how to get one."""
+    raw = tmp_path / "Dataset9_X"
+    raw.mkdir()
+    block = {"raw": str(raw), "preset": "nnunet", "hu_window": [-50, 150.5]}
+    block |= {"spacing": [2.0, 0.75, 0.75], "classes": {1: "x"}, "paper_preset": None}
+    config = tmp_path / "c.yaml"
+    repo = Path(__file__).resolve().parents[1]
+    # The rest of the block comes from the nih one, as if pasted from `vnas plan`.
+    nih = yaml.safe_load((repo / "params.yaml").read_text())["datasets"]["nih"]
+    config.write_text(yaml.safe_dump({"datasets": {"x": {**nih, **block, "manual": []}}}))
+    snake = [str(BIN / "snakemake"), "-n", "-p", "--configfile", str(config)]
+    dry = subprocess.run([*snake, "--", "data/preprocessed/x"], cwd=repo, capture_output=True,
+                         text=True)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr[-3000:]
+    assert "--preset nnunet --hu-window -50 150.5 --spacing 2.0 0.75 0.75" in dry.stdout
+    del block["hu_window"]
+    config.write_text(yaml.safe_dump({"datasets": {"x": {**nih, **block, "manual": []}}}))
+    dry = subprocess.run([*snake, "--", "data/preprocessed/x"], cwd=repo, capture_output=True,
+                         text=True)  # fmt: skip
+    lines = [ln for ln in (dry.stdout + dry.stderr).splitlines() if ln.startswith("vnas:")]
+    assert dry.returncode != 0 and len(lines) == 1, dry.stdout + dry.stderr
+    assert "datasets.x.hu_window" in lines[0] and "vnas plan" in lines[0]
