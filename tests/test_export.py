@@ -171,7 +171,8 @@ def test_predict_engines_agree(model_dir, tmp_path) -> None:
     for engine in ("torch", "onnxruntime"):
         out = tmp_path / f"{engine}.nii.gz"
         argv = ["predict", "--model", str(model_dir), "--input", str(src), "--out", str(out)]
-        assert main([*argv, "--device", "cpu", "--engine", engine]) == 0
+        # with test-time mirroring: flipped windows through either engine
+        assert main([*argv, "--device", "cpu", "--engine", engine, "--mirror"]) == 0
         labels[engine] = sitk.GetArrayFromImage(sitk.ReadImage(str(out)))
     assert 0 < labels["torch"].mean() < 1
     assert (labels["torch"] == labels["onnxruntime"]).mean() > 0.999
