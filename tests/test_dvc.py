@@ -18,6 +18,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
+import dvc_plots  # noqa: E402
 import dvc_yaml  # noqa: E402
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -100,6 +101,22 @@ def test_stages_of_every_dataset(dataset: str) -> None:
         assert folds == set(range(cfg["folds"])), name
     trained = {path.split("/")[3] for path in curves["pseudo_dice"]["y"]}
     assert trained == set(cfg["methods"])
+
+
+def test_offline_plots_page_carries_its_libraries(tmp_path) -> None:
+    """The `dvc plots` page template has DVC's placeholders, vega/vega-lite/vega-embed
+    inline and no `{scripts}` (where DVC would put its CDN script tags)."""
+    page = tmp_path / "offline.html"
+    assert dvc_plots.main(["--write-template", str(page)]) == 0
+    html = page.read_text()
+    assert "{plot_divs}" in html and "{refresh_tag}" in html and "{scripts}" not in html
+    assert "<script src" not in html and "http" not in html.split("<script>")[0]
+    for name in ("vega/vega.js", "vega-lite/vega-lite.js", "vega-embed/vega-embed.js"):
+        assert f"<script>/* {name} */" in html
+    assert "global.vegaEmbed = factory(global.vega, global.vegaLite)" in html
+    (tmp_path / "mine.html").write_text("not the template")
+    with pytest.raises(SystemExit, match="not a page this script wrote"):
+        dvc_plots.main(["--write-template", str(tmp_path / "mine.html")])
 
 
 def fake_raw(work: Path, dataset: str) -> Path:
@@ -187,8 +204,8 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
     from tests.conftest import tiny_params
 
     params = tiny_params()
-    # two methods, no manual grid or random row: the cheapest run that has a table
-    params["datasets"]["synthetic"].update(methods=["vnas", "mix"], manual=[], random_samples=0)
+    # V-NAS alone, no manual grid or random row: the cheapest run that has a table
+    params["datasets"]["synthetic"].update(methods=["vnas"], manual=[], random_samples=0)
     work = make_tiny_workflow(tmp_path, params)
     run([sys.executable, "workflow/scripts/dvc_yaml.py"], work)
     init_repo(work)
@@ -213,11 +230,12 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
     assert (work / "results/synthetic/folds.json").stat().st_mtime_ns == folds_before
     assert (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns == prep_before
     assert yaml.safe_load((work / "params.yaml").read_text())["lr"] == 0.01
-    config = json.loads((work / "results/synthetic/models/mix/fold0/config.json").read_text())
+    config = json.loads((work / "results/synthetic/models/vnas/fold0/config.json").read_text())
     assert float(config["args"]["lr"]) == 0.01
 
     # a second experiment on top: only evaluation and what follows it rerun
-    log = "".join(dvc(work, "exp", "run", "-S", "datasets.synthetic.overlap=0.25").stdout)
+    result = dvc(work, "exp", "run", "-S", "datasets.synthetic.overlap=0.25")
+    log = result.stdout + result.stderr
     assert "Stage 'train' didn't change, skipping" in log and "Running stage 'evaluate'" in log
 
     shown = revisions_with_metrics(json.loads(dvc(work, "exp", "show", "--json").stdout))
@@ -233,6 +251,12 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
         for c in changes.values()
     ), diff
     assert digest(work / "data/raw/synthetic") == phantom and digest(nih) == nih_before
+
+    # the plots page of the baseline and both experiments, with no script from the network
+    run([sys.executable, "workflow/scripts/dvc_plots.py", "show", "-o", "offline"], work)
+    html = (work / "offline" / "index.html").read_text()
+    assert "<script src" not in html and "vegaEmbed('#search_losses'" in html
+    assert "vegaEmbed('#pseudo_dice'" in html and '"title": "pseudo-Dice"' in html
 
     stale = dvc(work, "exp", "run", "-S", "dataset=nih", check=False)
     lines = [ln for ln in (stale.stdout + stale.stderr).splitlines() if ln.startswith("vnas:")]
