@@ -173,6 +173,7 @@ def result_stages(name: str, cfg: dict) -> dict:
         "tables": {
             "cmd": snakemake(name, table_rules, tables[::2]),
             "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
+            "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
             "outs": tables,
             "metrics": [{f"results/tables/{name}_metrics.json": {"cache": False}}],
         },
