@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo experiment docs lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
+.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -18,6 +18,7 @@ help:
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
 	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
 	@echo "make plots   dvc plots show as a page that works offline (dvc_plots/index.html)"
+	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
 	@echo "make lock    re-resolve requirements.lock (and workflow/envs/vnas.yaml) from pyproject.toml"
 
 install: $(STAMP)
@@ -98,6 +99,21 @@ docs: $(STAMP)
 PLOTS_ARGS ?= show
 plots: $(STAMP)
 	$(BIN)/python workflow/scripts/dvc_plots.py $(PLOTS_ARGS)
+
+# Every CPU benchmark, then BENCHMARKS.md and README's goals and memory tables from the
+# JSON files (about 3-4 hours on the 2-core machine, most of it the 200x512x512 volume at
+# width 1.0; BENCHMARKS.md lists each part's command and load). The whole 200x512x512
+# volume runs once per candidate, at width 0.25 and at the paper's 1.0. The GPU section is
+# kept (benchmarks/gpu-check.sh writes it on a GPU). BENCH_OUT must hold no results of an
+# earlier network (vnas bench stops at once if it does: move them away).
+BENCH_OUT ?= results/bench
+bench: $(STAMP)
+	$(BIN)/vnas bench --suite all --device cpu --out $(BENCH_OUT)
+	$(BIN)/vnas bench --suite inference --device cpu --width 0.25 --volume 200 512 512 \
+		--repeats 1 --no-inference-levers --no-compile --out $(BENCH_OUT)
+	$(BIN)/vnas bench --suite inference --device cpu --width 1.0 --volume 200 512 512 \
+		--repeats 1 --no-inference-levers --no-compile --out $(BENCH_OUT)
+	$(BIN)/vnas bench --out $(BENCH_OUT) --markdown BENCHMARKS.md --readme README.md
 
 # dvc.yaml is generated from params.yaml: the DVC stages of the dataset it selects.
 dvc.yaml: $(STAMP)

@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import math
 import numbers
+import os
+import subprocess
+import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -40,9 +44,10 @@ def test_writes_one_file_per_part_with_meta(smoke):
         "hardware.json",
         "training.json",
         "levers.json",
-        "inference-32x32x64.json",
+        "inference-32x32x64-w0.0625.json",
         "data.json",
         "sampling.json",
+        "memory.json",
     }
     for data in smoke["files"].values():
         meta = data["meta"]
@@ -68,7 +73,7 @@ def check_step(step: dict, limit: float) -> None:
     assert len(step["times_s"]) == 1 and all(positive(t) for t in step["times_s"])
     assert step["gflops_per_s"] == pytest.approx(step["useful_flops"] / step["step_s"] / 1e9)
     assert step["fraction_of_limit"] == pytest.approx(step["gflops_per_s"] / limit)
-    assert isinstance(step["peak_mb"], numbers.Real) and step["peak_mb"] >= 0
+    assert isinstance(step["peak_mb"], numbers.Real) and step["peak_mb"] > 0  # it allocates
     assert isinstance(step["memory_kind"], str)
 
 
@@ -177,7 +182,7 @@ def test_levers(smoke):
 
 
 def test_inference_candidates_agree_with_monai(smoke):
-    inf = smoke["files"]["inference-32x32x64.json"]
+    inf = smoke["files"]["inference-32x32x64-w0.0625.json"]
     assert inf["volume"] == [32, 32, 64] and inf["reference"] == "monai reference"
     assert 0 < inf["foreground_fraction_reference"] < 1  # the check is not trivial
     cands = inf["candidates"]
@@ -186,12 +191,70 @@ def test_inference_candidates_agree_with_monai(smoke):
         assert positive(c["seconds"]) and positive(c["speedup_vs_reference"]), name
         assert c["voxels_per_s"] == pytest.approx(32 * 32 * 64 / c["seconds"])
         assert 0 <= c["dice_vs_reference"] <= 1 and 0 <= c["differing_voxels"] <= 1
-        assert c["peak_mb"] >= 0
+        assert positive(c["speedup_vs_defaults"]), name
     assert cands["monai reference"]["dice_vs_reference"] == 1.0
+    assert cands[inf["defaults"]]["speedup_vs_defaults"] == 1.0
+    # ONNX Runtime runs the exported network behind the same MONAI call
+    assert inf["onnxruntime"] in cands and positive(inf["onnx_export"]["export_s"])
+    assert {"onnxruntime, sw_batch_size=1", "onnxruntime, sw_batch_size=8"} <= cands.keys()
     # float32 levers do not change the prediction beyond rounding
     for name, c in cands.items():
         if "bf16" not in name:
             assert c["dice_vs_reference"] >= 0.999, name
+
+
+def test_memory_budget(smoke):
+    mem = smoke["files"]["memory.json"]
+    steps = mem["steps"]
+    assert set(steps) == {
+        "retraining step (nih-paper)",
+        "retraining step (all-3D)",
+        "search iteration",
+        "search iteration + memory-lean",
+        "search iteration + gdas",
+    }
+    assert mem["widths"] == [0.03125, 0.0625] and mem["target_width"] == 1.0
+    for name, step in steps.items():
+        # weights, their gradients and SGD momentum: 3 x 4 bytes per parameter; GDAS
+        # keeps gradients of the sampled ops only, but momentum for all
+        per_parameter = 8 if name.endswith("gdas") else 12
+        for width, m in step["measured"].items():
+            assert m["persistent_mb"] * 2**20 >= per_parameter * m["parameters"], (name, width)
+            assert m["total_mb"] == pytest.approx(m["persistent_mb"] + m["transient_mb"])
+        est = step["estimate"]
+        low, high = est["gpu_range_gb"]
+        assert 0 < low < high
+        assert est["persistent_mb"] * 2**20 >= per_parameter * est["parameters"]
+    search = steps["search iteration"]
+    # three ops per cell: the search network holds more than any fixed one, at every width
+    for width, m in search["measured"].items():
+        fixed = steps["retraining step (all-3D)"]["measured"][width]
+        assert m["parameters"] > fixed["parameters"] and m["persistent_mb"] > fixed["persistent_mb"]
+    assert search["estimate"]["parameters"] > 100e6  # the paper-size search network
+
+
+def test_memory_fits_table_in_readme_block(smoke, tmp_path):
+    from vnas.bench.markdown import GOALS_BEGIN, GOALS_END, MEMORY_BEGIN, MEMORY_END
+    from vnas.bench.memory import fits
+
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"# x\n{GOALS_BEGIN}\nold\n{GOALS_END}\nbefore\n{MEMORY_BEGIN}\nold\n{MEMORY_END}\nafter\n"
+    )
+    argv = ["bench", "--out", str(smoke["out"]), "--markdown", str(tmp_path / "B.md")]
+    assert main([*argv, "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    assert text.startswith(f"# x\n{GOALS_BEGIN}\n") and text.endswith(f"{MEMORY_END}\nafter\n")
+    assert f"{GOALS_END}\nbefore\n{MEMORY_BEGIN}" in text
+    for _, goal in GOALS:
+        assert goal in text
+    assert "old" not in text and "| fits 16 GB | fits 24 GB | fits 40 GB | fits 80 GB |" in text
+    assert "| search iteration + memory-lean |" in text
+    assert (fits((3.0, 9.0), 16), fits((3.0, 9.0), 8), fits((3.0, 9.0), 2)) == (
+        "yes",
+        "maybe",
+        "no",
+    )
 
 
 def test_data(smoke):
@@ -229,7 +292,9 @@ def test_markdown_has_every_section_and_goal(smoke):
         "## Hardware limit",
         "## Training step",
         "## Levers (training)",
-        "## Inference, 32×32×64 volume",
+        "## Inference, 32×32×64 volume, width 0.0625",
+        "## Memory budget at the paper's size",
+        "## GPU",
         "## Data",
         "## Single-path sampling (GDAS)",
         "## Goals",
@@ -239,6 +304,7 @@ def test_markdown_has_every_section_and_goal(smoke):
         assert goal in md
     assert smoke["files"]["training.json"]["meta"]["command"] in md
     assert "| all-3D |" in md and "**Search overhead**" in md
+    assert "**Not run**: no CUDA GPU has run" in md
 
 
 def test_markdown_rerenders_from_json_alone(smoke, tmp_path):
@@ -256,6 +322,62 @@ def test_markdown_errors_name_the_folder(tmp_path, capsys):
     assert main(["bench", "--markdown", str(tmp_path / "B.md"), "--out", str(empty)]) == 2
     assert "training.json: not valid JSON" in capsys.readouterr().err
     assert not (tmp_path / "B.md").exists()
+
+
+def test_gpu_check_script_dry_run(tmp_path):
+    """``bash benchmarks/gpu-check.sh --smoke`` (``vnas bench --suite gpu --device cpu
+    --smoke``): every check runs and none fails; its GPU section goes into a copy of
+    BENCHMARKS.md, whose other sections are kept, and BENCHMARKS.md itself is untouched."""
+    from vnas.bench.markdown import GPU_BEGIN, GPU_END, markdown_text
+
+    root = Path(__file__).resolve().parents[1]
+    committed = (root / "BENCHMARKS.md").read_bytes()
+    out = tmp_path / "gpu"
+    env = {**os.environ, "OUT": str(out), "VNAS": str(Path(sys.executable).with_name("vnas"))}
+    run = subprocess.run(
+        ["bash", str(root / "benchmarks" / "gpu-check.sh"), "--smoke"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert (root / "BENCHMARKS.md").read_bytes() == committed
+    assert [p.name for p in out.glob("*.json")] == ["gpu.json"]  # no CPU hardware.json
+    gpu = json.loads((out / "gpu.json").read_text())
+    checks = gpu["checks"]
+    assert set(checks) == {
+        "cudnn_benchmark",
+        "amp_grad_scaler",
+        "pinned_memory",
+        "trilinear_determinism",
+    }
+    for name, check in checks.items():
+        assert not check["status"].startswith("failed"), (name, check)
+    assert checks["amp_grad_scaler"]["finite"] and len(checks["amp_grad_scaler"]["losses"]) == 3
+    assert checks["trilinear_determinism"]["bitwise_equal_backward"] in (True, False)
+    steps = gpu["timing"]["steps"]
+    assert {"retraining step (nih-paper)", "search iteration"} <= steps.keys()
+    estimate = gpu["timing"]["search_estimate"]
+    assert estimate["hours"] == pytest.approx(40_000 * steps["search iteration"]["step_s"] / 3600)
+    assert gpu["memory"]["cpu_dry_run"]["steps"]["search iteration"]["measured"]
+    copy = (out / "BENCHMARKS-dry-run.md").read_text()
+    section = copy[copy.index(GPU_BEGIN) : copy.index(GPU_END) + len(GPU_END)]
+    assert "not measured (dry run)" in section and "| AMP + GradScaler | ok" in section
+    original = markdown_text(committed.decode())  # the copy is signed by its rendering
+    if GPU_BEGIN in original:
+        original = original.replace(
+            original[original.index(GPU_BEGIN) : original.index(GPU_END) + len(GPU_END)], ""
+        )
+    # everything else is kept as it was (the section's place may differ in blank lines)
+    assert copy.replace(section, "").split() == original.split()
+
+
+def test_gpu_check_needs_cuda_or_smoke(tmp_path, capsys):
+    argv = ["bench", "--suite", "gpu", "--device", "cpu", "--out", str(tmp_path / "g")]
+    assert main(argv) == 2
+    assert "--device cpu --smoke" in capsys.readouterr().err
+    assert not (tmp_path / "g").exists()
 
 
 def test_suite_rejects_a_bad_patch_before_measuring(tmp_path, capsys):

@@ -251,6 +251,21 @@ def _error_cases(p: dict) -> list[tuple[str, str, Path, list[str]]]:
         ),
         case("report over a page", not_ours, "report", "--dataset", "x", "--out", f"{s}/mine.html"),
         case("predict over a NIfTI", not_ours, *predict, ct, "--out", str(s / "mine.nii.gz")),
+        case(
+            "export into its model folder",
+            "lies inside the input --model",
+            "export", "--model", model, "--out", f"{model}/model.onnx",
+        ),
+        case(
+            "export over a NIfTI",
+            not_ours,
+            "export", "--model", model, "--format", "torchscript", "--out", f"{s}/mine.nii.gz",
+        ),
+        case(
+            "bench over a Markdown file",
+            not_ours,
+            "bench", "--out", str(s / "bench"), "--markdown", str(s / "mine.md"),
+        ),
         case("preprocess into a foreign folder", foreign, *prep, raw, "--out", mine),
         case("export-nnunet into a foreign folder", foreign, *export, "--out", mine),
         case("evaluate into a foreign folder", foreign, *evaluate, mine),

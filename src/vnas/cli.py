@@ -31,6 +31,7 @@ COMMAND_MODULES = (
     "evaluate",
     "predict",
     "ensemble",
+    "export",
     "table",
     "figures",
     "report",

@@ -48,7 +48,12 @@ from vnas.data.geometry import to_original
 from vnas.data.readers import Reader, get_reader
 from vnas.data.store import load_preprocessed, read_dataset_json
 from vnas.errors import VNASError
-from vnas.inference import DEFAULT_WINDOW, WindowOptions, sliding_window_predict
+from vnas.inference import (
+    DEFAULT_WINDOW,
+    WindowOptions,
+    inference_engine,
+    sliding_window_predict,
+)
 from vnas.metrics import case_metrics, nsd_tolerances
 from vnas.outputs import output_dir
 from vnas.predict import model_patch, write_segmentation
@@ -218,8 +223,10 @@ def evaluate_fold(
         "device": str(device),
         "amp": window.amp,
         "cpu_bf16": window.cpu_bf16,
+        "engine": window.engine,
         "vnas_version": __version__,
     }
+    model = inference_engine(model, patch, window)  # ONNX Runtime: exported once here
 
     rows: list[dict] = []
     inputs = {

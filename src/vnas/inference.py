@@ -25,13 +25,19 @@ probabilities, with one pass over the windows and one accumulation buffer instea
 one per model. MONAI has no flip-averaging wrapper for its inferers (its
 ``TestTimeAugmentation`` draws random transforms to estimate uncertainty), so the few
 lines are written here.
+
+Engines (``engine``, the commands' ``--engine``): ``torch`` runs the network above;
+``onnxruntime`` exports that same folded network to ONNX (:mod:`vnas.export`) and runs it
+with ONNX Runtime's CPU execution provider. Either way MONAI's function tiles, pads and
+blends (and the ensemble and mirroring above are the same), so only the forward pass of
+a batch of windows differs.
 """
 
 from __future__ import annotations
 
 import copy
 import itertools
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -41,14 +47,18 @@ from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from vnas.device import autocast
+from vnas.errors import VNASError
 
 __all__ = [
+    "DEFAULT_ENGINE",
     "DEFAULT_SW_BATCH_SIZE",
     "DEFAULT_WINDOW",
+    "ENGINES",
     "Prediction",
     "WindowOptions",
     "fold_batchnorm",
     "inference_autocast",
+    "inference_engine",
     "mirror_sets",
     "prepare_for_inference",
     "sliding_window_predict",
@@ -57,6 +67,15 @@ __all__ = [
 #: Windows per forward pass by default: batching windows gives the convolutions larger
 #: problems (faster on CPU and GPU, see BENCHMARKS.md) for little memory at 64^3 windows.
 DEFAULT_SW_BATCH_SIZE = 4
+#: Forward-pass engines: PyTorch, or ONNX Runtime's CPU execution provider.
+ENGINES = ("torch", "onnxruntime")
+#: The commands' ``--engine`` default: the faster engine should be the default, and
+#: BENCHMARKS.md ("Defaults these figures set") says which one the measurements found
+#: faster.
+DEFAULT_ENGINE = "torch"
+#: A network as :func:`sliding_window_predict` takes it: a torch module, or an engine's
+#: ready network (:func:`inference_engine`), called on a batch of windows.
+Network = nn.Module | Callable[[torch.Tensor], torch.Tensor]
 
 
 @dataclass(frozen=True)
@@ -71,6 +90,7 @@ class WindowOptions:
     cpu_bf16: bool = False
     mirror_axes: tuple[int, ...] = ()
     progress: bool = False
+    engine: str = DEFAULT_ENGINE
 
     def kwargs(self) -> dict:
         """The fields as keyword arguments of :func:`sliding_window_predict`."""
@@ -82,6 +102,7 @@ class WindowOptions:
             "cpu_bf16": self.cpu_bf16,
             "mirror_axes": self.mirror_axes,
             "progress": self.progress,
+            "engine": self.engine,
         }
 
 
@@ -155,6 +176,28 @@ def prepare_for_inference(
     return net
 
 
+def inference_engine(model: nn.Module, patch: Sequence[int], window: WindowOptions) -> Network:
+    """What :func:`sliding_window_predict` should be given for ``window.engine``: the model
+    itself for ``torch``, its ONNX Runtime network for ``onnxruntime`` (exported once
+    here, so that a command predicting many volumes exports only once).
+
+    Raises:
+        VNASError: an unknown engine, ONNX Runtime on a device other than the CPU or with
+            a mixed precision, or the ``onnx`` extra missing.
+    """
+    if window.engine not in ENGINES:
+        raise VNASError(f"--engine must be one of {', '.join(ENGINES)}, got {window.engine!r}")
+    if window.engine == "torch":
+        return model
+    if torch.device(window.device).type != "cpu":
+        raise VNASError("--engine onnxruntime runs on the CPU only: pass --device cpu")
+    if window.cpu_bf16:
+        raise VNASError("--cpu-bf16 applies to --engine torch only")
+    from vnas.export import OnnxRuntimeNetwork
+
+    return OnnxRuntimeNetwork(model, patch)
+
+
 def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
     """Every combination of the spatial ``axes`` (0 = D, 1 = H, 2 = W) to flip, the
     identity first: ``(0, 1, 2)`` gives the 8 flips nnU-Net averages for 3D models."""
@@ -165,7 +208,7 @@ def mirror_sets(axes: Sequence[int]) -> list[tuple[int, ...]]:
 
 
 def sliding_window_predict(
-    model: nn.Module | Sequence[nn.Module],
+    model: Network | Sequence[Network],
     image: np.ndarray | torch.Tensor,
     patch_size: Sequence[int],
     *,
@@ -180,6 +223,7 @@ def sliding_window_predict(
     return_probs: bool = False,
     progress: bool = False,
     mirror_axes: Sequence[int] = (),
+    engine: str = DEFAULT_ENGINE,
 ) -> Prediction:
     """Segment one whole volume with Gaussian-blended sliding windows.
 
@@ -187,7 +231,8 @@ def sliding_window_predict(
         model: network mapping ``(N, C_in, D, H, W)`` to logits ``(N, C, D, H, W)``, or
             several (an ensemble, e.g. the folds' models: their softmax outputs are
             averaged); each is put in eval mode and runs as
-            :func:`prepare_for_inference`'s copy.
+            :func:`prepare_for_inference`'s copy; or engines' ready networks from
+            :func:`inference_engine` (run as they are).
         image: preprocessed volume ``(D, H, W)`` (one channel) or ``(C_in, D, H, W)``.
         patch_size: window size ``(D, H, W)``, the model's test patch.
         overlap: fraction of a window shared with its neighbour along each axis, in [0, 1).
@@ -203,6 +248,9 @@ def sliding_window_predict(
         mirror_axes: test-time mirroring: also predict every window flipped along each
             combination of these spatial axes (0 = D, 1 = H, 2 = W), flip the
             probabilities back and average (:func:`mirror_sets`).
+        engine: ``torch``, or ``onnxruntime`` to export each torch model and run it there
+            (pass :func:`inference_engine`'s networks instead to export once for many
+            volumes).
 
     Returns:
         :class:`Prediction` with the uint8 label map ``(D, H, W)`` and, if asked, the
@@ -220,23 +268,29 @@ def sliding_window_predict(
         raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
     x = x[None].to(device)
 
-    models = [model] if isinstance(model, nn.Module) else list(model)
+    models = [model] if isinstance(model, nn.Module) or callable(model) else list(model)
     if not models:
         raise ValueError("no model to predict with")
-    nets = []
+    window_options = WindowOptions(device=device, cpu_bf16=cpu_bf16, engine=engine)
+    nets: list[tuple[Network, bool]] = []  # (network, runs in torch)
     for one in models:
-        one.eval()
-        nets.append(prepare_for_inference(one, channels_last=channels_last, fold_bn=fold_bn))
+        if isinstance(one, nn.Module) and engine != "torch":
+            one = inference_engine(one, patch_size, window_options)
+        if isinstance(one, nn.Module):
+            one.eval()
+            nets.append((prepare_for_inference(one, channels_last, fold_bn), True))
+        else:  # a ready engine (ONNX Runtime): its own layout and precision
+            nets.append((one, False))
     flips = [tuple(2 + a for a in axes) for axes in mirror_sets(mirror_axes)]  # N, C first
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
         total = None
-        for net in nets:
+        for net, in_torch in nets:
             for dims in flips:
                 x = torch.flip(window, dims) if dims else window
-                if channels_last:
+                if channels_last and in_torch:
                     x = x.contiguous(memory_format=torch.channels_last_3d)
-                with inference_autocast(device, amp, cpu_bf16):
+                with inference_autocast(device, amp and in_torch, cpu_bf16 and in_torch):
                     logits = net(x)
                 # Average in float32 (and the default memory format) whatever the network
                 # ran in.

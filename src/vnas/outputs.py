@@ -18,6 +18,9 @@ for all of them (README, "Reliability"):
    - Markdown: a first line ``<!-- written by vnas <command> <version> -->``;
    - NumPy ``.npz``: a ``written_by`` array holding the signature;
    - YAML: a first line ``# written by vnas <command> <version>``;
+   - ONNX (``.onnx``): the model's metadata property ``written_by``;
+   - TorchScript (any other zip archive): an extra file ``vnas.json`` holding
+     ``written_by``;
    - CSV has no room for a signature: a CSV is overwritten only if its header row is
      the one the command is about to write;
    - any other file: never.
@@ -36,6 +39,7 @@ import json
 import os
 import re
 import shutil
+import zipfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
@@ -47,6 +51,7 @@ from vnas.lock import hold_lock
 __all__ = [
     "MARKER_NAME",
     "SIGNATURE_KEY",
+    "TORCHSCRIPT_EXTRA",
     "Inputs",
     "add_force_argument",
     "check_distinct",
@@ -64,6 +69,8 @@ __all__ = [
 
 MARKER_NAME = ".vnas"
 SIGNATURE_KEY = "written_by"
+#: The extra file of a TorchScript archive that holds its signature and metadata.
+TORCHSCRIPT_EXTRA = "vnas.json"
 #: A command's inputs by flag: a path, several, or None (an optional input not given).
 Inputs = Mapping[str, "str | Path | Sequence[str | Path] | None"]
 
@@ -274,6 +281,27 @@ def _nifti_description(path: Path) -> str | None:
     return descrip.tobytes().split(b"\0")[0].decode("latin-1")
 
 
+def _torchscript_signature(path: Path) -> str | None:
+    """``written_by`` of a TorchScript archive's extra file, read without unpickling."""
+    with zipfile.ZipFile(path) as archive:
+        names = [n for n in archive.namelist() if n.endswith(f"extra/{TORCHSCRIPT_EXTRA}")]
+        try:
+            record = json.loads(archive.read(names[0])) if names else None
+        except ValueError:
+            return None
+    return record.get(SIGNATURE_KEY) if isinstance(record, dict) else None
+
+
+def _onnx_signature(path: Path) -> str | None:
+    try:
+        import onnx
+
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception:  # not ONNX (or onnx not installed): not ours
+        return None
+    return {p.key: p.value for p in proto.metadata_props}.get(SIGNATURE_KEY)
+
+
 def _written_by(path: Path, command: str, csv_header: str | None) -> bool:
     name = path.name.lower()
     if name.endswith(".json"):
@@ -304,6 +332,10 @@ def _written_by(path: Path, command: str, csv_header: str | None) -> bool:
         return _signed_by(mark, command)
     if name.endswith(".csv"):
         return csv_header is not None and _first_line(path) == csv_header
+    if name.endswith(".onnx"):
+        return _signed_by(_onnx_signature(path), command)
+    if zipfile.is_zipfile(path):  # TorchScript (torch.save checkpoints have no extra file)
+        return _signed_by(_torchscript_signature(path), command)
     return False
 
 

@@ -52,7 +52,13 @@ from vnas.data.geometry import image_on_grid, resample_to, to_original
 from vnas.data.imageio import read_image, write_image
 from vnas.data.preprocess import preprocess_image
 from vnas.errors import VNASError
-from vnas.inference import DEFAULT_WINDOW, WindowOptions, sliding_window_predict
+from vnas.inference import (
+    DEFAULT_WINDOW,
+    Network,
+    WindowOptions,
+    inference_engine,
+    sliding_window_predict,
+)
 from vnas.models import check_patch
 from vnas.outputs import SIGNATURE_KEY, claim_file, output_dir, signature
 
@@ -262,7 +268,7 @@ def load_models(
 
 
 def predict_case(
-    models: nn.Module | Sequence[nn.Module],
+    models: Network | Sequence[Network],
     config: dict,
     image: sitk.Image,
     patch: Sequence[int],
@@ -272,7 +278,8 @@ def predict_case(
     """Segment one raw CT image with one model or the mean softmax of several.
 
     Args:
-        models: the trained network(s).
+        models: the trained network(s), or their engine's networks
+            (:func:`vnas.inference.inference_engine`).
         config: a model folder's ``config.json`` (its ``preprocessing`` is applied).
         image: a 3D CT image in HU, any orientation and spacing.
         patch: sliding-window size (D, H, W).
@@ -309,7 +316,7 @@ def predict_case(
 
 
 def predict_image(
-    model: nn.Module | Sequence[nn.Module],
+    model: Network | Sequence[Network],
     config: dict,
     image: sitk.Image,
     patch: Sequence[int],
@@ -434,6 +441,8 @@ def _segment(
     """Segment every ``(source, target)`` pair, writing each target's name in ``folder``."""
     models, config, patch = load_models(folders, window.device, patch)
     logger.debug("%d model(s), mirror axes %s", len(models), list(window.mirror_axes))
+    # ONNX Runtime: each model exported once here, not once per image
+    models = [inference_engine(model, patch, window) for model in models]
     written = []
     for source, target in tqdm(pairs, desc="predict", unit="image", disable=len(pairs) < 2):
         image = read_input(source)

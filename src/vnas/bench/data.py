@@ -25,7 +25,7 @@ from pathlib import Path
 
 from vnas.bench.timing import median
 
-__all__ = ["PREPROCESS_PRESETS", "loader_demand", "run_data_suite"]
+__all__ = ["PREPROCESS_PRESETS", "loader_demand", "run_data_suite", "time_loader"]
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ def _time_preprocessing(raw: Path, work: Path, preset: str, repeats: int) -> dic
     }
 
 
-def _time_loader(
+def time_loader(
     preprocessed: str,
     case_id: str,
     patch: Sequence[int],
@@ -61,7 +61,10 @@ def _time_loader(
     workers: int,
     repeats: int,
     batches_per_chunk: int,
+    pin_memory: bool = False,
 ) -> dict:
+    """Patches/s of the training loader over one preprocessed case, after its first batch
+    (median over ``repeats`` chunks); with ``pin_memory``, whether its batches are pinned."""
     from vnas.batches import batch_stream
 
     total = 1 + repeats * batches_per_chunk
@@ -74,8 +77,9 @@ def _time_loader(
         stop=total,
         seed=0,
         workers=workers,
+        pin_memory=pin_memory,
     )
-    next(stream)  # worker start-up
+    first = next(stream)  # worker start-up
     rates = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -89,6 +93,8 @@ def _time_loader(
         "patches_per_s": median(rates),
         "rates": rates,
         "batches_per_chunk": batches_per_chunk,
+        "pin_memory": pin_memory,
+        "pinned": bool(first["image"].is_pinned()) if pin_memory else None,
     }
 
 
@@ -147,7 +153,7 @@ def run_data_suite(
             result["preprocessing"][preset] = _time_preprocessing(raw, work, preset, repeats)
         native = result["preprocessing"][PREPROCESS_PRESETS[0][0]]
         logger.info("bench: loader, %d workers", workers)
-        loader = _time_loader(
+        loader = time_loader(
             native["preprocessed"],
             native["case_id"],
             patch,

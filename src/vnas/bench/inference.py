@@ -16,10 +16,15 @@ Candidates, each run on the same volume and network, interleaved:
 - one lever at a time from the bare vnas path (``sw_batch_size=1``, no BatchNorm
   folding, default memory format, float32): each lever's own effect;
 - on the CPU, bfloat16 autocast (``cpu_bf16``) on top of the defaults; on CUDA, the
-  defaults without AMP.
+  defaults without AMP;
+- on the CPU, ``--engine onnxruntime``: the same folded network exported to ONNX
+  (:mod:`vnas.export`, exported once before timing; the export's seconds are recorded
+  apart) and run by ONNX Runtime's CPU execution provider behind the same MONAI call,
+  at the default windows per pass and, with the levers, at 1 and 8.
 
 Agreement: the Dice of each candidate's foreground (label > 0) with the reference's, and
-the fraction of voxels whose label differs.
+the fraction of voxels whose label differs. Each candidate's speed-up is given against the
+reference and against the vnas defaults (medians of per-run ratios).
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ logger = logging.getLogger(__name__)
 NUM_CLASSES = 2
 REFERENCE = "monai reference"
 VNAS = f"vnas defaults (sw_batch_size={DEFAULT_SW_BATCH_SIZE}, folded BN, channels_last)"
+ONNXRUNTIME = f"onnxruntime (sw_batch_size={DEFAULT_SW_BATCH_SIZE}, folded BN)"
 
 
 def phantom_volume(shape: Sequence[int], seed: int = 0) -> np.ndarray:
@@ -127,6 +133,7 @@ def _candidates(
     overlap: float,
     device: torch.device,
     amp: bool,
+    onnx_net: Callable | None = None,
 ) -> dict[str, Callable[[], np.ndarray]]:
     x = torch.from_numpy(volume)[None, None].to(device)
 
@@ -155,7 +162,28 @@ def _candidates(
         candidates["vnas defaults + bf16 autocast"] = vnas(cpu_bf16=True)
     else:
         candidates["vnas defaults in float32 (no AMP)"] = vnas(amp=False)
+    if onnx_net is not None:
+
+        def ort(n: int) -> Callable[[], np.ndarray]:
+            kw = {"overlap": overlap, "device": device, "sw_batch_size": n}
+            return lambda: sliding_window_predict(onnx_net, volume, patch, **kw).labels
+
+        candidates[ONNXRUNTIME] = ort(DEFAULT_SW_BATCH_SIZE)
+        for n in (1, 8):
+            candidates[f"onnxruntime, sw_batch_size={n}"] = ort(n)
     return candidates
+
+
+def _onnx_network(model: nn.Module, patch: Sequence[int]) -> tuple[Callable | None, dict]:
+    """The ONNX Runtime network of ``model`` and how its export went (or why it failed)."""
+    from vnas.export import OnnxRuntimeNetwork
+
+    try:
+        net = OnnxRuntimeNetwork(model, patch)
+    except Exception as err:  # the onnx extra missing, or an exporter failure
+        logger.warning("bench: no onnxruntime candidate: %s", err)
+        return None, {"error": short_error(err)}
+    return net, {"export_s": net.export_s}
 
 
 def compile_lever(
@@ -239,13 +267,17 @@ def run_inference_suite(
     torch.manual_seed(seed)
     model = build_model(arch, 1, NUM_CLASSES, width).to(device)
     calibrate_batchnorm(model, volume, patch, seed=seed)
-    candidates = _candidates(model, volume, patch, overlap, device, amp)
+    onnx_net, onnx_export = None, None
+    if device.type == "cpu":  # ONNX Runtime's CPU execution provider
+        logger.info("bench: exporting the inference network to ONNX")
+        onnx_net, onnx_export = _onnx_network(model, patch)
+    candidates = _candidates(model, volume, patch, overlap, device, amp, onnx_net)
     if not levers:
-        candidates = {k: candidates[k] for k in (REFERENCE, VNAS)}
+        candidates = {k: candidates[k] for k in (REFERENCE, VNAS, ONNXRUNTIME) if k in candidates}
 
     # Warm-up on one window (oneDNN/cuDNN set-up), not on the whole volume.
     one_window = phantom_volume(patch, seed)
-    warmups = _candidates(model, one_window, patch, overlap, device, amp)
+    warmups = _candidates(model, one_window, patch, overlap, device, amp, onnx_net)
     for name in candidates:
         warmups[name]()
 
@@ -272,6 +304,7 @@ def run_inference_suite(
     )
     voxels = math.prod(volume_shape)
     ref_labels, ref_times = labels[REFERENCE], timings.times[REFERENCE]
+    vnas_times = timings.times[VNAS]
     results = {}
     for name in candidates:
         seconds = median(timings.times[name])
@@ -281,6 +314,7 @@ def run_inference_suite(
             "voxels_per_s": voxels / seconds,
             "peak_mb": timings.peak_mb[name],
             "speedup_vs_reference": paired_ratio(ref_times, timings.times[name]),
+            "speedup_vs_defaults": paired_ratio(vnas_times, timings.times[name]),
             "dice_vs_reference": _dice(labels[name], ref_labels),
             "differing_voxels": float((labels[name] != ref_labels).mean()),
         }
@@ -295,6 +329,9 @@ def run_inference_suite(
         "volume": list(volume_shape),
         "overlap": overlap,
         "reference": REFERENCE,
+        "defaults": VNAS,
+        "onnxruntime": ONNXRUNTIME if onnx_net is not None else None,
+        "onnx_export": onnx_export,
         "foreground_fraction_reference": float((ref_labels > 0).mean()),
         "memory_kind": timings.memory_kind,
         "candidates": results,

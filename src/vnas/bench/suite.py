@@ -14,9 +14,15 @@ inference     ``inference-DxHxW``   vnas vs MONAI sliding window, levers, Dice;
                                     torch.compile of the inference network
 data          ``data.json``         preprocessing s/case, loader patches/s vs step demand
 sampling      ``sampling.json``     short DARTS vs GDAS searches: found codes
+memory        ``memory.json``       peak memory of the paper-scale steps against width,
+                                    extrapolated to width 1.0 (:mod:`vnas.bench.memory`)
+gpu           ``gpu.json``          the GPU check (:mod:`vnas.bench.gpu`): CUDA only, or
+                                    ``--device cpu --smoke`` as a dry run; not in ``all``
 ============  ====================  =====================================================
 
-Every file holds ``meta``: the machine (:func:`vnas.bench.machine.describe_machine`),
+``inference`` files are named after the volume and width
+(``inference-200x512x512-w0.25.json``). Every file holds ``meta``: the machine
+(:func:`vnas.bench.machine.describe_machine`),
 the settings and the command line that reproduces it. :mod:`vnas.bench.markdown`
 renders whatever files the folder holds into ``BENCHMARKS.md``.
 
@@ -30,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -38,13 +44,19 @@ import torch
 from vnas.atomic import atomic_write_json
 from vnas.bench.machine import describe_machine, load_average, matmul_limit
 from vnas.errors import VNASError
+from vnas.models import NETWORK_VERSION
+from vnas.outputs import signed
 
 __all__ = ["PARTS", "SuiteConfig", "part_file", "resolve_config", "run_suite"]
 
 logger = logging.getLogger(__name__)
 
-PARTS = ("hardware", "training", "levers", "inference", "data", "sampling")
+PARTS = ("hardware", "training", "levers", "inference", "data", "sampling", "memory")
+#: Parts run only when named (``all`` leaves them out).
+EXTRA_PARTS = ("gpu",)
 INFERENCE_ARCH = "nih-paper"
+#: The memory budget's patch: NIH's training patch (the paper's largest).
+MEMORY_PATCH = (64, 96, 96)
 
 
 @dataclass(frozen=True)
@@ -67,6 +79,7 @@ class SuiteConfig:
     inference_levers: bool
     sampling_iterations: int
     sampling_warmup: int
+    memory_widths: tuple[float, ...]
     seed: int
     smoke: bool
 
@@ -87,7 +100,9 @@ class SuiteConfig:
         if not self.inference_levers:
             argv.append("--no-inference-levers")
         argv += ["--sampling-iterations", str(self.sampling_iterations)]
-        argv += ["--sampling-warmup", str(self.sampling_warmup), "--seed", str(self.seed)]
+        argv += ["--sampling-warmup", str(self.sampling_warmup)]
+        argv += ["--memory-widths", *(f"{w:g}" for w in self.memory_widths)]
+        argv += ["--seed", str(self.seed)]
         if self.device == "cuda":
             argv.append("--amp" if self.amp else "--no-amp")
         return shlex.join(argv)
@@ -104,6 +119,7 @@ DEFAULTS: dict[str, dict] = {
         "repeats": 5,
         "sampling_iterations": 200,
         "sampling_warmup": 50,
+        "memory_widths": (0.125, 0.25, 0.5, 1.0),
     },
     "cuda": {
         "width": 1.0,
@@ -114,6 +130,7 @@ DEFAULTS: dict[str, dict] = {
         "repeats": 10,
         "sampling_iterations": 400,
         "sampling_warmup": 100,
+        "memory_widths": (0.25, 0.5, 1.0),
     },
     "smoke": {
         "width": 0.0625,
@@ -124,6 +141,7 @@ DEFAULTS: dict[str, dict] = {
         "repeats": 1,
         "sampling_iterations": 3,
         "sampling_warmup": 1,
+        "memory_widths": (0.03125, 0.0625),
     },
 }
 
@@ -136,8 +154,16 @@ def resolve_config(args) -> SuiteConfig:
     device = resolve_device(args.device)
     d = DEFAULTS["smoke" if args.smoke else device.type]
     parts = tuple(PARTS) if "all" in args.suite else tuple(p for p in PARTS if p in args.suite)
+    parts += tuple(p for p in EXTRA_PARTS if p in args.suite)
+    if "gpu" in parts and device.type != "cuda" and not args.smoke:
+        raise VNASError(
+            "--suite gpu measures the paper's sizes on CUDA; on the CPU only its dry run "
+            "runs: --device cpu --smoke"
+        )
+    if parts != ("gpu",):  # the GPU check measures its own limit, in gpu.json
+        parts = tuple(dict.fromkeys(("hardware", *parts)))
     config = SuiteConfig(
-        parts=tuple(dict.fromkeys(("hardware", *parts))),
+        parts=parts,
         device=device.type if device.index is None else str(device),
         amp=resolve_amp(args.amp, device) if device.type == "cuda" else False,
         width=args.width or d["width"],
@@ -155,6 +181,7 @@ def resolve_config(args) -> SuiteConfig:
         sampling_warmup=(
             d["sampling_warmup"] if args.sampling_warmup is None else args.sampling_warmup
         ),
+        memory_widths=tuple(args.memory_widths or d["memory_widths"]),
         seed=args.seed,
         smoke=args.smoke,
     )
@@ -170,7 +197,9 @@ def resolve_config(args) -> SuiteConfig:
 def part_file(part: str, config: SuiteConfig | None = None) -> str:
     """File name of a part's JSON (inference files name their volume)."""
     if part == "inference":
-        return "inference-" + "x".join(map(str, config.volume)) + ".json" if config else ""
+        if config is None:
+            return ""
+        return f"inference-{'x'.join(map(str, config.volume))}-w{config.width:g}.json"
     return f"{part}.json"
 
 
@@ -182,7 +211,7 @@ def _write(out: Path, part: str, config: SuiteConfig, meta: dict, result: dict) 
         **meta,
         "load_average_at_end": load_average(),
     }
-    atomic_write_json(path, {"part": part, "meta": meta, **result})
+    atomic_write_json(path, signed("bench", {"part": part, "meta": meta, **result}))
     logger.info("bench: wrote %s", path)
     return path
 
@@ -203,21 +232,27 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
     device = resolve_device(config.device)
     configure_backends(device, deterministic=False)
     torch.manual_seed(config.seed)
-    meta = {"machine": describe_machine(device), "settings": asdict(config)}
+    meta = {
+        "machine": describe_machine(device),
+        "settings": asdict(config),
+        "network_version": NETWORK_VERSION,  # results of another network are not rendered
+    }
     meta["command"] = config.command()
     written = []
 
     smoke = config.smoke
-    size, n = (256, 2) if smoke else (2048, 10)
-    limit = matmul_limit(device, size, n)
-    hardware = {
-        "matmul_fp32": limit,
-        "matmul_bf16": matmul_limit(device, size, n, dtype=torch.bfloat16),
-    }
     # Whole-volume inference and preprocessing take long per run: fewer repeats.
     few = max(1, min(config.repeats, 3))
-    written.append(_write(out, "hardware", config, meta, hardware))
-    limit_gflops = limit["gflops"]
+    limit_gflops = None
+    if "hardware" in config.parts:
+        size, n = (256, 2) if smoke else (2048, 10)
+        limit = matmul_limit(device, size, n)
+        hardware = {
+            "matmul_fp32": limit,
+            "matmul_bf16": matmul_limit(device, size, n, dtype=torch.bfloat16),
+        }
+        written.append(_write(out, "hardware", config, meta, hardware))
+        limit_gflops = limit["gflops"]
     settings = StepSettings(
         config.width, config.patch, config.batch_size, device, config.amp and device.type == "cuda"
     )
@@ -290,4 +325,29 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
             shape=(32, 32, 32) if smoke else (32, 64, 64),
         )
         written.append(_write(out, "sampling", config, meta, sampling))
+    if "memory" in config.parts:
+        from vnas.bench.memory import run_memory_suite
+
+        memory_settings = replace(settings, patch=config.patch if smoke else MEMORY_PATCH)
+        memory = run_memory_suite(
+            memory_settings,
+            config.memory_widths,
+            seed=config.seed,
+            progress=lambda partial: _write(out, "memory", config, meta, partial),
+        )
+        written.append(_write(out, "memory", config, meta, memory))
+    if "gpu" in config.parts:
+        from vnas.bench.gpu import run_gpu_suite
+
+        gpu = run_gpu_suite(
+            device,
+            config.width,
+            config.patch,
+            config.batch_size,
+            config.repeats,
+            config.workers,
+            smoke,
+            seed=config.seed,
+        )
+        written.append(_write(out, "gpu", config, meta, gpu))
     return written

@@ -34,8 +34,10 @@ from vnas.models import build_model
 
 __all__ = [
     "FIXED_UNIFORM",
+    "Step",
     "StepSettings",
     "Variant",
+    "build_step",
     "run_lever_groups",
     "run_training_suite",
 ]
@@ -119,13 +121,28 @@ def _random_batch(settings: StepSettings, seed: int, channels_last: bool):
 
 
 @dataclass
-class _Step:
+class Step:
+    """A ready-to-call training step: ``fn()`` runs it once.
+
+    Attributes:
+        fn: the step (or search iteration) on fixed random batches.
+        parameters: the network's parameter count.
+        model: the network (for the memory budget's tensor count).
+        optimizers: the step's optimizers (their states are kept between steps).
+        learner: the weight learner (its ``GradScaler`` under AMP).
+        compile_s: seconds of the first, compiling call (compiled variants).
+    """
+
     fn: Callable[[], object]
     parameters: int
+    model: torch.nn.Module
+    optimizers: list[torch.optim.Optimizer]
+    learner: WeightLearner
     compile_s: float | None = None
 
 
-def _build_step(variant: Variant, settings: StepSettings, seed: int) -> _Step:
+def build_step(variant: Variant, settings: StepSettings, seed: int) -> Step:
+    """Build ``variant``'s network, learner (and architect) and batches on the device."""
     torch.manual_seed(seed)
     device = settings.device
     model = build_model(variant.arch, 1, NUM_CLASSES, settings.width).to(device).train()
@@ -140,7 +157,9 @@ def _build_step(variant: Variant, settings: StepSettings, seed: int) -> _Step:
     learner.model = net
     image, label = _random_batch(settings, seed, variant.channels_last)
     if not variant.arch_step:
-        return _Step(lambda: learner.step(image, label), parameters)
+        return Step(
+            lambda: learner.step(image, label), parameters, model, [learner.optimizer], learner
+        )
     architect = Architect(model, segmentation_loss, device=device, amp=amp)
     architect.model = net
     val_image, val_label = _random_batch(settings, seed + 1, variant.channels_last)
@@ -149,10 +168,10 @@ def _build_step(variant: Variant, settings: StepSettings, seed: int) -> _Step:
         learner.step(image, label)
         architect.step(val_image, val_label)
 
-    return _Step(iteration, parameters)
+    return Step(iteration, parameters, model, [learner.optimizer, architect.optimizer], learner)
 
 
-def _count_flops(step: _Step) -> int:
+def _count_flops(step: Step) -> int:
     with FlopCounterMode(display=False) as counter:
         step.fn()
     return int(counter.get_total_flops())
@@ -172,11 +191,11 @@ def measure_variants(
         "flops", "useful_flops", "gflops_per_s", "fraction_of_limit", "peak_mb",
         "memory_kind"}`` (+ ``compile_s`` for compiled variants).
     """
-    steps: dict[str, _Step] = {}
+    steps: dict[str, Step] = {}
     flops: dict[str, int] = {}
     for variant in variants:
         logger.info("bench: building %s", variant.name)
-        step = _build_step(variant, settings, seed)
+        step = build_step(variant, settings, seed)
         if variant.compile:
             step.compile_s = time_call(step.fn, settings.device)  # compiles in the first call
         else:
@@ -184,7 +203,7 @@ def measure_variants(
         steps[variant.name] = step
     for variant in variants:
         if variant.plain.name not in flops:
-            flops[variant.plain.name] = _count_flops(_build_step(variant.plain, settings, seed))
+            flops[variant.plain.name] = _count_flops(build_step(variant.plain, settings, seed))
     logger.info("bench: timing %s (%d repeats, interleaved)", ", ".join(steps), repeats)
     timings = interleaved_times(
         {k: s.fn for k, s in steps.items()}, repeats, settings.device, memory=True
@@ -243,7 +262,7 @@ def run_training_suite(
     profiled = {}
     # all-3D (the training-step goal of BENCHMARKS.md) and the search weight step
     for variant in (v for v in variants if v.arch in BREAKDOWN and not v.arch_step):
-        step = _build_step(variant, settings, seed)
+        step = build_step(variant, settings, seed)
         step.fn()  # warm-up
         profiled[variant.arch] = step.fn
     breakdown = run_breakdown(profiled, settings.device, limit_gflops)

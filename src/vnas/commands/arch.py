@@ -256,17 +256,29 @@ def stats_markdown(records: list[dict[str, Any]], args: argparse.Namespace) -> s
     return "\n".join(lines)
 
 
-def write_markdown_block(path: str | Path, block: str) -> None:
-    """Replace the generated block of ``path`` (or write a new file holding just it)."""
+def replace_markdown_block(
+    text: str, block: str, begin: str, end: str, path: str | Path | None = None
+) -> str:
+    """``text`` with the span from the marker ``begin`` to ``end`` replaced by ``block``.
+
+    Raises:
+        VNASError: the markers are missing (``path`` is named in the message).
+    """
+    start = text.find(begin)
+    stop = text.find(end, max(start, 0))
+    if start < 0 or stop < 0:
+        raise VNASError(f"no generated block to replace: add the lines {begin} and {end}", path)
+    return text[:start] + block + text[stop + len(end) :]
+
+
+def write_markdown_block(path: str | Path, block: str, begin: str = BEGIN, end: str = END) -> None:
+    """Replace the generated block of ``path`` between the markers ``begin`` and ``end``
+    (or write a new file holding just it)."""
     path = Path(path)
     if not path.exists():
         atomic_write_text(path, block + "\n")
         return
-    text = path.read_text()
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise VNASError(f"no generated block to replace: add the lines {BEGIN} and {END}", path)
-    atomic_write_text(path, text[:start] + block + text[end + len(END) :])
+    atomic_write_text(path, replace_markdown_block(path.read_text(), block, begin, end, path))
 
 
 def run_stats(args: argparse.Namespace) -> int:

@@ -12,8 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+from pathlib import Path
 
 from vnas.device import add_device_arguments
+from vnas.outputs import add_force_argument
 from vnas.training_args import (
     add_dims_argument,
     non_negative_int,
@@ -24,7 +26,17 @@ from vnas.training_args import (
 
 logger = logging.getLogger(__name__)
 
-SUITE_CHOICES = ("all", "hardware", "training", "levers", "inference", "data", "sampling")
+SUITE_CHOICES = (
+    "all",
+    "hardware",
+    "training",
+    "levers",
+    "inference",
+    "data",
+    "sampling",
+    "memory",
+    "gpu",
+)
 QUICK_OUT = "results/bench/bench.json"
 SUITE_OUT = "results/bench"
 
@@ -46,12 +58,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         nargs="+",
         choices=SUITE_CHOICES,
         metavar="PART",
-        help=f"run the suite's parts: {', '.join(SUITE_CHOICES)}",
+        help=f"run the suite's parts: {', '.join(SUITE_CHOICES)} (all: every part but "
+        "gpu, the GPU check, which needs CUDA or --device cpu --smoke)",
     )
     parser.add_argument(
         "--markdown",
         metavar="PATH",
         help="write BENCHMARKS.md rendered from the suite's JSON files in --out",
+    )
+    parser.add_argument(
+        "--readme",
+        metavar="PATH",
+        help="with --markdown: also write the goals table and the memory budget's GPU "
+        "table into PATH, between their generated-block markers (README.md)",
     )
     parser.add_argument(
         "--smoke",
@@ -102,26 +121,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=non_negative_int,
         help="suite: their warm-up iterations (default 50 CPU, 100 CUDA)",
     )
+    parser.add_argument(
+        "--memory-widths",
+        type=positive_float,
+        nargs="+",
+        metavar="W",
+        help="suite: widths of the memory budget, smallest first; a width the smaller ones' "
+        "fit puts above 60%% of the free memory is skipped (default 0.125 0.25 0.5 1.0 on "
+        "the CPU)",
+    )
     add_device_arguments(parser)
     parser.add_argument("--seed", type=int, default=0, help="default 0")
     parser.add_argument(
         "--out",
         help=f"JSON file (quick, default {QUICK_OUT}) or folder (suite, default {SUITE_OUT})",
     )
+    add_force_argument(parser, "the JSON files and --markdown")
     parser.set_defaults(func=run)
 
 
 def _run_quick(args: argparse.Namespace) -> int:
     from vnas.atomic import atomic_write_json
     from vnas.bench import format_table, run_bench
+    from vnas.outputs import claim_file, signed
 
     args.width = args.width or 1.0
     args.patch = args.patch or [64, 64, 64]
     args.repeats = args.repeats or 5
-    out = args.out or QUICK_OUT
+    out = claim_file(args.out or QUICK_OUT, command="bench", inputs={}, force=args.force)
     if args.volume is None:
         args.volume = [2 * p for p in args.patch]
-    result = run_bench(args)
+    result = signed("bench", run_bench(args))
     atomic_write_json(out, result)
     print(json.dumps(result, indent=2))
     print(format_table(result))
@@ -129,20 +159,64 @@ def _run_quick(args: argparse.Namespace) -> int:
     return 0
 
 
+def _claim_outputs(args: argparse.Namespace, out: Path, config) -> None:
+    """Claim every file this run writes before measuring anything (:mod:`vnas.outputs`):
+    the suite's JSON files and ``--markdown``; ``--readme`` only has its generated blocks
+    replaced, between markers a person put there."""
+    from vnas.bench.markdown import check_results_current
+    from vnas.bench.suite import part_file
+    from vnas.outputs import check_distinct, claim_file
+
+    parts = {f"--out {part_file(p, config)}": out / part_file(p, config) for p in config.parts}
+    check_distinct({**parts, "--markdown": args.markdown, "--readme": args.readme})
+    for path in parts.values():
+        claim_file(path, command="bench", inputs={}, force=args.force)
+    # results of an earlier network in the folder would be rendered beside the new ones
+    check_results_current(out, skip=parts.values())
+
+
 def run(args: argparse.Namespace) -> int:
+    from vnas.errors import VNASError
+
+    if args.readme and not args.markdown:
+        raise VNASError("--readme needs --markdown (both are rendered from --out)")
     if not args.suite and not args.markdown:
         return _run_quick(args)
     from vnas.atomic import atomic_write_text
-    from vnas.bench.markdown import load_results, render_markdown
+    from vnas.bench.markdown import (
+        load_results,
+        markdown_text,
+        render_markdown,
+        replace_gpu_block,
+        write_readme_blocks,
+    )
+    from vnas.lock import hold_lock
+    from vnas.outputs import check_distinct, claim_file, parents_made
 
-    out = args.out or SUITE_OUT
+    out = Path(args.out or SUITE_OUT)
+    check_distinct({"--markdown": args.markdown, "--readme": args.readme})
+    if args.markdown:  # before hours of measuring; never over one of the JSON inputs
+        inputs = {"--out": sorted(out.glob("*.json")) if out.is_dir() else []}
+        flag = "--markdown"
+        claim_file(args.markdown, command="bench", inputs=inputs, force=args.force, flag=flag)
     if args.suite:
         from vnas.bench.suite import resolve_config, run_suite
 
         config = resolve_config(args)
-        logger.info("bench: %s", config.command())
-        run_suite(config, out)
+        with parents_made(out), hold_lock(out, "bench"):
+            _claim_outputs(args, out, config)
+            logger.info("bench: %s", config.command())
+            run_suite(config, out)
     if args.markdown:
-        atomic_write_text(args.markdown, render_markdown(load_results(out)))
+        results = load_results(out)
+        previous = Path(args.markdown).read_text() if Path(args.markdown).exists() else None
+        if set(results) == {"gpu"} and previous:  # a GPU run: only its section changes
+            text = replace_gpu_block(previous, results["gpu"])
+        else:
+            text = render_markdown(results, previous)
+        atomic_write_text(args.markdown, markdown_text(text))
         logger.info("wrote %s", args.markdown)
+        if args.readme:
+            write_readme_blocks(args.readme, results)
+            logger.info("wrote the goals and memory tables into %s", args.readme)
     return 0

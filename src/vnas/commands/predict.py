@@ -10,7 +10,7 @@ import argparse
 
 from vnas.commands.flags import deprecated
 from vnas.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions
+from vnas.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
 from vnas.outputs import add_force_argument
 from vnas.training_args import add_dims_argument, overlap_fraction, positive_int
 
@@ -40,6 +40,14 @@ def add_inference_args(parser: argparse.ArgumentParser) -> None:
         help="bfloat16 autocast on the CPU: faster on CPUs with native bf16 (AVX512-BF16, "
         "AMX), slower without; changes labels near class boundaries (off by default)",
     )
+    group.add_argument(
+        "--engine",
+        choices=ENGINES,
+        default=DEFAULT_ENGINE,
+        help="what runs each batch of windows: torch, or onnxruntime: the folded network "
+        "exported to ONNX and run by ONNX Runtime on the CPU (needs pip install "
+        "'vnas[onnx]'; BENCHMARKS.md compares them); MONAI tiles and blends either way",
+    )
 
 
 def inference_options(args: argparse.Namespace) -> dict:
@@ -53,6 +61,7 @@ def inference_options(args: argparse.Namespace) -> dict:
         amp=resolve_amp(args.amp, device),
         cpu_bf16=args.cpu_bf16,
         progress=not getattr(args, "no_progress", True),
+        engine=args.engine,
     )
     return {"patch": args.patch, "window": window}
 
