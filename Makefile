@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock
+.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -17,6 +17,7 @@ help:
 	@echo "make lint    ruff check + format check"
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
 	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
+	@echo "make plots   dvc plots show as a page that works offline (dvc_plots/index.html)"
 	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
 	@echo "make lock    re-resolve requirements.lock (and workflow/envs/vnas.yaml) from pyproject.toml"
 
@@ -65,7 +66,13 @@ demo: $(STAMP)
 	$(BIN)/snakemake --cores 2 --report results/report/synthetic_snakemake.html -- all
 	@echo
 	@cat results/tables/synthetic.md
-	@echo "Report: results/report/synthetic.html (and synthetic_snakemake.html)"
+	@echo
+	@echo "Where the results are:"
+	@echo "  table:       results/tables/synthetic.md (.csv; manual grid: synthetic_manual.md)"
+	@echo "  figures:     results/figures/synthetic/"
+	@echo "  report:      results/report/synthetic.html (Snakemake's: synthetic_snakemake.html)"
+	@echo "  run folders: results/synthetic/search/fold*/, results/synthetic/models/*/fold*/"
+	@echo "  logs:        results/logs/synthetic/"
 
 # The known-answer experiment (EXPERIMENTS.md, params.yaml `experiments.known_answer`):
 # every job under results/experiments/known_answer, timed as a whole (wall, CPU, load
@@ -86,6 +93,12 @@ DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manua
 docs: $(STAMP)
 	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
 		--markdown README.md --markdown docs/network.md
+
+# `dvc plots show` as a page that works offline (DVC's own loads vega from a CDN):
+# dvc_plots/index.html. Arguments: `make plots PLOTS_ARGS="diff main exp-1"`.
+PLOTS_ARGS ?= show
+plots: $(STAMP)
+	$(BIN)/python workflow/scripts/dvc_plots.py $(PLOTS_ARGS)
 
 # Every CPU benchmark, then BENCHMARKS.md and README's goals and memory tables from the
 # JSON files (about 3-4 hours on the 2-core machine, most of it the 200x512x512 volume at

@@ -18,6 +18,7 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 sys.path.insert(0, str(REPO / "workflow" / "scripts"))
 
+import dvc_plots  # noqa: E402
 import dvc_yaml  # noqa: E402
 
 PARAMS = yaml.safe_load((REPO / "params.yaml").read_text())
@@ -62,7 +63,8 @@ def test_stages_of_every_dataset(dataset: str) -> None:
     """Every param a stage lists exists; raw data is a dependency, never an output, except
     the phantom that `synthesize` writes."""
     params = {**PARAMS, "dataset": dataset}
-    stages = yaml.safe_load(dvc_yaml.render(params))["stages"]
+    generated = yaml.safe_load(dvc_yaml.render(params))
+    stages = generated["stages"]
     for name, stage in stages.items():
         for key in stage.get("params", []):
             node = params
@@ -80,6 +82,41 @@ def test_stages_of_every_dataset(dataset: str) -> None:
         suffix = "" if source == dataset else f"-{source}"
         assert raws[source] in stages[f"preprocess{suffix}"]["deps"]
         assert (f"synthesize{suffix}" in stages) == (source in synthetic)
+
+    # run folders persist (a killed `dvc repro` resumes them); the metric is git-tracked
+    assert stages["search"]["outs"] == [{f"results/{dataset}/search": {"persist": True}}]
+    assert stages["train"]["outs"] == [{f"results/{dataset}/models": {"persist": True}}]
+    assert stages["tables"]["metrics"] == [
+        {f"results/tables/{dataset}_metrics.json": {"cache": False}}
+    ]
+    # curves of every fold, with axis titles
+    curves = {
+        k: v for plot in generated["plots"] if isinstance(plot, dict) for k, v in plot.items()
+    }
+    assert set(curves) == {"search_losses", "training_loss", "pseudo_dice"}
+    cfg = PARAMS["datasets"][dataset]
+    for name, plot in curves.items():
+        assert plot["x_label"] == "iteration" and plot["y_label"] and plot["title"], name
+        folds = {int(path.split("/fold")[1].split("/")[0]) for path in plot["y"]}
+        assert folds == set(range(cfg["folds"])), name
+    trained = {path.split("/")[3] for path in curves["pseudo_dice"]["y"]}
+    assert trained == set(cfg["methods"])
+
+
+def test_offline_plots_page_carries_its_libraries(tmp_path) -> None:
+    """The `dvc plots` page template has DVC's placeholders, vega/vega-lite/vega-embed
+    inline and no `{scripts}` (where DVC would put its CDN script tags)."""
+    page = tmp_path / "offline.html"
+    assert dvc_plots.main(["--write-template", str(page)]) == 0
+    html = page.read_text()
+    assert "{plot_divs}" in html and "{refresh_tag}" in html and "{scripts}" not in html
+    assert "<script src" not in html and "http" not in html.split("<script>")[0]
+    for name in ("vega/vega.js", "vega-lite/vega-lite.js", "vega-embed/vega-embed.js"):
+        assert f"<script>/* {name} */" in html
+    assert "global.vegaEmbed = factory(global.vega, global.vegaLite)" in html
+    (tmp_path / "mine.html").write_text("not the template")
+    with pytest.raises(SystemExit, match="not a page this script wrote"):
+        dvc_plots.main(["--write-template", str(tmp_path / "mine.html")])
 
 
 def fake_raw(work: Path, dataset: str) -> Path:
@@ -136,12 +173,43 @@ def test_dvc_on_real_data_leaves_the_raw_files_alone(tmp_path, make_tiny_workflo
     assert not (work / "data/preprocessed" / dataset).exists()
 
 
+def revisions_with_metrics(shown: list[dict]) -> dict[str, dict]:
+    """``dvc exp show --json``: the metrics of the baseline commit and of each experiment,
+    by name (the baseline as ``baseline``)."""
+    found = {}
+    for entry in shown:
+        if entry["rev"] == "workspace":
+            continue
+        found["baseline"] = entry["data"].get("metrics")
+        for group in entry.get("experiments") or []:
+            for rev in group["revs"]:
+                found[rev["name"]] = rev["data"].get("metrics")
+    return found
+
+
+def mean_dscs(metrics: dict | None) -> dict[str, object]:
+    """``{"method/class_mean_dsc": value}`` of the tables' metrics file in ``metrics``."""
+    files = metrics or {}
+    data = next((v["data"] for k, v in files.items() if k.endswith("_metrics.json")), {})
+    # (the file's other entry is the signature of the command that wrote it)
+    methods = {m: classes for m, classes in data.items() if isinstance(classes, dict)}
+    return {f"{m}/{key}": v for m, classes in methods.items() for key, v in classes.items()}
+
+
 @pytest.mark.slow
 def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_workflow):
     """The synthetic dataset end to end; `dvc exp run -S lr=0.01` reruns only what
-    depends on lr; the phantom and another dataset's raw files are never rewritten; a
-    stale dvc.yaml stops `dvc repro` with one line."""
-    work = make_tiny_workflow(tmp_path)
+    depends on lr; a second experiment; `dvc exp show` and `dvc metrics diff` compare the
+    mean DSC of the committed baseline and of both experiments; the phantom and another
+    dataset's raw files are never rewritten; a stale dvc.yaml stops `dvc repro` with one
+    line."""
+    from tests.conftest import tiny_params
+
+    params = tiny_params()
+    # V-NAS alone, no manual grid or random row: the cheapest run that has a table
+    params["datasets"]["synthetic"].update(methods=["vnas"], manual=[], random_samples=0)
+    work = make_tiny_workflow(tmp_path, params)
+    run([sys.executable, "workflow/scripts/dvc_yaml.py"], work)
     init_repo(work)
     nih = fake_raw(work, "nih")
     nih_before = digest(nih)
@@ -151,8 +219,12 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
     prep_before = (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns
     run(["git", "add", "-A"], work)
     run(["git", "commit", "-qm", "baseline"], work)
+    # the metric is committed with the baseline, not git-ignored with the other results
+    tracked = run(["git", "ls-files", "results/tables"], work).stdout.split()
+    assert tracked == ["results/tables/synthetic_metrics.json"], tracked
 
-    result = dvc(work, "exp", "run", "-S", "lr=0.01")
+    # the experiments up to the tables (not the figures and ensembles): what they compare
+    result = dvc(work, "exp", "run", "-S", "lr=0.01", "tables")
     log = result.stdout + result.stderr
     for stage in ("synthesize", "preprocess", "split"):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
@@ -161,12 +233,33 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
     assert (work / "results/synthetic/folds.json").stat().st_mtime_ns == folds_before
     assert (work / "data/preprocessed/synthetic/dataset.json").stat().st_mtime_ns == prep_before
     assert yaml.safe_load((work / "params.yaml").read_text())["lr"] == 0.01
-    config = json.loads((work / "results/synthetic/models/mix/fold0/config.json").read_text())
+    config = json.loads((work / "results/synthetic/models/vnas/fold0/config.json").read_text())
     assert float(config["args"]["lr"]) == 0.01
-    shown = json.loads(dvc(work, "exp", "show", "--json").stdout)
-    text = json.dumps(shown)
-    assert "V-NAS" in text and "pancreas_mean_dsc" in text
+
+    # a second experiment on top: only evaluation and what follows it rerun
+    result = dvc(work, "exp", "run", "-S", "datasets.synthetic.overlap=0.25", "tables")
+    log = result.stdout + result.stderr
+    assert "Stage 'train' didn't change, skipping" in log and "Running stage 'evaluate'" in log
+
+    shown = revisions_with_metrics(json.loads(dvc(work, "exp", "show", "--json").stdout))
+    assert len(shown) == 3, list(shown)  # the baseline commit and the two experiments
+    for name, metrics in shown.items():
+        values = mean_dscs(metrics)
+        assert {"V-NAS/pancreas_mean_dsc", "V-NAS/cancer_mean_dsc"} <= set(values), (name, metrics)
+        assert all(isinstance(v, int | float) for v in values.values()), (name, values)
+    diff = json.loads(dvc(work, "metrics", "diff", "--all", "--json").stdout)
+    changes = {k: c for k, c in next(iter(diff.values())).items() if k.endswith("_mean_dsc")}
+    assert changes and all(
+        isinstance(c["old"], int | float) and isinstance(c["new"], int | float)
+        for c in changes.values()
+    ), diff
     assert digest(work / "data/raw/synthetic") == phantom and digest(nih) == nih_before
+
+    # the plots page of the baseline and both experiments, with no script from the network
+    run([sys.executable, "workflow/scripts/dvc_plots.py", "show", "-o", "offline"], work)
+    html = (work / "offline" / "index.html").read_text()
+    assert "<script src" not in html and "vegaEmbed('#search_losses'" in html
+    assert "vegaEmbed('#pseudo_dice'" in html and '"title": "pseudo-Dice"' in html
 
     stale = dvc(work, "exp", "run", "-S", "dataset=nih", check=False)
     lines = [ln for ln in (stale.stdout + stale.stderr).splitlines() if ln.startswith("vnas:")]

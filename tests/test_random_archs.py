@@ -130,3 +130,15 @@ def test_table_random_row_ranks_and_search_verdict(tmp_path):
     assert json.loads((tmp_path / "m.json").read_text())["Random (n=3)"]["pancreas_mean_dsc"] == (
         pytest.approx(69.1667, abs=1e-3)
     )
+
+
+def test_a_tied_rank_is_shown_as_a_range(tmp_path):
+    from vnas.tables import rank_among_random, rank_lines
+
+    tied = {"vnas": [0.0] * 4, "random-0": [0.0] * 4, "random-1": [0.0] * 4, "random-2": [0.5] * 4}
+    for method, values in tied.items():
+        write_metrics(tmp_path / "eval", method, values)
+    ranks = rank_among_random(tmp_path / "eval", "vnas", ["random-0", "random-1", "random-2"], 2)
+    assert list(ranks["rank"]) == [2, 2] and list(ranks["ties"]) == [2, 2]
+    text = " ".join(" ".join(rank_lines(ranks)).split())
+    assert "| 2–4 of 4 (tied) |" in text

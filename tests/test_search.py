@@ -178,3 +178,27 @@ def test_paper_defaults_and_exclusive_warmup_flags(synthetic_dataset, tmp_path):
     assert (args.width, args.patch, args.device) == (1.0, None, "auto")
     with pytest.raises(SystemExit):
         parser.parse_args([*search_argv(synthetic_dataset, tmp_path), "--warmup-epochs", "2"])
+
+
+def test_trajectory_csv_is_written_at_every_log_row_during_the_search(
+    synthetic_dataset, tmp_path, monkeypatch
+):
+    """The CSV can be watched while the search runs: before iteration i+1 it holds the
+    rows of iterations 1..i (log every iteration, no checkpoint before the end)."""
+    from vnas.search import SearchTask
+
+    seen = {}
+    real_step = SearchTask.step
+
+    def watching_step(self, iteration):
+        path = self.ctx.out / "trajectory.csv"
+        seen[iteration] = list(pd.read_csv(path)["iteration"]) if path.is_file() else None
+        return real_step(self, iteration)
+
+    monkeypatch.setattr(SearchTask, "step", watching_step)
+    out = tmp_path / "watched"
+    argv = search_argv(synthetic_dataset, out, "--iterations", "4", "--checkpoint-every", "100")
+    assert main(argv) == 0
+    assert seen == {0: None, 1: [1], 2: [1, 2], 3: [1, 2, 3]}
+    assert list(pd.read_csv(out / "trajectory.csv")["iteration"]) == [1, 2, 3, 4]
+    assert not list(out.glob(".*.tmp"))  # written through temporary files, none left

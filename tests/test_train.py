@@ -337,3 +337,45 @@ def test_identical_runs_write_identical_model_files(synthetic_dataset, tmp_path)
     for name in ("a", "b"):
         assert main(train_argv(synthetic_dataset, tmp_path / name, "unet3d", 2)) == 0
     assert (tmp_path / "a/model.pt").read_bytes() == (tmp_path / "b/model.pt").read_bytes()
+
+
+def test_pseudo_dice_and_progress_png_while_training(synthetic_dataset, tmp_path, monkeypatch):
+    """Every --val-every iterations (and after the last) the validation pseudo-Dice per
+    class goes to metrics.csv and dvclive, and progress.png is redrawn during the run;
+    the weights are those of a run without it."""
+    from vnas.train import RetrainTask
+
+    seen = {}
+    real_step = RetrainTask.step
+
+    def watching_step(self, iteration):
+        png = self.ctx.out / "progress.png"
+        seen[iteration] = png.stat().st_mtime_ns if png.is_file() else None
+        return real_step(self, iteration)
+
+    monkeypatch.setattr(RetrainTask, "step", watching_step)
+    out = tmp_path / "val"
+    extra = ("--val-every", "2", "--val-patches", "3")
+    assert main(train_argv(synthetic_dataset, out, "nih-paper", 5, *extra)) == 0
+    # not there before the first validation, there after it, redrawn after the second
+    assert seen[0] is None and seen[1] is None and seen[2] is not None
+    assert seen[3] == seen[2] and seen[4] != seen[2]
+    assert (out / "progress.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    frame = pd.read_csv(out / "metrics.csv").set_index("iteration")
+    columns = ["pseudo_dice", "pseudo_dice_pancreas", "pseudo_dice_cancer"]
+    assert set(columns) <= set(frame.columns)
+    measured = frame["pseudo_dice"].dropna()
+    assert list(measured.index) == [2, 4, 5]  # every 2 iterations, and after the last
+    assert ((measured >= 0) & (measured <= 1)).all()
+    live = pd.read_csv(out / "dvclive" / "plots" / "metrics" / "pseudo_dice.tsv", sep="\t")
+    assert list(live["step"]) == [2, 4, 5]
+    assert list(live["pseudo_dice"]) == list(measured)
+
+    monkeypatch.undo()
+    plain = tmp_path / "plain"
+    assert main(train_argv(synthetic_dataset, plain, "nih-paper", 5, "--val-every", "0")) == 0
+    assert "pseudo_dice" not in pd.read_csv(plain / "metrics.csv").columns
+    a = torch.load(out / "model.pt", weights_only=True)
+    b = torch.load(plain / "model.pt", weights_only=True)
+    assert all(torch.equal(a[k], b[k]) for k in a)

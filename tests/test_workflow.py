@@ -139,6 +139,11 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
     for fold in range(2):
         search = work / f"results/synthetic/search/fold{fold}/diagnostics.json"
         assert json.loads(search.read_text())["arch_lr"] == pytest.approx(5.52)
+    # every training logs its validation pseudo-Dice (after the last of its 3 iterations)
+    # and keeps a progress.png
+    model = work / "results/synthetic/models/vnas/fold0"
+    dice = pd.read_csv(model / "metrics.csv").set_index("iteration")["pseudo_dice"].dropna()
+    assert list(dice.index) == [3] and (model / "progress.png").stat().st_size > 1000
 
 
 @pytest.mark.slow

@@ -3,6 +3,10 @@
 The rows live in memory and travel in the checkpoint, so after a kill and resume both
 outputs are rebuilt from the checkpoint's rows: they never hold rows from iterations
 that the resumed run computes again.
+
+The CSV is rewritten whole (temporary file + rename) at every logged row, so it can be
+watched during a run; each row is formatted once and kept, so a rewrite costs one write
+of the file, not a new formatting of every row.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ import math
 import shutil
 from pathlib import Path
 
-import pandas as pd
 import torch
 
 from vnas.atomic import atomic_path
@@ -34,6 +37,7 @@ class Curves:
         self.live_dir = self.out_dir / dvclive_dir
         self.columns: list[str] = []
         self.rows: list[list[float]] = []
+        self._lines: list[str] = []  # the CSV line of each row, formatted once
         self._live = None
 
     def _open_live(self):
@@ -56,7 +60,13 @@ class Curves:
         if not self.columns:
             self.columns = list(values)
         row = [float(values.get(c, math.nan)) for c in self.columns]
+        self._add(row)
+
+    def _add(self, row: list[float]) -> None:
         self.rows.append(row)
+        # pandas' CSV conventions: the iteration as an integer, NaN as an empty field
+        values = ("" if math.isnan(v) else repr(v) for v in row[1:])
+        self._lines.append(",".join([str(int(row[0])), *values]))
         self._log_live(row)
 
     def state_dict(self) -> dict:
@@ -71,25 +81,25 @@ class Curves:
     def load_state_dict(self, state: dict) -> None:
         """Restore the rows of a checkpoint and rebuild the dvclive logs from them."""
         self.columns = list(state["columns"])
-        self.rows = []
+        self.rows, self._lines = [], []
         self.close()
         shutil.rmtree(self.live_dir, ignore_errors=True)
         for row in state["values"].tolist():
-            self.rows.append(row)
-            self._log_live(row)
+            self._add(row)
 
     def last(self) -> dict[str, float]:
         """The latest row as a dict (empty before the first)."""
         return dict(zip(self.columns, self.rows[-1], strict=True)) if self.rows else {}
 
     def write_csv(self) -> None:
-        """Write all rows to the CSV atomically (nothing before the first row)."""
+        """Write all rows to the CSV atomically (before the first row: no CSV, also none
+        that a killed run left)."""
         if not self.columns:
+            self.csv_path.unlink(missing_ok=True)
             return
-        frame = pd.DataFrame(self.rows, columns=self.columns)
-        frame["iteration"] = frame["iteration"].astype(int)
+        text = "\n".join([",".join(self.columns), *self._lines]) + "\n"
         with atomic_path(self.csv_path) as tmp:
-            frame.to_csv(tmp, index=False)
+            tmp.write_text(text)
 
     def close(self) -> None:
         """Flush and close dvclive."""

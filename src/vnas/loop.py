@@ -4,7 +4,10 @@ A :class:`Task` (the search or the retraining) does one iteration at a time; thi
 around it
 
 - shows a tqdm bar with the loss and the throughput (it/s, voxels/s);
-- logs the mean losses every ``log_every`` iterations (:class:`vnas.curves.Curves`);
+- logs the mean losses every ``log_every`` iterations (:class:`vnas.curves.Curves`),
+  rewriting the curves CSV each time so that it can be watched during the run;
+- redraws ``progress.png`` (:mod:`vnas.progress_plot`) every ``progress_every``
+  iterations and at the end, where asked;
 - writes ``checkpoint.pt`` atomically every ``checkpoint_every`` iterations: model,
   optimisers, schedules, scalers, every RNG state, the curves, the iteration, the
   architecture and the argument fingerprint;
@@ -58,7 +61,8 @@ class Task(Protocol):
         """Prepare the data streams to begin at ``iteration``."""
 
     def step(self, iteration: int) -> dict[str, float]:
-        """Run iteration ``iteration``; return its losses. Raise :class:`Divergence`."""
+        """Run iteration ``iteration``; return its losses and other measured values (the
+        same names every time, NaN where not measured). Raise :class:`Divergence`."""
 
     def snapshot(self) -> dict[str, float]:
         """Extra values for a log row (learning rate, architecture probabilities)."""
@@ -83,6 +87,7 @@ class LoopSettings:
         fingerprint: the argument fingerprint, checked against a checkpoint's.
         curves_csv: file name of the curves CSV.
         desc: label of the progress bar.
+        progress_every: redraw ``progress.png`` every N iterations (0: never).
     """
 
     out_dir: Path
@@ -93,6 +98,7 @@ class LoopSettings:
     fingerprint: str
     curves_csv: str
     desc: str
+    progress_every: int = 0
 
 
 class _Means:
@@ -144,7 +150,14 @@ def _checkpoint(
             "means": means.state_dict(),
         },
     )
-    curves.write_csv()
+
+
+def _progress_png(curves: Curves, settings: LoopSettings) -> None:
+    from vnas.progress_plot import PROGRESS_PNG, write_progress_png
+
+    write_progress_png(
+        curves.columns, curves.rows, settings.out_dir / PROGRESS_PNG, title=settings.desc
+    )
 
 
 def _resume(task: Task, settings: LoopSettings, curves: Curves, means: _Means) -> int:
@@ -156,6 +169,7 @@ def _resume(task: Task, settings: LoopSettings, curves: Curves, means: _Means) -
     set_rng_state(state["rng"])
     curves.load_state_dict(state["curves"])
     means.load_state_dict(state["means"])
+    curves.write_csv()  # drop the rows the killed run logged after its checkpoint
     iteration = int(state["iteration"])
     logger.info("resuming from %s at iteration %d of %d", path, iteration, settings.iterations)
     return iteration
@@ -216,6 +230,10 @@ def run_loop(task: Task, settings: LoopSettings, *, resume: bool) -> Curves:
                 n = it + 1
                 if n % settings.log_every == 0 or n == settings.iterations:
                     curves.append({"iteration": n, **means.pop(), **task.snapshot()})
+                    curves.write_csv()
+                every = settings.progress_every
+                if every and (n % every == 0 or n == settings.iterations):
+                    _progress_png(curves, settings)
                 if n % settings.checkpoint_every == 0 and n < settings.iterations:
                     _checkpoint(task, settings, n, curves, means)
                     saved = n

@@ -78,7 +78,7 @@ class RunContext:
         """The architecture as a string, compared with a checkpoint's before loading it."""
         return json.dumps(self.config["identity"]["arch"], sort_keys=True)
 
-    def loop_settings(self, curves_csv: str, desc: str) -> LoopSettings:
+    def loop_settings(self, curves_csv: str, desc: str, progress_every: int = 0) -> LoopSettings:
         """Settings of :func:`vnas.loop.run_loop` for this run."""
         return LoopSettings(
             out_dir=self.out,
@@ -89,6 +89,7 @@ class RunContext:
             fingerprint=self.config["fingerprint"],
             curves_csv=curves_csv,
             desc=desc,
+            progress_every=progress_every,
         )
 
     @property

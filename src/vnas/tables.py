@@ -142,8 +142,8 @@ def rank_among_random(
     Returns:
         Columns ``class``, ``fold``, ``vnas`` (V-NAS's mean DSC, %), ``random_min``,
         ``random_median``, ``random_max`` (the random architectures', %), ``rank``
-        (1 + the number of random architectures with a strictly higher mean DSC) and
-        ``of`` (N + 1).
+        (1 + the number of random architectures with a strictly higher mean DSC), ``ties``
+        (the number with exactly V-NAS's mean DSC) and ``of`` (N + 1).
     """
     means = per_method_means(eval_root, [vnas_id, *random_ids], folds, by_fold=True)
     rows = []
@@ -154,7 +154,7 @@ def rank_among_random(
             "class": class_name, "fold": int(fold), "vnas": dsc[vnas_id],
             "random_min": others.min(), "random_median": others.median(),
             "random_max": others.max(), "rank": int(1 + (others > dsc[vnas_id]).sum()),
-            "of": len(random_ids) + 1,
+            "ties": int((others == dsc[vnas_id]).sum()), "of": len(random_ids) + 1,
         })  # fmt: skip
     return pd.DataFrame(rows)
 
@@ -228,6 +228,13 @@ def to_markdown(
     return "\n".join(lines).rstrip() + "\n"
 
 
+def _rank_text(row) -> str:
+    """``3 of 5``, or ``2–5 of 5 (tied)`` when random architectures share V-NAS's mean."""
+    ties = int(getattr(row, "ties", 0))
+    span = f"{row.rank}–{row.rank + ties}" if ties else f"{row.rank}"
+    return f"{span} of {row.of}" + (" (tied)" if ties else "")
+
+
 def rank_lines(ranks: pd.DataFrame) -> list[str]:
     """V-NAS's rank among the random architectures of one class, as a small table."""
     if ranks.empty:
@@ -237,7 +244,7 @@ def rank_lines(ranks: pd.DataFrame) -> list[str]:
         "Fold": ranks["fold"].astype(str), "V-NAS": ranks["vnas"].map(_num),
         "Random: min": ranks["random_min"].map(_num),
         "median": ranks["random_median"].map(_num), "max": ranks["random_max"].map(_num),
-        "V-NAS rank": ranks["rank"].astype(str) + " of " + ranks["of"].astype(str),
+        "V-NAS rank": [_rank_text(r) for r in ranks.itertuples()],
     })  # fmt: skip
     return [
         "",

@@ -3,7 +3,15 @@
 The output is a model folder (``docs/dev/CONTRACTS.md``, "Method"): ``config.json``
 (architecture, width, classes, patch and test patch, the dataset's preprocessing, the
 package version, every argument), ``model.pt`` (the final ``state_dict``),
-``metrics.csv`` and ``dvclive/`` (loss and learning-rate curves), and ``done``.
+``metrics.csv`` and ``dvclive/`` (loss, learning-rate and pseudo-Dice curves), and
+``done``. While it runs, the folder also keeps ``progress.png`` (:mod:`vnas.progress_plot`):
+the curves so far, redrawn at every validation.
+
+Every ``--val-every`` iterations, and after the last, the network segments
+``--val-patches`` fixed patches of the fold's test cases and the validation pseudo-Dice
+per class is logged (:mod:`vnas.pseudo_dice`; a display only, nothing is selected on
+it). ``--val-every 0`` turns it off (``progress.png`` is then redrawn at every
+checkpoint).
 """
 
 from __future__ import annotations
@@ -21,6 +29,8 @@ from vnas.errors import VNASError
 from vnas.learner import WeightLearner
 from vnas.loop import Divergence, run_loop
 from vnas.models import build_model, describe_arch
+from vnas.progress_plot import PROGRESS_PNG
+from vnas.pseudo_dice import PseudoDice
 from vnas.run_context import RunContext, prepare_run
 from vnas.rundir import RunState, mark_done
 
@@ -30,7 +40,7 @@ logger = logging.getLogger(__name__)
 
 METRICS_CSV = "metrics.csv"
 RESULTS = (MODEL_NAME, METRICS_CSV)
-LOGS = ("dvclive",)
+LOGS = ("dvclive", PROGRESS_PNG)
 
 
 def to_device(
@@ -50,9 +60,12 @@ class RetrainTask:
     Args:
         ctx: the run's context.
         model: the network, on ``ctx.device``.
+        validation: the pseudo-Dice measured every ``--val-every`` iterations, or None.
     """
 
-    def __init__(self, ctx: RunContext, model: torch.nn.Module) -> None:
+    def __init__(
+        self, ctx: RunContext, model: torch.nn.Module, validation: PseudoDice | None = None
+    ) -> None:
         args = ctx.args
         self.ctx = ctx
         self.model = model
@@ -60,6 +73,8 @@ class RetrainTask:
         self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
         self.voxels_per_iteration = args.batch_size * math.prod(ctx.patch)
         self.batches = iter(())
+        self.validation = validation
+        self.val_every = args.val_every
 
     def start(self, iteration: int) -> None:
         args = self.ctx.args
@@ -81,7 +96,15 @@ class RetrainTask:
         loss = float(self.learner.step(image, label))
         if not math.isfinite(loss):
             raise Divergence("the training loss", loss)
-        return {"train_loss": loss}
+        if self.validation is None:
+            return {"train_loss": loss}
+        n = iteration + 1
+        if n % self.val_every == 0 or n == self.ctx.args.iterations:
+            ctx = self.ctx
+            dice = self.validation(self.model, ctx.device, ctx.amp, ctx.channels_last)
+        else:
+            dice = dict.fromkeys(self.validation.columns(), math.nan)
+        return {"train_loss": loss, **dice}
 
     def snapshot(self) -> dict[str, float]:
         return {"lr": self.learner.lr}
@@ -91,6 +114,27 @@ class RetrainTask:
 
     def load_state_dict(self, state: dict) -> None:
         self.learner.load_state_dict(state["learner"])
+
+
+def _validation(ctx: RunContext) -> PseudoDice | None:
+    """The pseudo-Dice on the fold's test cases, or None (``--val-every 0``, no test
+    cases)."""
+    args = ctx.args
+    if not args.val_every:
+        return None
+    if not ctx.split["test"]:
+        logger.warning("fold %d has no test cases: no validation pseudo-Dice", args.fold)
+        return None
+    return PseudoDice(
+        args.preprocessed,
+        ctx.split["test"],
+        ctx.patch,
+        ctx.config["classes"],
+        patches=args.val_patches,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        fg_ratio=args.fg_ratio,
+    )
 
 
 def run_training(args: argparse.Namespace) -> int:
@@ -126,8 +170,12 @@ def run_training(args: argparse.Namespace) -> int:
             ctx.device,
             " (AMP)" if ctx.amp else "",
         )
-        task = RetrainTask(ctx, model)
-        settings = ctx.loop_settings(METRICS_CSV, f"train {arch['name']} fold {args.fold}")
+        task = RetrainTask(ctx, model, _validation(ctx))
+        settings = ctx.loop_settings(
+            METRICS_CSV,
+            f"train {arch['name']} fold {args.fold}",
+            progress_every=args.val_every if task.validation else args.checkpoint_every,
+        )
         run_loop(task, settings, resume=ctx.state is RunState.RESUME)
         atomic_save_torch(model.state_dict(), ctx.out / MODEL_NAME)
         mark_done(ctx.out)

@@ -88,6 +88,9 @@ OPERATIONAL_ARGS = frozenset(
         "memory_lean",
         # a memory layout: same arithmetic
         "channels_last",
+        # the validation pseudo-Dice is a display: the weights are the same without it
+        "val_every",
+        "val_patches",
     }
 )
 

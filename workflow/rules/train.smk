@@ -22,6 +22,7 @@ rule train:
         batch=lambda w: ds(w)["batch_size"],
         optimiser=optimiser_args(),
         loss=lambda w: ds(w)["loss"],
+        val=lambda w: ["--val-every", ds(w)["val_every"]] if "val_every" in ds(w) else [],
         workers=lambda w: threads_of(w) - 1,
     threads: lambda w: threads_of(w)
     resources:
@@ -34,7 +35,7 @@ rule train:
         "--out {params.out:q} --iterations {params.iterations:q} --width {params.width:q} "
         "--patch {params.patch:q} --test-patch {params.test_patch:q} "
         "--batch-size {params.batch:q} {params.optimiser:q} --loss {params.loss:q} "
-        "--workers {params.workers:q} --force 2> {log:q}"
+        "{params.val:q} --workers {params.workers:q} --force 2> {log:q}"
 
 
 rule evaluate:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.training_args import add_common_args, add_dims_argument
+from vnas.pseudo_dice import VAL_EVERY, VAL_PATCHES
+from vnas.training_args import add_common_args, add_dims_argument, non_negative_int, positive_int
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,8 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Train ARCH from scratch on the train and val cases of fold K. ARCH is a "
         "preset (nih-paper, lung-paper, pancreas-paper, manual:<enc>/<dec>), an arch.json, "
         "mix (the search network with equal, frozen alpha/beta), unet3d (MONAI BasicUNet as "
-        "Cicek's 3D U-Net) or vnet (MONAI VNet). Writes config.json, model.pt, metrics.csv "
-        "and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
+        "Cicek's 3D U-Net) or vnet (MONAI VNet). Writes config.json, model.pt, metrics.csv, "
+        "progress.png and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
     )
     parser.add_argument("--arch", required=True, help="architecture (see above)")
     add_common_args(parser)
@@ -24,6 +25,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--test-patch",
         "sliding-window patch recorded for evaluation (default: from the dataset preset, "
         "e.g. NIH 64 64 64)",
+    )
+    val = parser.add_argument_group("validation pseudo-Dice (a progress display, as nnU-Net's)")
+    val.add_argument(
+        "--val-every",
+        type=non_negative_int,
+        default=VAL_EVERY,
+        help="measure the pseudo-Dice on held-out patches of the fold's test cases every N "
+        "iterations and after the last, logged to metrics.csv, dvclive and progress.png "
+        "(0: off)",
+    )
+    val.add_argument(
+        "--val-patches",
+        type=positive_int,
+        default=VAL_PATCHES,
+        help="fixed held-out patches the pseudo-Dice is measured on",
     )
     parser.set_defaults(func=run)
 
