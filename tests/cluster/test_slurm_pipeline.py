@@ -78,8 +78,13 @@ def test_pipeline_rules_ran_as_completed_slurm_jobs(slurm_run):
     profile = yaml.safe_load((work / "profiles/slurm/config.yaml").read_text())
     jobs = jobs_of_run(output)
     counts = Counter(job["rule"] for job in jobs)
-    # 2 folds; 4 table methods + 2 manual configurations
-    assert counts["search"] == 2 and counts["train"] == 12 and counts["evaluate"] == 12
+    params = yaml.safe_load((work / "params.yaml").read_text())["datasets"]["synthetic"]
+    # every table method, manual configuration and random architecture, on each fold
+    methods = len(params["methods"]) + len(params["manual"]) + params["random_samples"]
+    methods += len(params["transfer_from"]) + bool(params["paper_preset"])
+    runs = methods * params["folds"]
+    assert counts["search"] == params["folds"]
+    assert counts["train"] == runs and counts["evaluate"] == runs
     assert counts["preprocess"] == 1 and counts["table"] == 1 and counts["report"] == 1
     for job in jobs:
         assert job["State"] == "COMPLETED", job
