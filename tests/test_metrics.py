@@ -12,7 +12,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surf
 from monai.networks.utils import one_hot
 
 from vnas.errors import VNASError
-from vnas.metrics import case_metrics, class_metrics, nsd_tolerances
+from vnas.metrics import DEFAULT_NSD_TOLERANCE_MM, case_metrics, class_metrics, nsd_tolerances
 
 SPACING = (3.0, 1.0, 0.5)  # (sz, sy, sx) mm: anisotropic, distinct per axis
 
@@ -94,7 +94,7 @@ def test_mask_touching_the_volume_border_equals_monai() -> None:
     pred = np.zeros_like(gt)
     pred[0:4, 1:6, 3:9] = 1
     row = case_metrics(pred, gt, SPACING, num_classes=2)[0]
-    dsc, nsd, hd = _monai_direct(pred, gt, 2, [1.0])
+    dsc, nsd, hd = _monai_direct(pred, gt, 2, [DEFAULT_NSD_TOLERANCE_MM])
     assert (row["dsc"], row["nsd"], row["hd95"]) == pytest.approx(
         (float(dsc[0]), float(nsd[0]), float(hd[0])), abs=1e-6
     )
@@ -113,7 +113,7 @@ def test_empty_mask_convention() -> None:
 
 
 def test_nsd_tolerances() -> None:
-    assert nsd_tolerances(None, 2) == [1.0, 1.0]
+    assert nsd_tolerances(None, 2) == [DEFAULT_NSD_TOLERANCE_MM] * 2 == [2.0, 2.0]
     assert nsd_tolerances(2.5, 2) == [2.5, 2.5]
     assert nsd_tolerances([3.0], 2) == [3.0, 3.0]
     assert nsd_tolerances([1.0, 2.0], 2) == [1.0, 2.0]

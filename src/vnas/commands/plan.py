@@ -80,11 +80,13 @@ def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
         "batch_size": 2,
         "search_iterations": 40000,
         "warmup_fraction": WARMUP_FRACTION,
+        "arch_lr_rule": "fixed",  # the paper's 3e-4 at its 40,000 iterations
         "loss": "ce",
         "train_iterations": 40000,
         "overlap": 0.5,
         "nsd_tolerance_mm": [DEFAULT_NSD_TOLERANCE_MM] * len(classes),
         "methods": ["vnas", "mix", "unet3d", "vnet"],
+        "random_samples": 0,  # the Random baseline's architectures (docs/search.md)
         "transfer_from": [],
         "paper_preset": None,
         "manual": [],
