@@ -127,7 +127,8 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
     assert "<td>5.52 (matched_movement)</td>" in html
     # the search's verdict next to the V-NAS row, the notes and the per-search table
     md = " ".join((work / "results/tables/synthetic.md").read_text().split())  # unpadded
-    assert "| V-NAS | Search (" in md and "The search ended " in md and re.search(r"of 3( \(tied\))? \|", md)
+    assert "| V-NAS | Search (" in md and "The search ended " in md
+    assert re.search(r"of 3( \(tied\))? \|", md)  # V-NAS's rank among the 2 random codes
     # captions, the revision (this copy is not a git repository) and the codes
     assert html.count("<figcaption>") == len(figures) and "<code>unknown</code>" in html
     arch = json.loads((work / "results/synthetic/arch.json").read_text())
