@@ -53,7 +53,7 @@ def _as_made_by_network_1(folder: Path) -> None:
     fingerprint of that identity."""
     import json
 
-    from vnas.rundir import fingerprint
+    from vnas.engine.rundir import fingerprint
 
     config = json.loads((folder / "config.json").read_text())
     del config["network_version"]

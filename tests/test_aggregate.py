@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from vnas.aggregate import aggregate_searches
 from vnas.cli import main
-from vnas.genotype import write_arch_json
+from vnas.search.aggregate import aggregate_searches
+from vnas.space.genotype import write_arch_json
 
 
 def search_dir(root, name, alpha_probs, beta_probs):

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from monai.networks.nets import AHNet
 from torch import nn
 
-from vnas.arch_stats import count_parameters
-from vnas.cells import EncoderCell
-from vnas.genotype import PRESETS
-from vnas.network import VNASNet
+from vnas.space.arch_stats import count_parameters
+from vnas.space.cells import EncoderCell
+from vnas.space.genotype import PRESETS
+from vnas.space.network import VNASNet
 
 # (D, H, W). MONAI's PSP max-pools 64 voxels in-plane on the decoder's last feature,
 # which is at half the input size: AHNet with psp_block_num=4 needs H, W >= 128.

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from vnas.cli import main
-from vnas.genotype import PRESETS, write_arch_json
-from vnas.network import VNASNet
+from vnas.space.genotype import PRESETS, write_arch_json
+from vnas.space.network import VNASNet
 
 SMALL = ["--patch", "32", "64", "64", "--width", "0.0625"]
 
@@ -104,7 +104,7 @@ def test_stats_order_follows_kernels(capsys):
 
 def test_stats_flops_of_the_stem():
     """The FLOP counter counts a conv as 2 · MACs: check it on a hand-computed stem conv."""
-    from vnas.arch_stats import forward_flops
+    from vnas.space.arch_stats import forward_flops
 
     conv = torch.nn.Conv3d(1, 4, (1, 7, 7), stride=(1, 2, 2), padding=(0, 3, 3), bias=False)
     assert forward_flops(conv, (16, 32, 32)) == 2 * 4 * 49 * 16 * 16 * 16

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from vnas.axes import paper_kernel, paper_stride
+from vnas.space.axes import paper_kernel, paper_stride
 
 
 @pytest.mark.parametrize(

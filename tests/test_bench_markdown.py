@@ -22,8 +22,8 @@ from vnas.bench.markdown import (
     replace_gpu_block,
 )
 from vnas.cli import main
-from vnas.models import NETWORK_VERSION
-from vnas.outputs import markdown_signature
+from vnas.files.outputs import markdown_signature
+from vnas.space.models import NETWORK_VERSION
 
 REFERENCE = "monai reference"
 DEFAULTS = "vnas defaults (sw_batch_size=4, folded BN, channels_last)"

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-from vnas.checkpoint import load_checkpoint, load_model, save_checkpoint
+from vnas.engine.checkpoint import load_checkpoint, load_model, save_checkpoint
+from vnas.engine.rng import get_rng_state, seed_everything, set_rng_state
 from vnas.errors import VNASError
-from vnas.models import NETWORK_VERSION, build_model, describe_arch
-from vnas.rng import get_rng_state, seed_everything, set_rng_state
+from vnas.space.models import NETWORK_VERSION, build_model, describe_arch
 
 WIDTH = 0.0625
 

@@ -31,7 +31,7 @@ import yaml
 from vnas.cli import main
 from vnas.data.dicom import write_dicom_series
 from vnas.data.synth import write_synthetic
-from vnas.genotype import write_arch_json
+from vnas.space.genotype import write_arch_json
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}

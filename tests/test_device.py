@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from vnas.cli import main
-from vnas.device import GPU_JOB_VARIABLES, resolve_device
+from vnas.engine.device import GPU_JOB_VARIABLES, resolve_device
 
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
 

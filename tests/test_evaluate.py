@@ -22,7 +22,7 @@ from vnas.data.folds import fold_split, read_folds
 from vnas.data.geometry import to_original
 from vnas.data.preprocess import preprocess_dataset
 from vnas.data.store import load_preprocessed, read_dataset_json
-from vnas.models import NETWORK_VERSION, build_model
+from vnas.space.models import NETWORK_VERSION, build_model
 
 FOLD = 1
 TOLERANCES = (1.0, 2.5)  # mm, pancreas and cancer

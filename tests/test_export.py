@@ -15,14 +15,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from vnas.cli import main
-from vnas.export import (
+from vnas.eval.export import (
     OnnxRuntimeNetwork,
     adaptive_avg_pool3d_decomposition,
     export_model,
     onnx_bytes,
 )
-from vnas.inference import prepare_for_inference, sliding_window_predict
-from vnas.models import NETWORK_VERSION, build_model
+from vnas.eval.inference import prepare_for_inference, sliding_window_predict
+from vnas.space.models import NETWORK_VERSION, build_model
 
 PATCH = (32, 32, 32)
 PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}

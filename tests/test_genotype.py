@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from vnas.errors import VNASError
-from vnas.genotype import (
+from vnas.space.genotype import (
     ENCODER_STAGES,
     NUM_DECODER_BLOCKS,
     NUM_ENCODER_CELLS,

@@ -9,7 +9,7 @@ from monai.inferers import sliding_window_inference
 from monai.networks.nets import UNet
 from torch import nn
 
-from vnas.inference import sliding_window_predict
+from vnas.eval.inference import sliding_window_predict
 
 
 class Pointwise(nn.Module):
@@ -68,7 +68,7 @@ def test_equals_monai_gaussian_sliding_window_on_a_conv_net() -> None:
 
 
 def test_vnasnet_on_a_volume_that_is_not_a_patch_multiple() -> None:
-    from vnas.network import VNASNet
+    from vnas.space.network import VNASNet
 
     torch.manual_seed(0)
     net = VNASNet(in_channels=1, num_classes=2, width=0.0625, cells="mix")
@@ -112,8 +112,8 @@ def test_padding_uses_pad_value() -> None:
 
 
 def test_folded_batchnorm_and_channels_last_predict_the_same() -> None:
-    from vnas.inference import fold_batchnorm, prepare_for_inference
-    from vnas.network import VNASNet
+    from vnas.eval.inference import fold_batchnorm, prepare_for_inference
+    from vnas.space.network import VNASNet
 
     torch.manual_seed(0)
     net = VNASNet(in_channels=1, num_classes=2, width=0.0625, cells="mix")

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from monai.losses import DiceCELoss
 
+from vnas.engine.losses import get_loss
 from vnas.errors import VNASError
-from vnas.losses import get_loss
 
 
 def _batch():

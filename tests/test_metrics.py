@@ -12,7 +12,7 @@ from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surf
 from monai.networks.utils import one_hot
 
 from vnas.errors import VNASError
-from vnas.metrics import DEFAULT_NSD_TOLERANCE_MM, case_metrics, class_metrics, nsd_tolerances
+from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM, case_metrics, class_metrics, nsd_tolerances
 
 SPACING = (3.0, 1.0, 0.5)  # (sz, sy, sx) mm: anisotropic, distinct per axis
 

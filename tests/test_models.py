@@ -7,9 +7,9 @@ from monai.networks.nets import BasicUNet, VNet
 from torch import nn
 
 from vnas.errors import VNASError
-from vnas.genotype import PRESETS, write_arch_json
-from vnas.models import build_model, check_patch, describe_arch, model_from_config
-from vnas.network import VNASNet
+from vnas.space.genotype import PRESETS, write_arch_json
+from vnas.space.models import build_model, check_patch, describe_arch, model_from_config
+from vnas.space.network import VNASNet
 
 WIDTH = 0.0625
 

@@ -6,8 +6,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from vnas.errors import VNASError
-from vnas.genotype import PRESETS, Genotype
-from vnas.network import PATCH_MULTIPLE, VNASNet
+from vnas.space.genotype import PRESETS, Genotype
+from vnas.space.network import PATCH_MULTIPLE, VNASNet
 
 WIDTH = 0.0625
 

@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 from vnas.cli import main
-from vnas.models import NETWORK_VERSION, build_model
-from vnas.predict import predict_image
+from vnas.eval.predict import predict_image
+from vnas.space.models import NETWORK_VERSION, build_model
 
 PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
 SPACING_XYZ = (0.7, 0.9, 2.5)  # anisotropic, ITK order
@@ -184,7 +184,7 @@ def _conv_net(seed: int, kernel: int = 3) -> nn.Module:
 
 
 def test_ensemble_of_two_models_is_the_mean_of_their_softmax() -> None:
-    from vnas.inference import sliding_window_predict
+    from vnas.eval.inference import sliding_window_predict
 
     volume = np.random.default_rng(0).normal(size=(20, 30, 26)).astype(np.float32)
     kw = {"overlap": 0.5, "sw_batch_size": 2, "amp": False, "return_probs": True}
@@ -198,7 +198,7 @@ def test_ensemble_of_two_models_is_the_mean_of_their_softmax() -> None:
 
 
 def test_mirroring_a_flip_equivariant_model_changes_nothing() -> None:
-    from vnas.inference import sliding_window_predict
+    from vnas.eval.inference import sliding_window_predict
 
     volume = np.random.default_rng(1).normal(size=(20, 30, 26)).astype(np.float32)
     kw = {"overlap": 0.5, "sw_batch_size": 2, "amp": False, "return_probs": True}
@@ -219,7 +219,7 @@ def test_mirroring_a_flip_equivariant_model_changes_nothing() -> None:
 
 def test_mirror_sets_are_nnunets_eight_flips() -> None:
     from vnas.data.augment import FLIP_AXES
-    from vnas.inference import mirror_sets
+    from vnas.eval.inference import mirror_sets
 
     assert FLIP_AXES == (0, 1, 2)  # training flips z, y and x (vnas.data.augment)
     sets = mirror_sets(FLIP_AXES)

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from monai.networks.utils import one_hot
 
-from vnas.pseudo_dice import PseudoDice
+from vnas.engine.pseudo_dice import PseudoDice
 
 
 class LabelAsImage(torch.nn.Module):

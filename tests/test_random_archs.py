@@ -10,8 +10,8 @@ import pytest
 from scipy.stats import chisquare
 
 from vnas.cli import main
-from vnas.genotype import random_genotypes, read_arch_json, resolve_arch
-from vnas.search_diagnostics import cross_search_diagnostics
+from vnas.search.diagnostics import cross_search_diagnostics
+from vnas.space.genotype import random_genotypes, read_arch_json, resolve_arch
 
 SAMPLES = 3000
 ALPHA = 1e-3  # per cell; with 21 cells a uniform sampler passes with probability ~0.98
@@ -133,7 +133,7 @@ def test_table_random_row_ranks_and_search_verdict(tmp_path):
 
 
 def test_a_tied_rank_is_shown_as_a_range(tmp_path):
-    from vnas.tables import rank_among_random, rank_lines
+    from vnas.report.tables import rank_among_random, rank_lines
 
     tied = {"vnas": [0.0] * 4, "random-0": [0.0] * 4, "random-1": [0.0] * 4, "random-2": [0.5] * 4}
     for method, values in tied.items():

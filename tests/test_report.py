@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from vnas.cli import main
-from vnas.figures import class_scores_text, curves_figure, overlay_figure, save_figure
-from vnas.html_report import ReportInputs, git_revision, render_report
+from vnas.report.figures import class_scores_text, curves_figure, overlay_figure, save_figure
+from vnas.report.html import ReportInputs, git_revision, render_report
 
 CODES = {
     "fold0": ("2 1 1, 1 0 1 2, 2 0 1 1 1 2, 1 0 2", "0 2 0 1 0"),

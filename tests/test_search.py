@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 
 from vnas.cli import build_parser, main
-from vnas.genotype import read_arch_json
-from vnas.models import NETWORK_VERSION
-from vnas.search import warmup_iterations
+from vnas.search.task import warmup_iterations
+from vnas.space.genotype import read_arch_json
+from vnas.space.models import NETWORK_VERSION
 
 ITERATIONS, WARMUP = 8, 3
 
@@ -185,7 +185,7 @@ def test_trajectory_csv_is_written_at_every_log_row_during_the_search(
 ):
     """The CSV can be watched while the search runs: before iteration i+1 it holds the
     rows of iterations 1..i (log every iteration, no checkpoint before the end)."""
-    from vnas.search import SearchTask
+    from vnas.search.task import SearchTask
 
     seen = {}
     real_step = SearchTask.step

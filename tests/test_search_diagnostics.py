@@ -9,10 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from vnas.arch_lr import PAPER_ARCH_STEPS, scaled_arch_lr
 from vnas.cli import main
-from vnas.genotype import OP_NAMES
-from vnas.search_diagnostics import (
+from vnas.search.arch_lr import PAPER_ARCH_STEPS, scaled_arch_lr
+from vnas.search.diagnostics import (
     agreement,
     cell_names,
     cross_search_diagnostics,
@@ -21,6 +20,7 @@ from vnas.search_diagnostics import (
     search_diagnostics,
     summarise_probs,
 )
+from vnas.space.genotype import OP_NAMES
 
 UNIFORM = np.full((21, 3), 1 / 3)
 
@@ -123,7 +123,7 @@ def test_cross_search_sentence_says_undecided_in_words():
 
 
 def test_aggregate_writes_the_diagnostics(tmp_path):
-    from vnas.genotype import write_arch_json
+    from vnas.space.genotype import write_arch_json
 
     for fold, probs in enumerate([one_hot_rows([2] * 21, 0.7), one_hot_rows([2] * 21, 0.6)]):
         folder = tmp_path / f"fold{fold}"
@@ -163,7 +163,7 @@ def test_arch_lr_rule_arithmetic(rule, steps, expected):
 def test_gradient_probe_statistics_find_a_planted_signal():
     """Cell 0's 3D logit gets a consistent negative gradient (descending raises 3D);
     every other cell's gradient is noise. Only cell 0 is consistent, favouring 3D."""
-    from vnas.search_probe import gradient_statistics
+    from vnas.search.probe import gradient_statistics
 
     rng = np.random.default_rng(0)
     grads = rng.normal(0.0, 1.0, size=(200, 21, 3))

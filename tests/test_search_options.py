@@ -8,11 +8,11 @@ import torch
 import torch.nn.functional as F
 
 from vnas.cli import main
+from vnas.engine.context import _identity_args
 from vnas.errors import VNASError
-from vnas.genotype import PRESETS, read_arch_json
-from vnas.network import VNASNet
-from vnas.run_context import _identity_args
-from vnas.search import gdas_tau
+from vnas.search.task import gdas_tau
+from vnas.space.genotype import PRESETS, read_arch_json
+from vnas.space.network import VNASNet
 
 PATCH = (32, 32, 32)
 
@@ -149,7 +149,7 @@ def test_search_cli_with_gdas_and_memory_lean(synthetic_dataset, tmp_path):
 
 
 def test_cpu_autocast_is_bfloat16_and_channels_last_is_the_cpu_default():
-    from vnas.device import autocast, resolve_amp, resolve_channels_last
+    from vnas.engine.device import autocast, resolve_amp, resolve_channels_last
 
     cpu = torch.device("cpu")
     assert resolve_amp(True, cpu) is False  # the commands keep float32 on the CPU
@@ -162,8 +162,8 @@ def test_cpu_autocast_is_bfloat16_and_channels_last_is_the_cpu_default():
 
 
 def test_training_batches_and_model_in_channels_last(synthetic_dataset, tmp_path):
-    from vnas.run_context import RunContext
-    from vnas.train import to_device
+    from vnas.engine.context import RunContext
+    from vnas.engine.retrain import to_device
 
     batch = {"image": torch.randn(2, 1, 32, 32, 32), "label": torch.zeros(2, 32, 32, 32)}
     image, _ = to_device(batch, torch.device("cpu"), channels_last=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from vnas.cli import main
-from vnas.tables import Method, manual_grid, method_table, summarise
+from vnas.report.tables import Method, manual_grid, method_table, summarise
 
 DSC = {"vnas": [0.80, 0.90, 0.70, 0.60], "mix": [0.85, 0.95, 0.75, 0.65]}
 
@@ -83,7 +83,7 @@ def _table(dsc: dict[str, float], class_name: str = "cancer") -> pd.DataFrame:
 
 
 def test_search_vs_mix_compares_like_with_like():
-    from vnas.tables import search_vs_mix
+    from vnas.report.tables import search_vs_mix
 
     # both zero: no verdict and no "+0.00 points"
     (both_zero,) = search_vs_mix(_table({"Search": 0.0, "Mix": 0.0}), "cancer", "pancreas")
@@ -101,7 +101,7 @@ def test_search_vs_mix_compares_like_with_like():
 
 
 def test_manual_grid_says_why_a_cell_is_empty():
-    from vnas.tables import grid_markdown
+    from vnas.report.tables import grid_markdown
 
     table = pd.DataFrame({"method": ["2D/2D", "P3D/3D"], "class": ["pancreas"] * 2,
                           "dsc_mean": [24.36, float("nan")]})  # fmt: skip
@@ -159,7 +159,7 @@ def test_outputs_get_ordinary_file_modes(tmp_path):
     """Atomic writes must not leave mkstemp's private 0600 mode on results."""
     import os
 
-    from vnas.atomic import atomic_dir, atomic_write_text
+    from vnas.files.atomic import atomic_dir, atomic_write_text
 
     umask = os.umask(0o022)
     try:

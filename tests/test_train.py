@@ -13,12 +13,12 @@ import pandas as pd
 import pytest
 import torch
 
-from vnas.checkpoint import load_model, save_checkpoint
 from vnas.cli import main
+from vnas.engine.checkpoint import load_model, save_checkpoint
+from vnas.engine.learner import WeightLearner
+from vnas.engine.rng import seed_everything
 from vnas.errors import VNASError
-from vnas.learner import WeightLearner
-from vnas.models import NETWORK_VERSION, build_model
-from vnas.rng import seed_everything
+from vnas.space.models import NETWORK_VERSION, build_model
 
 
 def train_argv(data, out, arch="nih-paper", iterations=4, *extra):
@@ -91,7 +91,7 @@ def test_baselines_train(synthetic_dataset, tmp_path, arch):
     model, config = load_model(out)
     from monai.networks.nets import BasicUNet, VNet
 
-    # below width 1.0 the V-Net is vnas.models' ScaledVNet, a subclass of MONAI's VNet
+    # below width 1.0 the V-Net is vnas.space.models' ScaledVNet, a subclass of MONAI's VNet
     assert isinstance(model, {"unet3d": BasicUNet, "vnet": VNet}[arch])
     assert config["arch_kind"] == arch and config["arch_code"] is None
 
@@ -343,7 +343,7 @@ def test_pseudo_dice_and_progress_png_while_training(synthetic_dataset, tmp_path
     """Every --val-every iterations (and after the last) the validation pseudo-Dice per
     class goes to metrics.csv and dvclive, and progress.png is redrawn during the run;
     the weights are those of a run without it."""
-    from vnas.train import RetrainTask
+    from vnas.engine.retrain import RetrainTask
 
     seen = {}
     real_step = RetrainTask.step

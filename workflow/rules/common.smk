@@ -332,7 +332,7 @@ def xp_warmup(wildcards):
 
 def xp_arch_lr(wildcards):
     """The alpha/beta learning rate the experiment's searches use (after their rule)."""
-    from vnas.arch_lr import scaled_arch_lr
+    from vnas.search.arch_lr import scaled_arch_lr
 
     cfg = xp(wildcards)
     steps = cfg["search_iterations"] - xp_warmup(wildcards)

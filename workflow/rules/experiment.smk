@@ -178,7 +178,7 @@ rule experiment_evaluate:
 
 
 rule experiment_probe:
-    """The investigation: the alpha/beta gradient signal of the supernet (vnas.search_probe),
+    """The investigation: the alpha/beta gradient signal of the supernet (vnas.search.probe),
     at the end of the searches' warm-up and after as many weight steps as a search has."""
     conda:
         "../envs/vnas.yaml"

@@ -6,7 +6,7 @@
   resample (presets that resample), clip, z-score, write the ``.npy`` files and the
   foreground sample. Two presets: ``synthetic-lung`` keeps the native grid (as the NIH
   and Lung presets do), ``synthetic-pancreas`` resamples in-plane to 1 mm.
-- Loader: :func:`vnas.batches.batch_stream` (the training loop's own stream: random
+- Loader: :func:`vnas.data.batches.batch_stream` (the training loop's own stream: random
   patches with foreground oversampling and augmentation, ``workers`` DataLoader
   processes) over that preprocessed case, in patches/s after the first batch (worker
   start-up excluded), median over chunks of batches. Compared with the demand of a
@@ -65,7 +65,7 @@ def time_loader(
 ) -> dict:
     """Patches/s of the training loader over one preprocessed case, after its first batch
     (median over ``repeats`` chunks); with ``pin_memory``, whether its batches are pinned."""
-    from vnas.batches import batch_stream
+    from vnas.data.batches import batch_stream
 
     total = 1 + repeats * batches_per_chunk
     stream = batch_stream(

@@ -2,13 +2,13 @@
 
 Meant to run in under 10 minutes on one CUDA GPU (``benchmarks/gpu-check.sh``):
 
-- **cudnn.benchmark**: set by :func:`vnas.device.configure_backends` as the commands set
+- **cudnn.benchmark**: set by :func:`vnas.engine.device.configure_backends` as the commands set
   it, and recorded;
 - **AMP with GradScaler**: weight steps of ``nih-paper`` under float16 autocast with the
   learner's ``GradScaler``; the losses must stay finite and the scale is recorded;
 - **channels_last on CUDA**: the same step contiguous and in ``channels_last_3d``,
   interleaved (the CPU measured it faster; on CUDA it is off until this says so);
-- **pinned memory**: the training loader (:func:`vnas.batches.batch_stream`) with
+- **pinned memory**: the training loader (:func:`vnas.data.batches.batch_stream`) with
   ``pin_memory`` on a small phantom dataset: are its batches pinned, and its patches/s;
 - **trilinear upsampling's determinism**: under ``torch.use_deterministic_algorithms``
   the backward of ``upsample_trilinear3d`` on CUDA has no deterministic kernel; the check
@@ -40,7 +40,7 @@ from vnas.bench.machine import matmul_limit
 from vnas.bench.memory import memory_variants, run_memory_suite
 from vnas.bench.timing import paired_ratio, short_error
 from vnas.bench.training import StepSettings, Variant, build_step, measure_variants
-from vnas.device import configure_backends, resolve_channels_last
+from vnas.engine.device import configure_backends, resolve_channels_last
 
 __all__ = ["GPU_GOAL_HOURS", "PAPER_V100_HOURS", "run_gpu_suite"]
 

@@ -11,14 +11,14 @@ Candidates, each run on the same volume and network, interleaved:
 - ``monai reference``: :func:`monai.inferers.sliding_window_inference` with the model
   itself, ``sw_batch_size=1``, float32, Gaussian blending of the softmax probabilities
   at the same overlap, under ``torch.no_grad`` (how the function is usually called);
-- ``vnas defaults``: :func:`vnas.inference.sliding_window_predict` as ``vnas evaluate``
+- ``vnas defaults``: :func:`vnas.eval.inference.sliding_window_predict` as ``vnas evaluate``
   and ``vnas predict`` call it (float16 AMP on CUDA, float32 on the CPU);
 - one lever at a time from the bare vnas path (``sw_batch_size=1``, no BatchNorm
   folding, default memory format, float32): each lever's own effect;
 - on the CPU, bfloat16 autocast (``cpu_bf16``) on top of the defaults; on CUDA, the
   defaults without AMP;
 - on the CPU, ``--engine onnxruntime``: the same folded network exported to ONNX
-  (:mod:`vnas.export`, exported once before timing; the export's seconds are recorded
+  (:mod:`vnas.eval.export`, exported once before timing; the export's seconds are recorded
   apart) and run by ONNX Runtime's CPU execution provider behind the same MONAI call,
   at the default windows per pass and, with the levers, at 1 and 8.
 
@@ -45,7 +45,7 @@ from vnas.bench.timing import (
     time_call,
 )
 from vnas.data.presets import PRESETS
-from vnas.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions, sliding_window_predict
+from vnas.eval.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions, sliding_window_predict
 
 __all__ = ["calibrate_batchnorm", "compile_lever", "phantom_volume", "run_inference_suite"]
 
@@ -176,7 +176,7 @@ def _candidates(
 
 def _onnx_network(model: nn.Module, patch: Sequence[int]) -> tuple[Callable | None, dict]:
     """The ONNX Runtime network of ``model`` and how its export went (or why it failed)."""
-    from vnas.export import OnnxRuntimeNetwork
+    from vnas.eval.export import OnnxRuntimeNetwork
 
     try:
         net = OnnxRuntimeNetwork(model, patch)
@@ -194,10 +194,10 @@ def compile_lever(
     repeats: int,
 ) -> dict:
     """``torch.compile`` of the inference network: compile seconds, then eager vs compiled
-    forward of one batch of windows, interleaved (:func:`vnas.inference.prepare_for_inference`
+    forward of one batch of windows, interleaved (:func:`vnas.eval.inference.prepare_for_inference`
     applied to both). A failure (no compiler, an inductor error) is returned as ``error``.
     """
-    from vnas.inference import prepare_for_inference
+    from vnas.eval.inference import prepare_for_inference
 
     net = prepare_for_inference(model)
     x = torch.randn(sw_batch_size, 1, *patch, device=device)
@@ -261,7 +261,7 @@ def run_inference_suite(
         JSON-ready results: per candidate median seconds, voxels/s, peak memory, speed-up
         over the reference (median of per-repeat ratios), Dice with the reference.
     """
-    from vnas.models import build_model
+    from vnas.space.models import build_model
 
     volume = phantom_volume(volume_shape, seed)
     torch.manual_seed(seed)

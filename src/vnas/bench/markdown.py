@@ -86,7 +86,7 @@ def _suite_files(folder: Path) -> dict[Path, dict]:
 
 
 def _check_current(path: Path, data: dict) -> None:
-    from vnas.models import check_network_version
+    from vnas.space.models import check_network_version
 
     what = "this benchmark result (rerun its part, or move it out of the folder)"
     check_network_version(data["meta"], path, what)
@@ -119,9 +119,9 @@ def load_results(folder: str | Path) -> dict[str, dict]:
 
 
 def markdown_text(text: str) -> str:
-    """``text`` signed on its first line as :mod:`vnas.outputs` expects of ``vnas bench``
+    """``text`` signed on its first line as :mod:`vnas.files.outputs` expects of ``vnas bench``
     (a signature already there, of any version, is replaced)."""
-    from vnas.outputs import markdown_signature
+    from vnas.files.outputs import markdown_signature
 
     first, _, rest = text.partition("\n")
     if first.startswith("<!-- written by vnas "):
@@ -445,7 +445,7 @@ def _engine_runs(results: dict[str, dict]) -> list[dict]:
 
 def _engine_line(results: dict[str, dict]) -> str:
     """Which engine was faster, from the files, against the default engine."""
-    from vnas.inference import DEFAULT_ENGINE
+    from vnas.eval.inference import DEFAULT_ENGINE
 
     runs = _engine_runs(results)
     if not runs:
@@ -469,7 +469,7 @@ def _engine_line(results: dict[str, dict]) -> str:
 
 
 def _defaults(results: dict[str, dict]) -> list[str]:
-    from vnas.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE
+    from vnas.eval.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE
 
     other = next(e for e in ("torch", "onnxruntime") if e != DEFAULT_ENGINE)
     return [
@@ -512,7 +512,7 @@ def _data(d: dict) -> list[str]:
         f"{len(next(iter(d['preprocessing'].values()))['times_s'])} runs:",
         "",
         *_table(("preset", "resamples", "preprocessed D×H×W", "seconds per case"), rows),
-        f"Loader (`vnas.batches.batch_stream`, {loader['workers']} workers, "
+        f"Loader (`vnas.data.batches.batch_stream`, {loader['workers']} workers, "
         f"{_dims(loader['patch'])} patches, batch {loader['batch_size']}, timed alone): "
         f"**{_g(loader['patches_per_s'])} patches/s**.",
         "",
@@ -650,8 +650,8 @@ def goals_block(results: dict[str, dict]) -> str:
 def write_readme_blocks(path: str | Path, results: dict[str, dict]) -> None:
     """Replace the goals and memory blocks of ``path`` (README.md) from ``results``, in
     one atomic write; the rest of the file is left as it is."""
-    from vnas.atomic import atomic_write_text
     from vnas.commands.arch import replace_markdown_block
+    from vnas.files.atomic import atomic_write_text
 
     if "memory" not in results:
         raise VNASError("no memory.json in the folder (run vnas bench --suite memory)")

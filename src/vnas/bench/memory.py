@@ -42,11 +42,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from vnas.arch_stats import count_parameters, saved_tensor_bytes
 from vnas.bench.timing import peak_memory, sync
 from vnas.bench.training import StepSettings, Variant, build_step
-from vnas.device import resolve_channels_last
+from vnas.engine.device import resolve_channels_last
 from vnas.errors import VNASError
+from vnas.space.arch_stats import count_parameters, saved_tensor_bytes
 
 __all__ = [
     "CUDA_FACTOR",
@@ -164,7 +164,7 @@ def _measure(variant: Variant, settings: StepSettings, seed: int) -> dict:
 
 def _meta_counts(variant: Variant, width: float, settings: StepSettings, name: str) -> dict:
     """Parameters (and the saved-tensor count) of ``variant`` at ``width``, built on meta."""
-    from vnas.models import build_model
+    from vnas.space.models import build_model
 
     with torch.device("meta"):
         model = build_model(variant.arch, 1, 2, width)

@@ -4,10 +4,10 @@ The full suite (hardware limit, every network, MONAI reference, levers, data) is
 :mod:`vnas.bench.suite`. Measured in one process, on random data, with the same code
 paths as the commands:
 
-- the weight step (forward, backward, SGD; :class:`vnas.learner.WeightLearner`) of the
+- the weight step (forward, backward, SGD; :class:`vnas.engine.learner.WeightLearner`) of the
   fixed ``nih-paper`` network and of the search network at the same width and patch, and
   their ratio; and a whole search iteration (weight step plus α/β step);
-- whole-volume sliding-window inference (:func:`vnas.inference.sliding_window_predict`,
+- whole-volume sliding-window inference (:func:`vnas.eval.inference.sliding_window_predict`,
   Gaussian blending, overlap 0.5) of the fixed network, in voxels per second;
 - peak memory of each (:func:`vnas.bench.timing.peak_memory`).
 
@@ -24,12 +24,17 @@ from collections.abc import Callable, Sequence
 import torch
 
 from vnas import __version__
-from vnas.architect import Architect
 from vnas.bench.timing import median, peak_memory, time_call
-from vnas.device import configure_backends, resolve_amp, resolve_channels_last, resolve_device
-from vnas.learner import WeightLearner, segmentation_loss
-from vnas.models import build_model, check_patch
-from vnas.train import to_device
+from vnas.engine.device import (
+    configure_backends,
+    resolve_amp,
+    resolve_channels_last,
+    resolve_device,
+)
+from vnas.engine.learner import WeightLearner, segmentation_loss
+from vnas.engine.retrain import to_device
+from vnas.search.architect import Architect
+from vnas.space.models import build_model, check_patch
 
 __all__ = ["format_table", "run_bench"]
 
@@ -79,7 +84,7 @@ def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
 
 
 def _bench_inference(args, device: torch.device, amp: bool) -> dict:
-    from vnas.inference import sliding_window_predict
+    from vnas.eval.inference import sliding_window_predict
 
     model = build_model(FIXED_ARCH, 1, NUM_CLASSES, args.width).to(device).eval()
     volume = torch.randn(*args.volume, generator=torch.Generator().manual_seed(2))

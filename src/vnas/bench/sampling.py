@@ -26,8 +26,8 @@ import pandas as pd
 
 from vnas.bench.timing import median
 from vnas.data.synth import synthetic_pancreas_study
-from vnas.genotype import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, Genotype
-from vnas.network import SAMPLINGS
+from vnas.space.genotype import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, Genotype
+from vnas.space.network import SAMPLINGS
 
 __all__ = ["code_agreement", "run_sampling_suite"]
 
@@ -55,7 +55,7 @@ def _search(
     settings: dict,
 ) -> dict:
     from vnas.cli import main
-    from vnas.genotype import read_arch_json
+    from vnas.space.genotype import read_arch_json
 
     argv = [
         "search",

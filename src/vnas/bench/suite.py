@@ -41,11 +41,11 @@ from pathlib import Path
 
 import torch
 
-from vnas.atomic import atomic_write_json
 from vnas.bench.machine import describe_machine, load_average, matmul_limit
 from vnas.errors import VNASError
-from vnas.models import NETWORK_VERSION
-from vnas.outputs import signed
+from vnas.files.atomic import atomic_write_json
+from vnas.files.outputs import signed
+from vnas.space.models import NETWORK_VERSION
 
 __all__ = ["PARTS", "SuiteConfig", "part_file", "resolve_config", "run_suite"]
 
@@ -148,8 +148,8 @@ DEFAULTS: dict[str, dict] = {
 
 def resolve_config(args) -> SuiteConfig:
     """Fill the suite settings the command line left out from :data:`DEFAULTS`."""
-    from vnas.device import resolve_amp, resolve_device
-    from vnas.models import check_patch
+    from vnas.engine.device import resolve_amp, resolve_device
+    from vnas.space.models import check_patch
 
     device = resolve_device(args.device)
     d = DEFAULTS["smoke" if args.smoke else device.type]
@@ -226,7 +226,7 @@ def _read_training(out: Path) -> dict | None:
 def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
     """Run the configured parts; write one JSON per part into ``out``; return the paths."""
     from vnas.bench.training import StepSettings, run_lever_groups, run_training_suite
-    from vnas.device import configure_backends, resolve_device
+    from vnas.engine.device import configure_backends, resolve_device
 
     out = Path(out)
     device = resolve_device(config.device)

@@ -1,9 +1,9 @@
 """Training-step benchmarks: the fixed networks, the search network, and the speed levers.
 
 A *step* is what ``vnas train`` and ``vnas search`` repeat: forward, cross-entropy,
-backward and SGD on the weights (:class:`vnas.learner.WeightLearner`), on a random batch
+backward and SGD on the weights (:class:`vnas.engine.learner.WeightLearner`), on a random batch
 already on the device (the data loader is measured separately, :mod:`vnas.bench.data`).
-A *search iteration* adds the α/β step on a second batch (:class:`vnas.architect.Architect`).
+A *search iteration* adds the α/β step on a second batch (:class:`vnas.search.architect.Architect`).
 
 Per candidate: median step seconds, voxels/s, the FLOPs of one step counted by
 :class:`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products of the
@@ -24,13 +24,13 @@ from dataclasses import asdict, dataclass, replace
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from vnas.arch_stats import count_parameters
-from vnas.architect import Architect
 from vnas.bench.breakdown import run_breakdown
 from vnas.bench.timing import interleaved_times, median, paired_ratio, short_error, time_call
-from vnas.device import resolve_channels_last
-from vnas.learner import WeightLearner, segmentation_loss
-from vnas.models import build_model
+from vnas.engine.device import resolve_channels_last
+from vnas.engine.learner import WeightLearner, segmentation_loss
+from vnas.search.architect import Architect
+from vnas.space.arch_stats import count_parameters
+from vnas.space.models import build_model
 
 __all__ = [
     "FIXED_UNIFORM",
@@ -70,9 +70,9 @@ class Variant:
     Attributes:
         arch: an architecture spec (``manual:3d/3d``, ``nih-paper``, ``search``).
         channels_last: model and input in ``torch.channels_last_3d`` memory format.
-        autocast: mixed precision through the learner's AMP path (:func:`vnas.device.autocast`:
-            bfloat16 on the CPU, float16 + GradScaler on CUDA); ``None``: the commands'
-            default on the device (``StepSettings.amp``).
+        autocast: mixed precision through the learner's AMP path
+            (:func:`vnas.engine.device.autocast`: bfloat16 on the CPU, float16 + GradScaler
+            on CUDA); ``None``: the commands' default on the device (``StepSettings.amp``).
         compile: ``torch.compile`` the model.
         memory_lean: checkpoint the mixed cells (search network only).
         sampling: ``darts`` or ``gdas`` (search network only).
@@ -245,7 +245,7 @@ def run_training_suite(
     and a whole search iteration; the search overhead and the paper-scale search estimate.
 
     Every step runs as ``vnas train``/``vnas search`` run it on this device (memory format
-    from :func:`vnas.device.resolve_channels_last`; AMP as ``settings.amp``).
+    from :func:`vnas.engine.device.resolve_channels_last`; AMP as ``settings.amp``).
 
     Returns:
         ``{"steps": {name: ...}, "search_overhead": ..., "search_estimate": ...}``.

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.outputs import add_force_argument
+from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.aggregate import aggregate_searches
+    from vnas.search.aggregate import aggregate_searches
 
     aggregate_searches(args.searches, args.out, diagnostics=args.diagnostics, force=args.force)
     return 0

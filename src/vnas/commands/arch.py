@@ -18,9 +18,10 @@ from typing import Any
 
 import pandas as pd
 
-from vnas.atomic import atomic_write_json, atomic_write_text
 from vnas.errors import VNASError
-from vnas.genotype import (
+from vnas.files.atomic import atomic_write_json, atomic_write_text
+from vnas.files.outputs import add_force_argument, output_dir, signed
+from vnas.space.genotype import (
     NUM_DECODER_BLOCKS,
     NUM_ENCODER_CELLS,
     NUM_OPS,
@@ -34,7 +35,6 @@ from vnas.genotype import (
     resolve_arch,
     write_arch_json,
 )
-from vnas.outputs import add_force_argument, output_dir, signed
 
 HELP = "show an architecture or its parameters, FLOPs and memory"
 
@@ -186,9 +186,9 @@ def _stats_model(name: str, args: argparse.Namespace) -> tuple[str, Any]:
     """``(mode, model)`` for one ARCH of ``vnas arch stats``, built on ``meta`` off CUDA."""
     import torch
 
-    from vnas.arch_stats import AHNetReference
-    from vnas.models import BASELINES, build_model, check_patch
-    from vnas.network import VNASNet
+    from vnas.space.arch_stats import AHNetReference
+    from vnas.space.models import BASELINES, build_model, check_patch
+    from vnas.space.network import VNASNet
 
     device = _device(args.device)
     # Off CUDA everything is counted from shapes, so the network is built on ``meta``:
@@ -213,7 +213,7 @@ def _label(name: str, mode: str, model: Any) -> str:
 
 def network_stats_of(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """The stats record of one ARCH (what ``--json`` prints)."""
-    from vnas.arch_stats import network_stats
+    from vnas.space.arch_stats import network_stats
 
     mode, model = _stats_model(name, args)
     return {

@@ -14,15 +14,15 @@ import json
 import logging
 from pathlib import Path
 
-from vnas.device import add_device_arguments
-from vnas.outputs import add_force_argument
-from vnas.training_args import (
+from vnas.commands.run_flags import (
     add_dims_argument,
     non_negative_int,
     overlap_fraction,
     positive_float,
     positive_int,
 )
+from vnas.engine.device import add_device_arguments
+from vnas.files.outputs import add_force_argument
 
 logger = logging.getLogger(__name__)
 
@@ -141,9 +141,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_quick(args: argparse.Namespace) -> int:
-    from vnas.atomic import atomic_write_json
     from vnas.bench import format_table, run_bench
-    from vnas.outputs import claim_file, signed
+    from vnas.files.atomic import atomic_write_json
+    from vnas.files.outputs import claim_file, signed
 
     args.width = args.width or 1.0
     args.patch = args.patch or [64, 64, 64]
@@ -160,12 +160,12 @@ def _run_quick(args: argparse.Namespace) -> int:
 
 
 def _claim_outputs(args: argparse.Namespace, out: Path, config) -> None:
-    """Claim every file this run writes before measuring anything (:mod:`vnas.outputs`):
+    """Claim every file this run writes before measuring anything (:mod:`vnas.files.outputs`):
     the suite's JSON files and ``--markdown``; ``--readme`` only has its generated blocks
     replaced, between markers a person put there."""
     from vnas.bench.markdown import check_results_current
     from vnas.bench.suite import part_file
-    from vnas.outputs import check_distinct, claim_file
+    from vnas.files.outputs import check_distinct, claim_file
 
     parts = {f"--out {part_file(p, config)}": out / part_file(p, config) for p in config.parts}
     check_distinct({**parts, "--markdown": args.markdown, "--readme": args.readme})
@@ -182,7 +182,6 @@ def run(args: argparse.Namespace) -> int:
         raise VNASError("--readme needs --markdown (both are rendered from --out)")
     if not args.suite and not args.markdown:
         return _run_quick(args)
-    from vnas.atomic import atomic_write_text
     from vnas.bench.markdown import (
         load_results,
         markdown_text,
@@ -190,8 +189,9 @@ def run(args: argparse.Namespace) -> int:
         replace_gpu_block,
         write_readme_blocks,
     )
-    from vnas.lock import hold_lock
-    from vnas.outputs import check_distinct, claim_file, parents_made
+    from vnas.files.atomic import atomic_write_text
+    from vnas.files.lock import hold_lock
+    from vnas.files.outputs import check_distinct, claim_file, parents_made
 
     out = Path(args.out or SUITE_OUT)
     check_distinct({"--markdown": args.markdown, "--readme": args.readme})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.outputs import add_force_argument
+from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.predict import write_ensemble
+    from vnas.eval.predict import write_ensemble
 
     manifest = write_ensemble(args.model, args.out, force=args.force)
     print(f"wrote {args.out}: an ensemble of {len(manifest['models'])} models")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.predict import add_inference_args, inference_options
-from vnas.metrics import DEFAULT_NSD_TOLERANCE_MM
-from vnas.outputs import add_force_argument
+from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM
+from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.evaluate import evaluate_fold
+    from vnas.eval.evaluate import evaluate_fold
 
     table = evaluate_fold(
         args.model,

@@ -12,14 +12,14 @@ import json
 import os
 from pathlib import Path
 
-from vnas.errors import VNASError
-from vnas.outputs import add_force_argument, claim_file, output_dir, signed
-from vnas.training_args import (
+from vnas.commands.run_flags import (
     add_common_args,
     non_negative_int,
     positive_float,
     positive_int,
 )
+from vnas.errors import VNASError
+from vnas.files.outputs import add_force_argument, claim_file, output_dir, signed
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -61,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     probe = sub.add_parser(
         "probe",
-        help="the alpha/beta gradient signal a search follows (vnas.search_probe)",
+        help="the alpha/beta gradient signal a search follows (vnas.search.probe)",
         description="Train the search network's weights as a search's warm-up does (alpha, "
         "beta never updated) and, at the iterations --at, measure the gradient of the "
         "validation loss w.r.t. alpha and beta on --batches validation batches: per cell, "
@@ -81,8 +81,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    from vnas.atomic import atomic_write_json
-    from vnas.experiment import summarize_experiment
+    from vnas.files.atomic import atomic_write_json
+    from vnas.report.experiment_summary import summarize_experiment
 
     if args.bootstrap < 100:
         raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
@@ -104,7 +104,7 @@ def _load(path: str, what: str) -> dict:
 
 
 def run_report(args: argparse.Namespace) -> int:
-    from vnas.experiment_report import results_markdown, write_figures, write_results
+    from vnas.report.experiment_report import results_markdown, write_figures, write_results
 
     summary = _load(args.summary, "experiment summary")
     if "cues" not in summary or "h1" not in summary:
@@ -123,6 +123,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_probe(args: argparse.Namespace) -> int:
-    from vnas.search_probe import run_probe as probe
+    from vnas.search.probe import run_probe as probe
 
     return probe(args)

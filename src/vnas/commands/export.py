@@ -1,6 +1,6 @@
 """``vnas export``: a trained model as ONNX or TorchScript, BatchNorm folded.
 
-See :mod:`vnas.export`.
+See :mod:`vnas.eval.export`.
 """
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from vnas.outputs import add_force_argument
-from vnas.training_args import add_dims_argument
+from vnas.commands.run_flags import add_dims_argument
+from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -31,11 +31,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.checkpoint import load_model
-    from vnas.export import export_model, require_onnx
-    from vnas.models import NETWORK_VERSION
-    from vnas.outputs import claim_file, parents_made
-    from vnas.predict import model_patch
+    from vnas.engine.checkpoint import load_model
+    from vnas.eval.export import export_model, require_onnx
+    from vnas.eval.predict import model_patch
+    from vnas.files.outputs import claim_file, parents_made
+    from vnas.space.models import NETWORK_VERSION
 
     out = claim_file(args.out, command="export", inputs={"--model": args.model}, force=args.force)
     if args.format == "onnx":

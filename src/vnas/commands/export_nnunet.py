@@ -6,7 +6,7 @@ import argparse
 import os
 
 from vnas.data.presets import PRESETS
-from vnas.outputs import add_force_argument
+from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from vnas.errors import VNASError
-from vnas.outputs import add_force_argument, output_dir
+from vnas.files.outputs import add_force_argument, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -62,7 +62,7 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
     import pandas as pd
 
     from vnas.data.readers import get_reader
-    from vnas.figures import (
+    from vnas.report.figures import (
         arch_probabilities_figure,
         curves_figure,
         overlay_figure,
@@ -71,7 +71,7 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
         search_entropy_figure,
         search_trajectories_figure,
     )
-    from vnas.search_diagnostics import read_trajectory
+    from vnas.search.diagnostics import read_trajectory
 
     arch_files = {p.parent.name: p for p in searches}
     arch_files["aggregate"] = results / "arch.json"

@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from vnas.outputs import add_force_argument
+from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,8 +63,8 @@ def dataset_name(raw: str | Path) -> str:
 
 def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
     """The params.yaml block: the plan's preprocessing, the paper's training settings."""
-    from vnas.metrics import DEFAULT_NSD_TOLERANCE_MM
-    from vnas.training_args import WARMUP_FRACTION
+    from vnas.commands.run_flags import WARMUP_FRACTION
+    from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM
 
     classes = {int(k): v for k, v in fingerprint["classes"].items() if int(k) != 0}
     return {
@@ -101,7 +101,7 @@ def render(name: str, raw: str, fingerprint: dict, plan: dict, block: dict) -> s
     import yaml
 
     from vnas.data.plan import PERCENTILES
-    from vnas.outputs import signature
+    from vnas.files.outputs import signature
 
     fg = fingerprint["foreground"]
     spacings = np.asarray(fingerprint["spacings"])
@@ -135,10 +135,10 @@ def render(name: str, raw: str, fingerprint: dict, plan: dict, block: dict) -> s
 
 def run(args: argparse.Namespace) -> int:
     """Fingerprint, plan, write."""
-    from vnas.atomic import atomic_write_json, atomic_write_text
     from vnas.data.plan import dataset_fingerprint, detect_layout, propose_plan
     from vnas.errors import VNASError
-    from vnas.outputs import check_distinct, claim_file, signed
+    from vnas.files.atomic import atomic_write_json, atomic_write_text
+    from vnas.files.outputs import check_distinct, claim_file, signed
 
     name = args.name or dataset_name(args.raw)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):

@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.flags import deprecated
-from vnas.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
-from vnas.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
-from vnas.outputs import add_force_argument
-from vnas.training_args import add_dims_argument, overlap_fraction, positive_int
+from vnas.commands.run_flags import add_dims_argument, overlap_fraction, positive_int
+from vnas.engine.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
+from vnas.eval.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
+from vnas.files.outputs import add_force_argument
 
 
 def add_inference_args(parser: argparse.ArgumentParser) -> None:
@@ -121,7 +121,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.predict import expand_models, predict
+    from vnas.eval.predict import expand_models, predict
 
     models = len(expand_models(args.model))
     mirror = models > 1 if args.mirror is None else args.mirror

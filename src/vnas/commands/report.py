@@ -7,9 +7,9 @@ import argparse
 import shutil
 from pathlib import Path
 
-from vnas.atomic import atomic_write_text
 from vnas.errors import VNASError
-from vnas.outputs import add_force_argument, check_distinct, claim_file, output_dir
+from vnas.files.atomic import atomic_write_text
+from vnas.files.outputs import add_force_argument, check_distinct, claim_file, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,7 +47,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.html_report import (  # pandas and jinja2 load only for this command
+    from vnas.report.html import (  # pandas and jinja2 load only for this command
         ReportInputs,
         git_revision,
         relative_images,
@@ -65,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
     check_distinct({"--out": args.out, "--markdown": args.markdown})
     diagnostics = None
     if args.search_diagnostics:
-        from vnas.search_diagnostics import read_cross_diagnostics
+        from vnas.search.diagnostics import read_cross_diagnostics
 
         diagnostics = read_cross_diagnostics(args.search_diagnostics)
     inputs = ReportInputs(

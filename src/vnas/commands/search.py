@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.arch_lr import ARCH_LR_RULES
-from vnas.network import SAMPLINGS
-from vnas.training_args import (
+from vnas.commands.run_flags import (
     WARMUP_FRACTION,
     add_common_args,
     fraction,
@@ -14,6 +12,8 @@ from vnas.training_args import (
     non_negative_int,
     positive_float,
 )
+from vnas.search.arch_lr import ARCH_LR_RULES
+from vnas.space.network import SAMPLINGS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -100,6 +100,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.search import run_search
+    from vnas.search.task import run_search
 
     return run_search(args)

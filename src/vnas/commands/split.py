@@ -6,7 +6,7 @@ import argparse
 import logging
 
 from vnas.commands.flags import deprecated
-from vnas.outputs import add_force_argument
+from vnas.files.outputs import add_force_argument
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write the folds file."""
-    from vnas.atomic import atomic_write_json
     from vnas.data.folds import make_folds
     from vnas.data.store import list_cases
-    from vnas.outputs import claim_file, signed
+    from vnas.files.atomic import atomic_write_json
+    from vnas.files.outputs import claim_file, signed
 
     folds = make_folds(list_cases(args.preprocessed), args.n_folds, args.seed)
     inputs = {"--preprocessed": args.preprocessed}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.data.phantom import CUES, DEFAULT_SHAPE, KINDS
-from vnas.outputs import add_force_argument
+from vnas.files.outputs import add_force_argument
 
 DESCRIPTION = """\
 Write a synthetic CT *phantom* dataset (made-up anatomy, not patient data) in the layout

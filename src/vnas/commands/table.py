@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.atomic import atomic_write_json, atomic_write_text
 from vnas.commands.flags import deprecated
 from vnas.errors import VNASError
-from vnas.outputs import (
+from vnas.files.atomic import atomic_write_json, atomic_write_text
+from vnas.files.outputs import (
     add_force_argument,
     check_distinct,
     claim_file,
@@ -74,8 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.search_diagnostics import read_cross_diagnostics
-    from vnas.tables import (  # pandas loads only for this command
+    from vnas.report.tables import (  # pandas loads only for this command
         Method,
         grid_markdown,
         insert_after_search,
@@ -86,6 +85,7 @@ def run(args: argparse.Namespace) -> int:
         summary_metrics,
         to_markdown,
     )
+    from vnas.search.diagnostics import read_cross_diagnostics
 
     methods = [Method(*spec) for spec in args.method]
     if args.n_folds < 1:

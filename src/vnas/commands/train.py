@@ -4,8 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.pseudo_dice import VAL_EVERY, VAL_PATCHES
-from vnas.training_args import add_common_args, add_dims_argument, non_negative_int, positive_int
+from vnas.commands.run_flags import (
+    add_common_args,
+    add_dims_argument,
+    non_negative_int,
+    positive_int,
+)
+from vnas.engine.pseudo_dice import VAL_EVERY, VAL_PATCHES
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -45,6 +50,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.train import run_training
+    from vnas.engine.retrain import run_training
 
     return run_training(args)

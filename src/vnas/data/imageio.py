@@ -17,9 +17,9 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 
-from vnas.atomic import atomic_path
 from vnas.data.case import Case
 from vnas.errors import VNASError
+from vnas.files.atomic import atomic_path
 
 # Tolerances when comparing an image's and its label's grid: float noise in headers
 # written by different tools, far below anything that moves a voxel.

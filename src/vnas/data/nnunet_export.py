@@ -30,7 +30,7 @@ from vnas.data.imageio import case_to_image, write_image
 from vnas.data.parallel import map_cases
 from vnas.data.readers import Reader, get_reader
 from vnas.errors import VNASError
-from vnas.outputs import output_dir
+from vnas.files.outputs import output_dir
 
 log = logging.getLogger(__name__)
 

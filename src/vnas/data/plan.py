@@ -15,7 +15,7 @@ a seeded sample of the intensities under the label's foreground. From it:
   instead (but coarser than every other axis), so that thick-slice scans are not
   interpolated up to the resolution of the few thin-slice ones.
 - **Patch**: one size for training and the sliding window, a multiple of the network's
-  :data:`vnas.network.PATCH_MULTIPLE` (32, as it halves every axis five times) on every
+  :data:`vnas.space.network.PATCH_MULTIPLE` (32, as it halves every axis five times) on every
   axis. It starts from the median shape at the target spacing, each axis rounded *down*
   to a multiple of 32 (at least 32; a smaller volume is padded, as the paper's patches
   are), and while it has more voxels than ``max_voxels`` — the memory budget, default
@@ -162,7 +162,7 @@ def propose_patch(
     network's multiple per axis, shrunk along the axis longest in mm until it fits
     ``max_voxels``."""
     if multiple is None:
-        from vnas.network import PATCH_MULTIPLE as multiple
+        from vnas.space.network import PATCH_MULTIPLE as multiple
     if max_voxels < math.prod(multiple):
         raise VNASError(
             f"--max-voxels {max_voxels} is below one {'x'.join(map(str, multiple))} patch"

@@ -22,7 +22,6 @@ import numpy as np
 import SimpleITK as sitk
 
 from vnas import __version__
-from vnas.atomic import atomic_write_json
 from vnas.data import geometry, store
 from vnas.data.case import Case
 from vnas.data.imageio import case_to_image
@@ -30,7 +29,8 @@ from vnas.data.parallel import map_cases
 from vnas.data.presets import get_preset, preprocessing_settings
 from vnas.data.readers import Reader, get_reader
 from vnas.errors import VNASError
-from vnas.outputs import output_dir
+from vnas.files.atomic import atomic_write_json
+from vnas.files.outputs import output_dir
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def preprocess_dataset(
     The output folder is built under a temporary name and renamed when every case is done,
     with ``dataset.json`` written last: a failed run (bad input, crash) leaves nothing that
     looks like a finished dataset, and never touches the raw folder. ``out`` must not be,
-    contain or lie inside ``raw`` (:mod:`vnas.outputs`).
+    contain or lie inside ``raw`` (:mod:`vnas.files.outputs`).
 
     Args:
         raw: raw dataset folder in the preset's layout.

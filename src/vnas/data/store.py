@@ -25,8 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vnas.atomic import write_errors
 from vnas.errors import VNASError
+from vnas.files.atomic import write_errors
 
 DATASET_JSON = "dataset.json"
 CASES_DIR = "cases"

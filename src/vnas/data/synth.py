@@ -25,14 +25,14 @@ import numpy as np
 import SimpleITK as sitk
 from tqdm import tqdm
 
-from vnas.atomic import atomic_write_json
 from vnas.data.dicom import write_dicom_series
 from vnas.data.folds import make_folds
 from vnas.data.imageio import write_image
 from vnas.data.phantom import CUES, DEFAULT_SHAPE, KINDS, Phantom, classes, make_phantom
 from vnas.data.preprocess import preprocess_dataset
 from vnas.errors import VNASError
-from vnas.outputs import output_dir, signed
+from vnas.files.atomic import atomic_write_json
+from vnas.files.outputs import output_dir, signed
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def write_synthetic(
     Args:
         kind: ``"pancreas"``, ``"lung"`` or ``"nih"``.
         out: output folder; replaced if it exists and ``vnas synth`` made it (or
-            ``force``, see :mod:`vnas.outputs`).
+            ``force``, see :mod:`vnas.files.outputs`).
         cases: number of labelled (training) cases.
         seed: dataset seed; the same seed gives identical files.
         shape: ``(D, H, W)`` voxels per case.

@@ -1,0 +1,12 @@
+"""The run machinery search and retraining share (§4.1): optimiser, loop, run folders.
+
+- :mod:`~vnas.engine.learner`, :mod:`~vnas.engine.schedule`, :mod:`~vnas.engine.losses`:
+  the weight step (SGD, poly decay, cross-entropy).
+- :mod:`~vnas.engine.loop`: iterations with progress, curves, checkpoints and resume.
+- :mod:`~vnas.engine.retrain`: retraining a fixed architecture from scratch.
+- :mod:`~vnas.engine.context`, :mod:`~vnas.engine.rundir`, :mod:`~vnas.engine.checkpoint`:
+  a run's settled inputs, its output folder and its files.
+- :mod:`~vnas.engine.device`, :mod:`~vnas.engine.rng`: device, AMP, cudnn and seeding.
+- :mod:`~vnas.engine.curves`, :mod:`~vnas.engine.pseudo_dice`,
+  :mod:`~vnas.engine.progress_plot`: what a run shows while it runs.
+"""

@@ -1,0 +1,183 @@
+"""Retraining from scratch (paper §4.1): a fixed architecture on train ∪ val of one fold.
+
+The output is a model folder (``docs/dev/CONTRACTS.md``, "Method"): ``config.json``
+(architecture, width, classes, patch and test patch, the dataset's preprocessing, the
+package version, every argument), ``model.pt`` (the final ``state_dict``),
+``metrics.csv`` and ``dvclive/`` (loss, learning-rate and pseudo-Dice curves), and
+``done``. While it runs, the folder also keeps ``progress.png`` (:mod:`vnas.engine.progress_plot`):
+the curves so far, redrawn at every validation.
+
+Every ``--val-every`` iterations, and after the last, the network segments
+``--val-patches`` fixed patches of the fold's test cases and the validation pseudo-Dice
+per class is logged (:mod:`vnas.engine.pseudo_dice`; a display only, nothing is selected on
+it). ``--val-every 0`` turns it off (``progress.png`` is then redrawn at every
+checkpoint).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import torch
+
+from vnas.data.batches import batch_stream
+from vnas.engine.checkpoint import MODEL_NAME
+from vnas.engine.context import RunContext, prepare_run
+from vnas.engine.learner import WeightLearner
+from vnas.engine.loop import Divergence, run_loop
+from vnas.engine.progress_plot import PROGRESS_PNG
+from vnas.engine.pseudo_dice import PseudoDice
+from vnas.engine.rundir import RunState, mark_done
+from vnas.errors import VNASError
+from vnas.files.atomic import atomic_save_torch
+from vnas.space.models import build_model, describe_arch
+
+__all__ = ["RetrainTask", "run_training"]
+
+logger = logging.getLogger(__name__)
+
+METRICS_CSV = "metrics.csv"
+RESULTS = (MODEL_NAME, METRICS_CSV)
+LOGS = ("dvclive", PROGRESS_PNG)
+
+
+def to_device(
+    batch: dict, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch's image and label to ``device`` (asynchronously from pinned memory),
+    the image in ``channels_last_3d`` memory format if asked."""
+    image = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last_3d)
+    return image, batch["label"].to(device, non_blocking=True)
+
+
+class RetrainTask:
+    """Weight steps on batches of the fold's train ∪ val cases.
+
+    Args:
+        ctx: the run's context.
+        model: the network, on ``ctx.device``.
+        validation: the pseudo-Dice measured every ``--val-every`` iterations, or None.
+    """
+
+    def __init__(
+        self, ctx: RunContext, model: torch.nn.Module, validation: PseudoDice | None = None
+    ) -> None:
+        args = ctx.args
+        self.ctx = ctx
+        self.model = model
+        self.cases = ctx.split["train"] + ctx.split["val"]
+        self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
+        self.voxels_per_iteration = args.batch_size * math.prod(ctx.patch)
+        self.batches = iter(())
+        self.validation = validation
+        self.val_every = args.val_every
+
+    def start(self, iteration: int) -> None:
+        args = self.ctx.args
+        self.batches = batch_stream(
+            args.preprocessed,
+            self.cases,
+            self.ctx.patch,
+            args.batch_size,
+            start=iteration,
+            stop=args.iterations,
+            seed=args.seed,
+            fg_ratio=args.fg_ratio,
+            workers=args.workers,
+            pin_memory=self.ctx.pin_memory,
+        )
+
+    def step(self, iteration: int) -> dict[str, float]:
+        image, label = to_device(next(self.batches), self.ctx.device, self.ctx.channels_last)
+        loss = float(self.learner.step(image, label))
+        if not math.isfinite(loss):
+            raise Divergence("the training loss", loss)
+        if self.validation is None:
+            return {"train_loss": loss}
+        n = iteration + 1
+        if n % self.val_every == 0 or n == self.ctx.args.iterations:
+            ctx = self.ctx
+            dice = self.validation(self.model, ctx.device, ctx.amp, ctx.channels_last)
+        else:
+            dice = dict.fromkeys(self.validation.columns(), math.nan)
+        return {"train_loss": loss, **dice}
+
+    def snapshot(self) -> dict[str, float]:
+        return {"lr": self.learner.lr}
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+
+
+def _validation(ctx: RunContext) -> PseudoDice | None:
+    """The pseudo-Dice on the fold's test cases, or None (``--val-every 0``, no test
+    cases)."""
+    args = ctx.args
+    if not args.val_every:
+        return None
+    if not ctx.split["test"]:
+        logger.warning("fold %d has no test cases: no validation pseudo-Dice", args.fold)
+        return None
+    return PseudoDice(
+        args.preprocessed,
+        ctx.split["test"],
+        ctx.patch,
+        ctx.config["classes"],
+        patches=args.val_patches,
+        batch_size=args.batch_size,
+        seed=args.seed,
+        fg_ratio=args.fg_ratio,
+    )
+
+
+def run_training(args: argparse.Namespace) -> int:
+    """``vnas train``: retrain ``args.arch`` on fold ``args.fold``; see the module docstring."""
+    arch = describe_arch(args.arch)
+    if arch["kind"] == "search":
+        raise VNASError(
+            "--arch search trains the search network itself; use `vnas search` to search, "
+            "then train the arch.json it writes (or `mix` for the equal-weights baseline)"
+        )
+    with prepare_run(
+        args,
+        command="train",
+        arch=arch,
+        test_patch=True,
+        require=("train",),
+        results=RESULTS,
+        owned=LOGS,
+    ) as ctx:
+        if ctx.state is RunState.DONE:
+            logger.info("%s: this run has already finished; nothing to do", ctx.out)
+            return 0
+
+        model = ctx.place(build_model(args.arch, 1, ctx.num_classes, args.width))
+        logger.info(
+            "training %s (%s) on fold %d: %d cases, patch %s, %d iterations, device %s%s",
+            args.arch,
+            arch["kind"],
+            args.fold,
+            len(ctx.split["train"]) + len(ctx.split["val"]),
+            "x".join(map(str, ctx.patch)),
+            args.iterations,
+            ctx.device,
+            " (AMP)" if ctx.amp else "",
+        )
+        task = RetrainTask(ctx, model, _validation(ctx))
+        settings = ctx.loop_settings(
+            METRICS_CSV,
+            f"train {arch['name']} fold {args.fold}",
+            progress_every=args.val_every if task.validation else args.checkpoint_every,
+        )
+        run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+        atomic_save_torch(model.state_dict(), ctx.out / MODEL_NAME)
+        mark_done(ctx.out)
+        logger.info("wrote %s", ctx.out / MODEL_NAME)
+        return 0

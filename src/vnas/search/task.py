@@ -1,0 +1,248 @@
+"""The V-NAS search on one fold (paper §3.4, Algorithm 1), first order.
+
+Each iteration is a weight step on a batch of the fold's train cases
+(:class:`vnas.engine.learner.WeightLearner`, SGD with poly decay) followed, once the warm-up is
+over, by an architecture step on a batch of its val cases (:class:`vnas.search.architect.Architect`,
+Adam on α and β). The search folder holds:
+
+- ``arch.json``: α, β, their softmax probabilities, the argmax code and the network
+  version (:func:`vnas.space.genotype.write_arch_json`);
+- ``config.json``: every argument, the fold's case lists, the package version;
+- ``trajectory.csv``: per logged iteration the mean train and val loss, the learning
+  rate and the α/β probabilities (``alpha_probs_CC_OP``, ``beta_probs_B_OP``), also
+  logged with dvclive under ``dvclive/``;
+- ``diagnostics.json``: how decided the search ended (:mod:`vnas.search.diagnostics`),
+  with the warm-up, the number of architecture steps and the α/β learning rate used;
+- ``done`` once finished.
+
+The α/β learning rate is ``--arch-lr`` as given (``--arch-lr-rule fixed``, the paper),
+or scaled to the number of architecture steps (``matched_movement``,
+:func:`vnas.search.arch_lr.scaled_arch_lr`): Adam moves a parameter by about its learning
+rate per step, so the paper's 36,800 architecture steps at 3e-4 (40,000 iterations after the 8 %
+warm-up) allow about 11 in total, and a 100-step search at the same rate only about
+0.03; ``matched_movement`` gives a shorter search the paper's total movement
+(docs/search.md).
+
+``--sampling gdas`` replaces the paper's mixture of all three ops by GDAS's single-path
+sampling (:mod:`vnas.space.network`), with the Gumbel-softmax temperature annealed linearly
+from ``--gdas-tau START`` to ``END`` over the iterations (:func:`gdas_tau`);
+``--memory-lean`` checkpoints the mixed cells (:mod:`vnas.space.cells`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import math
+
+import torch
+
+from vnas.commands.run_flags import epoch_iterations
+from vnas.data.batches import batch_stream
+from vnas.engine.context import RunContext, prepare_run
+from vnas.engine.learner import WeightLearner
+from vnas.engine.loop import Divergence, run_loop
+from vnas.engine.losses import get_loss
+from vnas.engine.retrain import to_device
+from vnas.engine.rundir import RunState, mark_done
+from vnas.files.atomic import atomic_write_json
+from vnas.files.outputs import signed
+from vnas.search.aggregate import ARCH_JSON
+from vnas.search.arch_lr import scaled_arch_lr
+from vnas.search.architect import Architect
+from vnas.search.diagnostics import probs_of_record, read_trajectory, search_diagnostics
+from vnas.space.genotype import OP_NAMES, write_arch_json
+from vnas.space.models import build_model, describe_arch
+
+__all__ = ["ARCH_JSON", "DIAGNOSTICS_JSON", "SearchTask", "gdas_tau", "run_search",
+           "warmup_iterations"]  # fmt: skip
+
+logger = logging.getLogger(__name__)
+
+TRAJECTORY_CSV = "trajectory.csv"
+DIAGNOSTICS_JSON = "diagnostics.json"
+RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON)
+LOGS = ("dvclive",)
+TRAIN_STREAM, VAL_STREAM = 0, 1
+
+
+def warmup_iterations(args: argparse.Namespace, n_train_cases: int) -> int:
+    """Iterations before the first architecture step: ``--warmup-iterations``, else
+    ``--warmup-epochs`` (see :func:`vnas.commands.run_flags.epoch_iterations`), else
+    ``round(--warmup-fraction × --iterations)``."""
+    if args.warmup_iterations is not None:
+        return args.warmup_iterations
+    if args.warmup_epochs is not None:
+        return round(args.warmup_epochs * epoch_iterations(n_train_cases, args.batch_size))
+    return round(args.warmup_fraction * args.iterations)
+
+
+def gdas_tau(iteration: int, iterations: int, start: float, end: float) -> float:
+    """GDAS temperature at ``iteration``: linear from ``start`` (first) to ``end`` (last)."""
+    return start - (start - end) * iteration / max(1, iterations - 1)
+
+
+def prob_columns(alpha_probs: torch.Tensor, beta_probs: torch.Tensor) -> dict[str, float]:
+    """Flatten the probabilities into named columns ``alpha_probs_CC_OP``, ``beta_probs_B_OP``."""
+    row = {}
+    for name, probs in (("alpha_probs", alpha_probs), ("beta_probs", beta_probs)):
+        for cell, values in enumerate(probs.tolist()):
+            for op, p in zip(OP_NAMES, values, strict=True):
+                row[f"{name}_{cell:02d}_{op}"] = p
+    return row
+
+
+class SearchTask:
+    """Alternating weight (train batch) and architecture (val batch) steps.
+
+    Args:
+        ctx: the run's context.
+        model: a :class:`vnas.space.network.VNASNet` in search mode, on ``ctx.device``.
+        warmup: iterations before the first architecture step.
+        arch_lr: the α/β learning rate (:func:`vnas.search.arch_lr.scaled_arch_lr`).
+    """
+
+    def __init__(
+        self, ctx: RunContext, model: torch.nn.Module, warmup: int, arch_lr: float
+    ) -> None:
+        args = ctx.args
+        self.ctx = ctx
+        self.model = model
+        self.warmup = warmup
+        self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
+        self.architect = Architect(
+            model,
+            get_loss(args.loss),
+            lr=arch_lr,
+            betas=tuple(args.arch_betas),
+            weight_decay=args.arch_weight_decay,
+            device=ctx.device,
+            amp=ctx.amp,
+        )
+        self.batch_voxels = args.batch_size * math.prod(ctx.patch)
+        self.voxels_per_iteration = self.batch_voxels
+        self.train_batches = self.val_batches = iter(())
+
+    def _stream(self, cases: list[str], stream: int, start: int):
+        args = self.ctx.args
+        return batch_stream(
+            args.preprocessed,
+            cases,
+            self.ctx.patch,
+            args.batch_size,
+            start=start,
+            stop=args.iterations,
+            seed=args.seed,
+            stream=stream,
+            fg_ratio=args.fg_ratio,
+            workers=args.workers,
+            pin_memory=self.ctx.pin_memory,
+        )
+
+    def start(self, iteration: int) -> None:
+        self.train_batches = self._stream(self.ctx.split["train"], TRAIN_STREAM, iteration)
+        self.val_batches = self._stream(
+            self.ctx.split["val"], VAL_STREAM, max(iteration, self.warmup)
+        )
+        if iteration > self.warmup:
+            self.voxels_per_iteration = 2 * self.batch_voxels
+
+    def step(self, iteration: int) -> dict[str, float]:
+        device = self.ctx.device
+        args = self.ctx.args
+        if self.model.sampling == "gdas":
+            self.model.tau = gdas_tau(iteration, args.iterations, *args.gdas_tau)
+        cl = self.ctx.channels_last
+        train_loss = float(self.learner.step(*to_device(next(self.train_batches), device, cl)))
+        if not math.isfinite(train_loss):
+            raise Divergence("the training loss", train_loss)
+        val_loss = math.nan
+        if iteration >= self.warmup:
+            if iteration == self.warmup:
+                logger.info(
+                    "iteration %d: warm-up over, architecture (alpha, beta) updates start",
+                    iteration,
+                )
+                self.voxels_per_iteration = 2 * self.batch_voxels
+            val_loss = float(self.architect.step(*to_device(next(self.val_batches), device, cl)))
+            if not math.isfinite(val_loss):
+                raise Divergence("the validation loss", val_loss)
+        return {"train_loss": train_loss, "val_loss": val_loss}
+
+    def snapshot(self) -> dict[str, float]:
+        return {"lr": self.learner.lr, **prob_columns(*self.model.arch_probs())}
+
+    def state_dict(self) -> dict:
+        return {"learner": self.learner.state_dict(), "architect": self.architect.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.learner.load_state_dict(state["learner"])
+        self.architect.load_state_dict(state["architect"])
+
+
+def run_search(args: argparse.Namespace) -> int:
+    """``vnas search``: search on fold ``args.fold``; see the module docstring."""
+    arch = describe_arch("search")
+    with prepare_run(
+        args, command="search", arch=arch, require=("train", "val"), results=RESULTS, owned=LOGS
+    ) as ctx:
+        if ctx.state is RunState.DONE:
+            logger.info("%s: this search has already finished; nothing to do", ctx.out)
+            return 0
+        warmup = warmup_iterations(args, len(ctx.split["train"]))
+        if warmup >= args.iterations:
+            logger.warning(
+                "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
+                "never be updated",
+                warmup,
+                args.iterations,
+            )
+        arch_steps = max(0, args.iterations - warmup)
+        arch_lr = scaled_arch_lr(args.arch_lr_rule, args.arch_lr, arch_steps)
+        model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
+        model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
+        logger.info(
+            "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
+            "(%d architecture steps from iteration %d at alpha/beta lr %.4g, rule %s), "
+            "device %s%s%s%s",
+            args.fold,
+            len(ctx.split["train"]),
+            len(ctx.split["val"]),
+            "x".join(map(str, ctx.patch)),
+            args.iterations,
+            arch_steps,
+            warmup,
+            arch_lr,
+            args.arch_lr_rule,
+            ctx.device,
+            " (AMP)" if ctx.amp else "",
+            ", GDAS single-path sampling (not the paper's method)"
+            if args.sampling == "gdas"
+            else "",
+            ", memory-lean cells" if args.memory_lean else "",
+        )
+        task = SearchTask(ctx, model, warmup, arch_lr)
+        settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
+        run_loop(task, settings, resume=ctx.state is RunState.RESUME)
+        record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
+        facts = {"warmup": warmup, "arch_steps": arch_steps, "arch_lr": arch_lr,
+                 "arch_lr_rule": args.arch_lr_rule}  # fmt: skip
+        diagnostics = search_diagnostics(
+            *read_trajectory(ctx.out / TRAJECTORY_CSV), probs_of_record(record), **facts
+        )
+        atomic_write_json(ctx.out / DIAGNOSTICS_JSON, signed("search", diagnostics))
+        mark_done(ctx.out)
+        final = diagnostics["final"]
+        logger.info(
+            "wrote %s: encoder %s, decoder %s; %s (%d of %d cells decided, probabilities "
+            "%.3f to %.3f)",
+            ctx.out / ARCH_JSON,
+            record["code"]["encoder"],
+            record["code"]["decoder"],
+            final["verdict"],
+            final["decided_cells"],
+            final["n_cells"],
+            final["prob_min"],
+            final["prob_max"],
+        )
+        return 0
