@@ -6,8 +6,8 @@
   :mod:`~vnas.bench.machine` (matmul limit), :mod:`~vnas.bench.training`,
   :mod:`~vnas.bench.inference`, :mod:`~vnas.bench.data`, :mod:`~vnas.bench.sampling`
   and :mod:`~vnas.bench.markdown`.
+
+Only ``vnas bench`` loads this package, and only once it runs (:mod:`vnas.commands.bench`
+imports it inside its run function): the other commands, and ``vnas --help``, never do.
+So this file imports nothing; import the submodule you need.
 """
-
-from vnas.bench.quick import format_table, run_bench
-
-__all__ = ["format_table", "run_bench"]

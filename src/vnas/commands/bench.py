@@ -26,6 +26,10 @@ from vnas.files.outputs import add_force_argument
 
 logger = logging.getLogger(__name__)
 
+# What the parser needs lives here, not in vnas.bench: building the CLI parser (every
+# command, ``vnas --help``) must not load the benchmark package, which only ``vnas bench``
+# imports once it runs. tests/test_bench_imports.py checks both that and that these names
+# are ``all`` plus :data:`vnas.bench.suite.PARTS` and ``EXTRA_PARTS``.
 SUITE_CHOICES = (
     "all",
     "hardware",
@@ -42,6 +46,7 @@ SUITE_OUT = "results/bench"
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``vnas bench`` (its flags in ``--help`` order) to ``subparsers``."""
     parser = subparsers.add_parser(
         "bench",
         help="benchmark training, search, inference and data loading (BENCHMARKS.md)",
@@ -53,6 +58,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(one JSON per part in --out; --markdown renders BENCHMARKS.md). Sizes default to "
         "width 0.25 and 64^3 patches on the CPU, the paper's on CUDA.",
     )
+    _add_mode_arguments(parser)
+    _add_size_arguments(parser)
+    _add_suite_arguments(parser)
+    add_device_arguments(parser)
+    parser.add_argument("--seed", type=int, default=0, help="default 0")
+    parser.add_argument(
+        "--out",
+        help=f"JSON file (quick, default {QUICK_OUT}) or folder (suite, default {SUITE_OUT})",
+    )
+    add_force_argument(parser, "the JSON files and --markdown")
+    parser.set_defaults(func=run)
+
+
+def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
+    """What runs: the quick look, suite parts, the Markdown rendering; ``--smoke``."""
     parser.add_argument(
         "--suite",
         nargs="+",
@@ -77,6 +97,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="tiny sizes and one repeat (seconds; for CI: checks that everything runs)",
     )
+
+
+def _add_size_arguments(parser: argparse.ArgumentParser) -> None:
+    """Network width, patch and volume sizes, batch size and repeats (quick and suite)."""
     parser.add_argument(
         "--width", type=positive_float, help="default 1.0 (quick), 0.25 CPU / 1.0 CUDA (suite)"
     )
@@ -95,6 +119,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=2, help="training batch size")
     parser.add_argument("--repeats", type=positive_int, help="default 5 (CUDA suite 10)")
+
+
+def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
+    """Settings of the suite's parts only: overlap, loader, levers, sampling, memory."""
     parser.add_argument(
         "--overlap", type=overlap_fraction, default=0.5, help="suite: sliding-window overlap"
     )
@@ -130,18 +158,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "fit puts above 60%% of the free memory is skipped (default 0.125 0.25 0.5 1.0 on "
         "the CPU)",
     )
-    add_device_arguments(parser)
-    parser.add_argument("--seed", type=int, default=0, help="default 0")
-    parser.add_argument(
-        "--out",
-        help=f"JSON file (quick, default {QUICK_OUT}) or folder (suite, default {SUITE_OUT})",
-    )
-    add_force_argument(parser, "the JSON files and --markdown")
-    parser.set_defaults(func=run)
 
 
 def _run_quick(args: argparse.Namespace) -> int:
-    from vnas.bench import format_table, run_bench
+    from vnas.bench.quick import format_table, run_bench
     from vnas.files.atomic import atomic_write_json
     from vnas.files.outputs import claim_file, signed
 
@@ -176,22 +196,14 @@ def _claim_outputs(args: argparse.Namespace, out: Path, config) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``vnas bench``: the quick look, or the suite's parts and/or the Markdown."""
     from vnas.errors import VNASError
 
     if args.readme and not args.markdown:
         raise VNASError("--readme needs --markdown (both are rendered from --out)")
     if not args.suite and not args.markdown:
         return _run_quick(args)
-    from vnas.bench.markdown import (
-        load_results,
-        markdown_text,
-        render_markdown,
-        replace_gpu_block,
-        write_readme_blocks,
-    )
-    from vnas.files.atomic import atomic_write_text
-    from vnas.files.lock import hold_lock
-    from vnas.files.outputs import check_distinct, claim_file, parents_made
+    from vnas.files.outputs import check_distinct, claim_file
 
     out = Path(args.out or SUITE_OUT)
     check_distinct({"--markdown": args.markdown, "--readme": args.readme})
@@ -200,23 +212,44 @@ def run(args: argparse.Namespace) -> int:
         flag = "--markdown"
         claim_file(args.markdown, command="bench", inputs=inputs, force=args.force, flag=flag)
     if args.suite:
-        from vnas.bench.suite import resolve_config, run_suite
-
-        config = resolve_config(args)
-        with parents_made(out), hold_lock(out, "bench"):
-            _claim_outputs(args, out, config)
-            logger.info("bench: %s", config.command())
-            run_suite(config, out)
+        _run_suite(args, out)
     if args.markdown:
-        results = load_results(out)
-        previous = Path(args.markdown).read_text() if Path(args.markdown).exists() else None
-        if set(results) == {"gpu"} and previous:  # a GPU run: only its section changes
-            text = replace_gpu_block(previous, results["gpu"])
-        else:
-            text = render_markdown(results, previous)
-        atomic_write_text(args.markdown, markdown_text(text))
-        logger.info("wrote %s", args.markdown)
-        if args.readme:
-            write_readme_blocks(args.readme, results)
-            logger.info("wrote the goals and memory tables into %s", args.readme)
+        _write_markdown(args, out)
     return 0
+
+
+def _run_suite(args: argparse.Namespace, out: Path) -> None:
+    """Run the suite's parts named by ``--suite`` into ``out``, holding its lock."""
+    from vnas.bench.suite import resolve_config, run_suite
+    from vnas.files.lock import hold_lock
+    from vnas.files.outputs import parents_made
+
+    config = resolve_config(args)
+    with parents_made(out), hold_lock(out, "bench"):
+        _claim_outputs(args, out, config)
+        logger.info("bench: %s", config.command())
+        run_suite(config, out)
+
+
+def _write_markdown(args: argparse.Namespace, out: Path) -> None:
+    """Render ``--markdown`` (and ``--readme``'s blocks) from the JSON files in ``out``."""
+    from vnas.bench.markdown import (
+        load_results,
+        markdown_text,
+        render_markdown,
+        replace_gpu_block,
+        write_readme_blocks,
+    )
+    from vnas.files.atomic import atomic_write_text
+
+    results = load_results(out)
+    previous = Path(args.markdown).read_text() if Path(args.markdown).exists() else None
+    if set(results) == {"gpu"} and previous:  # a GPU run: only its section changes
+        text = replace_gpu_block(previous, results["gpu"])
+    else:
+        text = render_markdown(results, previous)
+    atomic_write_text(args.markdown, markdown_text(text))
+    logger.info("wrote %s", args.markdown)
+    if args.readme:
+        write_readme_blocks(args.readme, results)
+        logger.info("wrote the goals and memory tables into %s", args.readme)
