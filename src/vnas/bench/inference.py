@@ -38,6 +38,7 @@ import torch
 from torch import nn
 
 from vnas.bench.timing import (
+    Timings,
     interleaved_times,
     median,
     paired_ratio,
@@ -261,12 +262,8 @@ def run_inference_suite(
         JSON-ready results: per candidate median seconds, voxels/s, peak memory, speed-up
         over the reference (median of per-repeat ratios), Dice with the reference.
     """
-    from vnas.space.models import build_model
-
     volume = phantom_volume(volume_shape, seed)
-    torch.manual_seed(seed)
-    model = build_model(arch, 1, NUM_CLASSES, width).to(device)
-    calibrate_batchnorm(model, volume, patch, seed=seed)
+    model = _calibrated_model(arch, width, volume, patch, device, seed)
     onnx_net, onnx_export = None, None
     if device.type == "cpu":  # ONNX Runtime's CPU execution provider
         logger.info("bench: exporting the inference network to ONNX")
@@ -274,50 +271,17 @@ def run_inference_suite(
     candidates = _candidates(model, volume, patch, overlap, device, amp, onnx_net)
     if not levers:
         candidates = {k: candidates[k] for k in (REFERENCE, VNAS, ONNXRUNTIME) if k in candidates}
-
     # Warm-up on one window (oneDNN/cuDNN set-up), not on the whole volume.
-    one_window = phantom_volume(patch, seed)
-    warmups = _candidates(model, one_window, patch, overlap, device, amp, onnx_net)
+    warmups = _candidates(model, phantom_volume(patch, seed), patch, overlap, device, amp, onnx_net)
     for name in candidates:
         warmups[name]()
-
-    labels: dict[str, np.ndarray] = {}
-
-    def keep(name: str, fn: Callable[[], np.ndarray]) -> Callable[[], None]:
-        def run() -> None:
-            labels[name] = fn()
-
-        return run
-
     logger.info(
         "bench: inference on %s, %d candidates x %d repeats",
         "x".join(map(str, volume_shape)),
         len(candidates),
         repeats,
     )
-    timings = interleaved_times(
-        {k: keep(k, fn) for k, fn in candidates.items()},
-        repeats,
-        device,
-        warmup=False,
-        memory=True,
-    )
-    voxels = math.prod(volume_shape)
-    ref_labels, ref_times = labels[REFERENCE], timings.times[REFERENCE]
-    vnas_times = timings.times[VNAS]
-    results = {}
-    for name in candidates:
-        seconds = median(timings.times[name])
-        results[name] = {
-            "seconds": seconds,
-            "times_s": timings.times[name],
-            "voxels_per_s": voxels / seconds,
-            "peak_mb": timings.peak_mb[name],
-            "speedup_vs_reference": paired_ratio(ref_times, timings.times[name]),
-            "speedup_vs_defaults": paired_ratio(vnas_times, timings.times[name]),
-            "dice_vs_reference": _dice(labels[name], ref_labels),
-            "differing_voxels": float((labels[name] != ref_labels).mean()),
-        }
+    timings, labels = _timed_labels(candidates, repeats, device)
     compiled = None
     if compile_model:
         logger.info("bench: torch.compile of the inference network")
@@ -332,8 +296,68 @@ def run_inference_suite(
         "defaults": VNAS,
         "onnxruntime": ONNXRUNTIME if onnx_net is not None else None,
         "onnx_export": onnx_export,
-        "foreground_fraction_reference": float((ref_labels > 0).mean()),
+        "foreground_fraction_reference": float((labels[REFERENCE] > 0).mean()),
         "memory_kind": timings.memory_kind,
-        "candidates": results,
+        "candidates": _compare(timings, labels, math.prod(volume_shape)),
         "compile": compiled,
     }
+
+
+def _calibrated_model(
+    arch: str,
+    width: float,
+    volume: np.ndarray,
+    patch: Sequence[int],
+    device: torch.device,
+    seed: int,
+) -> nn.Module:
+    """The untrained network, seeded, its BatchNorm statistics estimated on ``volume``."""
+    from vnas.space.models import build_model
+
+    torch.manual_seed(seed)
+    model = build_model(arch, 1, NUM_CLASSES, width).to(device)
+    return calibrate_batchnorm(model, volume, patch, seed=seed)
+
+
+def _timed_labels(
+    candidates: dict[str, Callable[[], np.ndarray]], repeats: int, device: torch.device
+) -> tuple[Timings, dict[str, np.ndarray]]:
+    """Time the candidates interleaved, with their peak memory; keep each one's labels."""
+    labels: dict[str, np.ndarray] = {}
+
+    def keep(name: str, fn: Callable[[], np.ndarray]) -> Callable[[], None]:
+        def run() -> None:
+            labels[name] = fn()
+
+        return run
+
+    timings = interleaved_times(
+        {k: keep(k, fn) for k, fn in candidates.items()},
+        repeats,
+        device,
+        warmup=False,
+        memory=True,
+    )
+    return timings, labels
+
+
+def _compare(timings: Timings, labels: dict[str, np.ndarray], voxels: int) -> dict[str, dict]:
+    """Per candidate: median seconds, voxels/s, peak memory, speed-ups over the reference
+    and over the vnas defaults (medians of per-repeat ratios), agreement with the
+    reference's labels."""
+    ref_labels, ref_times = labels[REFERENCE], timings.times[REFERENCE]
+    vnas_times = timings.times[VNAS]
+    results = {}
+    for name, times in timings.times.items():
+        seconds = median(times)
+        results[name] = {
+            "seconds": seconds,
+            "times_s": times,
+            "voxels_per_s": voxels / seconds,
+            "peak_mb": timings.peak_mb[name],
+            "speedup_vs_reference": paired_ratio(ref_times, times),
+            "speedup_vs_defaults": paired_ratio(vnas_times, times),
+            "dice_vs_reference": _dice(labels[name], ref_labels),
+            "differing_voxels": float((labels[name] != ref_labels).mean()),
+        }
+    return results

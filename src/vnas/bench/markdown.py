@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from vnas.errors import VNASError
@@ -404,32 +404,40 @@ def _inference(r: dict) -> list[str]:
     ]
 
 
-def _onnx_line(export: dict | None) -> list[str]:
-    if export is None:
+def _note(entry: dict | None, failed: str, text: Callable[[dict], str]) -> list[str]:
+    """A paragraph about an optional measurement: nothing when it was not run, ``failed``
+    with its error, else ``text(entry)``."""
+    if entry is None:
         return []
-    if "error" in export:
-        return [f"ONNX Runtime could not run here: `{export['error']}`", ""]
-    return [
-        "The onnxruntime rows run the folded network exported by `vnas export --format "
-        f"onnx` (export: {export['export_s']:.0f} s, once per command, not in the times "
-        "above) through ONNX Runtime's CPU execution provider with as many threads as "
-        "torch uses, behind the same MONAI call.",
-        "",
-    ]
+    if "error" in entry:
+        return [f"{failed}: `{entry['error']}`", ""]
+    return [text(entry), ""]
+
+
+def _onnx_line(export: dict | None) -> list[str]:
+    return _note(
+        export,
+        "ONNX Runtime could not run here",
+        lambda e: (
+            "The onnxruntime rows run the folded network exported by `vnas export "
+            f"--format onnx` (export: {e['export_s']:.0f} s, once per command, not in the times "
+            "above) through ONNX Runtime's CPU execution provider with as many threads as "
+            "torch uses, behind the same MONAI call."
+        ),
+    )
 
 
 def _compile_line(c: dict | None) -> list[str]:
-    if c is None:
-        return []
-    if "error" in c:
-        return [f"`torch.compile` of the inference network failed here: `{c['error']}`", ""]
-    return [
-        f"`torch.compile` of the inference network (folded BN, channels_last): "
-        f"{c['compile_s']:.0f} s to compile; a forward pass of {c['sw_batch_size']} windows "
-        f"takes {_g(c['eager_s'])} s eager and {_g(c['compiled_s'])} s compiled "
-        f"(**{c['speedup']:.2f}×**, max abs difference {c['max_abs_difference']:.1e}).",
-        "",
-    ]
+    return _note(
+        c,
+        "`torch.compile` of the inference network failed here",
+        lambda c: (
+            f"`torch.compile` of the inference network (folded BN, channels_last): "
+            f"{c['compile_s']:.0f} s to compile; a forward pass of {c['sw_batch_size']} windows "
+            f"takes {_g(c['eager_s'])} s eager and {_g(c['compiled_s'])} s compiled "
+            f"(**{c['speedup']:.2f}×**, max abs difference {c['max_abs_difference']:.1e})."
+        ),
+    )
 
 
 def _engine_runs(results: dict[str, dict]) -> list[dict]:
@@ -680,77 +688,18 @@ def _nih_patch(m: dict) -> str:
 
 
 def _memory(m: dict) -> list[str]:
+    """The "Memory budget" section: measured widths, the fit to the target width, the GPU
+    caveat and the fits table."""
     widths = sorted({w for s in m["steps"].values() for w in s["measured"]}, key=float)
-    rows = []
-    for name, s in m["steps"].items():
-        cells = []
-        for w in widths:
-            x = s["measured"].get(w)
-            cells.append(
-                "skipped" if x is None else f"{_mb(x['persistent_mb'])} + {_mb(x['transient_mb'])}"
-            )
-        rows.append((name, *cells))
-    est_rows = []
-    for name, s in m["steps"].items():
-        e = s["estimate"]
-        if "total_mb" not in e:
-            est_rows.append((name, f"{e['parameters'] / 1e6:.1f} M", *["n/a"] * 5))
-            continue
-        direct = e.get("measured_total_mb")
-        saved = e.get("saved_tensors_mb")
-        t, total = e["transient_mb"], e["total_mb"]
-        est_rows.append(
-            (
-                name,
-                f"{e['parameters'] / 1e6:.1f} M",
-                _mb(e["persistent_mb"]),
-                " / ".join(_mb(t[k]) for k in ("linear", "with_parameters") if k in t),
-                " / ".join(_mb(total[k]) for k in ("linear", "with_parameters") if k in total),
-                "not measured" if direct is None else _mb(direct),
-                "n/a" if saved is None else _mb(saved),
-            )
-        )
-    skipped = m.get("skipped") or []
-    skip_line = (
-        "Skipped because the smaller widths' fit put them above 60% of the free memory: "
-        + "; ".join(
-            f"{x['step']} at width {x['width']:g} ({x['estimated_gb']:.1f} GB of "
-            f"{x['available_gb']:.1f} GB free)"
-            for x in skipped
-        )
-        + "."
-        if skipped
-        else "No width was skipped for lack of memory."
-    )
-    if not m.get("complete", True):
-        skip_line += (
-            " **The run was stopped before its last width**: the figures come from the "
-            "widths above only."
-        )
     return [
         "## Memory budget at the paper's size",
         "",
-        f"One retraining step and one search iteration (weight step, then α/β step) at "
-        f"patch {_dims(m['patch'])}{_nih_patch(m)}, batch {m['batch_size']}, float32, "
-        "in the memory format the commands use here. Per width: *persistent* MB (every "
-        "tensor the run keeps between steps: weights, gradients, SGD momentum, Adam's α/β "
-        "moments, BatchNorm buffers; counted) + *transient* MB (the step's own peak above "
-        "that: activations saved for the backward pass and the backward's temporaries; "
-        "measured, resident-set high-water mark).",
+        _memory_intro(m),
         "",
-        *_table(("step", *(f"width {w}" for w in widths)), rows),
-        skip_line,
+        *_table(("step", *(f"width {w}" for w in widths)), _measured_rows(m, widths)),
+        _skip_line(m),
         "",
-        f"Width {_width(m['target_width'])}: parameters counted exactly; persistent memory scaled "
-        "from the widest measured width by the parameter count (quadratic in the width); "
-        "the transient peak fitted by least squares over the measured widths below "
-        f"{_width(m['target_width'])}, as a + b·w (activations are linear in the width) / as "
-        "a + b·w + k·P, P the parameter bytes (a step also holds parameter-sized "
-        "temporaries: the optimizer's, oneDNN's reordered weights). Where width "
-        f"{_width(m['target_width'])} itself fitted in this machine, its measured total is shown "
-        "beside the fit. The saved-tensor column counts, from shapes, what autograd keeps "
-        "for the backward pass (as `vnas arch stats` does, times the batch): the floor of "
-        "the transient peak.",
+        _extrapolation_text(m),
         "",
         *_table(
             (
@@ -762,8 +711,98 @@ def _memory(m: dict) -> list[str]:
                 "measured total MB",
                 "saved tensors MB",
             ),
-            est_rows,
+            [_estimate_row(name, s["estimate"]) for name, s in m["steps"].items()],
         ),
+        _gpu_caveat(m),
+        "",
+        *_fits_table(m),
+    ]
+
+
+def _memory_intro(m: dict) -> str:
+    return (
+        f"One retraining step and one search iteration (weight step, then α/β step) at "
+        f"patch {_dims(m['patch'])}{_nih_patch(m)}, batch {m['batch_size']}, float32, "
+        "in the memory format the commands use here. Per width: *persistent* MB (every "
+        "tensor the run keeps between steps: weights, gradients, SGD momentum, Adam's α/β "
+        "moments, BatchNorm buffers; counted) + *transient* MB (the step's own peak above "
+        "that: activations saved for the backward pass and the backward's temporaries; "
+        "measured, resident-set high-water mark)."
+    )
+
+
+def _measured_rows(m: dict, widths: Sequence[str]) -> list[tuple]:
+    """Per step, ``persistent + transient`` MB at each measured width (or ``skipped``)."""
+    rows = []
+    for name, s in m["steps"].items():
+        cells = []
+        for w in widths:
+            x = s["measured"].get(w)
+            cells.append(
+                "skipped" if x is None else f"{_mb(x['persistent_mb'])} + {_mb(x['transient_mb'])}"
+            )
+        rows.append((name, *cells))
+    return rows
+
+
+def _skip_line(m: dict) -> str:
+    """Which widths were skipped for lack of memory, and whether the run was stopped."""
+    skipped = m.get("skipped") or []
+    line = (
+        "Skipped because the smaller widths' fit put them above 60% of the free memory: "
+        + "; ".join(
+            f"{x['step']} at width {x['width']:g} ({x['estimated_gb']:.1f} GB of "
+            f"{x['available_gb']:.1f} GB free)"
+            for x in skipped
+        )
+        + "."
+        if skipped
+        else "No width was skipped for lack of memory."
+    )
+    if not m.get("complete", True):
+        line += (
+            " **The run was stopped before its last width**: the figures come from the "
+            "widths above only."
+        )
+    return line
+
+
+def _extrapolation_text(m: dict) -> str:
+    target = _width(m["target_width"])
+    return (
+        f"Width {target}: parameters counted exactly; persistent memory scaled "
+        "from the widest measured width by the parameter count (quadratic in the width); "
+        "the transient peak fitted by least squares over the measured widths below "
+        f"{target}, as a + b·w (activations are linear in the width) / as "
+        "a + b·w + k·P, P the parameter bytes (a step also holds parameter-sized "
+        "temporaries: the optimizer's, oneDNN's reordered weights). Where width "
+        f"{target} itself fitted in this machine, its measured total is shown "
+        "beside the fit. The saved-tensor column counts, from shapes, what autograd keeps "
+        "for the backward pass (as `vnas arch stats` does, times the batch): the floor of "
+        "the transient peak."
+    )
+
+
+def _estimate_row(name: str, e: dict) -> tuple:
+    """One step's extrapolation to the target width (``n/a`` where it was not fitted)."""
+    parameters = f"{e['parameters'] / 1e6:.1f} M"
+    if "total_mb" not in e:
+        return (name, parameters, *["n/a"] * 5)
+    direct, saved = e.get("measured_total_mb"), e.get("saved_tensors_mb")
+    t, total = e["transient_mb"], e["total_mb"]
+    return (
+        name,
+        parameters,
+        _mb(e["persistent_mb"]),
+        " / ".join(_mb(t[k]) for k in ("linear", "with_parameters") if k in t),
+        " / ".join(_mb(total[k]) for k in ("linear", "with_parameters") if k in total),
+        "not measured" if direct is None else _mb(direct),
+        "n/a" if saved is None else _mb(saved),
+    )
+
+
+def _gpu_caveat(m: dict) -> str:
+    return (
         "**On a GPU.** The CPU figure counts tensors. A CUDA run needs more: the CUDA "
         "context (several hundred MB before the first tensor), cuDNN's workspaces for 3D "
         "convolutions (`cudnn.benchmark` tries algorithms that ask for hundreds of MB), and "
@@ -771,10 +810,8 @@ def _memory(m: dict) -> list[str]:
         "float16 AMP, the default on CUDA, stores most activations in half precision and "
         "pulls the other way. The GPU figure below is therefore a range, from the CPU "
         f"figure to {m['cuda_factor']:g}× it plus {m['cuda_overhead_gb']:g} GB: an estimate, "
-        "not a measurement; `vnas bench --suite gpu` measures the real peak (GPU section).",
-        "",
-        *_fits_table(m),
-    ]
+        "not a measurement; `vnas bench --suite gpu` measures the real peak (GPU section)."
+    )
 
 
 def _status(check: dict) -> str:
@@ -968,6 +1005,17 @@ def _device(results: dict[str, dict]) -> str:
     return str(first["meta"]["settings"]["device"]).split(":")[0]
 
 
+#: The section of each part's file (``inference-*`` files: :func:`_inference`).
+_PART_SECTIONS: dict[str, Callable[[dict], list[str]]] = {
+    "hardware": _hardware,
+    "training": _training,
+    "levers": _levers,
+    "data": _data,
+    "sampling": _sampling,
+    "memory": _memory,
+}
+
+
 def render_markdown(results: dict[str, dict], previous: str | None = None) -> str:
     """``BENCHMARKS.md`` from :func:`load_results`'s dict.
 
@@ -986,20 +1034,10 @@ def render_markdown(results: dict[str, dict], previous: str | None = None) -> st
         "",
         *_machine(results),
     ]
-    if "hardware" in results:
-        lines += _hardware(results["hardware"])
-    if "training" in results:
-        lines += _training(results["training"])
-    if "levers" in results:
-        lines += _levers(results["levers"])
-    for key in sorted(k for k in results if k.startswith("inference")):
-        lines += _inference(results[key])
-    if "data" in results:
-        lines += _data(results["data"])
-    if "sampling" in results:
-        lines += _sampling(results["sampling"])
-    if "memory" in results:
-        lines += _memory(results["memory"])
+    inference = sorted(k for k in results if k.startswith("inference"))
+    for key in ("hardware", "training", "levers", *inference, "data", "sampling", "memory"):
+        if key in results:
+            lines += _PART_SECTIONS.get(key, _inference)(results[key])
     gpu = results.get("gpu")
     if gpu is not None and gpu["meta"]["settings"]["smoke"] and results.keys() != {"gpu"}:
         gpu = None  # a CPU dry run says nothing about a GPU

@@ -36,6 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -55,8 +56,9 @@ PARTS = ("hardware", "training", "levers", "inference", "data", "sampling", "mem
 #: Parts run only when named (``all`` leaves them out).
 EXTRA_PARTS = ("gpu",)
 INFERENCE_ARCH = "nih-paper"
-#: The memory budget's patch: NIH's training patch (the paper's largest).
-MEMORY_PATCH = (64, 96, 96)
+#: NIH's training patch (the paper's largest): the CUDA default and the memory budget's.
+NIH_PATCH = (64, 96, 96)  # TODO(lead): take from vnas.data.presets
+MEMORY_PATCH = NIH_PATCH
 
 
 @dataclass(frozen=True)
@@ -108,41 +110,52 @@ class SuiteConfig:
         return shlex.join(argv)
 
 
+@dataclass(frozen=True)
+class SuiteSizes:
+    """The sizes a suite run takes where the command line gives none (one per situation)."""
+
+    width: float
+    patch: tuple[int, int, int]
+    volume: tuple[int, int, int]
+    repeats: int
+    sampling_iterations: int
+    sampling_warmup: int
+    memory_widths: tuple[float, ...]
+    test_patch: tuple[int, int, int] = (64, 64, 64)
+    data_volume: tuple[int, int, int] = (200, 512, 512)
+
+
 #: Defaults per situation (CPU, CUDA, CI smoke); the command line overrides each.
-DEFAULTS: dict[str, dict] = {
-    "cpu": {
-        "width": 0.25,
-        "patch": (64, 64, 64),
-        "test_patch": (64, 64, 64),
-        "volume": (64, 256, 256),  # the full 200x512x512 takes minutes per candidate here
-        "data_volume": (200, 512, 512),
-        "repeats": 5,
-        "sampling_iterations": 200,
-        "sampling_warmup": 50,
-        "memory_widths": (0.125, 0.25, 0.5, 1.0),
-    },
-    "cuda": {
-        "width": 1.0,
-        "patch": (64, 96, 96),
-        "test_patch": (64, 64, 64),
-        "volume": (200, 512, 512),
-        "data_volume": (200, 512, 512),
-        "repeats": 10,
-        "sampling_iterations": 400,
-        "sampling_warmup": 100,
-        "memory_widths": (0.25, 0.5, 1.0),
-    },
-    "smoke": {
-        "width": 0.0625,
-        "patch": (32, 32, 32),
-        "test_patch": (32, 32, 32),
-        "volume": (32, 32, 64),
-        "data_volume": (16, 64, 64),
-        "repeats": 1,
-        "sampling_iterations": 3,
-        "sampling_warmup": 1,
-        "memory_widths": (0.03125, 0.0625),
-    },
+DEFAULTS: dict[str, SuiteSizes] = {
+    "cpu": SuiteSizes(
+        width=0.25,
+        patch=(64, 64, 64),
+        volume=(64, 256, 256),  # the full 200x512x512 takes minutes per candidate here
+        repeats=5,
+        sampling_iterations=200,
+        sampling_warmup=50,
+        memory_widths=(0.125, 0.25, 0.5, 1.0),
+    ),
+    "cuda": SuiteSizes(  # the paper's: width 1.0, NIH's training patch, a whole NIH volume
+        width=1.0,
+        patch=NIH_PATCH,
+        volume=(200, 512, 512),
+        repeats=10,
+        sampling_iterations=400,
+        sampling_warmup=100,
+        memory_widths=(0.25, 0.5, 1.0),
+    ),
+    "smoke": SuiteSizes(
+        width=0.0625,
+        patch=(32, 32, 32),
+        volume=(32, 32, 64),
+        repeats=1,
+        sampling_iterations=3,
+        sampling_warmup=1,
+        memory_widths=(0.03125, 0.0625),
+        test_patch=(32, 32, 32),
+        data_volume=(16, 64, 64),
+    ),
 }
 
 
@@ -166,22 +179,20 @@ def resolve_config(args) -> SuiteConfig:
         parts=parts,
         device=device.type if device.index is None else str(device),
         amp=resolve_amp(args.amp, device) if device.type == "cuda" else False,
-        width=args.width or d["width"],
-        patch=tuple(args.patch or d["patch"]),
-        test_patch=tuple(args.test_patch or d["test_patch"]),
+        width=args.width or d.width,
+        patch=tuple(args.patch or d.patch),
+        test_patch=tuple(args.test_patch or d.test_patch),
         batch_size=args.batch_size,
-        repeats=args.repeats or d["repeats"],
-        volume=tuple(args.volume or d["volume"]),
-        data_volume=tuple(args.data_volume or d["data_volume"]),
+        repeats=args.repeats or d.repeats,
+        volume=tuple(args.volume or d.volume),
+        data_volume=tuple(args.data_volume or d.data_volume),
         overlap=args.overlap,
         workers=args.workers,
         compile=not args.smoke if args.compile is None else args.compile,
         inference_levers=args.inference_levers,
-        sampling_iterations=args.sampling_iterations or d["sampling_iterations"],
-        sampling_warmup=(
-            d["sampling_warmup"] if args.sampling_warmup is None else args.sampling_warmup
-        ),
-        memory_widths=tuple(args.memory_widths or d["memory_widths"]),
+        sampling_iterations=args.sampling_iterations or d.sampling_iterations,
+        sampling_warmup=d.sampling_warmup if args.sampling_warmup is None else args.sampling_warmup,
+        memory_widths=tuple(args.memory_widths or d.memory_widths),
         seed=args.seed,
         smoke=args.smoke,
     )
@@ -203,17 +214,48 @@ def part_file(part: str, config: SuiteConfig | None = None) -> str:
     return f"{part}.json"
 
 
-def _write(out: Path, part: str, config: SuiteConfig, meta: dict, result: dict) -> Path:
-    path = out / part_file(part, config)
-    # the load when the part ends, next to the run's start: other processes' share of
-    # the CPU while it was measured
-    meta = {
-        **meta,
-        "load_average_at_end": load_average(),
-    }
-    atomic_write_json(path, signed("bench", {"part": part, "meta": meta, **result}))
-    logger.info("bench: wrote %s", path)
-    return path
+@dataclass
+class _SuiteRun:
+    """What the parts of one suite run share, and what earlier parts hand to later ones.
+
+    Attributes:
+        config: the run's settings.
+        out: the folder of the JSON files.
+        device: where it measures.
+        meta: every file's ``meta`` (machine, settings, network version, command line).
+        limit_gflops: the fp32 matmul limit, once ``hardware`` has run.
+        training: the ``training`` result of this run, once it has run.
+    """
+
+    config: SuiteConfig
+    out: Path
+    device: torch.device
+    meta: dict
+    limit_gflops: float | None = None
+    training: dict | None = None
+
+    @property
+    def few(self) -> int:
+        """Repeats of whole-volume inference and preprocessing, which take long per run."""
+        return max(1, min(self.config.repeats, 3))
+
+    def step_settings(self):
+        """The training step's sizes and device (:class:`vnas.bench.training.StepSettings`)."""
+        from vnas.bench.training import StepSettings
+
+        c = self.config
+        amp = c.amp and self.device.type == "cuda"
+        return StepSettings(c.width, c.patch, c.batch_size, self.device, amp)
+
+    def write(self, part: str, result: dict) -> Path:
+        """Write ``part``'s JSON (signed, with ``meta``) atomically; return its path."""
+        path = self.out / part_file(part, self.config)
+        # the load when the part ends, next to the run's start: other processes' share of
+        # the CPU while it was measured
+        meta = {**self.meta, "load_average_at_end": load_average()}
+        atomic_write_json(path, signed("bench", {"part": part, "meta": meta, **result}))
+        logger.info("bench: wrote %s", path)
+        return path
 
 
 def _read_training(out: Path) -> dict | None:
@@ -223,12 +265,150 @@ def _read_training(out: Path) -> dict | None:
     return json.loads(path.read_text())
 
 
-def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
-    """Run the configured parts; write one JSON per part into ``out``; return the paths."""
-    from vnas.bench.training import StepSettings, run_lever_groups, run_training_suite
+def _hardware(run: _SuiteRun) -> dict:
+    """The fp32 and bf16 matmul limits; the fp32 one is the training parts' reference."""
+    size, n = (256, 2) if run.config.smoke else (2048, 10)
+    limit = matmul_limit(run.device, size, n)
+    run.limit_gflops = limit["gflops"]
+    return {
+        "matmul_fp32": limit,
+        "matmul_bf16": matmul_limit(run.device, size, n, dtype=torch.bfloat16),
+    }
+
+
+def _training(run: _SuiteRun) -> dict:
+    """Weight steps of every network, the search iteration, overhead and estimate."""
+    from vnas.bench.training import run_training_suite
+
+    c = run.config
+    training = run_training_suite(run.step_settings(), c.repeats, run.limit_gflops, seed=c.seed)
+    training["limit_gflops"] = run.limit_gflops
+    run.training = training
+    return training
+
+
+def _levers(run: _SuiteRun) -> dict:
+    """The training levers, group by group."""
+    from vnas.bench.training import run_lever_groups
+
+    c = run.config
+    groups = run_lever_groups(
+        run.step_settings(), c.repeats, run.limit_gflops, compile_model=c.compile, seed=c.seed
+    )
+    return {"groups": groups}
+
+
+def _inference(run: _SuiteRun) -> dict:
+    """vnas's sliding window against MONAI's on the configured volume, and its levers."""
+    from vnas.bench.inference import run_inference_suite
+
+    c = run.config
+    return run_inference_suite(
+        INFERENCE_ARCH,
+        c.width,
+        c.test_patch,
+        c.volume,
+        c.overlap,
+        run.device,
+        c.amp,
+        run.few,
+        seed=c.seed,
+        levers=c.inference_levers,
+        compile_model=c.compile,
+    )
+
+
+def _data(run: _SuiteRun) -> dict:
+    """Preprocessing and the loader, against the step times of this run's ``training``
+    or, without it, of ``training.json`` already in the folder."""
+    from vnas.bench.data import run_data_suite
+
+    c = run.config
+    training, source = run.training, "this run" if run.training else None
+    if training is None:
+        training = _read_training(run.out)
+        if training:
+            source = f"{part_file('training')} of {training['meta']['machine']['date']}"
+    data = run_data_suite(
+        c.data_volume,
+        c.patch,
+        c.batch_size,
+        c.workers,
+        run.few,
+        batches_per_chunk=2 if c.smoke else 8,
+        seed=c.seed,
+        steps=training["steps"] if training else None,
+        # steps read from an earlier run's file were timed at that run's batch size
+        steps_batch_size=training["meta"]["settings"]["batch_size"]
+        if training and "meta" in training
+        else None,
+    )
+    data["loader"]["demand_source"] = source
+    return data
+
+
+def _sampling(run: _SuiteRun) -> dict:
+    """Short DARTS and GDAS searches and the codes they find."""
+    from vnas.bench.sampling import run_sampling_suite
+
+    c, smoke = run.config, run.config.smoke
+    # The demo's sizes on the CPU (a 32x32x32 patch leaves the deepest stage at one
+    # voxel, where BatchNorm diverges); smoke only checks that it runs.
+    return run_sampling_suite(
+        c.sampling_iterations,
+        c.sampling_warmup,
+        width=0.0625 if smoke or run.device.type == "cpu" else 0.25,
+        patch=(32, 32, 32) if smoke else (32, 64, 64),
+        device=c.device,
+        seeds=(0,) if smoke else (0, 1),
+        arch_lrs=(3e-2,) if smoke else (3e-4, 3e-2),
+        cases=4 if smoke else 8,
+        shape=(32, 32, 32) if smoke else (32, 64, 64),
+    )
+
+
+def _memory(run: _SuiteRun) -> dict:
+    """The memory budget; ``memory.json`` is rewritten after each width (a stopped run
+    keeps what it measured)."""
+    from vnas.bench.memory import run_memory_suite
+
+    c = run.config
+    settings = replace(run.step_settings(), patch=c.patch if c.smoke else MEMORY_PATCH)
+    return run_memory_suite(
+        settings,
+        c.memory_widths,
+        seed=c.seed,
+        progress=lambda partial: run.write("memory", partial),
+    )
+
+
+def _gpu(run: _SuiteRun) -> dict:
+    """The GPU check (:mod:`vnas.bench.gpu`)."""
+    from vnas.bench.gpu import run_gpu_suite
+
+    c = run.config
+    return run_gpu_suite(
+        run.device, c.width, c.patch, c.batch_size, c.repeats, c.workers, c.smoke, seed=c.seed
+    )
+
+
+#: Each part's measurement, in the order a run takes them.
+_PART_RUNNERS: dict[str, Callable[[_SuiteRun], dict]] = {
+    "hardware": _hardware,
+    "training": _training,
+    "levers": _levers,
+    "inference": _inference,
+    "data": _data,
+    "sampling": _sampling,
+    "memory": _memory,
+    "gpu": _gpu,
+}
+
+
+def _start(config: SuiteConfig, out: Path) -> _SuiteRun:
+    """Set the device's backends and the seed; describe the machine for ``meta``."""
     from vnas.engine.device import configure_backends, resolve_device
 
-    out = Path(out)
     device = resolve_device(config.device)
     configure_backends(device, deterministic=False)
     torch.manual_seed(config.seed)
@@ -236,118 +416,13 @@ def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
         "machine": describe_machine(device),
         "settings": asdict(config),
         "network_version": NETWORK_VERSION,  # results of another network are not rendered
+        "command": config.command(),
     }
-    meta["command"] = config.command()
-    written = []
+    return _SuiteRun(config, out, device, meta)
 
-    smoke = config.smoke
-    # Whole-volume inference and preprocessing take long per run: fewer repeats.
-    few = max(1, min(config.repeats, 3))
-    limit_gflops = None
-    if "hardware" in config.parts:
-        size, n = (256, 2) if smoke else (2048, 10)
-        limit = matmul_limit(device, size, n)
-        hardware = {
-            "matmul_fp32": limit,
-            "matmul_bf16": matmul_limit(device, size, n, dtype=torch.bfloat16),
-        }
-        written.append(_write(out, "hardware", config, meta, hardware))
-        limit_gflops = limit["gflops"]
-    settings = StepSettings(
-        config.width, config.patch, config.batch_size, device, config.amp and device.type == "cuda"
-    )
 
-    training = None
-    if "training" in config.parts:
-        training = run_training_suite(settings, config.repeats, limit_gflops, seed=config.seed)
-        training["limit_gflops"] = limit_gflops
-        written.append(_write(out, "training", config, meta, training))
-    if "levers" in config.parts:
-        levers = run_lever_groups(
-            settings, config.repeats, limit_gflops, compile_model=config.compile, seed=config.seed
-        )
-        written.append(_write(out, "levers", config, meta, {"groups": levers}))
-    if "inference" in config.parts:
-        from vnas.bench.inference import run_inference_suite
-
-        inference = run_inference_suite(
-            INFERENCE_ARCH,
-            config.width,
-            config.test_patch,
-            config.volume,
-            config.overlap,
-            device,
-            config.amp,
-            few,
-            seed=config.seed,
-            levers=config.inference_levers,
-            compile_model=config.compile,
-        )
-        written.append(_write(out, "inference", config, meta, inference))
-    if "data" in config.parts:
-        from vnas.bench.data import run_data_suite
-
-        source = "this run" if training else None
-        if training is None:
-            training = _read_training(out)
-            if training:
-                source = f"{part_file('training')} of {training['meta']['machine']['date']}"
-        data = run_data_suite(
-            config.data_volume,
-            config.patch,
-            config.batch_size,
-            config.workers,
-            few,
-            batches_per_chunk=2 if smoke else 8,
-            seed=config.seed,
-            steps=training["steps"] if training else None,
-            # steps read from an earlier run's file were timed at that run's batch size
-            steps_batch_size=training["meta"]["settings"]["batch_size"]
-            if training and "meta" in training
-            else None,
-        )
-        data["loader"]["demand_source"] = source
-        written.append(_write(out, "data", config, meta, data))
-    if "sampling" in config.parts:
-        from vnas.bench.sampling import run_sampling_suite
-
-        # The demo's sizes on the CPU (a 32x32x32 patch leaves the deepest stage at one
-        # voxel, where BatchNorm diverges); smoke only checks that it runs.
-        sampling = run_sampling_suite(
-            config.sampling_iterations,
-            config.sampling_warmup,
-            width=0.0625 if smoke or device.type == "cpu" else 0.25,
-            patch=(32, 32, 32) if smoke else (32, 64, 64),
-            device=config.device,
-            seeds=(0,) if smoke else (0, 1),
-            arch_lrs=(3e-2,) if smoke else (3e-4, 3e-2),
-            cases=4 if smoke else 8,
-            shape=(32, 32, 32) if smoke else (32, 64, 64),
-        )
-        written.append(_write(out, "sampling", config, meta, sampling))
-    if "memory" in config.parts:
-        from vnas.bench.memory import run_memory_suite
-
-        memory_settings = replace(settings, patch=config.patch if smoke else MEMORY_PATCH)
-        memory = run_memory_suite(
-            memory_settings,
-            config.memory_widths,
-            seed=config.seed,
-            progress=lambda partial: _write(out, "memory", config, meta, partial),
-        )
-        written.append(_write(out, "memory", config, meta, memory))
-    if "gpu" in config.parts:
-        from vnas.bench.gpu import run_gpu_suite
-
-        gpu = run_gpu_suite(
-            device,
-            config.width,
-            config.patch,
-            config.batch_size,
-            config.repeats,
-            config.workers,
-            smoke,
-            seed=config.seed,
-        )
-        written.append(_write(out, "gpu", config, meta, gpu))
-    return written
+def run_suite(config: SuiteConfig, out: str | Path) -> list[Path]:
+    """Run the configured parts; write one JSON per part into ``out``; return the paths."""
+    run = _start(config, Path(out))
+    parts = [p for p in _PART_RUNNERS if p in config.parts]
+    return [run.write(part, _PART_RUNNERS[part](run)) for part in parts]
