@@ -121,7 +121,8 @@ class SuiteSizes:
     sampling_iterations: int
     sampling_warmup: int
     memory_widths: tuple[float, ...]
-    test_patch: tuple[int, int, int] = (64, 64, 64)
+    # NIH's test patch, on the CPU and on CUDA
+    test_patch: tuple[int, int, int] = (64, 64, 64)  # TODO(lead): take from vnas.data.presets
     data_volume: tuple[int, int, int] = (200, 512, 512)
 
 
