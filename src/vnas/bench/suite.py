@@ -305,14 +305,14 @@ def _inference(run: _SuiteRun) -> dict:
 
     c = run.config
     return run_inference_suite(
-        INFERENCE_ARCH,
-        c.width,
-        c.test_patch,
-        c.volume,
-        c.overlap,
-        run.device,
-        c.amp,
-        run.few,
+        arch=INFERENCE_ARCH,
+        width=c.width,
+        patch=c.test_patch,
+        volume_shape=c.volume,
+        overlap=c.overlap,
+        device=run.device,
+        amp=c.amp,
+        repeats=run.few,
         seed=c.seed,
         levers=c.inference_levers,
         compile_model=c.compile,
