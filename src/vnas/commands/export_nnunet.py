@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vnas.data.presets import PRESETS
+from vnas.data.presets import DATASET_PRESETS
 from vnas.files.outputs import add_force_argument
 
 
@@ -22,7 +22,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--raw", required=True, help="raw dataset folder")
-    parser.add_argument("--preset", required=True, choices=list(PRESETS), help="dataset preset")
+    parser.add_argument(
+        "--preset", required=True, choices=list(DATASET_PRESETS), help="dataset preset"
+    )
     parser.add_argument("--out", required=True, help="output folder, e.g. Dataset501_Pancreas")
     parser.add_argument("--folds", help="folds.json from `vnas split` (optional)")
     parser.add_argument(

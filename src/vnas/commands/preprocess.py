@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from vnas.data.presets import PRESETS
+from vnas.data.presets import DATASET_PRESETS
 from vnas.files.outputs import add_force_argument
 
 
@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, help="output folder (appears when complete; see --force)"
     )
-    parser.add_argument("--preset", required=True, choices=list(PRESETS), help="dataset preset")
+    parser.add_argument(
+        "--preset", required=True, choices=list(DATASET_PRESETS), help="dataset preset"
+    )
     parser.add_argument(
         "--hu-window", type=float, nargs=2, metavar=("LO", "HI"), help="override the HU clip"
     )
