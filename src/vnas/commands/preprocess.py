@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from vnas.commands.flags import default_jobs
 from vnas.data.presets import DATASET_PRESETS
 from vnas.files.outputs import add_force_argument
 
@@ -58,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         args.preset,
         hu_window=None if args.hu_window is None else tuple(args.hu_window),
         spacing=None if args.spacing is None else tuple(args.spacing),
-        jobs=args.jobs or min(4, os.cpu_count() or 1),
+        jobs=args.jobs or default_jobs(),
         progress=not args.no_progress,
         force=args.force,
     )
