@@ -11,7 +11,7 @@ from torch import nn
 
 from vnas.space.arch_stats import count_parameters
 from vnas.space.cells import EncoderCell
-from vnas.space.genotype import PRESETS
+from vnas.space.genotype import ARCH_PRESETS
 from vnas.space.network import VNASNet
 
 # (D, H, W). MONAI's PSP max-pools 64 voxels in-plane on the decoder's last feature,
@@ -88,7 +88,7 @@ def test_feature_sizes_match_monai_ahnet() -> None:
     The encoder and the decoder's joins are parameter for parameter the same.
     """
     torch.manual_seed(0)
-    ours = VNASNet(1, 2, 1.0, PRESETS["manual:2d/p3d"]).eval()
+    ours = VNASNet(1, 2, 1.0, ARCH_PRESETS["manual:2d/p3d"]).eval()
     monai = AHNet(
         spatial_dims=3, in_channels=1, out_channels=2, psp_block_num=4, upsample_mode="trilinear"
     ).eval()

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from vnas.cli import main
-from vnas.space.genotype import PRESETS, write_arch_json
+from vnas.space.genotype import ARCH_PRESETS, write_arch_json
 from vnas.space.network import VNASNet
 
 SMALL = ["--patch", "32", "64", "64", "--width", "0.0625"]
@@ -75,7 +75,7 @@ def test_stats_json_matches_network(capsys):
     rc, out, _ = run(capsys, "arch", "stats", "nih-paper", *SMALL, "--classes", "3", "--json")
     assert rc == 0
     stats = json.loads(out)
-    model = VNASNet(1, 3, 0.0625, PRESETS["nih-paper"])
+    model = VNASNet(1, 3, 0.0625, ARCH_PRESETS["nih-paper"])
     assert stats["parameters"] == sum(p.numel() for p in model.parameters())
     assert stats["arch_parameters"] == 0
     assert stats["patch"] == [32, 64, 64]

@@ -7,11 +7,11 @@ import pytest
 
 from vnas.errors import VNASError
 from vnas.space.genotype import (
+    ARCH_PRESETS,
     ENCODER_STAGES,
     NUM_DECODER_BLOCKS,
     NUM_ENCODER_CELLS,
     OP_NAMES,
-    PRESETS,
     Genotype,
     op_label,
     read_arch_json,
@@ -41,17 +41,17 @@ def test_paper_presets_print_back_exactly(name):
     assert (g.encoder_code, g.decoder_code) == (enc, dec)
 
 
-@pytest.mark.parametrize("name", sorted(PRESETS))
+@pytest.mark.parametrize("name", sorted(ARCH_PRESETS))
 def test_every_preset_round_trips(name):
-    g = PRESETS[name]
+    g = ARCH_PRESETS[name]
     assert Genotype.parse(g.encoder_code, g.decoder_code) == g
     assert Genotype.parse(g.encoder_code.replace(",", ""), g.decoder_code) == g
 
 
 def test_manual_presets():
-    manual = [n for n in PRESETS if n.startswith("manual:")]
+    manual = [n for n in ARCH_PRESETS if n.startswith("manual:")]
     assert len(manual) == 9
-    g = PRESETS["manual:p3d/3d"]
+    g = ARCH_PRESETS["manual:p3d/3d"]
     assert g.encoder == (2,) * 16 and g.decoder == (1,) * 5
     assert resolve_arch("manual:2d/p3d").genotype == Genotype.uniform(0, 2)
 
@@ -61,13 +61,13 @@ def test_nih_and_lung_share_choices():
 
     Counted from the codes of Tables 1 and 2, the claim holds.
     """
-    nih, lung = PRESETS["nih-paper"], PRESETS["lung-paper"]
+    nih, lung = ARCH_PRESETS["nih-paper"], ARCH_PRESETS["lung-paper"]
     assert sum(a == b for a, b in zip(nih.encoder, lung.encoder, strict=True)) == 11
     assert sum(a == b for a, b in zip(nih.decoder, lung.decoder, strict=True)) == 3
 
 
 def test_cells_and_labels():
-    cells = list(PRESETS["nih-paper"].cells())
+    cells = list(ARCH_PRESETS["nih-paper"].cells())
     assert len(cells) == 21
     assert cells[6] == ("encoder", 2, 4, 1)  # the one 3D cell, last of stage 2
     assert cells[-1] == ("decoder", 0, 5, 1)
@@ -138,7 +138,7 @@ def test_arch_json_code_picks_among_tied_weights(tmp_path):
     enc, dec = PAPER_CODES["pancreas-paper"]
     record["code"] = {"encoder": enc, "decoder": dec}
     path.write_text(json.dumps(record))
-    assert resolve_arch(str(path)).genotype == PRESETS["pancreas-paper"]
+    assert resolve_arch(str(path)).genotype == ARCH_PRESETS["pancreas-paper"]
 
 
 def test_write_arch_json_accepts_tensors(tmp_path):

@@ -7,7 +7,7 @@ from monai.networks.nets import BasicUNet, VNet
 from torch import nn
 
 from vnas.errors import VNASError
-from vnas.space.genotype import PRESETS, write_arch_json
+from vnas.space.genotype import ARCH_PRESETS, write_arch_json
 from vnas.space.models import build_model, check_patch, describe_arch, model_from_config
 from vnas.space.network import VNASNet
 
@@ -141,4 +141,4 @@ def test_model_from_config_uses_the_stored_code(tmp_path):
         "num_classes": 2,
     }
     model = model_from_config(config)
-    assert model.genotype() == PRESETS["manual:p3d/3d"]
+    assert model.genotype() == ARCH_PRESETS["manual:p3d/3d"]

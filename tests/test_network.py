@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vnas.errors import VNASError
-from vnas.space.genotype import PRESETS, Genotype
+from vnas.space.genotype import ARCH_PRESETS, Genotype
 from vnas.space.network import PATCH_MULTIPLE, VNASNet
 
 WIDTH = 0.0625
@@ -32,7 +32,7 @@ def loss_of(model: VNASNet, patch=(32, 32, 32), batch=2) -> torch.Tensor:
     return F.cross_entropy(model(x), y)
 
 
-@pytest.mark.parametrize("cells", ["search", PRESETS["nih-paper"]], ids=["search", "nih"])
+@pytest.mark.parametrize("cells", ["search", ARCH_PRESETS["nih-paper"]], ids=["search", "nih"])
 @pytest.mark.parametrize("patch", [(32, 32, 32), (32, 64, 96)])
 def test_output_shape(cells, patch):
     model = net(cells, classes=3).eval()
@@ -43,7 +43,7 @@ def test_output_shape(cells, patch):
 
 
 def test_batch_and_channels():
-    model = VNASNet(in_channels=2, num_classes=4, width=WIDTH, cells=PRESETS["manual:2d/2d"])
+    model = VNASNet(in_channels=2, num_classes=4, width=WIDTH, cells=ARCH_PRESETS["manual:2d/2d"])
     assert model(torch.randn(2, 2, 32, 32, 64)).shape == (2, 4, 32, 32, 64)
 
 
@@ -66,11 +66,11 @@ def test_check_patch_rejects(patch):
 
 def test_forward_rejects_bad_size():
     with pytest.raises(VNASError, match=r"patch 24x32x32 \(D,H,W\) is not supported"):
-        net(PRESETS["manual:2d/2d"])(torch.randn(1, 1, 24, 32, 32))
+        net(ARCH_PRESETS["manual:2d/2d"])(torch.randn(1, 1, 24, 32, 32))
 
 
 def test_stem_and_pools():
-    model = net(PRESETS["nih-paper"])
+    model = net(ARCH_PRESETS["nih-paper"])
     stem = [m for m in model.stem.modules() if isinstance(m, nn.Conv3d)]
     assert [(c.kernel_size, c.stride) for c in stem] == [
         ((1, 7, 7), (1, 2, 2)),
@@ -86,7 +86,9 @@ def test_stem_and_pools():
 FIRST_CELLS = {3: "stage 2", 7: "stage 3", 13: "stage 4"}
 
 
-@pytest.mark.parametrize("cells", ["search", PRESETS["pancreas-paper"]], ids=["search", "fixed"])
+@pytest.mark.parametrize(
+    "cells", ["search", ARCH_PRESETS["pancreas-paper"]], ids=["search", "fixed"]
+)
 def test_stages_2_to_4_downsample_in_their_first_cell(cells):
     """The first cell of stages 2-4: X conv strided [2,2,1], a 1x1x2 max-pool after Y, and
     the "Conv-Max Pool Down" shortcut (conv 1x1x1 s [2,2,1] -> MaxPool 1x1x2 -> BN)."""
@@ -150,7 +152,7 @@ def test_search_cells_hold_every_choice():
 
 def test_all_kernels_of_a_preset():
     """Walk every conv of nih-paper: counts per kernel shape follow from its code."""
-    g = PRESETS["nih-paper"]
+    g = ARCH_PRESETS["nih-paper"]
     kernels = conv_kernels(net(g))
     enc_3d, enc_p3d = g.encoder.count(1), g.encoder.count(2)
     dec = {op: g.decoder.count(op) * 3 for op in range(3)}  # 3 dense layers per block
@@ -163,9 +165,9 @@ def test_all_kernels_of_a_preset():
 
 
 def test_width_scales_channels():
-    small, paper = net(PRESETS["manual:2d/2d"]), None
+    small, paper = net(ARCH_PRESETS["manual:2d/2d"]), None
     with torch.device("meta"):
-        paper = VNASNet(1, 2, 1.0, PRESETS["manual:2d/2d"])
+        paper = VNASNet(1, 2, 1.0, ARCH_PRESETS["manual:2d/2d"])
     assert paper.stem[0][0].out_channels == 64 and small.stem[0][0].out_channels == 4
     assert (
         paper.encoder_cells[-1].out_channels == 2048 and small.encoder_cells[-1].out_channels == 128
@@ -175,7 +177,7 @@ def test_width_scales_channels():
     assert [c.out_channels for c in paper.decoder_cells] == [1084, 572, 316, 124, 124]
 
 
-@pytest.mark.parametrize("cells", ["search", "mix", PRESETS["lung-paper"]], ids=str)
+@pytest.mark.parametrize("cells", ["search", "mix", ARCH_PRESETS["lung-paper"]], ids=str)
 def test_parameter_split(cells):
     model = net(cells)
     arch, weights = model.arch_parameters(), model.weight_parameters()
@@ -197,7 +199,7 @@ def test_search_gradients_reach_alpha_beta():
 
 
 def test_fixed_network_has_no_unused_weights():
-    model = net(PRESETS["pancreas-paper"])
+    model = net(ARCH_PRESETS["pancreas-paper"])
     loss_of(model).backward()
     assert all(p.grad is not None for p in model.parameters())
     assert not any("alpha" in n or "beta" in n for n, _ in model.named_parameters())
@@ -237,7 +239,7 @@ def test_search_arch_step_changes_alpha():
 
 def test_genotype_and_probs():
     model = net("search")
-    target = PRESETS["pancreas-paper"]
+    target = ARCH_PRESETS["pancreas-paper"]
     with torch.no_grad():
         model.alpha.zero_()[torch.arange(16), list(target.encoder)] = 1.0
         model.beta.zero_()[torch.arange(5), list(target.decoder)] = 1.0
@@ -253,7 +255,7 @@ def test_genotype_and_probs():
 
 def test_search_with_one_hot_weights_equals_fixed_network():
     """With softmax(α), softmax(β) ≈ one-hot, the mixed network computes the fixed one."""
-    target = PRESETS["lung-paper"]
+    target = ARCH_PRESETS["lung-paper"]
     search, fixed = net("search").eval(), net(target).eval()
     with torch.no_grad():
         search.alpha.fill_(-50.0)[torch.arange(16), list(target.encoder)] = 50.0

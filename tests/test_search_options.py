@@ -11,7 +11,7 @@ from vnas.cli import main
 from vnas.engine.context import _identity_args
 from vnas.errors import VNASError
 from vnas.search.task import gdas_tau
-from vnas.space.genotype import PRESETS, read_arch_json
+from vnas.space.genotype import ARCH_PRESETS, read_arch_json
 from vnas.space.network import VNASNet
 
 PATCH = (32, 32, 32)
@@ -102,7 +102,7 @@ def test_search_options_reject_bad_values():
     with pytest.raises(VNASError, match="sampling must be one of darts, gdas"):
         search_net(sampling="enas")
     with pytest.raises(VNASError, match="needs the search network"):
-        VNASNet(1, 2, 0.0625, PRESETS["nih-paper"]).set_search_options(sampling="gdas")
+        VNASNet(1, 2, 0.0625, ARCH_PRESETS["nih-paper"]).set_search_options(sampling="gdas")
     with pytest.raises(VNASError, match="temperature must be positive"):
         search_net(sampling="gdas", tau=0.0)
 
@@ -172,6 +172,6 @@ def test_training_batches_and_model_in_channels_last(synthetic_dataset, tmp_path
         ctx = RunContext(
             argparse.Namespace(channels_last=flag), *[None] * 6, torch.device("cpu"), *[None] * 3
         )
-        model = ctx.place(VNASNet(1, 2, 0.0625, PRESETS["nih-paper"]))
+        model = ctx.place(VNASNet(1, 2, 0.0625, ARCH_PRESETS["nih-paper"]))
         weight = model.stem[1][0].weight  # 4 in-channels: the two layouts differ
         assert weight.is_contiguous(memory_format=torch.channels_last_3d) == expected

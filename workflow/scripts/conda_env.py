@@ -23,10 +23,11 @@ that file under --conda-prefix, not against this repository.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import sys
 from pathlib import Path
+
+from generated import check_current, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / "requirements.lock"
@@ -76,13 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     text = render(LOCK.read_text())
     if args.check:
-        if not ENV.is_file() or ENV.read_text() != text:
-            print(f"vnas: {ENV} does not match {LOCK}; run `make lock`", file=sys.stderr)
-            return 1
-        return 0
-    tmp = ENV.with_name(f".{ENV.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, ENV)
+        return check_current(ENV, text, f"{ENV} does not match {LOCK}; run `make lock`")
+    write_atomic(ENV, text)
     print(f"wrote {ENV.relative_to(ROOT)} ({len(pins(LOCK.read_text()))} pins)")
     return 0
 

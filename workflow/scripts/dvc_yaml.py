@@ -27,11 +27,11 @@ What DVC needs besides the stages:
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import yaml
+from generated import check_current, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "python workflow/scripts/dvc_yaml.py --check"
@@ -282,17 +282,12 @@ def main(argv: list[str] | None = None) -> int:
     text = render(params)
     out = Path(args.out)
     if args.check:
-        if not out.is_file() or out.read_text() != text:
-            print(
-                f"vnas: {out} does not match {args.params} (dataset: {params['dataset']}); "
-                "run `make dvc.yaml` and commit it",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, out)
+        stale = (
+            f"{out} does not match {args.params} (dataset: {params['dataset']}); "
+            "run `make dvc.yaml` and commit it"
+        )
+        return check_current(out, text, stale)
+    write_atomic(out, text)
     print(f"wrote {out} for dataset {params['dataset']}")
     return 0
 

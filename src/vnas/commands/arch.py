@@ -22,11 +22,11 @@ from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json, atomic_write_text
 from vnas.files.outputs import add_force_argument, output_dir, signed
 from vnas.space.genotype import (
+    ARCH_PRESETS,
     NUM_DECODER_BLOCKS,
     NUM_ENCODER_CELLS,
     NUM_OPS,
     OP_NAMES,
-    PRESETS,
     ArchSpec,
     Genotype,
     op_label,
@@ -115,7 +115,7 @@ def _probabilities(spec: ArchSpec) -> tuple[list | None, list | None]:
     if spec.mode == "mix":
         uniform = [1.0 / NUM_OPS] * NUM_OPS
         return [uniform] * NUM_ENCODER_CELLS, [uniform] * NUM_DECODER_BLOCKS
-    if spec.mode == "fixed" and spec.name not in PRESETS:  # an arch JSON file
+    if spec.mode == "fixed" and spec.name not in ARCH_PRESETS:  # an arch JSON file
         record = read_arch_json(spec.name)
         return record["alpha_probs"], record["beta_probs"]
     return None, None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.commands.predict import add_inference_args, inference_options
+from vnas.commands.window_flags import add_inference_args, inference_options
 from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM
 from vnas.files.outputs import add_force_argument
 

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from vnas.data.presets import PRESETS
+from vnas.commands.flags import default_jobs
+from vnas.data.presets import DATASET_PRESETS
 from vnas.files.outputs import add_force_argument
 
 
@@ -22,12 +22,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     parser.add_argument("--raw", required=True, help="raw dataset folder")
-    parser.add_argument("--preset", required=True, choices=list(PRESETS), help="dataset preset")
+    parser.add_argument(
+        "--preset", required=True, choices=list(DATASET_PRESETS), help="dataset preset"
+    )
     parser.add_argument("--out", required=True, help="output folder, e.g. Dataset501_Pancreas")
     parser.add_argument("--folds", help="folds.json from `vnas split` (optional)")
-    parser.add_argument(
-        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="cases in parallel"
-    )
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="cases in parallel")
     add_force_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -20,6 +21,7 @@ __all__ = [
     "DefaultsHelpFormatter",
     "RawDescriptionDefaultsHelpFormatter",
     "apply_formatter",
+    "default_jobs",
     "deprecated",
 ]
 
@@ -65,6 +67,11 @@ def apply_formatter(parser: argparse.ArgumentParser) -> None:
         if isinstance(action, argparse._SubParsersAction):
             for sub in action.choices.values():
                 apply_formatter(sub)
+
+
+def default_jobs() -> int:
+    """``--jobs`` when not given (cases in parallel): ``min(4, CPUs)``."""
+    return min(4, os.cpu_count() or 1)
 
 
 def deprecated(*old: str, new: str) -> type[argparse.Action]:

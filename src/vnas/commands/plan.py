@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
 import re
 from pathlib import Path
 
+from vnas.commands.flags import default_jobs
 from vnas.files.outputs import add_force_argument
 
 
@@ -45,9 +45,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="patch voxel budget (the paper's 64x96x96 NIH patch); raise it for a larger GPU",
     )
     parser.add_argument("--fingerprint", help="also write the fingerprint as JSON here")
-    parser.add_argument(
-        "--jobs", type=int, default=min(4, os.cpu_count() or 1), help="cases read in parallel"
-    )
+    parser.add_argument("--jobs", type=int, default=default_jobs(), help="cases read in parallel")
     add_force_argument(parser, "--out and --fingerprint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)

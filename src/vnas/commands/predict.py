@@ -1,7 +1,8 @@
 """``vnas predict``: segment a NIfTI, a DICOM series or a folder of NIfTIs with a model
 or an ensemble of models (the folds', as ``nnUNetv2_predict -f 0 1 2 3``).
 
-Also defines the inference flags ``vnas evaluate`` shares (patch, overlap, device, AMP).
+The sliding-window flags it shares with ``vnas evaluate`` are in
+:mod:`vnas.commands.window_flags`.
 """
 
 from __future__ import annotations
@@ -9,61 +10,8 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.flags import deprecated
-from vnas.commands.run_flags import add_dims_argument, overlap_fraction, positive_int
-from vnas.engine.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
-from vnas.eval.inference import DEFAULT_ENGINE, DEFAULT_SW_BATCH_SIZE, ENGINES, WindowOptions
+from vnas.commands.window_flags import add_inference_args, inference_options
 from vnas.files.outputs import add_force_argument
-
-
-def add_inference_args(parser: argparse.ArgumentParser) -> None:
-    """Sliding-window and execution flags of ``vnas predict`` and ``vnas evaluate``."""
-    group = parser.add_argument_group("sliding-window inference")
-    add_dims_argument(
-        group, "--patch", "window size (default: the model's test_patch from its config.json)"
-    )
-    group.add_argument(
-        "--overlap",
-        type=overlap_fraction,
-        default=0.5,
-        help="fraction of a window shared with its neighbours (Gaussian blend)",
-    )
-    group.add_argument(
-        "--sw-batch-size",
-        type=positive_int,
-        default=DEFAULT_SW_BATCH_SIZE,
-        help="windows per forward pass",
-    )
-    add_device_arguments(group)
-    group.add_argument(
-        "--cpu-bf16",
-        action="store_true",
-        help="bfloat16 autocast on the CPU: faster on CPUs with native bf16 (AVX512-BF16, "
-        "AMX), slower without; changes labels near class boundaries (off by default)",
-    )
-    group.add_argument(
-        "--engine",
-        choices=ENGINES,
-        default=DEFAULT_ENGINE,
-        help="what runs each batch of windows: torch, or onnxruntime: the folded network "
-        "exported to ONNX and run by ONNX Runtime on the CPU (needs pip install "
-        "'vnas[onnx]'; BENCHMARKS.md compares them); MONAI tiles and blends either way",
-    )
-
-
-def inference_options(args: argparse.Namespace) -> dict:
-    """``patch`` and ``window`` keyword arguments of ``predict``/``evaluate_fold``."""
-    device = resolve_device(args.device)
-    configure_backends(device, deterministic=False)  # cudnn.benchmark on CUDA
-    window = WindowOptions(
-        overlap=args.overlap,
-        sw_batch_size=args.sw_batch_size,
-        device=device,
-        amp=resolve_amp(args.amp, device),
-        cpu_bf16=args.cpu_bf16,
-        progress=not getattr(args, "no_progress", True),
-        engine=args.engine,
-    )
-    return {"patch": args.patch, "window": window}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -121,11 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from vnas.eval.predict import expand_models, predict
+    from vnas.eval.predict import predict
 
-    models = len(expand_models(args.model))
-    mirror = models > 1 if args.mirror is None else args.mirror
-    written = predict(
+    result = predict(
         args.model,
         args.input,
         args.out,
@@ -134,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
         force=args.force,
         **inference_options(args),
     )
-    how = f"{models} model(s){', mirrored along z, y and x' if mirror else ''}"
-    where = written[0] if len(written) == 1 else args.out
-    print(f"wrote {len(written)} segmentation(s) with {how}: {where}")
+    how = f"{len(result.models)} model(s)"
+    how += ", mirrored along z, y and x" if result.mirror_axes else ""
+    where = result.written[0] if len(result.written) == 1 else args.out
+    print(f"wrote {len(result.written)} segmentation(s) with {how}: {where}")
     return 0

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import os
 
-from vnas.data.presets import PRESETS
+from vnas.commands.flags import default_jobs
+from vnas.data.presets import DATASET_PRESETS
 from vnas.files.outputs import add_force_argument
 
 
@@ -25,7 +25,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, help="output folder (appears when complete; see --force)"
     )
-    parser.add_argument("--preset", required=True, choices=list(PRESETS), help="dataset preset")
+    parser.add_argument(
+        "--preset", required=True, choices=list(DATASET_PRESETS), help="dataset preset"
+    )
     parser.add_argument(
         "--hu-window", type=float, nargs=2, metavar=("LO", "HI"), help="override the HU clip"
     )
@@ -56,7 +58,7 @@ def run(args: argparse.Namespace) -> int:
         args.preset,
         hu_window=None if args.hu_window is None else tuple(args.hu_window),
         spacing=None if args.spacing is None else tuple(args.spacing),
-        jobs=args.jobs or min(4, os.cpu_count() or 1),
+        jobs=args.jobs or default_jobs(),
         progress=not args.no_progress,
         force=args.force,
     )

@@ -63,7 +63,7 @@ class Preset:
 # release (docs/conventions.md), so they are left out by default for the real data only.
 NIH_DUPLICATES = (25, 70)
 
-PRESETS: dict[str, Preset] = {
+DATASET_PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
         Preset("nih", "nih", (-100.0, 240.0), None, NIH_DUPLICATES),
@@ -82,10 +82,10 @@ PRESETS: dict[str, Preset] = {
 def get_preset(name: str) -> Preset:
     """Return the preset called ``name``; raise ``VNASError`` listing the known ones."""
     try:
-        return PRESETS[name]
+        return DATASET_PRESETS[name]
     except KeyError:
         raise VNASError(
-            f"unknown dataset preset {name!r}; choose one of {', '.join(PRESETS)}"
+            f"unknown dataset preset {name!r}; choose one of {', '.join(DATASET_PRESETS)}"
         ) from None
 
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +50,7 @@ from vnas.engine.checkpoint import load_model
 from vnas.errors import VNASError
 from vnas.eval.inference import (
     DEFAULT_WINDOW,
+    Network,
     WindowOptions,
     inference_engine,
     sliding_window_predict,
@@ -194,13 +196,7 @@ def evaluate_fold(
     model_dir, pre_dir, out_dir = Path(model_dir), Path(preprocessed_dir), Path(out_dir)
     test_ids = list(fold_split(read_folds(folds_path), fold)["test"])
     dataset = read_dataset_json(pre_dir)
-    missing = sorted(set(test_ids) - {str(c) for c in dataset["cases"]})
-    if missing:
-        raise VNASError(
-            f"{len(missing)} test case(s) of fold {fold} are not in {pre_dir} "
-            f"(e.g. {missing[0]}): folds and preprocessed data do not match",
-            folds_path,
-        )
+    _check_test_cases_present(test_ids, dataset, fold, pre_dir, folds_path)
     device = torch.device(window.device)
     model, config = load_model(model_dir, device)
     names = _check_model_fits_dataset(config, dataset, model_dir, pre_dir)
@@ -227,6 +223,7 @@ def evaluate_fold(
         "vnas_version": __version__,
     }
     model = inference_engine(model, patch, window)  # ONNX Runtime: exported once here
+    scorer = _CaseScorer(model, patch, window, names, tolerances, reader)
 
     rows: list[dict] = []
     inputs = {
@@ -239,35 +236,73 @@ def evaluate_fold(
         (tmp / "predictions").mkdir()
         bar = tqdm(test_ids, desc=f"evaluate fold {fold}", unit="case")
         for case_id in bar:
-            image, label, meta = load_preprocessed(pre_dir, case_id)
-            pred = sliding_window_predict(
-                model, image, patch, **window.kwargs(), pad_value=meta.get("pad_value", 0.0)
-            )
-            pred_image = to_original(pred.labels, meta)
-            write_segmentation(pred_image, tmp / "predictions" / f"{case_id}.nii.gz", "evaluate")
-            reference = _reference(case_id, label, meta, reader)
-            case_rows = case_metrics(
-                sitk.GetArrayFromImage(pred_image),
-                reference,
-                meta["original_spacing"],
-                len(names),
-                tolerances,
-            )
-            for row in case_rows:
-                rows.append({"case_id": case_id, "class_name": names[row["class"]], **row})
+            case_rows = scorer.score(pre_dir, case_id, tmp / "predictions")
+            rows += case_rows
             bar.set_postfix(case=case_id, dsc=" ".join(f"{r['dsc']:.3f}" for r in case_rows))
         table = pd.DataFrame(rows, columns=list(METRICS_COLUMNS))
-        table.to_csv(tmp / "metrics.csv", index=False)
-        summary = json.loads(summarise(table).to_json(orient="records"))  # NaN -> null
-        atomic_write_json(
-            tmp / "summary.json",
-            {
-                "fold": int(fold),
-                "n_cases": len(test_ids),
-                "units": {"dsc": "%", "nsd": "%", "hd95": "mm"},
-                "classes": summary,
-            },
-        )
-        atomic_write_json(tmp / "config.json", settings)
+        _write_results(tmp, table, fold, len(test_ids), settings)
     logger.info("evaluated %d cases of fold %d -> %s", len(test_ids), fold, out_dir)
     return table
+
+
+def _check_test_cases_present(
+    test_ids: list[str], dataset: dict, fold: int, pre_dir: Path, folds_path: str | Path
+) -> None:
+    """Refuse a fold whose test cases are not all in the preprocessed folder."""
+    missing = sorted(set(test_ids) - {str(c) for c in dataset["cases"]})
+    if missing:
+        raise VNASError(
+            f"{len(missing)} test case(s) of fold {fold} are not in {pre_dir} "
+            f"(e.g. {missing[0]}): folds and preprocessed data do not match",
+            folds_path,
+        )
+
+
+@dataclass(frozen=True)
+class _CaseScorer:
+    """Predicts one preprocessed case, writes its label map and scores it."""
+
+    model: Network
+    patch: Sequence[int]
+    window: WindowOptions
+    names: list[str]
+    tolerances: Sequence[float]
+    reader: Reader | None
+
+    def score(self, pre_dir: Path, case_id: str, predictions: Path) -> list[dict]:
+        """The metrics rows of ``case_id``, its prediction written to ``predictions``."""
+        image, label, meta = load_preprocessed(pre_dir, case_id)
+        pred = sliding_window_predict(
+            self.model,
+            image,
+            self.patch,
+            **self.window.kwargs(),
+            pad_value=meta.get("pad_value", 0.0),
+        )
+        pred_image = to_original(pred.labels, meta)
+        write_segmentation(pred_image, predictions / f"{case_id}.nii.gz", "evaluate")
+        reference = _reference(case_id, label, meta, self.reader)
+        case_rows = case_metrics(
+            sitk.GetArrayFromImage(pred_image),
+            reference,
+            meta["original_spacing"],
+            len(self.names),
+            self.tolerances,
+        )
+        return [{"case_id": case_id, "class_name": self.names[r["class"]], **r} for r in case_rows]
+
+
+def _write_results(tmp: Path, table: pd.DataFrame, fold: int, n_cases: int, settings: dict) -> None:
+    """``metrics.csv``, ``summary.json`` and ``config.json`` (module docstring)."""
+    table.to_csv(tmp / "metrics.csv", index=False)
+    summary = json.loads(summarise(table).to_json(orient="records"))  # NaN -> null
+    atomic_write_json(
+        tmp / "summary.json",
+        {
+            "fold": int(fold),
+            "n_cases": n_cases,
+            "units": {"dsc": "%", "nsd": "%", "hd95": "mm"},
+            "classes": summary,
+        },
+    )
+    atomic_write_json(tmp / "config.json", settings)

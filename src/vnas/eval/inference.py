@@ -212,18 +212,18 @@ def sliding_window_predict(
     image: np.ndarray | torch.Tensor,
     patch_size: Sequence[int],
     *,
-    overlap: float = 0.5,
-    sw_batch_size: int = DEFAULT_SW_BATCH_SIZE,
-    device: str | torch.device = "cpu",
+    overlap: float = DEFAULT_WINDOW.overlap,
+    sw_batch_size: int = DEFAULT_WINDOW.sw_batch_size,
+    device: str | torch.device = DEFAULT_WINDOW.device,
     amp: bool = True,
-    cpu_bf16: bool = False,
+    cpu_bf16: bool = DEFAULT_WINDOW.cpu_bf16,
     channels_last: bool = True,
     fold_bn: bool = True,
     pad_value: float = 0.0,
     return_probs: bool = False,
-    progress: bool = False,
-    mirror_axes: Sequence[int] = (),
-    engine: str = DEFAULT_ENGINE,
+    progress: bool = DEFAULT_WINDOW.progress,
+    mirror_axes: Sequence[int] = DEFAULT_WINDOW.mirror_axes,
+    engine: str = DEFAULT_WINDOW.engine,
 ) -> Prediction:
     """Segment one whole volume with Gaussian-blended sliding windows.
 
@@ -261,26 +261,73 @@ def sliding_window_predict(
     if not 0.0 <= overlap < 1.0:
         raise ValueError(f"overlap must be in [0, 1), got {overlap}")
     device = torch.device(device)
+    x = _volume_batch(image).to(device)
+    engines = WindowOptions(device=device, cpu_bf16=cpu_bf16, engine=engine)
+    nets = _inference_networks(model, patch_size, engines, channels_last, fold_bn)
+    predictor = _mean_softmax(nets, mirror_axes, device, amp, cpu_bf16, channels_last)
+    with torch.inference_mode():
+        probs = sliding_window_inference(
+            x,
+            roi_size=tuple(int(p) for p in patch_size),
+            sw_batch_size=sw_batch_size,
+            predictor=predictor,
+            overlap=overlap,
+            mode="gaussian",
+            cval=float(pad_value),
+            sw_device=device,
+            device=device,
+            progress=progress,
+        )[0]
+        labels = probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
+        out_probs = probs.float().cpu().numpy() if return_probs else None
+    return Prediction(labels, out_probs)
+
+
+def _volume_batch(image: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """``image`` ``(D, H, W)`` or ``(C, D, H, W)`` as a float32 batch ``(1, C, D, H, W)``."""
     x = torch.tensor(np.asarray(image, dtype=np.float32))  # a copy: inputs may be read-only maps
     if x.ndim == 3:
         x = x[None]
     if x.ndim != 4:
         raise ValueError(f"expected a (D, H, W) or (C, D, H, W) volume, got shape {tuple(x.shape)}")
-    x = x[None].to(device)
+    return x[None]
 
+
+def _inference_networks(
+    model: Network | Sequence[Network],
+    patch_size: Sequence[int],
+    window: WindowOptions,
+    channels_last: bool,
+    fold_bn: bool,
+) -> list[tuple[Network, bool]]:
+    """``(network, runs in torch)`` for each model: a torch module as
+    :func:`prepare_for_inference`'s copy, or handed to ``window.engine``
+    (:func:`inference_engine`); an engine's ready network as it is."""
     models = [model] if isinstance(model, nn.Module) or callable(model) else list(model)
     if not models:
         raise ValueError("no model to predict with")
-    window_options = WindowOptions(device=device, cpu_bf16=cpu_bf16, engine=engine)
-    nets: list[tuple[Network, bool]] = []  # (network, runs in torch)
+    nets: list[tuple[Network, bool]] = []
     for one in models:
-        if isinstance(one, nn.Module) and engine != "torch":
-            one = inference_engine(one, patch_size, window_options)
+        if isinstance(one, nn.Module) and window.engine != "torch":
+            one = inference_engine(one, patch_size, window)
         if isinstance(one, nn.Module):
             one.eval()
             nets.append((prepare_for_inference(one, channels_last, fold_bn), True))
         else:  # a ready engine (ONNX Runtime): its own layout and precision
             nets.append((one, False))
+    return nets
+
+
+def _mean_softmax(
+    nets: Sequence[tuple[Network, bool]],
+    mirror_axes: Sequence[int],
+    device: torch.device,
+    amp: bool,
+    cpu_bf16: bool,
+    channels_last: bool,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The predictor MONAI calls on a batch of windows: the mean softmax over every
+    network and every flip of :func:`mirror_sets` (each flipped back)."""
     flips = [tuple(2 + a for a in axes) for axes in mirror_sets(mirror_axes)]  # N, C first
 
     def predictor(window: torch.Tensor) -> torch.Tensor:
@@ -300,19 +347,4 @@ def sliding_window_predict(
                 total = probs if total is None else total + probs
         return (total / (len(nets) * len(flips))).contiguous()
 
-    with torch.inference_mode():
-        probs = sliding_window_inference(
-            x,
-            roi_size=tuple(int(p) for p in patch_size),
-            sw_batch_size=sw_batch_size,
-            predictor=predictor,
-            overlap=overlap,
-            mode="gaussian",
-            cval=float(pad_value),
-            sw_device=device,
-            device=device,
-            progress=progress,
-        )[0]
-        labels = probs.argmax(dim=0).to(torch.uint8).cpu().numpy()
-        out_probs = probs.float().cpu().numpy() if return_probs else None
-    return Prediction(labels, out_probs)
+    return predictor

@@ -36,6 +36,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -66,10 +67,12 @@ __all__ = [
     "AGREEING_KEYS",
     "ENSEMBLE_NAME",
     "NIFTI_SUFFIXES",
+    "PredictResult",
     "check_agreement",
     "collect_inputs",
     "expand_models",
     "load_models",
+    "mirror_axes",
     "model_patch",
     "predict",
     "predict_case",
@@ -88,6 +91,30 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ENSEMBLE_NAME = "ensemble.json"
 #: Model config entries every member of an ensemble must share.
 AGREEING_KEYS = ("in_channels", "num_classes", "classes", "preprocessing")
+
+
+@dataclass(frozen=True)
+class PredictResult:
+    """What :func:`predict` did.
+
+    Attributes:
+        written: the label files written.
+        models: the model folders averaged (an ensemble folder expanded).
+        mirror_axes: the axes test-time mirroring flipped along (empty: none).
+    """
+
+    written: list[Path]
+    models: list[Path]
+    mirror_axes: tuple[int, ...]
+
+
+def mirror_axes(n_models: int, mirror: bool | None = None) -> tuple[int, ...]:
+    """Test-time mirroring's axes: :data:`FLIP_AXES` or none. ``mirror=None`` mirrors an
+    ensemble of two or more models (as nnU-Net does) and not a single model, so that its
+    labels are exactly those ``vnas evaluate`` scores."""
+    if mirror is None:
+        mirror = n_models > 1
+    return tuple(FLIP_AXES) if mirror else ()
 
 
 def _nifti_suffix(path: Path) -> str | None:
@@ -386,7 +413,7 @@ def predict(
     mirror: bool | None = None,
     probabilities: bool = False,
     force: bool = False,
-) -> list[Path]:
+) -> PredictResult:
     """Segment a NIfTI file, a DICOM series folder or a folder of NIfTIs.
 
     Args:
@@ -396,16 +423,16 @@ def predict(
         output: a ``.nii.gz`` file for one image, a folder for a folder of NIfTIs.
         patch: sliding-window size (D, H, W); default the models' ``test_patch``.
         window: overlap, windows per pass, device, precision and progress bar.
-        mirror: test-time mirroring along :data:`FLIP_AXES`; ``None``: on for an
-            ensemble of two or more models, off for one (then the labels are those
-            ``vnas evaluate`` scores).
+        mirror: test-time mirroring along :data:`FLIP_AXES`; ``None``: the default of
+            :func:`mirror_axes` (on for an ensemble, off for one model).
         probabilities: also write ``NAME.npz`` beside each label
             (:func:`write_probabilities`).
         force: overwrite an output vnas did not write (never the input).
 
     Returns:
-        The written label files: one file written atomically, or the files of an output
-        folder that appears only once every image is segmented.
+        A :class:`PredictResult`: the written label files (one file written atomically,
+        or the files of an output folder that appears only once every image is
+        segmented), the model folders and the mirror axes used.
 
     Raises:
         VNASError: a missing or unreadable input (named), an incomplete model folder,
@@ -416,18 +443,18 @@ def predict(
     pairs = collect_inputs(input_path, output)
     folders = expand_models(model_dirs)
     inputs = {"--input": input_path, "--model": folders}
-    if mirror is None:
-        mirror = len(folders) > 1
-    window = dataclasses.replace(window, mirror_axes=FLIP_AXES if mirror else ())
+    window = dataclasses.replace(window, mirror_axes=mirror_axes(len(folders), mirror))
     if _nifti_suffix(Path(output)) is not None:  # one image, one label file
         claim_file(output, command="predict", inputs=inputs, force=force, flag="--out")
         if probabilities:
             where = probabilities_path(output)
             claim_file(where, command="predict", inputs=inputs, force=force, flag="--out")
-        return _segment(folders, pairs, patch, window, probabilities, Path(output).parent)
-    with output_dir(output, command="predict", inputs=inputs, force=force) as tmp:
-        _segment(folders, pairs, patch, window, probabilities, tmp)
-    return [target for _, target in pairs]
+        written = _segment(folders, pairs, patch, window, probabilities, Path(output).parent)
+    else:
+        with output_dir(output, command="predict", inputs=inputs, force=force) as tmp:
+            _segment(folders, pairs, patch, window, probabilities, tmp)
+        written = [target for _, target in pairs]
+    return PredictResult(written, folders, window.mirror_axes)
 
 
 def _segment(

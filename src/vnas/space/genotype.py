@@ -38,6 +38,7 @@ from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
 
 __all__ = [
+    "ARCH_PRESETS",
     "DECODER_KERNELS",
     "ENCODER_KERNELS",
     "ENCODER_STAGES",
@@ -45,7 +46,6 @@ __all__ = [
     "NUM_ENCODER_CELLS",
     "NUM_OPS",
     "OP_NAMES",
-    "PRESETS",
     "ArchSpec",
     "Genotype",
     "op_label",
@@ -227,7 +227,7 @@ def _manual_presets() -> dict[str, Genotype]:
 
 
 # Fixed architectures shipped by name: the paper's searched ones and the 9 manual ones.
-PRESETS: dict[str, Genotype] = {
+ARCH_PRESETS: dict[str, Genotype] = {
     "nih-paper": Genotype.parse("0 0 0, 0 0 0 1, 2 0 2 0 2 2, 0 0 0", "0 0 1 0 1"),
     "lung-paper": Genotype.parse("0 0 0, 1 2 0 1, 2 1 2 0 0 0, 0 0 0", "0 0 2 1 1"),
     "pancreas-paper": Genotype.parse("0 2 2, 2 0 0 0, 2 2 1 2 1 1, 0 1 1", "1 0 2 0 1"),
@@ -257,7 +257,7 @@ class ArchSpec:
 
 
 def _valid_names() -> str:
-    return ", ".join([*PRESETS, *MODES]) + " or an arch JSON file"
+    return ", ".join([*ARCH_PRESETS, *MODES]) + " or an arch JSON file"
 
 
 def resolve_arch(spec: str) -> ArchSpec:
@@ -268,8 +268,8 @@ def resolve_arch(spec: str) -> ArchSpec:
     """
     if spec in MODES:
         return ArchSpec(spec, None, spec)  # type: ignore[arg-type]
-    if spec in PRESETS:
-        return ArchSpec("fixed", PRESETS[spec], spec)
+    if spec in ARCH_PRESETS:
+        return ArchSpec("fixed", ARCH_PRESETS[spec], spec)
     if spec.startswith("manual:"):
         raise VNASError(
             f"unknown manual architecture {spec!r}: expected manual:<enc>/<dec> with enc, dec "

@@ -3,10 +3,11 @@
 ``arch`` is any V-NAS spec :func:`vnas.space.genotype.resolve_arch` takes (a preset such as
 ``nih-paper``, an ``arch.json`` path, ``mix``, ``search``, ``manual:x/y``) or one of the
 baselines below. The baselines come from MONAI, set up as close to the papers as its
-classes allow:
+classes allow. Every network scales its channels by ``--width`` with one rule,
+:func:`vnas.space.operations.scaled_channels` (``max(2, round(c · width))``):
 
 - ``unet3d`` (Çiçek et al. 2016, 3D U-Net): ``monai.networks.nets.BasicUNet`` with
-  ``spatial_dims=3``, ``features=(32, 64, 128, 256, 512, 32)`` times ``--width``,
+  ``spatial_dims=3``, ``features=(32, 64, 128, 256, 512, 32)`` scaled by ``--width``,
   ``norm="batch"``, ``act="relu"``, no dropout, transposed-convolution upsampling
   (``upsample="deconv"``, MONAI's default). As in Çiçek's network every resolution
   level has two ``3×3×3`` Conv-BN-ReLU, levels are joined by ``2×2×2`` max-pooling
@@ -56,6 +57,7 @@ from pathlib import Path
 from torch import nn
 
 from vnas.errors import VNASError
+from vnas.space.operations import scaled_channels
 
 __all__ = [
     "BASELINES",
@@ -85,10 +87,6 @@ UNET3D_MULTIPLE = (16, 16, 16)
 VNET_MULTIPLE = (16, 16, 16)
 
 
-def _scaled(channels: Sequence[int], width: float) -> tuple[int, ...]:
-    return tuple(max(1, round(c * width)) for c in channels)
-
-
 def _build_unet3d(in_channels: int, num_classes: int, width: float) -> nn.Module:
     from monai.networks.nets import BasicUNet
 
@@ -96,7 +94,7 @@ def _build_unet3d(in_channels: int, num_classes: int, width: float) -> nn.Module
         spatial_dims=3,
         in_channels=in_channels,
         out_channels=num_classes,
-        features=_scaled(UNET3D_FEATURES, width),
+        features=tuple(scaled_channels(c, width) for c in UNET3D_FEATURES),
         act="relu",
         norm="batch",
         dropout=0.0,
@@ -157,8 +155,9 @@ def _build_vnet(in_channels: int, num_classes: int, width: float) -> nn.Module:
         raise VNASError(f"vnet needs 16 to be a multiple of in_channels, got {in_channels}")
     if width == 1.0:
         return VNet(spatial_dims=3, in_channels=in_channels, out_channels=num_classes)
-    # InputTransition adds the input repeated base/in_channels times: keep it divisible.
-    base = max(1, round(16 * width / in_channels)) * in_channels
+    # InputTransition adds the input repeated base/in_channels times: round the scaled
+    # count to the nearest multiple of in_channels.
+    base = max(1, round(scaled_channels(16, width) / in_channels)) * in_channels
     return _scaled_vnet_class()(in_channels, num_classes, base)
 
 

@@ -95,7 +95,7 @@ from vnas.space.operations import (
     Up,
     conv_bn,
     depth_pool,
-    scaled,
+    scaled_channels,
     trilinear,
 )
 
@@ -147,7 +147,7 @@ class VNASNet(nn.Module):
         dec_ops = cells.decoder if self.fixed_genotype else (None,) * NUM_DECODER_BLOCKS
 
         # Encoder. The stem's output is AH-Net's ``conv_x``, its max-pool ``pool_x``.
-        stem = scaled(STEM_CHANNELS, width)
+        stem = scaled_channels(STEM_CHANNELS, width)
         self.stem = nn.Sequential(
             conv_bn(in_channels, stem, "7x7x1", stride="2x2x1"),
             conv_bn(stem, stem, "1x1x3"),
@@ -158,7 +158,7 @@ class VNASNet(nn.Module):
         skip_channels = [stem, stem]  # conv_x, pool_x
         channels, cell = stem, 0
         for stage, (n_cells, planes) in enumerate(zip(ENCODER_STAGES, STAGE_PLANES, strict=True)):
-            planes = scaled(planes, width)
+            planes = scaled_channels(planes, width)
             for i in range(n_cells):
                 down = stage > 0 and i == 0
                 self.encoder_cells.append(EncoderCell(channels, planes, enc_ops[cell], down))
@@ -167,7 +167,7 @@ class VNASNet(nn.Module):
 
         # Decoder: blocks at stage 3, 2, 1, pool_x and conv_x scale (AH-Net's forward);
         # the join before block 4 projects without upsampling (AH-Net's ``trans1``).
-        growth = scaled(GROWTH, width)
+        growth = scaled_channels(GROWTH, width)
         self.ups = nn.ModuleList()
         self.decoder_cells = nn.ModuleList()
         joins = reversed(skip_channels[:-1])  # stage 3, 2, 1, pool_x, conv_x

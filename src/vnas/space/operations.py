@@ -29,7 +29,7 @@ __all__ = [
     "conv_bn",
     "conv_max_pool_down",
     "depth_pool",
-    "scaled",
+    "scaled_channels",
     "trilinear",
 ]
 
@@ -37,8 +37,13 @@ DENSE_LAYERS = 3  # dense layers per decoder block (AH-Net)
 PVP_BINS = (1, 2, 3, 6)  # PSPNet's pooling bins, per axis
 
 
-def scaled(channels: int, width: float) -> int:
-    """Scale a width-1.0 channel count: ``max(2, round(channels * width))``."""
+def scaled_channels(channels: int, width: float) -> int:
+    """Scale a width-1.0 channel count: ``max(2, round(channels * width))``.
+
+    The one width rule of every network vnas builds (V-NAS, 3D U-Net, V-Net).
+    """
+    # At least 2: a single-channel layer is a bottleneck of one feature map, and one
+    # BatchNorm+ReLU channel that goes all-zero cuts the gradient to everything before it.
     return max(2, round(channels * width))
 
 
