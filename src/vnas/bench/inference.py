@@ -45,7 +45,7 @@ from vnas.bench.timing import (
     short_error,
     time_call,
 )
-from vnas.data.presets import PRESETS
+from vnas.data.presets import DATASET_PRESETS
 from vnas.eval.inference import DEFAULT_SW_BATCH_SIZE, WindowOptions, sliding_window_predict
 
 __all__ = ["calibrate_batchnorm", "compile_lever", "phantom_volume", "run_inference_suite"]
@@ -63,7 +63,7 @@ def phantom_volume(shape: Sequence[int], seed: int = 0) -> np.ndarray:
     from vnas.data.phantom import make_phantom
 
     image = make_phantom("nih", seed, 1, tuple(int(s) for s in shape)).image
-    np.clip(image, *PRESETS["nih"].hu_window, out=image)
+    np.clip(image, *DATASET_PRESETS["nih"].hu_window, out=image)
     image -= image.mean()
     image /= max(float(image.std()), 1e-6)
     return image
