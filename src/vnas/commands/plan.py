@@ -63,8 +63,8 @@ def dataset_name(raw: str | Path) -> str:
 
 def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
     """The params.yaml block: the plan's preprocessing, the paper's training settings."""
-    from vnas.commands.run_flags import WARMUP_FRACTION
     from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM
+    from vnas.search.config import WARMUP_FRACTION
 
     classes = {int(k): v for k, v in fingerprint["classes"].items() if int(k) != 0}
     return {
