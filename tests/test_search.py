@@ -1,6 +1,5 @@
 """``vnas search`` on the synthetic dataset: warm-up, α/β move, outputs, determinism."""
 
-import argparse
 import json
 import logging
 import shutil
@@ -10,7 +9,8 @@ import pandas as pd
 import pytest
 
 from vnas.cli import build_parser, main
-from vnas.search.task import warmup_iterations
+from vnas.engine.config import DataConfig, OptimConfig
+from vnas.search.config import ArchOptimConfig, SearchConfig, warmup_iterations
 from vnas.space.genotype import read_arch_json
 from vnas.space.models import NETWORK_VERSION
 
@@ -145,26 +145,22 @@ def test_finished_search_rerun_does_nothing(searched, synthetic_dataset, caplog)
 
 
 def test_warmup_as_a_fraction_in_epochs_or_in_iterations():
-    args = argparse.Namespace(
-        warmup_iterations=None,
-        warmup_epochs=None,
-        warmup_fraction=0.08,
-        iterations=40000,
-        batch_size=2,
-    )
+    def config(batch_size=2, **warmup):
+        return SearchConfig(
+            DataConfig("pre", "folds.json", 0, "out"),
+            OptimConfig(iterations=40000, batch_size=batch_size),
+            arch_optim=ArchOptimConfig(warmup_fraction=0.08, **warmup),
+        )
+
     # The default: the same share of every search, whatever the number of train cases.
-    assert warmup_iterations(args, n_train_cases=40) == 3200
-    assert warmup_iterations(args, n_train_cases=141) == 3200
-    args.warmup_epochs = 20.0
+    assert warmup_iterations(config(), n_train_cases=40) == 3200
+    assert warmup_iterations(config(), n_train_cases=141) == 3200
     # An epoch is 4 train cases x 8 patches / batch 2 = 16 iterations.
-    assert warmup_iterations(args, n_train_cases=4) == 320
-    args.batch_size = 3
-    assert warmup_iterations(args, n_train_cases=4) == 20 * 11
+    assert warmup_iterations(config(warmup_epochs=20.0), n_train_cases=4) == 320
+    assert warmup_iterations(config(3, warmup_epochs=20.0), n_train_cases=4) == 20 * 11
     # NIH: 40 train cases, batch 2: the paper's 20 epochs are the default fraction.
-    args.batch_size = 2
-    assert warmup_iterations(args, n_train_cases=40) == 0.08 * 40000
-    args.warmup_iterations = 7
-    assert warmup_iterations(args, n_train_cases=4) == 7
+    assert warmup_iterations(config(warmup_epochs=20.0), n_train_cases=40) == 0.08 * 40000
+    assert warmup_iterations(config(warmup_epochs=20.0, warmup_iterations=7), 4) == 7
 
 
 def test_paper_defaults_and_exclusive_warmup_flags(synthetic_dataset, tmp_path):

@@ -1,6 +1,5 @@
 """Search speed options: memory-lean (checkpointed) cells and GDAS single-path sampling."""
 
-import argparse
 import json
 
 import pytest
@@ -8,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from vnas.cli import main
-from vnas.engine.context import _identity_args
+from vnas.engine.config import identity_args
 from vnas.errors import VNASError
 from vnas.search.task import gdas_tau
 from vnas.space.genotype import ARCH_PRESETS, read_arch_json
@@ -115,9 +114,9 @@ def test_gdas_tau_anneals_linearly_from_start_to_end():
 
 def test_default_sampling_keeps_the_fingerprint_of_earlier_runs():
     base = {"lr": 0.05, "seed": 0, "out": "x", "memory_lean": True}
-    darts = _identity_args(argparse.Namespace(**base, sampling="darts", gdas_tau=[10.0, 0.1]))
+    darts = identity_args({**base, "sampling": "darts", "gdas_tau": [10.0, 0.1]})
     assert darts == {"lr": 0.05, "seed": 0}  # no new keys: same fingerprint as before
-    gdas = _identity_args(argparse.Namespace(**base, sampling="gdas", gdas_tau=[10.0, 0.1]))
+    gdas = identity_args({**base, "sampling": "gdas", "gdas_tau": [10.0, 0.1]})
     assert gdas == {"lr": 0.05, "seed": 0, "sampling": "gdas", "gdas_tau": [10.0, 0.1]}
 
 
@@ -162,16 +161,17 @@ def test_cpu_autocast_is_bfloat16_and_channels_last_is_the_cpu_default():
 
 
 def test_training_batches_and_model_in_channels_last(synthetic_dataset, tmp_path):
+    from vnas.data.batches import to_device
+    from vnas.engine.config import DataConfig, RunOptions, TrainConfig
     from vnas.engine.context import RunContext
-    from vnas.engine.retrain import to_device
 
     batch = {"image": torch.randn(2, 1, 32, 32, 32), "label": torch.zeros(2, 32, 32, 32)}
     image, _ = to_device(batch, torch.device("cpu"), channels_last=True)
     assert image.is_contiguous(memory_format=torch.channels_last_3d)
     for flag, expected in ((None, True), (False, False)):
-        ctx = RunContext(
-            argparse.Namespace(channels_last=flag), *[None] * 6, torch.device("cpu"), *[None] * 3
-        )
+        config = TrainConfig("mix", DataConfig("pre", "folds.json", 0, "out"),
+                             run=RunOptions(channels_last=flag))  # fmt: skip
+        ctx = RunContext(config, *[None] * 6, torch.device("cpu"), *[None] * 3)
         model = ctx.place(VNASNet(1, 2, 0.0625, ARCH_PRESETS["nih-paper"]))
         weight = model.stem[1][0].weight  # 4 in-channels: the two layouts differ
         assert weight.is_contiguous(memory_format=torch.channels_last_3d) == expected

@@ -25,6 +25,8 @@ import torch
 
 from vnas import __version__
 from vnas.bench.timing import median, peak_memory, time_call
+from vnas.data.batches import to_device
+from vnas.engine.config import OptimConfig
 from vnas.engine.device import (
     configure_backends,
     resolve_amp,
@@ -32,8 +34,8 @@ from vnas.engine.device import (
     resolve_device,
 )
 from vnas.engine.learner import WeightLearner, segmentation_loss
-from vnas.engine.retrain import to_device
 from vnas.search.architect import Architect
+from vnas.search.config import ArchOptimConfig
 from vnas.space.models import build_model, check_patch
 
 __all__ = ["format_table", "run_bench"]
@@ -61,7 +63,7 @@ def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
     model = build_model(arch, 1, NUM_CLASSES, args.width).to(device).train()
     if resolve_channels_last(None, device):  # as RunContext.place does for the commands
         model = model.to(memory_format=torch.channels_last_3d)
-    learner = WeightLearner(model, 10**6, lr=1e-4, device=device, amp=amp)
+    learner = WeightLearner(model, OptimConfig(iterations=10**6, lr=1e-4), device, amp)
     image, label = _random_batch(args.batch_size, args.patch, device, 0)
     result = {"arch": arch, "parameters": sum(p.numel() for p in learner.params)}
     with peak_memory(device) as mem:
@@ -69,7 +71,7 @@ def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
             lambda: learner.step(image, label), args.repeats, device
         )
         if arch == "search":
-            architect = Architect(model, segmentation_loss, device=device, amp=amp)
+            architect = Architect(model, segmentation_loss, ArchOptimConfig(), device, amp)
             val_image, val_label = _random_batch(args.batch_size, args.patch, device, 1)
 
             def iteration() -> None:

@@ -1,17 +1,17 @@
 """What GDAS single-path sampling does to the architecture a search finds (tiny scale).
 
-Short ``vnas search`` runs on a synthetic phantom dataset (written and preprocessed on
-the fly, like the test fixture), with the paper's DARTS-style mixture and with
-``--sampling gdas``, each from two seeds, at the paper's α/β learning rate and at a
-larger one (in a short search the paper's rate barely moves α, β away from uniform, so
-the argmax is close to a coin toss). Reported per run: the arch codes, seconds per
-iteration, and the median over cells of the largest α/β probability (how decided the
-search is; 1/3 is undecided); per pair of runs at the same learning rate: on how many
-of the 21 cells (16 encoder, 5 decoder) the codes agree (7 expected by chance). The
-DARTS-vs-DARTS agreement across seeds is the baseline that a DARTS-vs-GDAS agreement
-has to be read against. At this size (tiny network, few iterations, phantom data) the
-result says nothing about the paper's datasets; it shows the mechanism works and how
-far apart the two samplings land.
+Short searches (:func:`vnas.search.task.run_search`) on a synthetic phantom dataset
+(written and preprocessed on the fly, like the test fixture), with the paper's
+DARTS-style mixture and with GDAS sampling, each from two seeds, at the paper's α/β
+learning rate and at a larger one (in a short search the paper's rate barely moves α, β
+away from uniform, so the argmax is close to a coin toss). Reported per run: the arch
+codes, seconds per iteration, and the median over cells of the largest α/β probability
+(how decided the search is; 1/3 is undecided); per pair of runs at the same learning
+rate: on how many of the 21 cells (16 encoder, 5 decoder) the codes agree (7 expected by
+chance). The DARTS-vs-DARTS agreement across seeds is the baseline that a DARTS-vs-GDAS
+agreement has to be read against. At this size (tiny network, few iterations, phantom
+data) the result says nothing about the paper's datasets; it shows the mechanism works
+and how far apart the two samplings land.
 """
 
 from __future__ import annotations
@@ -26,7 +26,16 @@ import pandas as pd
 
 from vnas.bench.timing import median
 from vnas.data.synth import synthetic_pancreas_study
-from vnas.space.genotype import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, Genotype
+from vnas.engine.config import DataConfig, OptimConfig, RunOptions
+from vnas.search.config import ArchOptimConfig, SearchConfig
+from vnas.search.task import run_search
+from vnas.space.genotype import (
+    ARCH_JSON,
+    NUM_DECODER_BLOCKS,
+    NUM_ENCODER_CELLS,
+    Genotype,
+    read_arch_json,
+)
 from vnas.space.network import SAMPLINGS
 
 __all__ = ["code_agreement", "run_sampling_suite"]
@@ -54,35 +63,21 @@ def _search(
     arch_lr: float,
     settings: dict,
 ) -> dict:
-    from vnas.cli import main
-    from vnas.space.genotype import read_arch_json
-
-    argv = [
-        "search",
-        "--preprocessed", str(preprocessed),
-        "--folds", str(folds),
-        "--fold", "0",
-        "--out", str(out),
-        "--iterations", str(settings["iterations"]),
-        "--warmup-iterations", str(settings["warmup"]),
-        "--width", str(settings["width"]),
-        "--patch", *map(str, settings["patch"]),
-        "--batch-size", "2",
-        "--workers", "0",
-        "--device", settings["device"],
-        "--seed", str(seed),
-        "--sampling", sampling,
-        "--arch-lr", str(arch_lr),
-        "--loss", settings["loss"],
-        "--log-every", str(max(1, settings["iterations"] // 10)),
-        "--checkpoint-every", str(10**9),
-    ]  # fmt: skip
+    config = SearchConfig(
+        DataConfig(str(preprocessed), str(folds), 0, str(out), tuple(settings["patch"])),
+        OptimConfig(iterations=settings["iterations"], width=settings["width"], seed=seed,
+                    loss=settings["loss"]),
+        RunOptions(device=settings["device"], workers=0, checkpoint_every=10**9,
+                   log_every=max(1, settings["iterations"] // 10)),
+        ArchOptimConfig(arch_lr=arch_lr, warmup_iterations=settings["warmup"]),
+        sampling=sampling,
+    )  # fmt: skip
     t0 = time.perf_counter()
-    status = main(argv)
+    status = run_search(config)
     seconds = time.perf_counter() - t0
     if status != 0:
         raise RuntimeError(f"vnas search ({sampling}, seed {seed}) exited with {status}")
-    record = read_arch_json(out / "arch.json")
+    record = read_arch_json(out / ARCH_JSON)
     probs = [max(row) for row in record["alpha_probs"] + record["beta_probs"]]
     last = pd.read_csv(out / "trajectory.csv").iloc[-1]
     return {

@@ -43,6 +43,7 @@ from pathlib import Path
 import torch
 
 from vnas.bench.machine import describe_machine, load_average, matmul_limit
+from vnas.data.presets import preset_patches
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
@@ -56,8 +57,9 @@ PARTS = ("hardware", "training", "levers", "inference", "data", "sampling", "mem
 #: Parts run only when named (``all`` leaves them out).
 EXTRA_PARTS = ("gpu",)
 INFERENCE_ARCH = "nih-paper"
-#: NIH's training patch (the paper's largest): the CUDA default and the memory budget's.
-NIH_PATCH = (64, 96, 96)  # TODO(lead): take from vnas.data.presets
+#: NIH's training and test patches (the paper's largest): the CUDA default and the memory
+#: budget's.
+NIH_PATCH, NIH_TEST_PATCH = preset_patches("nih")
 MEMORY_PATCH = NIH_PATCH
 
 
@@ -122,7 +124,7 @@ class SuiteSizes:
     sampling_warmup: int
     memory_widths: tuple[float, ...]
     # NIH's test patch, on the CPU and on CUDA
-    test_patch: tuple[int, int, int] = (64, 64, 64)  # TODO(lead): take from vnas.data.presets
+    test_patch: tuple[int, int, int] = NIH_TEST_PATCH
     data_volume: tuple[int, int, int] = (200, 512, 512)
 
 

@@ -26,9 +26,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vnas.bench.breakdown import run_breakdown
 from vnas.bench.timing import interleaved_times, median, paired_ratio, short_error, time_call
+from vnas.engine.config import OptimConfig
 from vnas.engine.device import resolve_channels_last
 from vnas.engine.learner import WeightLearner, segmentation_loss
 from vnas.search.architect import Architect
+from vnas.search.config import ArchOptimConfig
 from vnas.space.arch_stats import count_parameters
 from vnas.space.models import build_model
 
@@ -153,14 +155,14 @@ def build_step(variant: Variant, settings: StepSettings, seed: int) -> Step:
     parameters = count_parameters(model)
     net = torch.compile(model) if variant.compile else model
     amp = settings.amp if variant.autocast is None else variant.autocast
-    learner = WeightLearner(model, 10**9, lr=LR, device=device, amp=amp)
+    learner = WeightLearner(model, OptimConfig(iterations=10**9, lr=LR), device, amp)
     learner.model = net
     image, label = _random_batch(settings, seed, variant.channels_last)
     if not variant.arch_step:
         return Step(
             lambda: learner.step(image, label), parameters, model, [learner.optimizer], learner
         )
-    architect = Architect(model, segmentation_loss, device=device, amp=amp)
+    architect = Architect(model, segmentation_loss, ArchOptimConfig(), device, amp)
     architect.model = net
     val_image, val_label = _random_batch(settings, seed + 1, variant.channels_last)
 

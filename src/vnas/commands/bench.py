@@ -15,13 +15,13 @@ import logging
 from pathlib import Path
 
 from vnas.commands.run_flags import (
+    add_device_arguments,
     add_dims_argument,
     non_negative_int,
     overlap_fraction,
     positive_float,
     positive_int,
 )
-from vnas.engine.device import add_device_arguments
 from vnas.files.outputs import add_force_argument
 
 logger = logging.getLogger(__name__)

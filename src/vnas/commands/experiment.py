@@ -18,8 +18,10 @@ from vnas.commands.run_flags import (
     positive_float,
     positive_int,
 )
+from vnas.engine.config import config_from_flat
 from vnas.errors import VNASError
 from vnas.files.outputs import add_force_argument, claim_file, output_dir, signed
+from vnas.search.config import ProbeConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -71,13 +73,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_common_args(probe)
     probe.add_argument("--at", type=non_negative_int, nargs="+", required=True,
                        metavar="ITERATION", help="iterations at which to measure")  # fmt: skip
-    probe.add_argument("--batches", type=positive_int, default=100, help="validation batches")
+    probe.add_argument("--batches", type=positive_int, default=ProbeConfig.batches,
+                       help="validation batches")  # fmt: skip
     probe.add_argument("--arch-steps", type=positive_int, required=True,
                        help="architecture steps of the search to compare with")  # fmt: skip
     probe.add_argument("--compare-lr", type=positive_float, required=True,
                        help="that search's alpha/beta learning rate")  # fmt: skip
-    probe.set_defaults(func=run_probe, arch_lr=0.0, arch_weight_decay=0.0,
-                       arch_betas=[0.5, 0.999], sampling="darts", memory_lean=False)  # fmt: skip
+    probe.set_defaults(func=run_probe)
 
 
 def run_summarize(args: argparse.Namespace) -> int:
@@ -125,4 +127,4 @@ def run_report(args: argparse.Namespace) -> int:
 def run_probe(args: argparse.Namespace) -> int:
     from vnas.search.probe import run_probe as probe
 
-    return probe(args)
+    return probe(config_from_flat(ProbeConfig, vars(args)))

@@ -61,8 +61,12 @@ def dataset_name(raw: str | Path) -> str:
 
 def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
     """The params.yaml block: the plan's preprocessing, the paper's training settings."""
-    from vnas.commands.run_flags import WARMUP_FRACTION
+    from vnas.engine.config import OptimConfig
+    from vnas.eval.inference import DEFAULT_WINDOW
     from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM
+    from vnas.search.config import ArchOptimConfig
+
+    optim, arch_optim = OptimConfig(), ArchOptimConfig()
 
     classes = {int(k): v for k, v in fingerprint["classes"].items() if int(k) != 0}
     return {
@@ -72,16 +76,16 @@ def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
         "spacing": plan["spacing"],
         "classes": classes,
         "folds": 4,
-        "width": 1.0,
+        "width": optim.width,
         "patch": plan["patch"],
         "test_patch": list(plan["patch"]),
-        "batch_size": 2,
-        "search_iterations": 40000,
-        "warmup_fraction": WARMUP_FRACTION,
-        "arch_lr_rule": "fixed",  # the paper's 3e-4 at its 40,000 iterations
-        "loss": "ce",
-        "train_iterations": 40000,
-        "overlap": 0.5,
+        "batch_size": optim.batch_size,
+        "search_iterations": optim.iterations,
+        "warmup_fraction": arch_optim.warmup_fraction,
+        "arch_lr_rule": arch_optim.arch_lr_rule,  # the paper's 3e-4 at its 40,000 iterations
+        "loss": optim.loss,
+        "train_iterations": optim.iterations,
+        "overlap": DEFAULT_WINDOW.overlap,
         "nsd_tolerance_mm": [DEFAULT_NSD_TOLERANCE_MM] * len(classes),
         "methods": ["vnas", "mix", "unet3d", "vnet"],
         "random_samples": 0,  # the Random baseline's architectures (docs/search.md)

@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.run_flags import (
-    WARMUP_FRACTION,
     add_common_args,
     fraction,
     non_negative_float,
     non_negative_int,
     positive_float,
+    search_config,
 )
-from vnas.search.arch_lr import ARCH_LR_RULES
+from vnas.search.arch_lr import ARCH_LR_RULES, PAPER_ARCH_STEPS
+from vnas.search.config import SAMPLES_PER_CASE, ArchOptimConfig, SearchConfig
 from vnas.space.network import SAMPLINGS
 
 
@@ -30,26 +31,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     arch.add_argument(
         "--arch-lr-rule",
         choices=ARCH_LR_RULES,
-        default="fixed",
+        default=ArchOptimConfig.arch_lr_rule,
         help="fixed (the paper): --arch-lr as given; matched_movement: "
-        "--arch-lr x 36800 / (this search's architecture steps), the total Adam movement "
-        "of the paper's 40,000 iterations after an 8%% warm-up, for short searches "
-        "(docs/search.md)",
+        f"--arch-lr x {PAPER_ARCH_STEPS} / (this search's architecture steps), the total "
+        "Adam movement of the paper's 40,000 iterations after an 8%% warm-up, for short "
+        "searches (docs/search.md)",
     )
     arch.add_argument(
-        "--arch-lr", type=non_negative_float, default=3e-4, help="alpha/beta Adam learning rate"
+        "--arch-lr",
+        type=non_negative_float,
+        default=ArchOptimConfig.arch_lr,
+        help="alpha/beta Adam learning rate",
     )
     arch.add_argument(
         "--arch-weight-decay",
         type=non_negative_float,
-        default=1e-3,
+        default=ArchOptimConfig.arch_weight_decay,
         help="alpha/beta Adam weight decay",
     )
     arch.add_argument(
         "--arch-betas",
         type=non_negative_float,
         nargs=2,
-        default=[0.5, 0.999],
+        default=list(ArchOptimConfig.arch_betas),  # as nargs=2 parses it
         metavar=("B1", "B2"),
         help="Adam betas (DARTS's)",
     )
@@ -57,7 +61,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     warmup.add_argument(
         "--warmup-fraction",
         type=fraction,
-        default=WARMUP_FRACTION,
+        default=ArchOptimConfig.warmup_fraction,
         help="share of the iterations before alpha/beta steps start; the default is the "
         "paper's 20 epochs of its 40,000-iteration NIH search (docs/search.md)",
     )
@@ -65,7 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--warmup-epochs",
         type=non_negative_float,
         help="weight-only epochs before alpha/beta steps start instead; an epoch is "
-        "(train cases x 8) patches",
+        f"(train cases x {SAMPLES_PER_CASE}) patches",
     )
     warmup.add_argument(
         "--warmup-iterations",
@@ -76,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     speed.add_argument(
         "--sampling",
         choices=SAMPLINGS,
-        default="darts",
+        default=SearchConfig.sampling,
         help="darts (the paper): every cell mixes its three ops; gdas: NOT the paper's "
         "method, each cell runs one op drawn from a hard Gumbel-softmax of its alpha/beta "
         "row per step (GDAS, Dong & Yang 2019), cheaper per step (BENCHMARKS.md measures "
@@ -86,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--gdas-tau",
         type=positive_float,
         nargs=2,
-        default=[10.0, 0.1],
+        default=list(SearchConfig.gdas_tau),
         metavar=("START", "END"),
         help="GDAS Gumbel-softmax temperature, annealed linearly over the iterations (GDAS's)",
     )
@@ -102,4 +106,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.search.task import run_search
 
-    return run_search(args)
+    return run_search(search_config(args))

@@ -9,8 +9,9 @@ from vnas.commands.run_flags import (
     add_dims_argument,
     non_negative_int,
     positive_int,
+    train_config,
 )
-from vnas.engine.pseudo_dice import VAL_EVERY, VAL_PATCHES
+from vnas.engine.config import TrainConfig
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,7 +36,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     val.add_argument(
         "--val-every",
         type=non_negative_int,
-        default=VAL_EVERY,
+        default=TrainConfig.val_every,
         help="measure the pseudo-Dice on held-out patches of the fold's test cases every N "
         "iterations and after the last, logged to metrics.csv, dvclive and progress.png "
         "(0: off)",
@@ -43,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     val.add_argument(
         "--val-patches",
         type=positive_int,
-        default=VAL_PATCHES,
+        default=TrainConfig.val_patches,
         help="fixed held-out patches the pseudo-Dice is measured on",
     )
     parser.set_defaults(func=run)
@@ -52,4 +53,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.engine.retrain import run_training
 
-    return run_training(args)
+    return run_training(train_config(args))

@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.commands.run_flags import add_dims_argument, overlap_fraction, positive_int
-from vnas.engine.device import add_device_arguments, configure_backends, resolve_amp, resolve_device
+from vnas.commands.run_flags import (
+    add_device_arguments,
+    add_dims_argument,
+    overlap_fraction,
+    positive_int,
+)
+from vnas.engine.device import configure_backends, resolve_amp, resolve_device
 from vnas.eval.inference import DEFAULT_WINDOW, ENGINES, WindowOptions
 
 __all__ = ["add_inference_args", "inference_options"]

@@ -20,7 +20,7 @@ import torch
 from vnas.data.augment import random_rotate_flip
 from vnas.data.patches import PatchDataset, make_loader
 
-__all__ = ["IndexSeededPatches", "batch_stream"]
+__all__ = ["IndexSeededPatches", "batch_stream", "to_device"]
 
 
 class IndexSeededPatches(PatchDataset):
@@ -99,3 +99,14 @@ def batch_stream(
         seed=seed,
     )
     return iter(make_loader(dataset, batch_size, workers=workers, pin_memory=pin_memory))
+
+
+def to_device(
+    batch: dict, device: torch.device, channels_last: bool = False
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move a batch's image and label to ``device`` (asynchronously from pinned memory),
+    the image in ``channels_last_3d`` memory format if asked."""
+    image = batch["image"].to(device, non_blocking=True)
+    if channels_last:
+        image = image.contiguous(memory_format=torch.channels_last_3d)
+    return image, batch["label"].to(device, non_blocking=True)

@@ -2,19 +2,24 @@
 
 A preset names a reader layout and the paper's preprocessing for that dataset:
 
-============================  =========  ===============  ==========================
-preset                        layout     HU window        target spacing (sz, sy, sx)
-============================  =========  ===============  ==========================
-``nih``                       nih        [-100, 240]      none (native grid)
-``lung``                      msd        [-1000, 1000]    none (native grid)
-``pancreas``                  msd        [-100, 240]      (1.0, 1.0, 1.0) mm
-``synthetic-nih``             nih        [-100, 240]      none
-``synthetic-lung``            msd        [-1000, 1000]    none
-``synthetic-pancreas``        msd        [-100, 240]      (2.5, 1.0, 1.0) mm
-``synthetic-tubes``           msd        [-100, 240]      (2.5, 1.0, 1.0) mm
-``nnunet``                    nnunet     ``--hu-window``  none
-``msd``                       msd        ``--hu-window``  none
-============================  =========  ===============  ==========================
+======================  ======  ===============  ===================  ========  ==========
+preset                  layout  HU window        target spacing (mm)  patch     test patch
+======================  ======  ===============  ===================  ========  ==========
+``nih``                 nih     [-100, 240]      none (native grid)   64×96×96  64³
+``lung``                msd     [-1000, 1000]    none (native grid)   64³       64³
+``pancreas``            msd     [-100, 240]      (1.0, 1.0, 1.0)      64³       64³
+``synthetic-nih``       nih     [-100, 240]      none                 64×96×96  64³
+``synthetic-lung``      msd     [-1000, 1000]    none                 64³       64³
+``synthetic-pancreas``  msd     [-100, 240]      (2.5, 1.0, 1.0)      64³       64³
+``synthetic-tubes``     msd     [-100, 240]      (2.5, 1.0, 1.0)      64³       64³
+``nnunet``              nnunet  ``--hu-window``  none                 64³       64³
+``msd``                 msd     ``--hu-window``  none                 64³       64³
+======================  ======  ===============  ===================  ========  ==========
+
+Spacings are ``(sz, sy, sx)``; patches ``(D, H, W)``, the training patch and the
+sliding-window patch of evaluation (:func:`preset_patches`). NIH trains on the paper's
+96×96×64 (x×y×z) and tests on 64³; MSD Lung and Pancreas use 64³ for both, and so do the
+presets the paper does not cover. A ``synthetic-X`` preset has X's patches.
 
 ``nnunet`` and ``msd`` are for datasets the paper does not use: any nnU-Net v2 raw
 dataset or MSD task. They carry no HU window; ``vnas plan`` proposes one (and a target
@@ -38,6 +43,10 @@ from vnas.errors import VNASError
 
 #: The one array orientation every preprocessed volume has (see ``vnas.data.geometry``).
 ORIENTATION = "LPS"
+#: The patch ``(D, H, W)`` of training and evaluation unless a preset says otherwise.
+DEFAULT_PATCH = (64, 64, 64)
+#: NIH's training patch: the paper's 96×96×64 in x×y×z.
+NIH_PATCH = (64, 96, 96)
 
 
 @dataclass(frozen=True)
@@ -50,6 +59,8 @@ class Preset:
         hu_window: ``(low, high)`` HU clip, or ``None`` when the user must give one.
         spacing: target voxel size ``(sz, sy, sx)`` in mm, or ``None`` to keep the native grid.
         skip_cases: NIH case numbers left out by default, with the reason logged.
+        patch: the default training patch ``(D, H, W)`` (``--patch``).
+        test_patch: the default sliding-window patch of evaluation (``--test-patch``).
     """
 
     name: str
@@ -57,6 +68,8 @@ class Preset:
     hu_window: tuple[float, float] | None
     spacing: tuple[float, float, float] | None = None
     skip_cases: tuple[int, ...] = ()
+    patch: tuple[int, int, int] = DEFAULT_PATCH
+    test_patch: tuple[int, int, int] = DEFAULT_PATCH
 
 
 # NIH Pancreas-CT cases 25 and 70 are duplicates of other cases in the current TCIA
@@ -66,10 +79,10 @@ NIH_DUPLICATES = (25, 70)
 DATASET_PRESETS: dict[str, Preset] = {
     p.name: p
     for p in (
-        Preset("nih", "nih", (-100.0, 240.0), None, NIH_DUPLICATES),
+        Preset("nih", "nih", (-100.0, 240.0), None, NIH_DUPLICATES, NIH_PATCH),
         Preset("lung", "msd", (-1000.0, 1000.0), None),
         Preset("pancreas", "msd", (-100.0, 240.0), (1.0, 1.0, 1.0)),
-        Preset("synthetic-nih", "nih", (-100.0, 240.0), None),
+        Preset("synthetic-nih", "nih", (-100.0, 240.0), None, patch=NIH_PATCH),
         Preset("synthetic-lung", "msd", (-1000.0, 1000.0), None),
         Preset("synthetic-pancreas", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
         Preset("synthetic-tubes", "msd", (-100.0, 240.0), (2.5, 1.0, 1.0)),
@@ -87,6 +100,14 @@ def get_preset(name: str) -> Preset:
         raise VNASError(
             f"unknown dataset preset {name!r}; choose one of {', '.join(DATASET_PRESETS)}"
         ) from None
+
+
+def preset_patches(name: str | None) -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """Default ``(train patch, test patch)`` of the dataset preset ``name`` (what a
+    preprocessed ``dataset.json`` records); :data:`DEFAULT_PATCH` for an unknown or
+    missing preset."""
+    preset = DATASET_PRESETS.get(name or "")
+    return (preset.patch, preset.test_patch) if preset else (DEFAULT_PATCH, DEFAULT_PATCH)
 
 
 def preprocessing_settings(

@@ -1,5 +1,7 @@
 """The run machinery search and retraining share (§4.1): optimiser, loop, run folders.
 
+- :mod:`~vnas.engine.config`: a run's settings as typed configs, the paper's defaults,
+  and what ``config.json`` records and fingerprints of them.
 - :mod:`~vnas.engine.learner`, :mod:`~vnas.engine.schedule`, :mod:`~vnas.engine.losses`:
   the weight step (SGD, poly decay, cross-entropy).
 - :mod:`~vnas.engine.loop`: iterations with progress, curves, checkpoints and resume.

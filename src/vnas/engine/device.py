@@ -9,7 +9,6 @@ by default (:func:`resolve_channels_last`).
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import os
@@ -21,7 +20,6 @@ from vnas.errors import VNASError
 __all__ = [
     "DEVICES",
     "GPU_JOB_VARIABLES",
-    "add_device_arguments",
     "autocast",
     "configure_backends",
     "gpu_node_hint",
@@ -34,23 +32,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cpu", "cuda")
-
-
-def add_device_arguments(parser: argparse._ActionsContainer) -> None:
-    """``--device`` and ``--amp``, with the defaults every command shares."""
-    parser.add_argument(
-        "--device",
-        choices=DEVICES,
-        default="auto",
-        help="auto: cuda when PyTorch sees a GPU (a warning where it sees none on a GPU "
-        "node), else the CPU; cuda: fail at once without one",
-    )
-    parser.add_argument(
-        "--amp",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="float16 mixed precision on CUDA (default: on for CUDA, off on the CPU)",
-    )
 
 
 #: Environment variables that a GPU scheduler sets on a node with GPUs for the job.

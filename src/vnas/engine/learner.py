@@ -1,16 +1,16 @@
 """The weight step shared by search and retraining: SGD with poly decay, a loss, AMP.
 
-Paper §4.1: SGD, lr 0.05, momentum 0.9, weight decay 5e-4, polynomial decay with power
-0.9 over all iterations; the loss is the voxel-wise cross-entropy (``vnas.engine.losses``).
+Paper §4.1: SGD with momentum and weight decay, polynomial decay over all iterations, the
+voxel-wise cross-entropy (``vnas.engine.losses``); the values are
+:class:`vnas.engine.config.OptimConfig`'s.
 """
 
 from __future__ import annotations
 
-import argparse
-
 import torch
 from torch import nn
 
+from vnas.engine.config import OptimConfig
 from vnas.engine.device import autocast, make_scaler
 from vnas.engine.losses import cross_entropy, get_loss
 from vnas.engine.schedule import poly_schedule
@@ -28,27 +28,21 @@ class WeightLearner:
     Args:
         model: the network; for a V-NAS network only ``weight_parameters()`` are
             optimised, otherwise every parameter that requires a gradient.
-        iterations: total weight steps, the length of the poly schedule.
-        lr, momentum, weight_decay, poly_power: SGD and schedule settings.
-        device: the model's device.
+        optim: iterations (the length of the poly schedule), SGD and schedule settings
+            and the loss.
+        device: the model's device (default: that of its parameters).
         amp: mixed precision (autocast + ``GradScaler``).
-        loss_fn: ``loss_fn(logits, label) -> scalar``.
     """
 
     def __init__(
         self,
         model: nn.Module,
-        iterations: int,
-        lr: float = 0.05,
-        momentum: float = 0.9,
-        weight_decay: float = 5e-4,
-        poly_power: float = 0.9,
+        optim: OptimConfig,
         device: torch.device | None = None,
         amp: bool = False,
-        loss_fn=segmentation_loss,
     ) -> None:
         self.model = model
-        self.loss_fn = loss_fn
+        self.loss_fn = get_loss(optim.loss)
         params = (
             model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters()
         )
@@ -56,27 +50,10 @@ class WeightLearner:
         self.device = device or self.params[0].device
         self.amp = amp
         self.optimizer = torch.optim.SGD(
-            self.params, lr=lr, momentum=momentum, weight_decay=weight_decay
+            self.params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
         )
-        self.scheduler = poly_schedule(self.optimizer, iterations, poly_power)
+        self.scheduler = poly_schedule(self.optimizer, optim.iterations, optim.poly_power)
         self.scaler = make_scaler(self.device, amp)
-
-    @classmethod
-    def from_args(
-        cls, model: nn.Module, args: argparse.Namespace, device: torch.device, amp: bool
-    ) -> WeightLearner:
-        """The learner of ``vnas search``/``vnas train`` from their common flags."""
-        return cls(
-            model,
-            args.iterations,
-            lr=args.lr,
-            momentum=args.momentum,
-            weight_decay=args.weight_decay,
-            poly_power=args.poly_power,
-            device=device,
-            amp=amp,
-            loss_fn=get_loss(args.loss),
-        )
 
     @property
     def lr(self) -> float:

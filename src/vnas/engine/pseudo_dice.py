@@ -27,13 +27,8 @@ from monai.networks.utils import one_hot
 from vnas.data.batches import IndexSeededPatches
 from vnas.engine.device import autocast
 
-__all__ = ["PSEUDO_DICE", "VAL_EVERY", "VAL_PATCHES", "PseudoDice"]
+__all__ = ["PSEUDO_DICE", "PseudoDice"]
 
-#: Default ``--val-every``: one evaluation per nnU-Net "epoch" of 250 iterations; at 16
-#: patches of forward passes only, about 1 % of the training's compute.
-VAL_EVERY = 250
-#: Default ``--val-patches``.
-VAL_PATCHES = 16
 #: Name of the mean over the foreground classes in the curves (``pseudo_dice_<class>``
 #: for each class).
 PSEUDO_DICE = "pseudo_dice"

@@ -16,14 +16,14 @@ checkpoint).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 
 import torch
 
-from vnas.data.batches import batch_stream
+from vnas.data.batches import batch_stream, to_device
 from vnas.engine.checkpoint import MODEL_NAME
+from vnas.engine.config import TrainConfig
 from vnas.engine.context import RunContext, prepare_run
 from vnas.engine.learner import WeightLearner
 from vnas.engine.loop import Divergence, run_loop
@@ -43,17 +43,6 @@ RESULTS = (MODEL_NAME, METRICS_CSV)
 LOGS = ("dvclive", PROGRESS_PNG)
 
 
-def to_device(
-    batch: dict, device: torch.device, channels_last: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Move a batch's image and label to ``device`` (asynchronously from pinned memory),
-    the image in ``channels_last_3d`` memory format if asked."""
-    image = batch["image"].to(device, non_blocking=True)
-    if channels_last:
-        image = image.contiguous(memory_format=torch.channels_last_3d)
-    return image, batch["label"].to(device, non_blocking=True)
-
-
 class RetrainTask:
     """Weight steps on batches of the fold's train ∪ val cases.
 
@@ -66,28 +55,27 @@ class RetrainTask:
     def __init__(
         self, ctx: RunContext, model: torch.nn.Module, validation: PseudoDice | None = None
     ) -> None:
-        args = ctx.args
         self.ctx = ctx
         self.model = model
         self.cases = ctx.split["train"] + ctx.split["val"]
-        self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
-        self.voxels_per_iteration = args.batch_size * math.prod(ctx.patch)
+        self.learner = WeightLearner(model, ctx.config.optim, ctx.device, ctx.amp)
+        self.voxels_per_iteration = ctx.config.optim.batch_size * math.prod(ctx.patch)
         self.batches = iter(())
         self.validation = validation
-        self.val_every = args.val_every
+        self.val_every = ctx.config.val_every
 
     def start(self, iteration: int) -> None:
-        args = self.ctx.args
+        config = self.ctx.config
         self.batches = batch_stream(
-            args.preprocessed,
+            config.data.preprocessed,
             self.cases,
             self.ctx.patch,
-            args.batch_size,
+            config.optim.batch_size,
             start=iteration,
-            stop=args.iterations,
-            seed=args.seed,
-            fg_ratio=args.fg_ratio,
-            workers=args.workers,
+            stop=config.optim.iterations,
+            seed=config.optim.seed,
+            fg_ratio=config.data.fg_ratio,
+            workers=config.run.workers,
             pin_memory=self.ctx.pin_memory,
         )
 
@@ -99,7 +87,7 @@ class RetrainTask:
         if self.validation is None:
             return {"train_loss": loss}
         n = iteration + 1
-        if n % self.val_every == 0 or n == self.ctx.args.iterations:
+        if n % self.val_every == 0 or n == self.ctx.config.optim.iterations:
             ctx = self.ctx
             dice = self.validation(self.model, ctx.device, ctx.amp, ctx.channels_last)
         else:
@@ -119,62 +107,58 @@ class RetrainTask:
 def _validation(ctx: RunContext) -> PseudoDice | None:
     """The pseudo-Dice on the fold's test cases, or None (``--val-every 0``, no test
     cases)."""
-    args = ctx.args
-    if not args.val_every:
+    config = ctx.config
+    if not config.val_every:
         return None
     if not ctx.split["test"]:
-        logger.warning("fold %d has no test cases: no validation pseudo-Dice", args.fold)
+        logger.warning("fold %d has no test cases: no validation pseudo-Dice", config.data.fold)
         return None
     return PseudoDice(
-        args.preprocessed,
+        config.data.preprocessed,
         ctx.split["test"],
         ctx.patch,
-        ctx.config["classes"],
-        patches=args.val_patches,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        fg_ratio=args.fg_ratio,
+        ctx.record["classes"],
+        patches=config.val_patches,
+        batch_size=config.optim.batch_size,
+        seed=config.optim.seed,
+        fg_ratio=config.data.fg_ratio,
     )
 
 
-def run_training(args: argparse.Namespace) -> int:
-    """``vnas train``: retrain ``args.arch`` on fold ``args.fold``; see the module docstring."""
-    arch = describe_arch(args.arch)
+def run_training(config: TrainConfig) -> int:
+    """``vnas train``: retrain ``config.arch`` on fold ``config.data.fold``; see the module
+    docstring."""
+    arch = describe_arch(config.arch)
     if arch["kind"] == "search":
         raise VNASError(
             "--arch search trains the search network itself; use `vnas search` to search, "
             "then train the arch.json it writes (or `mix` for the equal-weights baseline)"
         )
+    optim = config.optim
     with prepare_run(
-        args,
-        command="train",
-        arch=arch,
-        test_patch=True,
-        require=("train",),
-        results=RESULTS,
-        owned=LOGS,
+        config, command="train", arch=arch, require=("train",), results=RESULTS, owned=LOGS
     ) as ctx:
         if ctx.state is RunState.DONE:
             logger.info("%s: this run has already finished; nothing to do", ctx.out)
             return 0
 
-        model = ctx.place(build_model(args.arch, 1, ctx.num_classes, args.width))
+        model = ctx.place(build_model(config.arch, 1, ctx.num_classes, optim.width))
         logger.info(
             "training %s (%s) on fold %d: %d cases, patch %s, %d iterations, device %s%s",
-            args.arch,
+            config.arch,
             arch["kind"],
-            args.fold,
+            config.data.fold,
             len(ctx.split["train"]) + len(ctx.split["val"]),
             "x".join(map(str, ctx.patch)),
-            args.iterations,
+            optim.iterations,
             ctx.device,
             " (AMP)" if ctx.amp else "",
         )
         task = RetrainTask(ctx, model, _validation(ctx))
         settings = ctx.loop_settings(
             METRICS_CSV,
-            f"train {arch['name']} fold {args.fold}",
-            progress_every=args.val_every if task.validation else args.checkpoint_every,
+            f"train {arch['name']} fold {config.data.fold}",
+            progress_every=config.val_every if task.validation else config.run.checkpoint_every,
         )
         run_loop(task, settings, resume=ctx.state is RunState.RESUME)
         atomic_save_torch(model.state_dict(), ctx.out / MODEL_NAME)

@@ -10,7 +10,6 @@ by pandas' ``to_markdown``.
 
 from __future__ import annotations
 
-import argparse
 import base64
 import json
 import os
@@ -126,22 +125,21 @@ def architecture_codes(search_dirs: Sequence[Path], aggregate: Path | None) -> p
 
 def search_settings(search_dirs: list[Path]) -> str:
     """A Markdown table of the searches' settings, one row per fold, from their
-    ``config.json``; the warm-up as resolved by :func:`vnas.search.task.warmup_iterations`,
+    ``config.json``; the warm-up as resolved by :func:`vnas.search.config.warmup_iterations`,
     the α/β learning rate as scaled by its rule (:mod:`vnas.search.arch_lr`), and, where the
     search wrote its ``diagnostics.json``, how many cells it decided."""
-    from vnas.commands.run_flags import WARMUP_FRACTION
+    from vnas.engine.config import config_from_flat
     from vnas.search.arch_lr import scaled_arch_lr
+    from vnas.search.config import SearchConfig, warmup_iterations
     from vnas.search.diagnostics import DECIDED_PROB
-    from vnas.search.task import warmup_iterations
 
     rows = []
     for folder in search_dirs:
         config = read_config(folder)
         args = config["args"]
-        defaults = {"warmup_iterations": None, "warmup_epochs": None}
-        resolved = argparse.Namespace(**{"warmup_fraction": WARMUP_FRACTION, **defaults, **args})
+        resolved = config_from_flat(SearchConfig, args)  # settings added later: their default
         warmup = warmup_iterations(resolved, len(config["cases"]["train"]))
-        rule = args.get("arch_lr_rule", "fixed")
+        rule = resolved.arch_optim.arch_lr_rule
         arch_lr = scaled_arch_lr(rule, args["arch_lr"], args["iterations"] - warmup)
         decided, span = _decided(folder)
         rows.append({

@@ -1,5 +1,6 @@
 """The architecture search (§3.4, Algorithm 1) and what is done with its result (§4.1).
 
+- :mod:`~vnas.search.config`: a search's settings (the α/β step's defaults, the warm-up).
 - :mod:`~vnas.search.architect`: the first-order α/β step (Adam).
 - :mod:`~vnas.search.arch_lr`: the α/β learning rate, the paper's or scaled to a short search.
 - :mod:`~vnas.search.task`: one fold's search, weight and architecture steps alternating.

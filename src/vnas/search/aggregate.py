@@ -24,14 +24,13 @@ from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import check_distinct, claim_file, signed
 from vnas.search.diagnostics import cross_search_diagnostics
-from vnas.space.genotype import read_arch_json, write_arch_json
+from vnas.space.genotype import ARCH_JSON, read_arch_json, write_arch_json
 from vnas.space.models import check_network_version
 
 __all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
 
 logger = logging.getLogger(__name__)
 
-ARCH_JSON = "arch.json"
 # log(0) would be -inf, which JSON cannot hold; no softmax output is this small anyway.
 MIN_PROB = 1e-30
 

@@ -11,15 +11,16 @@ warm-up is already a share of the search (``--warmup-fraction``).
 
 from __future__ import annotations
 
-from vnas.commands.run_flags import WARMUP_FRACTION
+from vnas.engine.config import OptimConfig
+from vnas.search.config import WARMUP_FRACTION
 
 __all__ = ["ARCH_LR_RULES", "PAPER_ARCH_STEPS", "PAPER_ITERATIONS", "scaled_arch_lr"]
 
 #: How the α/β learning rate is set: ``fixed`` (``--arch-lr`` as given, the paper) or
 #: ``matched_movement`` (scaled to this search's architecture steps).
 ARCH_LR_RULES = ("fixed", "matched_movement")
-#: The paper's search: 40,000 iterations (§4.1).
-PAPER_ITERATIONS = 40_000
+#: The paper's search: 40,000 iterations (§4.1), the default of every run.
+PAPER_ITERATIONS = OptimConfig.iterations
 #: Its architecture steps: the iterations after the warm-up (8 %), 36,800.
 PAPER_ARCH_STEPS = PAPER_ITERATIONS - round(WARMUP_FRACTION * PAPER_ITERATIONS)
 

@@ -4,7 +4,8 @@ V-NAS (paper §3.4, Algorithm 1) alternates a weight step on a training batch wi
 architecture step on a validation batch. First order means the weights are treated as
 constants in the architecture step (DARTS' ξ = 0): the update is plain
 ``∇_{α,β} L_val(w, α, β)``, with no unrolled weight step. α and β are optimised with Adam
-(lr 3e-4, weight decay 1e-3, betas (0.5, 0.999) as in the DARTS reference code).
+(:class:`vnas.search.config.ArchOptimConfig`: the paper's learning rate and weight decay,
+the DARTS reference code's betas).
 
 Only the gradients of α and β are computed (``torch.autograd.grad``), so the weights'
 ``.grad`` buffers are untouched and the backward pass skips their weight gradients.
@@ -16,6 +17,7 @@ import torch
 from torch import nn
 
 from vnas.engine.device import autocast, make_scaler
+from vnas.search.config import ArchOptimConfig
 
 __all__ = ["Architect"]
 
@@ -27,9 +29,8 @@ class Architect:
         model: a network with ``arch_parameters()`` (a :class:`vnas.space.network.VNASNet` in
             search mode).
         loss_fn: ``loss_fn(logits, label) -> scalar``.
-        lr: Adam learning rate (paper 3e-4).
-        betas: Adam betas (DARTS 0.5, 0.999).
-        weight_decay: Adam weight decay (paper 1e-3).
+        optim: Adam's learning rate, weight decay and betas (its learning rate as the
+            search's rule scaled it, :func:`vnas.search.arch_lr.scaled_arch_lr`).
         device: the model's device (for autocast).
         amp: mixed precision with its own ``GradScaler``.
     """
@@ -38,9 +39,7 @@ class Architect:
         self,
         model: nn.Module,
         loss_fn,
-        lr: float = 3e-4,
-        betas: tuple[float, float] = (0.5, 0.999),
-        weight_decay: float = 1e-3,
+        optim: ArchOptimConfig,
         device: torch.device | None = None,
         amp: bool = False,
     ) -> None:
@@ -52,7 +51,10 @@ class Architect:
         self.device = device or self.params[0].device
         self.amp = amp
         self.optimizer = torch.optim.Adam(
-            self.params, lr=lr, betas=betas, weight_decay=weight_decay
+            self.params,
+            lr=optim.arch_lr,
+            betas=optim.arch_betas,
+            weight_decay=optim.arch_weight_decay,
         )
         self.scaler = make_scaler(self.device, amp)
 

@@ -22,21 +22,20 @@ flipped at random per batch (zero mean, the same noise).
 
 from __future__ import annotations
 
-import argparse
 import logging
 import math
 
 import numpy as np
 import torch
 
-from vnas.data.batches import batch_stream
+from vnas.data.batches import batch_stream, to_device
 from vnas.engine.context import prepare_run
 from vnas.engine.losses import get_loss
-from vnas.engine.retrain import to_device
 from vnas.engine.rundir import RunState, mark_done
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
+from vnas.search.config import ProbeConfig
 from vnas.search.diagnostics import cell_names
 from vnas.search.task import SearchTask
 from vnas.space.models import build_model, describe_arch
@@ -112,11 +111,11 @@ def gradient_statistics(grads: np.ndarray, steps: int, lr: float, seed: int = 0)
 
 def _gradients(model, ctx, batches: int) -> np.ndarray:
     """Per-batch gradients of the validation loss w.r.t. α and β, ``(batches, 21, 3)``."""
-    args = ctx.args
-    loss_fn = get_loss(args.loss)
+    data, optim, run = ctx.config.data, ctx.config.optim, ctx.config.run
+    loss_fn = get_loss(optim.loss)
     stream = batch_stream(
-        args.preprocessed, ctx.split["val"], ctx.patch, args.batch_size, start=0, stop=batches,
-        seed=args.seed, stream=PROBE_STREAM, fg_ratio=args.fg_ratio, workers=args.workers,
+        data.preprocessed, ctx.split["val"], ctx.patch, optim.batch_size, start=0, stop=batches,
+        seed=optim.seed, stream=PROBE_STREAM, fg_ratio=data.fg_ratio, workers=run.workers,
     )  # fmt: skip
     rows = []
     for batch in stream:
@@ -127,27 +126,26 @@ def _gradients(model, ctx, batches: int) -> np.ndarray:
     return np.stack(rows).astype(np.float64)
 
 
-def run_probe(args: argparse.Namespace) -> int:
+def run_probe(config: ProbeConfig) -> int:
     """``vnas experiment probe``: see the module docstring."""
-    at = sorted(set(args.at))
-    if at[-1] > args.iterations:
-        raise VNASError(f"--at {at[-1]} is beyond --iterations {args.iterations}")
-    args.warmup_iterations, args.warmup_epochs = args.iterations, None  # weight steps only
+    at, iterations = sorted(set(config.at)), config.optim.iterations
+    if at[-1] > iterations:
+        raise VNASError(f"--at {at[-1]} is beyond --iterations {iterations}")
     arch = describe_arch("search")
-    with prepare_run(args, command="probe", arch=arch, require=("train", "val"),
-                     results=(PROBE_JSON,)) as ctx:  # fmt: skip
+    with prepare_run(config.search(), command="probe", arch=arch, record=config.record(),
+                     require=("train", "val"), results=(PROBE_JSON,)) as ctx:  # fmt: skip
         if ctx.state is RunState.DONE:
             logger.info("%s: this probe has already finished; nothing to do", ctx.out)
             return 0
-        model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
-        task = SearchTask(ctx, model, warmup=args.iterations, arch_lr=0.0)
+        model = ctx.place(build_model("search", 1, ctx.num_classes, config.optim.width))
+        task = SearchTask(ctx, model, warmup=iterations, arch_lr=0.0)
         task.start(0)
         model.train()
         probes = []
-        for iteration in range(args.iterations + 1):
+        for iteration in range(iterations + 1):
             if iteration in at:
-                grads = _gradients(model, ctx, args.batches)
-                stats = gradient_statistics(grads, args.arch_steps, args.compare_lr)
+                grads = _gradients(model, ctx, config.batches)
+                stats = gradient_statistics(grads, config.arch_steps, config.compare_lr)
                 probes.append({"iteration": iteration, **stats})
                 logger.info(
                     "iteration %d: %d of 21 cells with a consistent direction (|t| >= %g; "
@@ -155,12 +153,12 @@ def run_probe(args: argparse.Namespace) -> int:
                     "%d steps (random walk: %.3f)",
                     iteration, stats["consistent_cells"], T_CONSISTENT,
                     stats["consistent_by_chance"], stats["consistent_3d_p3d"],
-                    stats["cells_drift_over_1"], args.arch_steps, stats["random_walk"],
+                    stats["cells_drift_over_1"], config.arch_steps, stats["random_walk"],
                 )  # fmt: skip
-            if iteration < args.iterations:
+            if iteration < iterations:
                 task.step(iteration)
         record = {"cells": cell_names(), "t_consistent": T_CONSISTENT, "probes": probes,
-                  "arch_steps": args.arch_steps, "compare_lr": args.compare_lr}  # fmt: skip
+                  "arch_steps": config.arch_steps, "compare_lr": config.compare_lr}  # fmt: skip
         atomic_write_json(ctx.out / PROBE_JSON, signed("probe", record))
         mark_done(ctx.out)
     return 0

@@ -31,31 +31,28 @@ from ``--gdas-tau START`` to ``END`` over the iterations (:func:`gdas_tau`);
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import logging
 import math
 
 import torch
 
-from vnas.commands.run_flags import epoch_iterations
-from vnas.data.batches import batch_stream
+from vnas.data.batches import batch_stream, to_device
 from vnas.engine.context import RunContext, prepare_run
 from vnas.engine.learner import WeightLearner
 from vnas.engine.loop import Divergence, run_loop
 from vnas.engine.losses import get_loss
-from vnas.engine.retrain import to_device
 from vnas.engine.rundir import RunState, mark_done
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
-from vnas.search.aggregate import ARCH_JSON
 from vnas.search.arch_lr import scaled_arch_lr
 from vnas.search.architect import Architect
+from vnas.search.config import SearchConfig, warmup_iterations
 from vnas.search.diagnostics import probs_of_record, read_trajectory, search_diagnostics
-from vnas.space.genotype import OP_NAMES, write_arch_json
+from vnas.space.genotype import ARCH_JSON, OP_NAMES, write_arch_json
 from vnas.space.models import build_model, describe_arch
 
-__all__ = ["ARCH_JSON", "DIAGNOSTICS_JSON", "SearchTask", "gdas_tau", "run_search",
-           "warmup_iterations"]  # fmt: skip
+__all__ = ["DIAGNOSTICS_JSON", "SearchTask", "gdas_tau", "run_search"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,17 +61,6 @@ DIAGNOSTICS_JSON = "diagnostics.json"
 RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON)
 LOGS = ("dvclive",)
 TRAIN_STREAM, VAL_STREAM = 0, 1
-
-
-def warmup_iterations(args: argparse.Namespace, n_train_cases: int) -> int:
-    """Iterations before the first architecture step: ``--warmup-iterations``, else
-    ``--warmup-epochs`` (see :func:`vnas.commands.run_flags.epoch_iterations`), else
-    ``round(--warmup-fraction × --iterations)``."""
-    if args.warmup_iterations is not None:
-        return args.warmup_iterations
-    if args.warmup_epochs is not None:
-        return round(args.warmup_epochs * epoch_iterations(n_train_cases, args.batch_size))
-    return round(args.warmup_fraction * args.iterations)
 
 
 def gdas_tau(iteration: int, iterations: int, start: float, end: float) -> float:
@@ -96,7 +82,7 @@ class SearchTask:
     """Alternating weight (train batch) and architecture (val batch) steps.
 
     Args:
-        ctx: the run's context.
+        ctx: the run's context; its config is a :class:`vnas.search.config.SearchConfig`.
         model: a :class:`vnas.space.network.VNASNet` in search mode, on ``ctx.device``.
         warmup: iterations before the first architecture step.
         arch_lr: the α/β learning rate (:func:`vnas.search.arch_lr.scaled_arch_lr`).
@@ -105,37 +91,35 @@ class SearchTask:
     def __init__(
         self, ctx: RunContext, model: torch.nn.Module, warmup: int, arch_lr: float
     ) -> None:
-        args = ctx.args
+        config: SearchConfig = ctx.config
         self.ctx = ctx
         self.model = model
         self.warmup = warmup
-        self.learner = WeightLearner.from_args(model, args, ctx.device, ctx.amp)
+        self.learner = WeightLearner(model, config.optim, ctx.device, ctx.amp)
         self.architect = Architect(
             model,
-            get_loss(args.loss),
-            lr=arch_lr,
-            betas=tuple(args.arch_betas),
-            weight_decay=args.arch_weight_decay,
+            get_loss(config.optim.loss),
+            dataclasses.replace(config.arch_optim, arch_lr=arch_lr),
             device=ctx.device,
             amp=ctx.amp,
         )
-        self.batch_voxels = args.batch_size * math.prod(ctx.patch)
+        self.batch_voxels = config.optim.batch_size * math.prod(ctx.patch)
         self.voxels_per_iteration = self.batch_voxels
         self.train_batches = self.val_batches = iter(())
 
     def _stream(self, cases: list[str], stream: int, start: int):
-        args = self.ctx.args
+        config = self.ctx.config
         return batch_stream(
-            args.preprocessed,
+            config.data.preprocessed,
             cases,
             self.ctx.patch,
-            args.batch_size,
+            config.optim.batch_size,
             start=start,
-            stop=args.iterations,
-            seed=args.seed,
+            stop=config.optim.iterations,
+            seed=config.optim.seed,
             stream=stream,
-            fg_ratio=args.fg_ratio,
-            workers=args.workers,
+            fg_ratio=config.data.fg_ratio,
+            workers=config.run.workers,
             pin_memory=self.ctx.pin_memory,
         )
 
@@ -148,10 +132,9 @@ class SearchTask:
             self.voxels_per_iteration = 2 * self.batch_voxels
 
     def step(self, iteration: int) -> dict[str, float]:
-        device = self.ctx.device
-        args = self.ctx.args
+        device, config = self.ctx.device, self.ctx.config
         if self.model.sampling == "gdas":
-            self.model.tau = gdas_tau(iteration, args.iterations, *args.gdas_tau)
+            self.model.tau = gdas_tau(iteration, config.optim.iterations, *config.gdas_tau)
         cl = self.ctx.channels_last
         train_loss = float(self.learner.step(*to_device(next(self.train_batches), device, cl)))
         if not math.isfinite(train_loss):
@@ -180,53 +163,55 @@ class SearchTask:
         self.architect.load_state_dict(state["architect"])
 
 
-def run_search(args: argparse.Namespace) -> int:
-    """``vnas search``: search on fold ``args.fold``; see the module docstring."""
+def run_search(config: SearchConfig) -> int:
+    """``vnas search``: search on fold ``config.data.fold``; see the module docstring."""
     arch = describe_arch("search")
+    optim, rule = config.optim, config.arch_optim.arch_lr_rule
     with prepare_run(
-        args, command="search", arch=arch, require=("train", "val"), results=RESULTS, owned=LOGS
-    ) as ctx:
+        config, command="search", arch=arch, require=("train", "val"), results=RESULTS,
+        owned=LOGS,
+    ) as ctx:  # fmt: skip
         if ctx.state is RunState.DONE:
             logger.info("%s: this search has already finished; nothing to do", ctx.out)
             return 0
-        warmup = warmup_iterations(args, len(ctx.split["train"]))
-        if warmup >= args.iterations:
+        warmup = warmup_iterations(config, len(ctx.split["train"]))
+        if warmup >= optim.iterations:
             logger.warning(
                 "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
                 "never be updated",
                 warmup,
-                args.iterations,
+                optim.iterations,
             )
-        arch_steps = max(0, args.iterations - warmup)
-        arch_lr = scaled_arch_lr(args.arch_lr_rule, args.arch_lr, arch_steps)
-        model = ctx.place(build_model("search", 1, ctx.num_classes, args.width))
-        model.set_search_options(sampling=args.sampling, memory_lean=args.memory_lean)
+        arch_steps = max(0, optim.iterations - warmup)
+        arch_lr = scaled_arch_lr(rule, config.arch_optim.arch_lr, arch_steps)
+        model = ctx.place(build_model("search", 1, ctx.num_classes, optim.width))
+        model.set_search_options(sampling=config.sampling, memory_lean=config.memory_lean)
         logger.info(
             "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
             "(%d architecture steps from iteration %d at alpha/beta lr %.4g, rule %s), "
             "device %s%s%s%s",
-            args.fold,
+            config.data.fold,
             len(ctx.split["train"]),
             len(ctx.split["val"]),
             "x".join(map(str, ctx.patch)),
-            args.iterations,
+            optim.iterations,
             arch_steps,
             warmup,
             arch_lr,
-            args.arch_lr_rule,
+            rule,
             ctx.device,
             " (AMP)" if ctx.amp else "",
             ", GDAS single-path sampling (not the paper's method)"
-            if args.sampling == "gdas"
+            if config.sampling == "gdas"
             else "",
-            ", memory-lean cells" if args.memory_lean else "",
+            ", memory-lean cells" if config.memory_lean else "",
         )
         task = SearchTask(ctx, model, warmup, arch_lr)
-        settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {args.fold}")
+        settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {config.data.fold}")
         run_loop(task, settings, resume=ctx.state is RunState.RESUME)
         record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
         facts = {"warmup": warmup, "arch_steps": arch_steps, "arch_lr": arch_lr,
-                 "arch_lr_rule": args.arch_lr_rule}  # fmt: skip
+                 "arch_lr_rule": rule}  # fmt: skip
         diagnostics = search_diagnostics(
             *read_trajectory(ctx.out / TRAJECTORY_CSV), probs_of_record(record), **facts
         )

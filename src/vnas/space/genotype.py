@@ -38,6 +38,7 @@ from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
 
 __all__ = [
+    "ARCH_JSON",
     "ARCH_PRESETS",
     "DECODER_KERNELS",
     "ENCODER_KERNELS",
@@ -295,6 +296,10 @@ def _check_shapes(alpha: np.ndarray, beta: np.ndarray, path: str | Path | None =
             f"expected alpha {want_a} and beta {want_b}",
             path,
         )
+
+
+#: The file name of a search's α, β and code in its folder (:func:`write_arch_json`).
+ARCH_JSON = "arch.json"
 
 
 def write_arch_json(

@@ -1,0 +1,247 @@
+"""The settings of a search or retraining run, with the paper's defaults written once.
+
+A run is set by small frozen dataclasses, as MONAI's and DARTS's are: where its patches
+come from (:class:`DataConfig`), how the weights are optimised (:class:`OptimConfig`, the
+paper's §4.1 values), and how the run executes (:class:`RunOptions`, which never changes
+its result). :class:`TrainConfig` composes them for retraining; the search's
+:class:`vnas.search.config.SearchConfig` adds the architecture step. ``vnas search`` and
+``vnas train`` build these from their flags (:mod:`vnas.commands.run_flags`, whose
+defaults are read from here); a benchmark or a test builds them directly.
+
+``config.json`` records a run's settings as one flat dict (:func:`run_record`), the keys
+and their order those of the command line that recorded runs before these classes
+existed, and fingerprints those that shape the result (:func:`identity_args`), so that
+older run folders keep their fingerprint and resume.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, TypeVar
+
+__all__ = [
+    "LATER_FLAG_DEFAULTS",
+    "OPERATIONAL_ARGS",
+    "DataConfig",
+    "Dims",
+    "OptimConfig",
+    "RunConfig",
+    "RunOptions",
+    "TrainConfig",
+    "config_from_flat",
+    "identity_args",
+    "run_record",
+]
+
+#: A patch or volume size ``(D, H, W)``.
+Dims = tuple[int, int, int]
+
+C = TypeVar("C")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where a run's patches come from and where it writes.
+
+    Attributes:
+        preprocessed: folder written by ``vnas preprocess``.
+        folds: ``folds.json`` written by ``vnas split``.
+        fold: the fold index K.
+        out: the run's output folder.
+        patch: training patch ``(D, H, W)``; ``None``: the dataset preset's
+            (:func:`vnas.data.presets.preset_patches`).
+        fg_ratio: share of patches centred on foreground.
+    """
+
+    preprocessed: str
+    folds: str
+    fold: int
+    out: str
+    patch: Dims | None = None
+    fg_ratio: float = 0.33
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """How a network's weights are trained (paper §4.1).
+
+    Attributes:
+        iterations: weight steps, the length of the poly schedule.
+        width: channel multiplier of the network (1.0: the paper's channel counts).
+        batch_size: patches per step. The paper tuned its batch to fill a V100 and does
+            not give it; 2 is the smallest batch for which BatchNorm sees more than one
+            value per channel at every depth of every network here.
+        lr: SGD learning rate.
+        momentum: SGD momentum.
+        weight_decay: SGD weight decay.
+        poly_power: power of the polynomial learning-rate decay.
+        seed: seeds the weights, the patches and the augmentation.
+        loss: ``"ce"`` (the paper's cross-entropy) or ``"dice_ce"``
+            (:mod:`vnas.engine.losses`).
+    """
+
+    iterations: int = 40000
+    width: float = 1.0
+    batch_size: int = 2
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 5e-4
+    poly_power: float = 0.9
+    seed: int = 0
+    loss: str = "ce"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """How a run executes; none of these changes its result (they are not fingerprinted).
+
+    Attributes:
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"`` (:func:`vnas.engine.device.resolve_device`).
+        amp: mixed precision; ``None``: on for CUDA, off on the CPU.
+        channels_last: ``channels_last_3d`` memory format; ``None``: on for the CPU.
+        deterministic: deterministic algorithms, no cudnn.benchmark (this one is
+            fingerprinted: it may change the last bits of the result).
+        workers: DataLoader worker processes.
+        checkpoint_every: write ``checkpoint.pt`` every N iterations.
+        log_every: log the mean losses every N iterations.
+        force: start over in a folder that holds a run with other settings.
+        verbose: debug logging was asked for (``vnas -v``); only recorded.
+    """
+
+    device: str = "auto"
+    amp: bool | None = None
+    channels_last: bool | None = None
+    deterministic: bool = False
+    workers: int = 2
+    checkpoint_every: int = 500
+    log_every: int = 10
+    force: bool = False
+    verbose: bool = False
+
+
+class RunConfig(Protocol):
+    """What every run's config has: :class:`TrainConfig`, ``SearchConfig``, ``ProbeConfig``."""
+
+    data: DataConfig
+    optim: OptimConfig
+    run: RunOptions
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """``vnas train``: retrain an architecture from scratch on train ∪ val of one fold.
+
+    Attributes:
+        arch: architecture spec (:func:`vnas.space.models.describe_arch`: a preset, an
+            ``arch.json``, ``mix``, ``unet3d``, ``vnet``, ``manual:<enc>/<dec>``).
+        data, optim, run: see :class:`DataConfig`, :class:`OptimConfig`, :class:`RunOptions`.
+        test_patch: sliding-window patch recorded for evaluation; ``None``: the dataset
+            preset's.
+        val_every: measure the validation pseudo-Dice every N iterations (0: off;
+            :mod:`vnas.engine.pseudo_dice`): by default once per nnU-Net "epoch" of 250
+            iterations, at 16 patches of forward passes about 1 % of the training's
+            compute.
+        val_patches: the held-out patches it is measured on.
+    """
+
+    arch: str
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunOptions = field(default_factory=RunOptions)
+    test_patch: Dims | None = None
+    val_every: int = 250
+    val_patches: int = 16
+
+
+def _recorded(value: Any) -> Any:
+    """A setting as JSON holds it (a tuple as a list, a path as a string)."""
+    if isinstance(value, tuple | list):
+        return [_recorded(v) for v in value]
+    return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+
+def _flat(config: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(config):
+        value = getattr(config, f.name)
+        if dataclasses.is_dataclass(value):
+            values.update(_flat(value))
+        else:
+            values[f.name] = _recorded(value)
+    return values
+
+
+def run_record(config: Any, **head: Any) -> dict[str, Any]:
+    """A run's settings as ``config.json`` records them: one flat dict.
+
+    The keys and their order are those of the argparse namespace runs were recorded
+    from before these classes existed: ``verbose``, then ``head`` (``command=...``), then
+    the config's fields depth first; fields hold no key twice.
+    """
+    values = _flat(config)
+    return {"verbose": values.pop("verbose"), **head, **values}
+
+
+def config_from_flat(cls: type[C], values: Mapping[str, Any]) -> C:
+    """Build the config ``cls`` from a flat mapping (parsed flags, a recorded run);
+    nested configs are filled from the same mapping, lists become tuples, keys that are
+    no field are ignored and missing ones take their default."""
+    hints = typing.get_type_hints(cls)
+    kwargs: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            kwargs[f.name] = config_from_flat(kind, values)
+        elif f.name in values:
+            value = values[f.name]
+            kwargs[f.name] = tuple(value) if isinstance(value, list) else value
+    return cls(**kwargs)
+
+
+#: Settings that change how a run executes but not its result: they may differ between
+#: an interrupted run and its resumption.
+OPERATIONAL_ARGS = frozenset(
+    {
+        "out",
+        "force",
+        "device",
+        "amp",
+        "workers",
+        "checkpoint_every",
+        "log_every",
+        "verbose",
+        "command",
+        "preprocessed",
+        "folds",
+        # checkpointing recomputes activations: same result, less memory
+        "memory_lean",
+        # a memory layout: same arithmetic
+        "channels_last",
+        # the validation pseudo-Dice is a display: the weights are the same without it
+        "val_every",
+        "val_patches",
+    }
+)
+
+#: Settings added after runs were first made, with the value that reproduces those runs:
+#: a setting at this value is left out of the fingerprint, so older runs still resume.
+LATER_FLAG_DEFAULTS: dict[str, object] = {"sampling": "darts", "arch_lr_rule": "fixed"}
+
+
+def identity_args(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The recorded settings (:func:`run_record`) that shape a run's result (fingerprinted).
+
+    GDAS's temperature only matters with ``sampling="gdas"``; a setting at its
+    :data:`LATER_FLAG_DEFAULTS` value is left out, so runs made before it existed resume.
+    """
+    identity = {k: v for k, v in record.items() if k not in OPERATIONAL_ARGS}
+    if identity.get("sampling", "darts") == "darts":
+        identity.pop("gdas_tau", None)
+    for name, default in LATER_FLAG_DEFAULTS.items():
+        if identity.get(name) == default:
+            identity.pop(name)
+    return identity

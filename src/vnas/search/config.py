@@ -1,0 +1,148 @@
+"""The settings of a search: the weight step's (:mod:`vnas.engine.config`) and the α/β step's;
+and of the probe of a search's gradient signal (:class:`ProbeConfig`).
+
+α and β are optimised with Adam at lr 3e-4 and weight decay 1e-3 (paper §4.1), with
+DARTS's betas (0.5, 0.999), after a warm-up of weight steps only. The warm-up is a share
+of the search's iterations (:data:`WARMUP_FRACTION`), or a number of epochs
+(:func:`epoch_iterations`), or of iterations (:func:`warmup_iterations`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from vnas.engine.config import DataConfig, OptimConfig, RunOptions, run_record
+
+__all__ = [
+    "SAMPLES_PER_CASE",
+    "WARMUP_FRACTION",
+    "ArchOptimConfig",
+    "ProbeConfig",
+    "SearchConfig",
+    "epoch_iterations",
+    "warmup_iterations",
+]
+
+#: Patches per training case that make one "epoch" (for ``--warmup-epochs``). The paper
+#: samples patches and does not define its epoch; this is our choice. On NIH (80 cases,
+#: 40 train cases per search fold, batch 2) an epoch is 160 iterations and the paper's
+#: 20 warm-up epochs are 3,200 of the 40,000 iterations (8 %).
+SAMPLES_PER_CASE = 8
+
+#: The search's default warm-up: the share of its iterations before the first α/β step.
+#: The paper's 20 epochs on NIH under the epoch above (3,200 of 40,000 iterations),
+#: applied as the same share on every dataset: counted in epochs, the warm-up would be
+#: 6 % of the Lung search and 28 % of the MSD Pancreas one (docs/search.md).
+WARMUP_FRACTION = 0.08
+
+
+@dataclass(frozen=True)
+class ArchOptimConfig:
+    """The architecture step: Adam on α and β, and when it starts.
+
+    Attributes:
+        arch_lr_rule: ``"fixed"`` (the paper: ``arch_lr`` as given) or
+            ``"matched_movement"`` (scaled to the search's length,
+            :func:`vnas.search.arch_lr.scaled_arch_lr`).
+        arch_lr: Adam learning rate.
+        arch_weight_decay: Adam weight decay.
+        arch_betas: Adam betas.
+        warmup_fraction: share of the iterations before the first architecture step.
+        warmup_epochs: the warm-up in epochs instead (:func:`epoch_iterations`).
+        warmup_iterations: the warm-up in iterations instead (first of the three).
+    """
+
+    arch_lr_rule: str = "fixed"
+    arch_lr: float = 3e-4
+    arch_weight_decay: float = 1e-3
+    arch_betas: tuple[float, float] = (0.5, 0.999)
+    warmup_fraction: float = WARMUP_FRACTION
+    warmup_epochs: float | None = None
+    warmup_iterations: int | None = None
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """``vnas search``: first-order V-NAS search on one fold (:mod:`vnas.search.task`).
+
+    Attributes:
+        data, optim, run: see :mod:`vnas.engine.config`.
+        arch_optim: the α/β step.
+        sampling: ``"darts"`` (the paper: every cell mixes its three ops) or ``"gdas"``
+            (one op per cell per step, GDAS; not the paper's method).
+        gdas_tau: GDAS's Gumbel-softmax temperature, annealed linearly from the first to
+            the second over the iterations.
+        memory_lean: gradient checkpointing of the mixed cells (same result, less
+            memory).
+    """
+
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunOptions = field(default_factory=RunOptions)
+    arch_optim: ArchOptimConfig = field(default_factory=ArchOptimConfig)
+    sampling: str = "darts"
+    gdas_tau: tuple[float, float] = (10.0, 0.1)
+    memory_lean: bool = False
+
+
+@dataclass(frozen=True, kw_only=True)
+class ProbeConfig:
+    """``vnas experiment probe`` (:mod:`vnas.search.probe`).
+
+    Attributes:
+        data, optim, run: see :mod:`vnas.engine.config`; ``optim.iterations`` weight
+            steps are taken, all of them warm-up.
+        at: iterations at which to measure.
+        batches: validation batches per measurement.
+        arch_steps: architecture steps of the search to compare with.
+        compare_lr: that search's α/β learning rate.
+    """
+
+    data: DataConfig
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    run: RunOptions = field(default_factory=RunOptions)
+    at: tuple[int, ...]
+    batches: int = 100
+    arch_steps: int
+    compare_lr: float
+
+    def search(self) -> SearchConfig:
+        """The search whose warm-up the probe trains: weight steps only, α and β fixed."""
+        arch = ArchOptimConfig(arch_lr=0.0, arch_weight_decay=0.0,
+                               warmup_iterations=self.optim.iterations)  # fmt: skip
+        return SearchConfig(self.data, self.optim, self.run, arch)
+
+    def record(self) -> dict:
+        """The settings as ``config.json`` records them: the keys and order of the
+        probe's command line, then its fixed search settings and warm-up, so that earlier
+        probe folders keep their fingerprint."""
+        search = self.search()
+        arch = search.arch_optim
+        return {
+            **run_record(self, command="experiment", experiment_command="probe"),
+            "arch_lr": arch.arch_lr,
+            "arch_weight_decay": arch.arch_weight_decay,
+            "arch_betas": list(arch.arch_betas),
+            "sampling": search.sampling,
+            "memory_lean": search.memory_lean,
+            "warmup_iterations": arch.warmup_iterations,
+            "warmup_epochs": arch.warmup_epochs,
+        }
+
+
+def epoch_iterations(n_train_cases: int, batch_size: int) -> int:
+    """Iterations in one epoch: ``ceil(n_train_cases × SAMPLES_PER_CASE / batch_size)``."""
+    return max(1, math.ceil(n_train_cases * SAMPLES_PER_CASE / batch_size))
+
+
+def warmup_iterations(config: SearchConfig, n_train_cases: int) -> int:
+    """Iterations before the first architecture step: ``warmup_iterations``, else
+    ``warmup_epochs`` (:func:`epoch_iterations`), else ``round(warmup_fraction ×
+    iterations)``."""
+    arch, optim = config.arch_optim, config.optim
+    if arch.warmup_iterations is not None:
+        return arch.warmup_iterations
+    if arch.warmup_epochs is not None:
+        return round(arch.warmup_epochs * epoch_iterations(n_train_cases, optim.batch_size))
+    return round(arch.warmup_fraction * optim.iterations)
