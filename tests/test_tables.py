@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 
 from vnas.cli import main
-from vnas.report.tables import Method, manual_grid, method_table, summarise
+from vnas.eval.metrics import summarise
+from vnas.report.tables import Method, manual_grid, method_table
 
 DSC = {"vnas": [0.80, 0.90, 0.70, 0.60], "mix": [0.85, 0.95, 0.75, 0.65]}
 

@@ -21,7 +21,7 @@ Output folder, written whole or not at all:
   dsc, nsd, hd95, nsd_tolerance_mm, pred_voxels, gt_voxels`` (DSC and NSD in [0, 1],
   HD95 in mm; empty masks as documented in :mod:`vnas.eval.metrics`);
 - ``summary.json``: per class mean, std, median, min and max of each metric over the
-  fold's cases (:func:`vnas.report.tables.summarise`: DSC and NSD in %, HD95 in mm, population
+  fold's cases (:func:`vnas.eval.metrics.summarise`: DSC and NSD in %, HD95 in mm, population
   std, NaN left out and ``*_n`` counting the values used);
 - ``predictions/<case_id>.nii.gz``: uint8 label maps in the original image's geometry;
 - ``config.json``: the settings and the vnas version.
@@ -55,11 +55,10 @@ from vnas.eval.inference import (
     inference_engine,
     sliding_window_predict,
 )
-from vnas.eval.metrics import case_metrics, nsd_tolerances
+from vnas.eval.metrics import case_metrics, nsd_tolerances, summarise
 from vnas.eval.predict import model_patch, write_segmentation
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import output_dir
-from vnas.report.tables import summarise
 
 __all__ = ["METRICS_COLUMNS", "evaluate_fold"]
 

@@ -33,7 +33,7 @@ Decathlon convention as DSC. HD95 is undefined when only one mask has a surface:
 MONAI returns NaN and vnas keeps it (the DSC of 0 already records the failure, and the
 voxel counts in the table show which mask was empty); with both empty there is no
 disagreement, so vnas reports 0.0 instead of MONAI's NaN. Summaries
-(:func:`vnas.report.tables.summarise`) leave NaN out and report how many values remain.
+(:func:`summarise`) leave NaN out and report how many values remain.
 """
 
 from __future__ import annotations
@@ -43,6 +43,7 @@ import warnings
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import torch
 from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
 
@@ -54,6 +55,7 @@ __all__ = [
     "case_metrics",
     "class_metrics",
     "nsd_tolerances",
+    "summarise",
 ]
 
 DEFAULT_NSD_TOLERANCE_MM = 2.0
@@ -179,3 +181,25 @@ def case_metrics(
         row["gt_voxels"] = int(y.sum())
         rows.append(row)
     return rows
+
+
+def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
+    """Per class: mean, std, max, min and median of each metric, and the case count.
+
+    NaN values (MONAI's result for an undefined distance, e.g. an empty prediction) are
+    left out of the HD95 statistics; ``hd95_n`` says how many cases remain.
+    """
+    rows = []
+    for class_name, group in metrics.groupby("class_name", sort=False):
+        row: dict[str, float | str | int] = {"class": class_name, "n_cases": len(group)}
+        for metric in METRIC_NAMES:
+            values = group[metric].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
+            scale = 100.0 if metric != "hd95" else 1.0
+            row[f"{metric}_mean"] = values.mean() * scale
+            row[f"{metric}_std"] = values.std(ddof=0) * scale
+            row[f"{metric}_max"] = values.max() * scale
+            row[f"{metric}_min"] = values.min() * scale
+            row[f"{metric}_median"] = values.median() * scale
+            row[f"{metric}_n"] = len(values)
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -25,8 +25,7 @@ import numpy as np
 import pandas as pd
 
 from vnas.errors import VNASError
-
-METRIC_COLUMNS = ("dsc", "nsd", "hd95")
+from vnas.eval.metrics import METRIC_NAMES, summarise
 
 
 @dataclass(frozen=True)
@@ -50,33 +49,11 @@ def read_method_metrics(eval_root: str | Path, method: Method, folds: int) -> pd
         if not path.is_file():
             raise VNASError("missing evaluation metrics (run `vnas evaluate` first)", path)
         frame = pd.read_csv(path)
-        missing = {"case_id", "class_name", *METRIC_COLUMNS} - set(frame.columns)
+        missing = {"case_id", "class_name", *METRIC_NAMES} - set(frame.columns)
         if missing:
             raise VNASError(f"metrics file lacks columns {sorted(missing)}", path)
         frames.append(frame.assign(fold=fold))
     return pd.concat(frames, ignore_index=True)
-
-
-def summarise(metrics: pd.DataFrame) -> pd.DataFrame:
-    """Per class: mean, std, max, min and median of each metric, and the case count.
-
-    NaN values (MONAI's result for an undefined distance, e.g. an empty prediction) are
-    left out of the HD95 statistics; ``hd95_n`` says how many cases remain.
-    """
-    rows = []
-    for class_name, group in metrics.groupby("class_name", sort=False):
-        row: dict[str, float | str | int] = {"class": class_name, "n_cases": len(group)}
-        for metric in METRIC_COLUMNS:
-            values = group[metric].astype(float).replace([np.inf, -np.inf], np.nan).dropna()
-            scale = 100.0 if metric != "hd95" else 1.0
-            row[f"{metric}_mean"] = values.mean() * scale
-            row[f"{metric}_std"] = values.std(ddof=0) * scale
-            row[f"{metric}_max"] = values.max() * scale
-            row[f"{metric}_min"] = values.min() * scale
-            row[f"{metric}_median"] = values.median() * scale
-            row[f"{metric}_n"] = len(values)
-        rows.append(row)
-    return pd.DataFrame(rows)
 
 
 def method_table(eval_root: str | Path, methods: list[Method], folds: int) -> pd.DataFrame:
@@ -99,7 +76,7 @@ def per_method_means(
     frames = []
     for method_id in ids:
         metrics = read_method_metrics(eval_root, Method(method_id, method_id, ""), folds)
-        values = metrics[[*keys, *METRIC_COLUMNS]].replace([np.inf, -np.inf], np.nan)
+        values = metrics[[*keys, *METRIC_NAMES]].replace([np.inf, -np.inf], np.nan)
         means = values.groupby(keys, sort=False).mean().reset_index()
         counts = metrics.groupby(keys, sort=False).size().rename("n_cases").reset_index()
         frames.append(means.merge(counts, on=keys).assign(method_id=method_id))
@@ -122,7 +99,7 @@ def random_row(eval_root: str | Path, ids: list[str], folds: int) -> pd.DataFram
             "class": class_name,
             "n_cases": int(group["n_cases"].iloc[0]),
         }
-        for metric in METRIC_COLUMNS:
+        for metric in METRIC_NAMES:
             values = group[metric].astype(float).dropna()
             scale = 100.0 if metric != "hd95" else 1.0
             for stat, value in (("mean", values.mean()), ("std", values.std(ddof=0)),
