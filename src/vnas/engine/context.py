@@ -128,6 +128,69 @@ def _read_split(
     return split
 
 
+def _settle_patches(
+    config: RunConfig, kind: str, preset: str | None
+) -> tuple[tuple[int, ...], tuple[int, ...] | None]:
+    """The training patch and (retraining only) the test patch: given, or the preset's;
+    both checked against the network."""
+    default_patch, default_test_patch = preset_patches(preset)
+    patch = tuple(config.data.patch) if config.data.patch else default_patch
+    check_patch(kind, patch)
+    tpatch = None
+    if isinstance(config, TrainConfig):
+        tpatch = tuple(config.test_patch or default_test_patch)
+        check_patch(kind, tpatch, what="--test-patch")
+    return patch, tpatch
+
+
+def _config_record(
+    command: str,
+    arch: dict,
+    settings: dict,
+    dataset: dict,
+    classes: dict,
+    split: dict[str, list[str]],
+    patch: tuple[int, ...],
+    tpatch: tuple[int, ...] | None,
+    device: torch.device,
+    amp: bool,
+    config: RunConfig,
+) -> dict:
+    """What ``config.json`` holds: the run's identity (fingerprinted), its arguments and
+    the data facts it settled."""
+    identity = {
+        "command": command,
+        "arch": {k: arch[k] for k in ("kind", "arch_code", "name", "network_version")},
+        "args": identity_args(settings),
+        "patch": list(patch),
+        "cases": {"train": split["train"], "val": split["val"]},
+        "dataset": {"preset": dataset.get("preset"), "classes": classes},
+    }
+    return {
+        "command": command,
+        "vnas_version": __version__,
+        "network_version": arch["network_version"],
+        "fingerprint": fingerprint(identity),
+        "arch": arch["arch"],
+        "arch_kind": arch["kind"],
+        "arch_code": arch["arch_code"],
+        "width": config.optim.width,
+        "in_channels": 1,
+        "num_classes": len(classes),
+        "classes": classes,
+        "patch": list(patch),
+        **({"test_patch": list(tpatch)} if tpatch else {}),
+        "preprocessing": dataset.get("preprocessing"),
+        "dataset_preset": dataset.get("preset"),
+        "fold": config.data.fold,
+        "cases": split,
+        "device": str(device),
+        "amp": amp,
+        "args": settings,
+        "identity": identity,
+    }
+
+
 @contextlib.contextmanager
 def prepare_run(
     config: RunConfig,
@@ -164,49 +227,14 @@ def prepare_run(
         raise VNASError(f"--fg-ratio must be in [0, 1], got {data.fg_ratio}")
     dataset = read_dataset_json(data.preprocessed)
     split = _read_split(data, [str(c) for c in dataset["cases"]], require)
-    default_patch, default_test_patch = preset_patches(dataset.get("preset"))
-    patch = tuple(data.patch) if data.patch else default_patch
-    check_patch(arch["kind"], patch)
-    tpatch = None
-    if isinstance(config, TrainConfig):
-        tpatch = tuple(config.test_patch or default_test_patch)
-        check_patch(arch["kind"], tpatch, what="--test-patch")
+    patch, tpatch = _settle_patches(config, arch["kind"], dataset.get("preset"))
     device = resolve_device(run.device)
     amp = resolve_amp(run.amp, device)
     classes = dataset.get("classes") or {"0": "background", "1": "foreground"}
-
     settings = run_record(config, command=command) if record is None else record
-    identity = {
-        "command": command,
-        "arch": {k: arch[k] for k in ("kind", "arch_code", "name", "network_version")},
-        "args": identity_args(settings),
-        "patch": list(patch),
-        "cases": {"train": split["train"], "val": split["val"]},
-        "dataset": {"preset": dataset.get("preset"), "classes": classes},
-    }
-    record = {
-        "command": command,
-        "vnas_version": __version__,
-        "network_version": arch["network_version"],
-        "fingerprint": fingerprint(identity),
-        "arch": arch["arch"],
-        "arch_kind": arch["kind"],
-        "arch_code": arch["arch_code"],
-        "width": optim.width,
-        "in_channels": 1,
-        "num_classes": len(classes),
-        "classes": classes,
-        "patch": list(patch),
-        **({"test_patch": list(tpatch)} if tpatch else {}),
-        "preprocessing": dataset.get("preprocessing"),
-        "dataset_preset": dataset.get("preset"),
-        "fold": data.fold,
-        "cases": split,
-        "device": str(device),
-        "amp": amp,
-        "args": settings,
-        "identity": identity,
-    }
+    record = _config_record(
+        command, arch, settings, dataset, classes, split, patch, tpatch, device, amp, config
+    )
     out = Path(data.out)
     inputs = {"--preprocessed": data.preprocessed, "--folds": data.folds}
     if isinstance(config, TrainConfig) and Path(config.arch).is_file():
