@@ -128,18 +128,20 @@ def search_settings(search_dirs: list[Path]) -> str:
     ``config.json``; the warm-up as resolved by :func:`vnas.search.config.warmup_iterations`,
     the α/β learning rate as scaled by its rule (:mod:`vnas.search.arch_lr`), and, where the
     search wrote its ``diagnostics.json``, how many cells it decided."""
-    from vnas.engine.config import config_from_flat
+    from vnas.engine.config import OptimConfig, config_from_flat
     from vnas.search.arch_lr import scaled_arch_lr
-    from vnas.search.config import SearchConfig, warmup_iterations
+    from vnas.search.config import ArchOptimConfig, warmup_of
     from vnas.search.diagnostics import DECIDED_PROB
 
     rows = []
     for folder in search_dirs:
         config = read_config(folder)
         args = config["args"]
-        resolved = config_from_flat(SearchConfig, args)  # settings added later: their default
-        warmup = warmup_iterations(resolved, len(config["cases"]["train"]))
-        rule = resolved.arch_optim.arch_lr_rule
+        # settings added after a run was made take their default
+        arch_optim = config_from_flat(ArchOptimConfig, args)
+        warmup = warmup_of(arch_optim, config_from_flat(OptimConfig, args),
+                           len(config["cases"]["train"]))  # fmt: skip
+        rule = arch_optim.arch_lr_rule
         arch_lr = scaled_arch_lr(rule, args["arch_lr"], args["iterations"] - warmup)
         decided, span = _decided(folder)
         rows.append({

@@ -22,6 +22,7 @@ __all__ = [
     "SearchConfig",
     "epoch_iterations",
     "warmup_iterations",
+    "warmup_of",
 ]
 
 #: Patches per training case that make one "epoch" (for ``--warmup-epochs``). The paper
@@ -137,10 +138,15 @@ def epoch_iterations(n_train_cases: int, batch_size: int) -> int:
 
 
 def warmup_iterations(config: SearchConfig, n_train_cases: int) -> int:
+    """Iterations before the first architecture step of ``config``'s search
+    (:func:`warmup_of`)."""
+    return warmup_of(config.arch_optim, config.optim, n_train_cases)
+
+
+def warmup_of(arch: ArchOptimConfig, optim: OptimConfig, n_train_cases: int) -> int:
     """Iterations before the first architecture step: ``warmup_iterations``, else
     ``warmup_epochs`` (:func:`epoch_iterations`), else ``round(warmup_fraction ×
     iterations)``."""
-    arch, optim = config.arch_optim, config.optim
     if arch.warmup_iterations is not None:
         return arch.warmup_iterations
     if arch.warmup_epochs is not None:
