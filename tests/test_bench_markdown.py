@@ -304,7 +304,8 @@ def test_bench_command_protects_files_it_did_not_write(tmp_path, capsys) -> None
     assert main(argv) == 2
     assert "exists and was not written by `vnas bench`" in capsys.readouterr().err
     assert mine.read_text() == "# my notes\n"
-    assert main([*argv, "--force"]) == 0
+    assert main([*argv, "--force"]) == 2  # --force never overwrites a file vnas did not write
+    assert mine.read_text() == "# my notes\n"
     assert main(["bench", "--out", str(out), "--markdown", str(out / "memory.json")]) == 2
     assert "is also the input --out" in capsys.readouterr().err
     # a suite run refuses, before measuring, a JSON file it would overwrite but did not write

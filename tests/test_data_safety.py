@@ -342,7 +342,7 @@ def test_every_refused_case_leaves_the_inputs_alone(study) -> None:
 def test_runs_that_must_succeed(study) -> None:
     """Point 7 (checkpoint before the first log row), point 9 (empty labels warn),
     a failed fresh start leaves nothing, and the rules' permissions: the same command may
-    replace its own output, --force a foreign one."""
+    replace its own output, --force writes into a foreign one, keeping its files."""
     s, made = study["study"], study["made"]
     common = ["--preprocessed", str(study["pre"]), "--folds", str(study["folds"]), "--fold", "0"]
     common += [*TINY, "--checkpoint-every", "1", "--log-every", "5", "--iterations", "3"]
@@ -372,10 +372,9 @@ def test_runs_that_must_succeed(study) -> None:
     assert re.search("diverged .* no checkpoint", diverged[-1]), diverged
     assert not (made / "diverged").exists()  # the failed start removed its config.json
     assert [r["rc"] for r in results[4:]] == [0, 0, 0], [r["stderr"] for r in results[4:]]
-    assert not (made / "foreign" / "notes.txt").exists()
-    assert json.loads((made / "foreign" / ".vnas").read_text())["written_by"].startswith(
-        "vnas synth"
-    )
+    assert (made / "foreign" / "notes.txt").read_text() == "mine"  # --force keeps it
+    marker = json.loads((made / "foreign" / ".vnas").read_text())
+    assert marker["written_by"].startswith("vnas synth") and "notes.txt" not in marker["files"]
     leftovers = [p.name for p in made.iterdir() if p.name.startswith(".")]
     assert leftovers == []  # no lock or temporary files
 

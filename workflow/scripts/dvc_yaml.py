@@ -21,7 +21,10 @@ What DVC needs besides the stages:
   `dvc metrics diff` compare it between commits and experiments;
 - the search and model folders are `persist: true`: DVC does not delete them before a
   rerun, so a killed `dvc repro` resumes each run from its `checkpoint.pt`;
-- `plots:` draws the curves of every fold (dvclive's files), with axis titles.
+- `plots:` draws the curves of every fold (dvclive's files), with axis titles;
+- a first stage, `workdir_free` (workflow/scripts/workdir_free.py), that every other
+  stage depends on: `dvc repro` stops there, before DVC deletes any output, while a
+  Snakemake run holds the workdir.
 """
 
 from __future__ import annotations
@@ -35,6 +38,15 @@ from generated import check_current, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "python workflow/scripts/dvc_yaml.py --check"
+#: The first stage: every other stage depends on its file (workdir_free.py).
+GUARD = {
+    "workdir_free": {
+        "cmd": "python workflow/scripts/workdir_free.py",
+        "deps": ["workflow/scripts/workdir_free.py"],
+        "outs": [{"results/.workdir_free": {"cache": False}}],
+        "always_changed": True,
+    }
+}
 OPTIMISER = ["lr", "momentum", "weight_decay", "poly_power", "seed", "device"]
 
 HEADER = """\
@@ -240,6 +252,9 @@ def render(params: dict) -> str:
         stages |= search_stages(source, datasets[source], f"-{source}", [])
     stages |= search_stages(name, cfg, "", ["dataset"])
     stages |= result_stages(name, cfg)
+    for stage in stages.values():  # run after the guard, so DVC deletes nothing before it
+        stage["deps"] = ["results/.workdir_free", *stage.get("deps", [])]
+    stages = GUARD | stages
     plots = [
         *curve_plots(name, cfg),
         *(

@@ -39,6 +39,8 @@ def check_gzip(path: Path) -> None:
     """
     try:
         with gzip.open(path, "rb") as stream:
+            if not stream.read(1):  # gzip reads an empty file as an empty stream
+                raise EOFError("no data")
             while stream.read(1 << 24):
                 pass
     except (EOFError, OSError, zlib.error) as err:
@@ -103,21 +105,19 @@ def write_image(image: sitk.Image, path: str | Path) -> None:
     """Write ``image`` to ``path`` atomically (gzip for ``.nii.gz``) and check it is whole.
 
     ITK's NIfTI writer reports a short write (a full disk) only on stderr and leaves a
-    truncated file, so the written file is checked before it is moved into place: a
-    ``.gz`` is read through, anything else must be at least as large as its voxels.
+    truncated or empty file, so the written file is checked before it is moved into
+    place: a ``.gz`` is read through (by :func:`vnas.files.atomic.atomic_path`), anything
+    else must be at least as large as its voxels.
     """
     path = Path(path)
     suffix = next((s for s in (".nii.gz", ".nii") if path.name.endswith(s)), path.suffix)
     with atomic_path(path, suffix=suffix) as tmp:
         sitk.WriteImage(image, str(tmp), useCompression=True)
         voxel_bytes = image.GetSizeOfPixelComponent() * image.GetNumberOfComponentsPerPixel()
-        try:
-            if tmp.name.endswith(".gz"):
-                check_gzip(tmp)
-            elif tmp.stat().st_size < image.GetNumberOfPixels() * voxel_bytes:
-                raise VNASError("short file")
-        except VNASError:
-            raise VNASError("could not be written completely; is the disk full?", path) from None
+        if not tmp.name.endswith(".gz") and (
+            tmp.stat().st_size < image.GetNumberOfPixels() * voxel_bytes
+        ):
+            raise VNASError("could not be written completely; is the disk full?", path)
 
 
 def image_to_array(image: sitk.Image, path: str | Path) -> np.ndarray:

@@ -135,6 +135,13 @@ def _warn_empty_labels(summaries: list[dict]) -> None:
         )
 
 
+def _listed_files(reader: Reader, case_ids: list[str]) -> list[Path]:
+    """The image and label files a reader reads, wherever its index (``dataset.json``)
+    puts them: inputs too, even outside ``--raw``."""
+    paths = getattr(reader, "paths", None)
+    return [p for cid in case_ids for p in paths(cid)] if callable(paths) else []
+
+
 def preprocess_dataset(
     raw: str | Path,
     out: str | Path,
@@ -172,7 +179,8 @@ def preprocess_dataset(
     case_ids = reader.case_ids()
     if not case_ids:
         raise VNASError("no labelled cases found", raw)
-    with output_dir(out, command="preprocess", inputs={"--raw": raw}, force=force) as tmp:
+    inputs = {"--raw": raw, "(a file --raw's index names)": _listed_files(reader, case_ids)}
+    with output_dir(out, command="preprocess", inputs=inputs, force=force) as tmp:
         calls = [(reader, cid, settings, str(tmp)) for cid in case_ids]
         summaries = map_cases(_process_case, calls, jobs, f"preprocess {preset}", progress)
         _warn_empty_labels(summaries)

@@ -99,7 +99,7 @@ def _clear(out: Path, owned: tuple[str, ...]) -> None:
 def _remove_temporaries(out: Path) -> None:
     """Temporary files of :func:`vnas.files.atomic.atomic_path` left by a killed run (the
     caller holds the folder's lock, so no live writer owns them)."""
-    for path in out.glob(".*.tmp"):
+    for path in [*out.glob(".*.tmp"), *out.glob(".*.tmp.*")]:
         if path.is_file():
             path.unlink(missing_ok=True)
 
@@ -156,13 +156,21 @@ def prepare_run_dir(
         raise VNASError("--out exists and is not a folder", out)
     command = config["command"]
     maker = folder_maker(out) if out.is_dir() else None
-    if maker not in (None, command) and not force:
+    if maker not in (None, command):  # --force never turns one command's output into another's
         raise VNASError(
-            f"was made by `vnas {maker}`, not `vnas {command}`; use another --out or pass "
-            "--force to start over",
+            f"was made by `vnas {maker}`, not `vnas {command}`; use another --out "
+            "(--force never replaces another command's output)",
             out,
         )
     ours = {CONFIG_NAME, CHECKPOINT_NAME, DONE_NAME, MARKER_NAME, *results, *owned}
+    if maker is None and out.is_dir():  # the names vnas would remove are the user's files
+        clash = sorted(name for name in ours if (out / name).exists())
+        if clash:
+            raise VNASError(
+                f"holds {clash[0]}, which vnas did not write and would replace; use another "
+                "--out (--force never deletes files vnas did not write)",
+                out,
+            )
     old_fingerprint, old_identity, old = _previous_run(out) if out.is_dir() else (None, {}, {})
     if old_fingerprint is not None and old_fingerprint != "unreadable" and not force:
         from vnas.space.models import check_network_version

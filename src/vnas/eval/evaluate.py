@@ -153,6 +153,19 @@ def _raw_reader(dataset: dict, raw_dir: str | Path | None, pre_dir: Path) -> Rea
     return get_reader(dataset["preset"], raw_dir)
 
 
+def _recorded_inputs(dataset: dict, config: dict, reader: Reader | None) -> dict:
+    """The folders evaluate reads, or may read, through what the preprocessed
+    ``dataset.json`` and the model's ``config.json`` record: inputs too (the output
+    never replaces them, ``--force`` or not)."""
+    recorded = {
+        "(the raw folder in --preprocessed's dataset.json)": dataset.get("raw"),
+        "(the raw folder evaluate reads)": None if reader is None else reader.root,
+    }
+    for key in ("preprocessed", "folds"):
+        recorded[f"(the {key} in --model's config.json)"] = config.get(key)
+    return {name: str(path) for name, path in recorded.items() if isinstance(path, str | Path)}
+
+
 def evaluate_fold(
     model_dir: str | Path,
     preprocessed_dir: str | Path,
@@ -230,6 +243,7 @@ def evaluate_fold(
         "--preprocessed": pre_dir,
         "--folds": folds_path,
         "--raw": raw_dir,
+        **_recorded_inputs(dataset, config, reader),
     }
     with output_dir(out_dir, command="evaluate", inputs=inputs, force=force) as tmp:
         (tmp / "predictions").mkdir()

@@ -60,7 +60,7 @@ from vnas.eval.inference import (
     sliding_window_predict,
 )
 from vnas.files.atomic import atomic_path
-from vnas.files.outputs import SIGNATURE_KEY, claim_file, output_dir, signature
+from vnas.files.outputs import SIGNATURE_KEY, claim_file, file_set, output_dir, signature
 from vnas.space.models import check_patch
 
 __all__ = [
@@ -442,19 +442,27 @@ def predict(
     """
     pairs = collect_inputs(input_path, output)
     folders = expand_models(model_dirs)
-    inputs = {"--input": input_path, "--model": folders}
+    inputs = {"--input": input_path, "--model": [*_paths_of(model_dirs), *folders]}
     window = dataclasses.replace(window, mirror_axes=mirror_axes(len(folders), mirror))
     if _nifti_suffix(Path(output)) is not None:  # one image, one label file
-        claim_file(output, command="predict", inputs=inputs, force=force, flag="--out")
-        if probabilities:
-            where = probabilities_path(output)
-            claim_file(where, command="predict", inputs=inputs, force=force, flag="--out")
-        written = _segment(folders, pairs, patch, window, probabilities, Path(output).parent)
+        files = [Path(output), *([probabilities_path(output)] if probabilities else [])]
+        for path in files:
+            claim_file(path, command="predict", inputs=inputs, force=force, flag="--out")
+        with file_set(files, command="predict") as temporaries:  # the label and its .npz
+            _segment(folders, pairs, patch, window, probabilities, temporaries[0].parent)
+        written = [Path(output)]
     else:
         with output_dir(output, command="predict", inputs=inputs, force=force) as tmp:
             _segment(folders, pairs, patch, window, probabilities, tmp)
         written = [target for _, target in pairs]
     return PredictResult(written, folders, window.mirror_axes)
+
+
+def _paths_of(model_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
+    """``--model`` as given: an ensemble folder is an input as well as its models."""
+    if isinstance(model_dirs, str | Path):
+        return [Path(model_dirs)]
+    return [Path(m) for m in model_dirs]
 
 
 def _segment(

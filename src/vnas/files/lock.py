@@ -8,6 +8,13 @@ holder's PID. The lock file is removed when the lock is released; because anothe
 process may have opened the old file just before, a new holder checks after locking
 that the path still names the file it locked, and retries otherwise.
 
+Child processes do not hold the lock. A ``flock`` belongs to the open file, which a
+``fork`` shares with the child (``O_CLOEXEC`` only helps across ``exec``), so a
+DataLoader worker would otherwise keep the lock of a parent killed with ``kill -9``
+alive for the seconds it takes to notice the parent is gone, and a rerun in that window
+would be refused. Every forked child therefore closes its copies of the held lock files
+at once (``os.register_at_fork``); the lock stays with the process that took it.
+
 ``flock`` works on local file systems and on NFS v4 (Linux emulates it with byte-range
 locks there), which covers the shared file systems of SLURM clusters.
 """
@@ -23,6 +30,20 @@ from pathlib import Path
 from vnas.errors import VNASError
 
 __all__ = ["hold_lock", "lock_path"]
+
+#: The lock files this process holds open (their file descriptors).
+_HELD: set[int] = set()
+
+
+def _drop_inherited_locks() -> None:
+    """In a forked child: close the lock files inherited from the parent."""
+    for fd in list(_HELD):
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _HELD.clear()
+
+
+os.register_at_fork(after_in_child=_drop_inherited_locks)
 
 
 def lock_path(output: str | Path) -> Path:
@@ -76,9 +97,11 @@ def hold_lock(output: str | Path, command: str) -> Iterator[None]:
     given = output
     path = lock_path(os.path.realpath(output))  # one lock however the folder is named
     fd = _acquire(path, command, given)
+    _HELD.add(fd)
     try:
         yield
     finally:
         with contextlib.suppress(FileNotFoundError):
             path.unlink()
+        _HELD.discard(fd)
         os.close(fd)

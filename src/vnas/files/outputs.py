@@ -3,14 +3,22 @@
 Every ``vnas`` command that writes goes through this module, so the rules below hold
 for all of them (README, "Reliability"):
 
-1. An output never equals, contains or lies inside one of the command's inputs (real
-   paths are compared, so symlinks do not hide it), and an output folder is never the
-   current directory or one of its parents. ``--force`` does not lift this rule.
-2. An existing output folder is replaced only if it is empty, or vnas made it with the
-   same command: every folder vnas creates holds a marker file ``.vnas`` naming the
-   command. ``--force`` replaces any other folder.
+1. An output never equals, contains or lies inside one of the command's inputs. Paths
+   are compared by real path (symlinks do not hide it) and by file identity
+   ``(st_dev, st_ino)`` (bind mounts and hard links do not either). An output folder is
+   never the current directory or one of its parents, and no output is ``/``, the home
+   folder or one of its parents, a repository root (a folder holding ``.git`` or
+   ``.dvc``), or anything inside ``.git`` or ``.dvc``. ``--force`` lifts none of this.
+2. vnas replaces only what it wrote. Every folder vnas creates holds a marker file
+   ``.vnas`` naming the command and listing, file by file, what it wrote (size,
+   modification time, MD5). An existing output folder is replaced only if it is empty
+   or the same command made it. Files in it that are not in the list, or that changed
+   since vnas wrote them, are the user's: without ``--force`` the command refuses,
+   naming one; with ``--force`` they are kept, moved into the new folder unchanged. A
+   folder another command made is never replaced, ``--force`` or not.
 3. An existing output file is overwritten only if it is empty, or vnas wrote it with
-   the same command. vnas signs what it writes where the format has room for it:
+   the same command; ``--force`` does not change this. vnas signs what it writes where
+   the format has room for it:
 
    - JSON: a top-level ``"written_by": "vnas <command> <version>"``;
    - NIfTI: the header's ``descrip`` field, ``vnas <command> <version>``;
@@ -24,28 +32,30 @@ for all of them (README, "Reliability"):
    - CSV has no room for a signature: a CSV is overwritten only if its header row is
      the one the command is about to write;
    - any other file: never.
-
-   ``--force`` overwrites any file.
 4. A folder output is built under a temporary name and renamed into place when complete
-   (:mod:`vnas.files.atomic`), under the output's lock (:mod:`vnas.files.lock`): one writer at a
-   time, and the temporary folders a killed run left behind are removed by the next.
+   (:mod:`vnas.files.atomic`); the files of a single-file output set (a label and its
+   probabilities) are all written and checked before the first is moved into place.
+   Either way under the output's lock (:mod:`vnas.files.lock`): one writer at a time, and
+   the temporaries a killed run left behind are removed by the next.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import json
+import logging
 import os
 import re
 import shutil
 import zipfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from vnas import __version__
 from vnas.errors import VNASError
-from vnas.files.atomic import atomic_dir
+from vnas.files.atomic import atomic_dir, check_written, sync_folder, temporary_folder, write_errors
 from vnas.files.lock import hold_lock
 
 __all__ = [
@@ -57,6 +67,7 @@ __all__ = [
     "check_distinct",
     "check_outside_inputs",
     "claim_file",
+    "file_set",
     "folder_maker",
     "markdown_signature",
     "output_dir",
@@ -74,6 +85,7 @@ TORCHSCRIPT_EXTRA = "vnas.json"
 #: A command's inputs by flag: a path, several, or None (an optional input not given).
 Inputs = Mapping[str, "str | Path | Sequence[str | Path] | None"]
 
+logger = logging.getLogger(__name__)
 _HTML_GENERATOR = re.compile(r'<meta\s+name="generator"\s+content="([^"]*)"', re.IGNORECASE)
 
 
@@ -93,12 +105,14 @@ def markdown_signature(command: str) -> str:
 
 
 def add_force_argument(parser: argparse.ArgumentParser, what: str = "--out") -> None:
-    """Add ``--force``: replace an output that vnas did not make with this command."""
+    """Add ``--force``: write into an output folder that holds the user's files, keeping
+    them (rule 2)."""
     parser.add_argument(
         "--force",
         action="store_true",
-        help=f"replace {what} even if vnas did not make it with this command (never "
-        "allowed: an output that is, contains or lies inside an input)",
+        help=f"write into a {what} folder that holds files vnas did not write, keeping "
+        "them; never overwrites or deletes a file vnas did not write with this command, "
+        "another command's output, or an input",
     )
 
 
@@ -128,10 +142,65 @@ def _paths(value: str | Path | Sequence[str | Path] | None) -> list[Path]:
     return [Path(v) for v in value]
 
 
+FileId = tuple[int, int]
+
+
+def _file_id(path: Path) -> FileId | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
+def _ids_upwards(path: Path) -> list[FileId]:
+    """``(st_dev, st_ino)`` of ``path`` (if it exists) and of every existing ancestor."""
+    ids = []
+    for folder in (path, *path.parents):
+        if (found := _file_id(folder)) is not None:
+            ids.append(found)
+    return ids
+
+
+def _relation(out: Path, source: Path) -> str | None:
+    """``"same"``, ``"inside"`` (out lies inside source), ``"contains"`` or ``None``, by
+    real path and by file identity (a bind mount or hard link has another path)."""
+    out_real, source_real = _real(out), _real(source)
+    out_id, source_id = _file_id(out_real), _file_id(source_real)
+    if out_real == source_real or (out_id is not None and out_id == source_id):
+        return "same"
+    if out_real.is_relative_to(source_real) or (
+        source_id is not None and source_id in _ids_upwards(out_real.parent)
+    ):
+        return "inside"
+    if source_real.is_relative_to(out_real) or (
+        out_id is not None and out_id in _ids_upwards(source_real.parent)
+    ):
+        return "contains"
+    return None
+
+
+def _protected(output: str | Path, folder: bool) -> str | None:
+    """Why ``output`` may never be an output (rule 1), or ``None``."""
+    out = _real(output)
+    if ".git" in out.parts or ".dvc" in out.parts:
+        return "is inside a .git or .dvc folder"
+    home = _real(Path.home())
+    out_id = _file_id(out)
+    if out == Path(out.anchor) or out_id == _file_id(Path("/")):
+        return "is the root folder"
+    if home.is_relative_to(out) or (out_id is not None and out_id in _ids_upwards(home)):
+        return "is the home folder or one of its parents"
+    if folder and any((out / name).exists() for name in (".git", ".dvc")):
+        return "is a repository's root (it holds .git or .dvc)"
+    return None
+
+
 def check_outside_inputs(
     output: str | Path, inputs: Inputs, flag: str = "--out", *, folder: bool = False
 ) -> None:
-    """Raise ``VNASError`` if ``output`` is, contains or lies inside an input, or, for a
+    """Raise ``VNASError`` if ``output`` is, contains or lies inside an input, or is a
+    protected place (``/``, home, a repository root, ``.git``, ``.dvc``), or, for a
     ``folder`` output, is the current directory or one of its parents (rule 1).
 
     Args:
@@ -140,20 +209,21 @@ def check_outside_inputs(
         flag: the output's flag, for the message.
         folder: ``output`` is a folder the command creates or replaces.
     """
-    out = _real(output)
-    if folder and Path.cwd().resolve().is_relative_to(out):
+    if (why := _protected(output, folder)) is not None:
+        raise VNASError(f"{flag} {why}; vnas never writes there, --force or not", output)
+    if folder and _relation(Path.cwd(), Path(output)) in ("same", "inside"):
         raise VNASError(
             f"{flag} is the current directory or one of its parents; name a new folder",
             output,
         )
     for name, value in inputs.items():
         for path in _paths(value):
-            source = _real(path)
-            if out == source:
+            relation = _relation(Path(output), path)
+            if relation == "same":
                 problem = f"is also the input {name}; vnas never writes over its input"
-            elif out.is_relative_to(source):
+            elif relation == "inside":
                 problem = f"lies inside the input {name} {path}; choose a {flag} outside it"
-            elif source.is_relative_to(out):
+            elif relation == "contains":
                 problem = f"contains the input {name} {path}; replacing it would delete the input"
             else:
                 continue
@@ -163,39 +233,145 @@ def check_outside_inputs(
 # --- rule 2: folders ---------------------------------------------------------------------
 
 
-def folder_maker(folder: str | Path) -> str | None:
-    """The vnas command that made ``folder`` (from its ``.vnas`` marker), else ``None``."""
+def _marker(folder: Path) -> dict | None:
     try:
-        record = json.loads((Path(folder) / MARKER_NAME).read_text())
+        record = json.loads((folder / MARKER_NAME).read_text())
     except (OSError, ValueError):
         return None
-    return _signer(record.get(SIGNATURE_KEY) if isinstance(record, dict) else None)
+    return record if isinstance(record, dict) else None
 
 
-def write_marker(folder: str | Path, command: str) -> None:
-    """Mark ``folder`` as made by ``vnas <command>``."""
-    (Path(folder) / MARKER_NAME).write_text(json.dumps(signed(command, {})) + "\n")
+def folder_maker(folder: str | Path) -> str | None:
+    """The vnas command that made ``folder`` (from its ``.vnas`` marker), else ``None``."""
+    record = _marker(Path(folder))
+    return _signer(record.get(SIGNATURE_KEY)) if record is not None else None
+
+
+def write_marker(folder: str | Path, command: str, files: dict | None = None) -> None:
+    """Mark ``folder`` as made by ``vnas <command>``, with the list of the ``files`` it
+    wrote (:func:`file_manifest`) once they are all there."""
+    record = signed(command, {} if files is None else {"files": files})
+    (Path(folder) / MARKER_NAME).write_text(json.dumps(record) + "\n")
+
+
+def _md5(path: Path) -> str:
+    with path.open("rb") as stream:
+        return hashlib.file_digest(stream, "md5").hexdigest()
+
+
+def file_manifest(folder: Path) -> dict[str, list | str]:
+    """``{relative path: [size, mtime_ns, md5]}`` of every file below ``folder`` but the
+    marker, and ``"dir"`` for every folder: what vnas wrote there (rule 2). The MD5
+    recognises a file that a copy or a ``dvc checkout`` gave a new modification time."""
+    files: dict[str, list | str] = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if rel == MARKER_NAME or path.is_symlink():
+            continue
+        if path.is_dir():
+            files[rel] = "dir"
+        elif path.is_file():
+            st = path.stat()
+            files[rel] = [st.st_size, st.st_mtime_ns, _md5(path)]
+    return files
+
+
+def _wrote(path: Path, entry: object) -> bool:
+    """Whether the file ``path`` is still the one a manifest ``entry`` describes."""
+    if path.is_symlink() or not path.is_file() or not isinstance(entry, list) or len(entry) != 3:
+        return False
+    st = path.stat()
+    if st.st_size != entry[0]:
+        return False
+    return st.st_mtime_ns == entry[1] or _md5(path) == entry[2]
+
+
+def user_entries(folder: Path) -> list[str]:
+    """What vnas did not write below ``folder``, as relative paths: files that its
+    manifest does not list or that changed since, symbolic links, and folders vnas did
+    not make that hold none of its files (one entry each). All of it when the folder has
+    no manifest."""
+    record = _marker(folder) or {}
+    marked = _signer(record.get(SIGNATURE_KEY)) is not None
+    listed = record.get("files") if marked else None
+    listed = listed if isinstance(listed, dict) else {}
+    theirs: list[str] = []
+
+    def walk(current: Path) -> bool:
+        """Collect the user's entries below ``current``; whether it holds a vnas file."""
+        holds_ours = False
+        for entry in sorted(current.iterdir()):
+            rel = entry.relative_to(folder).as_posix()
+            if rel == MARKER_NAME and marked:
+                holds_ours = True
+            elif entry.is_dir() and not entry.is_symlink():
+                before = len(theirs)
+                if walk(entry) or listed.get(rel) == "dir":
+                    holds_ours = True
+                else:
+                    del theirs[before:]
+                    theirs.append(rel)
+            elif _wrote(entry, listed.get(rel)):
+                holds_ours = True
+            else:
+                theirs.append(rel)
+        return holds_ours
+
+    walk(folder)
+    return theirs
 
 
 def _check_replaceable_dir(
     folder: Path, command: str, force: bool, given: str | Path, flag: str
-) -> None:
+) -> list[str]:
+    """Check rule 2 for the output folder ``folder``; return the user's entries in it,
+    which ``force`` keeps."""
     if folder.exists() and not folder.is_dir():
         raise VNASError(f"{flag} exists and is not a folder; name a folder", given)
-    if not folder.exists() or force:
-        return
-    entries = sorted(p.name for p in folder.iterdir())
-    if not entries:
-        return
+    if not folder.exists() or not any(folder.iterdir()):
+        return []
     maker = folder_maker(folder)
-    if maker == command:
-        return
-    what = (
-        f"was made by `vnas {maker}`, not `vnas {command}`"
-        if maker
-        else f"holds files vnas did not write ({entries[0]}, ...)"
-    )
-    raise VNASError(f"{what}; use another {flag} or pass --force to replace it", given)
+    if maker is not None and maker != command:
+        raise VNASError(
+            f"was made by `vnas {maker}`, not `vnas {command}`; use another {flag} "
+            "(--force never replaces another command's output)",
+            given,
+        )
+    theirs = user_entries(folder)
+    if maker is not None and "files" not in (_marker(folder) or {}):
+        raise VNASError(
+            f"was made by an older vnas that kept no list of its files, so vnas cannot "
+            f"tell them from yours; remove it yourself or use another {flag}",
+            given,
+        )
+    if theirs and not force:
+        raise VNASError(
+            f"holds files vnas did not write ({theirs[0]}, ...); move them away, or pass "
+            "--force to keep them and replace only what vnas wrote",
+            given,
+        )
+    return theirs
+
+
+def _carry(old: Path, entries: list[str], new: Path) -> None:
+    """Move the user's ``entries`` from the ``old`` output folder into the ``new`` one
+    (rule 2, ``--force``); all or none."""
+    for rel in entries:
+        if os.path.lexists(new / rel):
+            raise VNASError(
+                f"holds {rel}, which vnas did not write and is about to write; move it away",
+                old,
+            )
+    moved: list[str] = []
+    try:
+        for rel in entries:
+            (new / rel).parent.mkdir(parents=True, exist_ok=True)
+            os.rename(old / rel, new / rel)
+            moved.append(rel)
+    except OSError as err:
+        for rel in reversed(moved):  # put back what was moved
+            os.rename(new / rel, old / rel)
+        raise VNASError(f"could not keep {entries[len(moved)]} ({err.strerror})", old) from err
 
 
 def _claim_dir(path: str | Path, command: str, inputs: Inputs, force: bool, flag: str) -> Path:
@@ -205,20 +381,36 @@ def _claim_dir(path: str | Path, command: str, inputs: Inputs, force: bool, flag
     return folder
 
 
+_TEMPORARY = re.compile(r"\.[A-Za-z0-9_]+\.tmp(\..*)?")
+
+
 def remove_stale_temporaries(output: Path) -> None:
-    """Remove the temporary siblings (``.NAME.*.tmp``, ``.NAME.old``) that a killed run of
-    :func:`vnas.files.atomic.atomic_dir` or :func:`vnas.files.atomic.atomic_path` left next to
-    ``output``. Call only while holding ``output``'s lock, so no live writer owns them."""
+    """Remove the temporary siblings (``.NAME.<random>.tmp[.ext]``, ``.NAME.old``) that a
+    killed run of :func:`vnas.files.atomic.atomic_dir` or :func:`vnas.files.atomic.atomic_path`
+    left next to ``output``. Call only while holding ``output``'s lock, so no live writer
+    owns them. A temporary folder that holds the user's files (kept by ``--force``, rule 2)
+    is left where it is, with a warning."""
     if not output.parent.is_dir():
         return
-    prefix = f".{output.name}."
+    prefix = f".{output.name}"
     for entry in output.parent.iterdir():
         name = entry.name
-        if name.startswith(prefix) and (name.endswith(".tmp") or name == f"{prefix}old"):
-            if entry.is_dir() and not entry.is_symlink():
-                shutil.rmtree(entry, ignore_errors=True)
-            else:
-                entry.unlink(missing_ok=True)
+        rest = name[len(prefix) :] if name.startswith(prefix) else None
+        if rest is None or not (rest == ".old" or _TEMPORARY.fullmatch(rest)):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            complete = "files" in (_marker(entry) or {})
+            if complete and (theirs := user_entries(entry)):
+                logger.warning(
+                    "%s: left by a killed run and holds files vnas did not write (%s, ...); "
+                    "not removed",
+                    entry,
+                    theirs[0],
+                )
+                continue
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -247,20 +439,56 @@ def output_dir(
     """Claim ``path`` as the output folder of ``command``; yield a temporary folder that
     replaces ``path`` when the block completes (rules 1, 2 and 4 above).
 
-    Nothing is written, and ``path`` is left as it was, if the block raises.
+    Nothing is written, and ``path`` is left as it was, if the block raises. With
+    ``force``, the user's files in ``path`` are moved into the new folder.
 
     Raises:
-        VNASError: ``path`` is, contains or lies inside an input, is the current
-            directory, holds something vnas did not make with this command (without
-            ``force``), or is being written by another process.
+        VNASError: ``path`` is, contains or lies inside an input, is a protected place or
+            the current directory, was made by another command, holds files vnas did
+            not write (without ``force``), or is being written by another process.
     """
     folder = _claim_dir(path, command, inputs, force, flag)
     with parents_made(folder), hold_lock(folder, command):
-        _check_replaceable_dir(folder, command, force, path, flag)  # again, under the lock
+        theirs = _check_replaceable_dir(folder, command, force, path, flag)  # under the lock
         remove_stale_temporaries(folder)
-        with atomic_dir(folder) as tmp:
+        keep: Callable[[Path], None] = lambda new: _carry(folder, theirs, new)  # noqa: E731
+        with atomic_dir(folder, before_swap=keep) as tmp:
             write_marker(tmp, command)
             yield tmp
+            write_marker(tmp, command, file_manifest(tmp))
+
+
+@contextlib.contextmanager
+def file_set(paths: Sequence[str | Path], *, command: str) -> Iterator[list[Path]]:
+    """Write several output files as one set: all of them or none (rule 4).
+
+    Holds the lock of the first file, removes the temporaries a killed run left beside
+    each, and yields temporary paths (in a temporary folder beside the first file, so
+    writers that choose a format by name see the real names). Once the block completes,
+    every file is flushed to disk and moved into place, the last one first, so that the
+    first (the label) only ever appears beside its companions. Claim each path with
+    :func:`claim_file` before.
+    """
+    targets = [Path(p) for p in paths]
+    first = targets[0]
+    first.parent.mkdir(parents=True, exist_ok=True)
+    with hold_lock(first, command):
+        for target in targets:
+            remove_stale_temporaries(target)
+        with temporary_folder(first) as tmp:
+            temporaries = [tmp / target.name for target in targets]
+            try:
+                yield temporaries
+            except VNASError as err:  # name the user's file, not its temporary
+                if err.path is None or err.path.parent != tmp:
+                    raise
+                message = str(err).removeprefix(f"{err.path}: ")
+                raise VNASError(message, first.parent / err.path.name) from err
+            for temporary, target in reversed(list(zip(temporaries, targets, strict=True))):
+                with write_errors(target):
+                    check_written(temporary, target)
+                    os.replace(temporary, target)
+            sync_folder(first.parent)
 
 
 # --- rule 3: files -----------------------------------------------------------------------
@@ -351,28 +579,29 @@ def claim_file(
     """Check that ``command`` may write the file ``path`` (rules 1 and 3 above).
 
     Call it for every output file before writing any, then write with
-    :mod:`vnas.files.atomic`.
+    :mod:`vnas.files.atomic` (or :func:`file_set` for files that belong together).
 
     Args:
+        force: accepted for the commands' ``--force``; it lifts none of the file rules.
         csv_header: for a CSV, the header row about to be written (rule 3).
 
     Returns:
         ``path`` as given.
 
     Raises:
-        VNASError: the file is an input, lies inside one, is a folder, or exists and is
-            not vnas's (without ``force``).
+        VNASError: the file is an input, lies inside one, is a protected place, is a
+            folder, or exists and was not written by ``command``.
     """
     path = Path(path)
     check_outside_inputs(path, inputs, flag)
     if path.is_dir():
         raise VNASError(f"{flag} is a folder; name a file", path)
-    if force or not path.exists() or path.stat().st_size == 0:
+    if not path.exists() or path.stat().st_size == 0:
         return path
     if not _written_by(path, command, csv_header):
         raise VNASError(
             f"{flag} exists and was not written by `vnas {command}`; use another {flag} "
-            "or pass --force to overwrite it",
+            "(--force never overwrites a file vnas did not write with this command)",
             path,
         )
     return path

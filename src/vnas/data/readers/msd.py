@@ -83,6 +83,10 @@ class MSDReader:
         """Ids of the labelled training cases, sorted."""
         return sorted(self._pairs)
 
+    def paths(self, case_id: str) -> tuple[Path, Path]:
+        """Image and label file of a case, as ``dataset.json`` names them."""
+        return self._pairs[case_id]
+
     def load(self, case_id: str) -> Case:
         """Read, check and return one training case."""
         image_path, label_path = self._pairs[case_id]
