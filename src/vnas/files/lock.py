@@ -77,8 +77,9 @@ def _acquire(path: Path, command: str, output: str | Path) -> int:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, f"PID {os.getpid()}, vnas {command}\n".encode())
+            with contextlib.suppress(OSError):  # a full disk: the lock holds all the same
+                os.ftruncate(fd, 0)
+                os.write(fd, f"PID {os.getpid()}, vnas {command}\n".encode())
             return fd
         os.close(fd)  # the previous holder removed the file after we opened it: retry
 

@@ -110,9 +110,9 @@ def add_force_argument(parser: argparse.ArgumentParser, what: str = "--out") -> 
     parser.add_argument(
         "--force",
         action="store_true",
-        help=f"write into a {what} folder that holds files vnas did not write, keeping "
-        "them; never overwrites or deletes a file vnas did not write with this command, "
-        "another command's output, or an input",
+        help=f"write {what} even where a folder holds files vnas did not write: they are "
+        "kept. Never overwrites or deletes a file vnas did not write with this command, "
+        "another command's output or an input",
     )
 
 
