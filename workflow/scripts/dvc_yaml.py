@@ -43,7 +43,7 @@ GUARD = {
     "workdir_free": {
         "cmd": "python workflow/scripts/workdir_free.py",
         "deps": ["workflow/scripts/workdir_free.py"],
-        "outs": [{"results/.workdir_free": {"cache": False}}],
+        "outs": [{"workflow/workdir_free.txt": {"cache": False, "persist": True}}],
         "always_changed": True,
     }
 }
@@ -253,7 +253,7 @@ def render(params: dict) -> str:
     stages |= search_stages(name, cfg, "", ["dataset"])
     stages |= result_stages(name, cfg)
     for stage in stages.values():  # run after the guard, so DVC deletes nothing before it
-        stage["deps"] = ["results/.workdir_free", *stage.get("deps", [])]
+        stage["deps"] = ["workflow/workdir_free.txt", *stage.get("deps", [])]
     stages = GUARD | stages
     plots = [
         *curve_plots(name, cfg),

@@ -8,8 +8,10 @@ generated stage depends on this stage's file, so DVC runs this check first:
 
 - a Snakemake lock file (`.snakemake/locks/*.lock`) means a Snakemake run is using the
   workdir (or one was killed and left its lock): one line, exit 1, nothing deleted;
-- otherwise it writes `results/.workdir_free` (always the same bytes, so the stages
-  that depend on it never rerun because of it).
+- otherwise it writes `workflow/workdir_free.txt` (always the same bytes, so the stages
+  that depend on it never rerun because of it). The file is committed, so that
+  `dvc repro --dry` and `dvc status` of a fresh clone find it, and the stage's output is
+  `persist`, so DVC never deletes it.
 
 Standard library only, like the other generated-file scripts.
 """
@@ -22,7 +24,8 @@ from pathlib import Path
 from generated import write_atomic
 
 LOCKS = Path(".snakemake/locks")
-OUT = Path("results/.workdir_free")
+OUT = Path("workflow/workdir_free.txt")
+TEXT = "no Snakemake run held this workdir when dvc repro last started\n"
 
 
 def main() -> int:
@@ -35,8 +38,8 @@ def main() -> int:
             file=sys.stderr,
         )
         return 1
-    OUT.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(OUT, "no Snakemake run held this workdir when dvc repro started\n")
+    if not OUT.is_file() or OUT.read_text() != TEXT:
+        write_atomic(OUT, TEXT)
     return 0
 
 
