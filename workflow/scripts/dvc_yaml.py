@@ -14,6 +14,12 @@ Every stage's command starts with the check, so after `dataset:` (or another key
 shapes the stages) changes, `dvc repro` stops with one line saying to regenerate
 dvc.yaml instead of running stages of the wrong dataset.
 
+The first stage, `check_params`, validates params.yaml against the workflow's schema
+(Snakemake parses the Snakefile, which runs the check, and lists the rules) and writes a
+small marker that every other stage depends on. DVC deletes a stage's outputs before it
+runs the stage's command, so without it `dvc exp run -S lr=abc` would delete the
+phantom's raw data before any stage reached the check.
+
 What DVC needs besides the stages:
 
 - the per-method mean DSC (`results/tables/<dataset>_metrics.json`) is a git-tracked
@@ -35,6 +41,8 @@ from generated import check_current, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "python workflow/scripts/dvc_yaml.py --check"
+#: The marker `check_params` writes when params.yaml passes; every other stage needs it.
+PARAMS_CHECKED = "results/params_checked.txt"
 OPTIMISER = ["lr", "momentum", "weight_decay", "poly_power", "seed", "device"]
 
 HEADER = """\
@@ -59,6 +67,18 @@ def snakemake(dataset: str, rules: list[str], targets: list[str]) -> str:
         f"{CHECK} && snakemake --cores all --config dataset={dataset} "
         f"--allowed-rules {allowed} --forcerun {forced} -- {' '.join(targets)}"
     )
+
+
+def check_params_stage(dataset: str) -> dict:
+    """The stage that validates params.yaml before any stage's outputs are deleted."""
+    return {
+        "cmd": (
+            f"{CHECK} && snakemake --config dataset={dataset} --list-rules > /dev/null "
+            f"&& mkdir -p results && echo 'params.yaml passed the schema check' > {PARAMS_CHECKED}"
+        ),
+        "deps": ["params.yaml", "workflow/schemas/params.schema.yaml"],
+        "outs": [{PARAMS_CHECKED: {"cache": False}}],
+    }
 
 
 def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) -> dict:
@@ -240,6 +260,10 @@ def render(params: dict) -> str:
         stages |= search_stages(source, datasets[source], f"-{source}", [])
     stages |= search_stages(name, cfg, "", ["dataset"])
     stages |= result_stages(name, cfg)
+    for key, stage in stages.items():
+        stages[key] = {"cmd": stage.pop("cmd"), "deps": [PARAMS_CHECKED, *stage.pop("deps", [])]}
+        stages[key] |= stage
+    stages = {"check_params": check_params_stage(name), **stages}
     plots = [
         *curve_plots(name, cfg),
         *(
