@@ -91,7 +91,10 @@ def check_nifti_header(path: Path) -> None:
     try:
         header = nib.load(str(path)).header
         shape = header.get_data_shape()
-        zooms = [float(z) for z in header.get_zooms()[:3]]
+        # nibabel, like ITK, silently turns a zero pixdim into 1: read it unchecked
+        with nib.openers.ImageOpener(str(path)) as stream:
+            raw = type(header).from_fileobj(stream, check=False)
+        zooms = [float(z) for z in raw["pixdim"][1 : 1 + min(3, len(shape))]]
         needed = int(header.get_data_offset()) + int(
             np.prod(shape, dtype=np.float64) * header.get_data_dtype().itemsize
         )
