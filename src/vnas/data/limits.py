@@ -13,7 +13,7 @@ from vnas.errors import VNASError
 
 #: The most voxels one volume may have unless ``--max-voxels`` (or the environment
 #: variable below) raises it: 512 x 512 x 2048, eight times a large abdominal CT
-#: (4 GiB as float32). A header claiming more is far likelier a crafted or broken file
+#: (2 GiB as float32). A header claiming more is far likelier a crafted or broken file
 #: than a scan, and reading it would exhaust the machine's memory without a message.
 DEFAULT_MAX_VOXELS = 512 * 512 * 2048
 #: Where ``--max-voxels`` puts its value, so that worker processes see it too.
