@@ -52,7 +52,7 @@ CONFIG_SCHEMA = {
         "patch": _PATCH,
         "test_patch": _PATCH,
         "preprocessing": {
-            "type": "object",
+            "type": ["object", "null"],  # null: refused where it is needed, with its own line
             "properties": {
                 "hu_window": {"type": "array", "items": _FINITE, "minItems": 2, "maxItems": 2},
                 "spacing": {
