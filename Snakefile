@@ -10,7 +10,6 @@
 # `params:` entry, so changing it reruns exactly those jobs.
 
 import os
-from pathlib import Path
 
 from snakemake.utils import min_version
 
@@ -21,31 +20,8 @@ min_version("9.0")
 os.environ.update(VNAS_SOURCE=workflow.basedir)
 
 
-def refuse_templated_config(path):
-    """Stop with one line if a config file asks Snakemake to evaluate it as a YTE
-    template (`__use_yte__` at its top): its `?` expressions would run as Python. vnas
-    config files are plain YAML. Checked here with yaml.safe_load, before the
-    `configfile:` below loads params.yaml; a `--configfile` given on the command line is
-    loaded by Snakemake before this file runs, so for those this stops the run only
-    after the fact (check such a file with `grep __use_yte__` before using it)."""
-    import sys
-
-    import yaml
-
-    try:
-        document = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
-        sys.exit(f"vnas: {path}: not a readable YAML config file ({str(err).splitlines()[0]})")
-    if isinstance(document, dict) and "__use_yte__" in document:
-        sys.exit(
-            f"vnas: {path}: holds __use_yte__, which makes Snakemake run its `?` expressions "
-            "as Python; vnas config files are plain YAML: remove the key and the expressions"
-        )
-
-
-for _config_path in ["params.yaml", *workflow.config_settings.configfiles]:
-    if Path(_config_path).exists():
-        refuse_templated_config(_config_path)
+# Refuses config files that Snakemake would evaluate as templates (before `configfile:`).
+include: "workflow/rules/config_guard.smk"
 
 
 configfile: "params.yaml"

@@ -16,7 +16,7 @@ dvc.yaml instead of running stages of the wrong dataset.
 
 The first stage, `check_params`, validates params.yaml against the workflow's schema
 (Snakemake parses the Snakefile, which runs the check, and lists the rules) and writes a
-small marker that every other stage depends on. DVC deletes a stage's outputs before it
+small marker (committed to git) that every other stage depends on. DVC deletes a stage's outputs before it
 runs the stage's command, so without it `dvc exp run -S lr=abc` would delete the
 phantom's raw data before any stage reached the check.
 
@@ -77,7 +77,9 @@ def check_params_stage(dataset: str) -> dict:
             f"&& mkdir -p results && echo 'params.yaml passed the schema check' > {PARAMS_CHECKED}"
         ),
         "deps": ["params.yaml", "workflow/schemas/params.schema.yaml"],
-        "outs": [{PARAMS_CHECKED: {"cache": False}}],
+        # git-tracked and kept (persist), so `dvc repro --dry` finds it in a fresh clone;
+        # its text never changes, so rewriting it reruns no later stage
+        "outs": [{PARAMS_CHECKED: {"cache": False, "persist": True}}],
     }
 
 
