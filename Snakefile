@@ -20,6 +20,10 @@ min_version("9.0")
 os.environ.update(VNAS_SOURCE=workflow.basedir)
 
 
+# Refuses config files that Snakemake would evaluate as templates (before `configfile:`).
+include: "workflow/rules/config_guard.smk"
+
+
 configfile: "params.yaml"
 
 

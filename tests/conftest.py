@@ -86,6 +86,7 @@ WORKFLOW_FILES = (
     "profiles",
     "src",
     ".gitignore",
+    "results/params_checked.txt",
 )
 
 
@@ -118,6 +119,7 @@ def copy_workflow(dest: Path, params: dict | None = None) -> Path:
         if src.is_dir():
             shutil.copytree(src, dest / name)
         else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(src, dest / name)
     (dest / "params.yaml").write_text(yaml.safe_dump(params or tiny_params(), sort_keys=False))
     return dest

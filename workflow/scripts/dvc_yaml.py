@@ -14,6 +14,12 @@ Every stage's command starts with the check, so after `dataset:` (or another key
 shapes the stages) changes, `dvc repro` stops with one line saying to regenerate
 dvc.yaml instead of running stages of the wrong dataset.
 
+The first stage, `check_params`, validates params.yaml against the workflow's schema
+(Snakemake parses the Snakefile, which runs the check, and lists the rules) and writes a
+small marker (committed to git) that every other stage depends on. DVC deletes a stage's outputs before it
+runs the stage's command, so without it `dvc exp run -S lr=abc` would delete the
+phantom's raw data before any stage reached the check.
+
 What DVC needs besides the stages:
 
 - the per-method mean DSC (`results/tables/<dataset>_metrics.json`) is a git-tracked
@@ -47,6 +53,8 @@ GUARD = {
         "always_changed": True,
     }
 }
+#: The marker `check_params` writes when params.yaml passes; every other stage needs it.
+PARAMS_CHECKED = "results/params_checked.txt"
 OPTIMISER = ["lr", "momentum", "weight_decay", "poly_power", "seed", "device"]
 
 HEADER = """\
@@ -71,6 +79,20 @@ def snakemake(dataset: str, rules: list[str], targets: list[str]) -> str:
         f"{CHECK} && snakemake --cores all --config dataset={dataset} "
         f"--allowed-rules {allowed} --forcerun {forced} -- {' '.join(targets)}"
     )
+
+
+def check_params_stage(dataset: str) -> dict:
+    """The stage that validates params.yaml before any stage's outputs are deleted."""
+    return {
+        "cmd": (
+            f"{CHECK} && snakemake --config dataset={dataset} --list-rules > /dev/null "
+            f"&& mkdir -p results && echo 'params.yaml passed the schema check' > {PARAMS_CHECKED}"
+        ),
+        "deps": ["params.yaml", "workflow/schemas/params.schema.yaml"],
+        # git-tracked and kept (persist), so `dvc repro --dry` finds it in a fresh clone;
+        # its text never changes, so rewriting it reruns no later stage
+        "outs": [{PARAMS_CHECKED: {"cache": False, "persist": True}}],
+    }
 
 
 def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) -> dict:
@@ -252,9 +274,15 @@ def render(params: dict) -> str:
         stages |= search_stages(source, datasets[source], f"-{source}", [])
     stages |= search_stages(name, cfg, "", ["dataset"])
     stages |= result_stages(name, cfg)
-    for stage in stages.values():  # run after the guard, so DVC deletes nothing before it
-        stage["deps"] = ["workflow/workdir_free.txt", *stage.get("deps", [])]
-    stages = GUARD | stages
+    # every stage runs after the workdir guard and the params check, so DVC deletes
+    # nothing before either has passed
+    guards = ["workflow/workdir_free.txt", PARAMS_CHECKED]
+    for key, stage in stages.items():
+        stages[key] = {"cmd": stage.pop("cmd"), "deps": [*guards, *stage.pop("deps", [])]}
+        stages[key] |= stage
+    check = check_params_stage(name)
+    check["deps"] = ["workflow/workdir_free.txt", *check["deps"]]
+    stages = GUARD | {"check_params": check, **stages}
     plots = [
         *curve_plots(name, cfg),
         *(

@@ -11,6 +11,7 @@ import argparse
 
 from vnas.commands.flags import deprecated
 from vnas.commands.window_flags import add_inference_args, inference_options
+from vnas.data.limits import add_max_voxels_argument, set_max_voxels
 from vnas.files.outputs import add_force_argument
 
 
@@ -45,6 +46,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="label file (.nii.gz) for one image; a folder for a folder of NIfTIs",
     )
     add_force_argument(parser)
+    add_max_voxels_argument(parser)
     tta = parser.add_argument_group("ensembling and test-time augmentation")
     tta.add_argument(
         "--mirror",
@@ -71,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.eval.predict import predict
 
+    set_max_voxels(args.max_voxels)
     result = predict(
         args.model,
         args.input,

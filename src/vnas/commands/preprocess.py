@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vnas.commands.flags import default_jobs
+from vnas.data.limits import add_max_voxels_argument, set_max_voxels
 from vnas.data.presets import DATASET_PRESETS
 from vnas.files.outputs import add_force_argument
 
@@ -43,6 +44,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=int,
         help="cases processed in parallel (default: min(4, CPUs))",
     )
+    parser.add_argument(
+        "--allow-outside",
+        action="store_true",
+        help="read dataset.json entries outside --raw (absolute or '..' paths); refused by default",
+    )
+    add_max_voxels_argument(parser)
     add_force_argument(parser)
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
@@ -52,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     """Preprocess the dataset."""
     from vnas.data.preprocess import preprocess_dataset
 
+    set_max_voxels(args.max_voxels)
     preprocess_dataset(
         args.raw,
         args.out,
@@ -61,5 +69,6 @@ def run(args: argparse.Namespace) -> int:
         jobs=args.jobs or default_jobs(),
         progress=not args.no_progress,
         force=args.force,
+        allow_outside=args.allow_outside,
     )
     return 0

@@ -5,7 +5,9 @@ vary): every file below the case folder is considered; GDCM groups them into ser
 orders the slices by their position along the slice normal (ImagePositionPatient, not
 file name or InstanceNumber) and applies RescaleSlope/RescaleIntercept, so voxels come out
 in HU. The InstanceNumber of every slice is returned too, because the NIH labels are
-indexed by it (see ``vnas.data.readers.nih``).
+indexed by it (see ``vnas.data.readers.nih``). A series whose slices disagree on
+PixelSpacing is refused (ITK would read them all at the first slice's spacing), and so
+is a file name that is not UTF-8 (GDCM aborts the process on one).
 """
 
 from __future__ import annotations
@@ -17,16 +19,20 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
+from vnas.data.imageio import check_path_name
 from vnas.errors import VNASError
 
 INSTANCE_NUMBER = "0020|0013"
 IMAGE_POSITION = "0020|0032"
+PIXEL_SPACING = "0028|0030"
 
 
 def _files_below(folder: Path) -> dict[Path, int]:
     """Folders below ``folder`` holding files (macOS ``._*`` and hidden files ignored)."""
     found: dict[Path, int] = {}
     for root, _dirs, files in os.walk(folder):
+        for name in files:
+            check_path_name(Path(root) / name)
         n = sum(1 for f in files if not f.startswith("."))
         if n:
             found[Path(root)] = n
@@ -56,6 +62,37 @@ def _check_even_spacing(reader: sitk.ImageSeriesReader, n: int, folder: Path) ->
         )
 
 
+def _spacing_key(value: str) -> str:
+    """A PixelSpacing value (``0.5\\0.5``) written one way, so ``0.50`` equals ``0.5``."""
+    try:
+        return "\\".join(f"{float(v):.6g}" for v in value.split("\\")) if value.strip() else "none"
+    except ValueError:
+        return value.strip()
+
+
+def _check_pixel_spacing(
+    reader: sitk.ImageSeriesReader, files: Sequence[str], folder: Path
+) -> None:
+    """Raise ``VNASError`` naming the slices whose PixelSpacing differs from the most
+    common one: ITK reads the whole series at one spacing."""
+    spacings: dict[str, list[str]] = {}
+    for i, name in enumerate(files):
+        value = (
+            reader.GetMetaData(i, PIXEL_SPACING) if reader.HasMetaDataKey(i, PIXEL_SPACING) else ""
+        )
+        spacings.setdefault(_spacing_key(value), []).append(Path(name).name)
+    if len(spacings) > 1:
+        common = max(spacings, key=lambda k: len(spacings[k]))
+        odd = sorted(name for key, names in spacings.items() if key != common for name in names)
+        others = ", ".join(sorted(k for k in spacings if k != common))
+        raise VNASError(
+            f"{len(odd)} of {len(files)} slices have PixelSpacing {others} instead of "
+            f"{common} mm ({', '.join(odd[:5])}{', ...' if len(odd) > 5 else ''}); "
+            "a series must have one pixel spacing",
+            folder,
+        )
+
+
 def read_dicom_series(case_dir: str | Path) -> tuple[sitk.Image, list[int]]:
     """Read the one CT series found anywhere below ``case_dir``.
 
@@ -68,6 +105,7 @@ def read_dicom_series(case_dir: str | Path) -> tuple[sitk.Image, list[int]]:
             without InstanceNumber.
     """
     case_dir = Path(case_dir)
+    check_path_name(case_dir)
     folders = _files_below(case_dir)
     if not folders:
         raise VNASError("no DICOM files found below this folder", case_dir)
@@ -98,6 +136,7 @@ def read_dicom_series(case_dir: str | Path) -> tuple[sitk.Image, list[int]]:
         raise VNASError("cannot read the DICOM series (corrupt or mixed slices?)", folder) from None
     finally:
         sitk.ProcessObject.SetGlobalWarningDisplay(warnings)
+    _check_pixel_spacing(reader, files, folder)
     _check_even_spacing(reader, len(files), folder)
     numbers = []
     for i in range(len(files)):

@@ -3,12 +3,16 @@
 Every problem a user's file can have becomes a one-line ``VNASError`` naming the file:
 an unreadable or truncated file, a 4D or vector image, NaNs, a label that is not integer
 valued or holds values outside the declared classes, an image and label whose grids
-differ (size, spacing, origin or direction).
+differ (size, spacing, origin or direction), a zero voxel spacing, a file name that is
+not valid UTF-8, an integer file whose scale factor overflows to infinity, and a header
+that claims more voxels than the file holds or than :func:`max_voxels` allows (checked
+before any voxel is allocated).
 """
 
 from __future__ import annotations
 
 import gzip
+import os
 import zlib
 from collections.abc import Iterable
 from pathlib import Path
@@ -18,6 +22,7 @@ import numpy as np
 import SimpleITK as sitk
 
 from vnas.data.case import Case
+from vnas.data.limits import max_voxels
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_path
 
@@ -29,35 +34,114 @@ ORIGIN_TOLERANCE_VOXELS = 0.1
 #: direction cosines may differ by this much (about 0.06 degrees)
 DIRECTION_ATOL = 1e-3
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
 
-def check_gzip(path: Path) -> None:
-    """Raise ``VNASError`` if a ``.gz`` file is truncated or fails its CRC.
+
+def check_voxel_count(size: Iterable[int], path: str | Path) -> None:
+    """Raise ``VNASError`` when a volume of ``size`` voxels exceeds :func:`max_voxels`."""
+    size = [int(s) for s in size]
+    count = int(np.prod(size, dtype=np.float64))
+    limit = max_voxels()
+    if count > limit:
+        raise VNASError(
+            f"header claims {size} = {count:,} voxels, more than the limit of {limit:,}; "
+            "if the volume is real, raise the limit with --max-voxels",
+            path,
+        )
+
+
+def check_path_name(path: str | Path) -> None:
+    """Raise ``VNASError`` for a file name that is not valid UTF-8.
+
+    SimpleITK cannot take such a name: it aborts the whole process
+    (``std::logic_error``) instead of raising, leaving temporaries and locks behind.
+    """
+    try:
+        str(path).encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(str(path)).decode("utf-8", "backslashreplace")
+        raise VNASError(
+            "file name is not valid UTF-8; rename the file (SimpleITK cannot open it)", shown
+        ) from None
+
+
+def check_gzip(path: Path) -> int:
+    """Raise ``VNASError`` if a ``.gz`` file is truncated or fails its CRC; else return
+    its uncompressed size in bytes.
 
     Needed because ITK's NIfTI reader silently zero-fills the voxels missing from a
     truncated ``.nii.gz`` instead of failing; streaming through ``gzip`` costs one extra
-    decompression.
+    decompression (in 16 MiB pieces, so a gzip bomb never fills memory).
     """
+    size = 0
     try:
         with gzip.open(path, "rb") as stream:
-            if not stream.read(1):  # gzip reads an empty file as an empty stream
-                raise EOFError("no data")
-            while stream.read(1 << 24):
-                pass
+            while chunk := stream.read(1 << 24):
+                size += len(chunk)
+        if size == 0:  # gzip reads an empty file as an empty stream
+            raise EOFError("no data")
     except (EOFError, OSError, zlib.error) as err:
         raise VNASError(f"truncated or corrupt gzip file ({err})", path) from None
+    return size
+
+
+def check_nifti_header(path: Path) -> None:
+    """Check a NIfTI header before any voxel is read: the voxel count against
+    :func:`max_voxels`, a zero or non-finite voxel spacing (ITK reads ``pixdim = 0``
+    as 1 mm behind a warning), and a file too short for the voxels it claims (the
+    uncompressed size for ``.nii.gz``)."""
+    try:
+        header = nib.load(str(path)).header
+        shape = header.get_data_shape()
+        # nibabel, like ITK, silently turns a zero pixdim into 1: read it unchecked
+        with nib.openers.ImageOpener(str(path)) as stream:
+            raw = type(header).from_fileobj(stream, check=False)
+        zooms = [float(z) for z in raw["pixdim"][1 : 1 + min(3, len(shape))]]
+        needed = int(header.get_data_offset()) + int(
+            np.prod(shape, dtype=np.float64) * header.get_data_dtype().itemsize
+        )
+    except Exception as err:  # nibabel raises many types for a damaged header
+        raise VNASError(f"cannot read the image (corrupt file?): {err}", path) from None
+    check_voxel_count(shape, path)
+    if any(not np.isfinite(z) or z == 0 for z in zooms):
+        raise VNASError(f"voxel spacing {zooms} mm holds a zero or non-finite value", path)
+    size = check_gzip(path) if path.name.endswith(".gz") else path.stat().st_size
+    if size < needed:
+        raise VNASError(
+            f"header claims {list(shape)} voxels ({needed:,} bytes) but the file holds "
+            f"{size:,} bytes: truncated or crafted file",
+            path,
+        )
 
 
 def check_nifti_finite(path: Path) -> None:
-    """Raise ``VNASError`` if a floating-point NIfTI holds NaN or infinite voxels.
+    """Raise ``VNASError`` if a floating-point NIfTI holds NaN or infinite voxels, or an
+    integer one has a scale factor (``scl_slope``, ``scl_inter``) that turns its values
+    into infinity in float32, as ITK reads them.
 
     Needed because ITK's NIfTI reader silently turns NaN voxels into 0; nibabel reads
-    the stored values as they are. Integer files (most CT) cannot hold NaN and are skipped.
+    the stored values as they are. Integer files (most CT) cannot hold NaN: only their
+    scaling is checked, against the extremes of their type.
     """
     try:
         nifti = nib.load(str(path))
-        if nifti.get_data_dtype().kind != "f":
+        dtype = nifti.get_data_dtype()
+        if dtype.kind in "iu":
+            slope, inter = nifti.dataobj.slope, nifti.dataobj.inter
+            extreme = max(abs(float(np.iinfo(dtype).min)), float(np.iinfo(dtype).max))
+            largest = abs(float(slope)) * extreme + abs(float(inter))
+            if not np.isfinite([slope, inter]).all() or largest > _FLOAT32_MAX:
+                raise VNASError(
+                    f"scale factor (scl_slope {float(slope):g}, scl_inter {float(inter):g}) "
+                    f"turns {dtype} values into infinity",
+                    path,
+                )
+            return
+        if dtype.kind != "f":
             return
         bad = int((~np.isfinite(np.asanyarray(nifti.dataobj))).sum())
+    except VNASError:
+        raise
     except Exception as err:  # nibabel raises many types for a damaged file
         raise VNASError(f"cannot read the image (corrupt file?): {err}", path) from None
     if bad:
@@ -71,13 +155,19 @@ def read_image(path: str | Path) -> sitk.Image:
         VNASError: missing, unreadable or corrupt file; 4D or multi-component image.
     """
     path = Path(path)
+    check_path_name(path)
     if not path.is_file():
         raise VNASError("file not found", path)
-    if path.name.endswith(".gz"):
-        check_gzip(path)
     if path.name.endswith((".nii", ".nii.gz")):
+        check_nifti_header(path)
         check_nifti_finite(path)
+    elif path.name.endswith(".gz"):
+        check_gzip(path)
     try:
+        info = sitk.ImageFileReader()
+        info.SetFileName(str(path))
+        info.ReadImageInformation()
+        check_voxel_count(info.GetSize(), path)
         image = sitk.ReadImage(str(path))
     except RuntimeError as err:
         reason = str(err).strip().splitlines()[-1] if str(err).strip() else ""
@@ -98,7 +188,15 @@ def read_image(path: str | Path) -> sitk.Image:
             "expected a 3D volume",
             path,
         )
+    check_spacing(image.GetSpacing(), path)
     return image
+
+
+def check_spacing(spacing: Iterable[float], path: str | Path) -> None:
+    """Raise ``VNASError`` for a zero, negative or non-finite voxel spacing."""
+    spacing = [float(s) for s in spacing]
+    if not all(np.isfinite(s) and s > 0 for s in spacing):
+        raise VNASError(f"voxel spacing {_rounded(spacing)} mm must be positive", path)
 
 
 def write_image(image: sitk.Image, path: str | Path) -> None:

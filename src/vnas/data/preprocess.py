@@ -151,6 +151,7 @@ def preprocess_dataset(
     jobs: int = 1,
     progress: bool = True,
     force: bool = False,
+    allow_outside: bool = False,
 ) -> dict:
     """Preprocess every labelled case of a raw dataset into ``out`` (``vnas preprocess``).
 
@@ -168,13 +169,14 @@ def preprocess_dataset(
         jobs: worker processes (cases run in parallel); 1 runs in this process.
         progress: show a progress bar.
         force: replace ``out`` even if ``vnas preprocess`` did not make it.
+        allow_outside: read ``dataset.json`` entries outside ``raw`` (``--allow-outside``).
 
     Returns:
         The ``dataset.json`` content.
     """
     info = get_preset(preset)
     raw = Path(raw).resolve()
-    reader = get_reader(info.name, raw)
+    reader = get_reader(info.name, raw, allow_outside)
     settings = preprocessing_settings(info, hu_window, spacing)
     case_ids = reader.case_ids()
     if not case_ids:
@@ -191,6 +193,7 @@ def preprocess_dataset(
             "cases": [s["case_id"] for s in summaries],
             "shapes": {s["case_id"]: s["shape"] for s in summaries},
             "raw": str(raw),
+            "allow_outside": allow_outside,
             "vnas_version": __version__,
         }
         atomic_write_json(Path(tmp) / store.DATASET_JSON, dataset)

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from vnas.engine.model_records import check_config_record
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_save_torch
 
@@ -46,14 +47,18 @@ def _torch_load(path: Path) -> Any:
 
 
 def read_config(model_dir: str | Path) -> dict:
-    """Read ``config.json`` of a model or search folder."""
+    """Read ``config.json`` of a model or search folder, checked against its schema
+    (:func:`vnas.engine.model_records.check_config_record`)."""
     path = Path(model_dir) / CONFIG_NAME
     if not path.is_file():
         raise VNASError(f"no {CONFIG_NAME}: not a vnas model folder", Path(model_dir))
     try:
-        return json.loads(path.read_text())
+        record = json.loads(path.read_text())
     except json.JSONDecodeError as err:
         raise VNASError(f"invalid JSON ({err.msg}, line {err.lineno})", path) from err
+    except RecursionError:
+        raise VNASError("invalid JSON (nested too deeply)", path) from None
+    return check_config_record(record, path)
 
 
 def check_state_dict(model: nn.Module, state: Mapping[str, torch.Tensor], path: Path) -> None:

@@ -31,6 +31,7 @@ from vnas.engine.device import (
     resolve_device,
 )
 from vnas.engine.loop import LoopSettings
+from vnas.engine.memory import check_step_fits
 from vnas.engine.rng import seed_everything
 from vnas.engine.rundir import RunState, discard_failed_start, fingerprint, prepare_run_dir
 from vnas.errors import VNASError
@@ -231,6 +232,7 @@ def prepare_run(
     device = resolve_device(run.device)
     amp = resolve_amp(run.amp, device)
     classes = dataset.get("classes") or {"0": "background", "1": "foreground"}
+    check_step_fits(arch, len(classes), optim.width, patch, optim.batch_size, device)
     settings = run_record(config, command=command) if record is None else record
     record = _config_record(
         command, arch, settings, dataset, classes, split, patch, tpatch, device, amp, config

@@ -150,7 +150,7 @@ def _raw_reader(dataset: dict, raw_dir: str | Path | None, pre_dir: Path) -> Rea
                 "made from",
                 pre_dir / "dataset.json",
             )
-    return get_reader(dataset["preset"], raw_dir)
+    return get_reader(dataset["preset"], raw_dir, bool(dataset.get("allow_outside", False)))
 
 
 def _recorded_inputs(dataset: dict, config: dict, reader: Reader | None) -> dict:

@@ -21,7 +21,9 @@ Inputs: a NIfTI file (``.nii``/``.nii.gz``), a folder holding one DICOM series (
 recursively, as for NIH Pancreas-CT), or a folder of NIfTI files; for a folder of NIfTIs
 ``--out`` is a folder and each ``NAME.nii.gz`` (or nnU-Net style ``NAME_0000.nii.gz``)
 gives ``NAME.nii.gz`` there. A folder holding both DICOM and NIfTI files is refused, since
-either reading would ignore the other.
+either reading would ignore the other, and so is a folder where two inputs map to one
+output name (``case.nii.gz`` and ``case_0000.nii.gz``, or ``x.nii`` and ``x.nii.gz``):
+one label would be written under the other scan's name.
 
 Outputs follow :mod:`vnas.files.outputs`: never the input or inside it; an output folder
 appears complete or not at all (one unreadable image leaves no segmentation behind), and
@@ -48,9 +50,10 @@ from tqdm import tqdm
 from vnas.data.augment import FLIP_AXES
 from vnas.data.dicom import read_dicom_series
 from vnas.data.geometry import image_on_grid, resample_to, to_original
-from vnas.data.imageio import read_image, write_image
+from vnas.data.imageio import check_path_name, read_image, write_image
 from vnas.data.preprocess import preprocess_image
 from vnas.engine.checkpoint import MODEL_NAME, load_model, read_config
+from vnas.engine.model_records import check_ensemble_record
 from vnas.errors import VNASError
 from vnas.eval.inference import (
     DEFAULT_WINDOW,
@@ -195,9 +198,11 @@ def collect_inputs(input_path: str | Path, output: str | Path) -> list[tuple[Pat
     a folder of NIfTIs gives one pair per file, with ``output`` a folder.
 
     Raises:
-        VNASError: missing input, or an output name that does not fit the input.
+        VNASError: missing input, an output name that does not fit the input, two inputs
+            mapping to one output name, or a file name that is not UTF-8.
     """
     input_path, output = Path(input_path), Path(output)
+    check_path_name(input_path)
     if not input_path.exists():
         raise VNASError("input not found", input_path)
     niftis = []
@@ -217,12 +222,20 @@ def collect_inputs(input_path: str | Path, output: str | Path) -> list[tuple[Pat
             f"--input is a folder of {len(niftis)} NIfTI files, so --out must be a folder",
             output,
         )
-    pairs = []
+    sources: dict[str, Path] = {}
     for path in niftis:
+        check_path_name(path)
         stem = path.name[: -len(_nifti_suffix(path))]
         stem = re.sub(r"_0000$", "", stem)  # nnU-Net channel suffix: CASE_0000 -> CASE
-        pairs.append((path, output / f"{stem}.nii.gz"))
-    return pairs
+        name = f"{stem}.nii.gz"
+        if name in sources:
+            raise VNASError(
+                f"{sources[name].name} and {path.name} would both be written as {name}; "
+                "rename one of them",
+                input_path,
+            )
+        sources[name] = path
+    return [(path, output / name) for name, path in sources.items()]
 
 
 def expand_models(model_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
@@ -243,9 +256,10 @@ def expand_models(model_dirs: str | Path | Sequence[str | Path]) -> list[Path]:
             folders.append(folder)
             continue
         try:
-            members = json.loads(manifest.read_text())["models"]
-        except (ValueError, KeyError, TypeError) as err:
+            record = json.loads(manifest.read_text())
+        except (ValueError, RecursionError) as err:
             raise VNASError(f"not a vnas ensemble manifest ({err})", manifest) from None
+        members = check_ensemble_record(record, manifest)["models"]
         folders += [folder / member for member in members]
     return folders
 

@@ -406,6 +406,8 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
         raise VNASError("arch JSON file not found", path) from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise VNASError(f"not a readable arch JSON file ({err})", path) from None
+    except RecursionError:
+        raise VNASError("not a readable arch JSON file (nested too deeply)", path) from None
     if not isinstance(record, dict) or "alpha" not in record or "beta" not in record:
         raise VNASError("arch JSON must be an object with 'alpha' and 'beta'", path)
     a, b = _weight_pair(record, "alpha", "beta", path)

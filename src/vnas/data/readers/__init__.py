@@ -32,8 +32,9 @@ class Reader(Protocol):
         ...
 
 
-def get_reader(preset: str, root: str | Path) -> Reader:
-    """The reader for ``preset``'s layout, opened on the raw folder ``root``.
+def get_reader(preset: str, root: str | Path, allow_outside: bool = False) -> Reader:
+    """The reader for ``preset``'s layout, opened on the raw folder ``root``
+    (``allow_outside``: an MSD ``dataset.json`` may name files outside ``root``).
 
     Raises:
         VNASError: unknown preset, missing or empty folder, or a malformed index file.
@@ -47,7 +48,7 @@ def get_reader(preset: str, root: str | Path) -> Reader:
     if info.layout == "msd":
         from vnas.data.readers.msd import MSDReader
 
-        return MSDReader(root)
+        return MSDReader(root, allow_outside=allow_outside)
     if info.layout == "nih":
         from vnas.data.readers.nih import NIHReader
 

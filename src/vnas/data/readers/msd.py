@@ -5,16 +5,21 @@ name; ``test`` is a list of plain path strings (not dicts like ``training``); th
 key is misspelled ``relase`` (neither spelling is needed); archives carry macOS ``._*``
 files next to real ones (never read); case numbers are not contiguous (ids come from the
 file names, never from a range). A file listed in ``dataset.json`` but missing is an error
-naming it.
+naming it, and so are two entries with one case id (one would silently replace the other,
+and the copies could land in train and test of one fold) and an entry outside the task
+folder (an absolute path or one climbing out with ``..``) unless ``allow_outside`` says
+so. The check is on the path as written: a symlinked file or folder inside the task
+folder stays readable.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 from vnas.data.case import Case
-from vnas.data.imageio import case_from_images, read_image
+from vnas.data.imageio import case_from_images, check_path_name, read_image
 from vnas.errors import VNASError
 
 
@@ -40,14 +45,32 @@ def parse_labels(labels: object, path: Path) -> dict[str, str]:
     return {str(k): parsed[k] for k in sorted(parsed)}
 
 
+def listed_path(root: Path, entry: object, index: Path, allow_outside: bool) -> Path:
+    """The file a ``dataset.json`` entry names, refused when it lies outside ``root``
+    (checked on the path as written, so symlinks inside ``root`` stay readable)."""
+    if not isinstance(entry, str):
+        raise VNASError(f"training entry path {entry!r} is not a string", index)
+    inside = not os.path.isabs(entry) and not os.path.normpath(entry).startswith("..")
+    if not inside and not allow_outside:
+        raise VNASError(
+            f"entry {entry!r} lies outside the dataset folder; move the file into it, or "
+            "pass --allow-outside to read it",
+            index,
+        )
+    path = root / entry
+    check_path_name(path)
+    return path
+
+
 class MSDReader:
     """Reader for an MSD task folder (the one holding ``dataset.json``).
 
     Args:
         root: the task folder, e.g. ``Task07_Pancreas``.
+        allow_outside: read entries that lie outside ``root`` (absolute or ``..`` paths).
     """
 
-    def __init__(self, root: str | Path) -> None:
+    def __init__(self, root: str | Path, allow_outside: bool = False) -> None:
         self.root = Path(root)
         index = self.root / "dataset.json"
         if not index.is_file():
@@ -68,12 +91,19 @@ class MSDReader:
                 raise VNASError(f"training entry {entry!r} needs 'image' and 'label'", index)
             if Path(entry["image"]).name.startswith("._"):
                 continue  # a macOS resource fork that slipped into a hand-made index
-            image = self.root / entry["image"]
-            label = self.root / entry["label"]
+            image = listed_path(self.root, entry["image"], index, allow_outside)
+            label = listed_path(self.root, entry["label"], index, allow_outside)
             for path in (image, label):
                 if not path.is_file():
                     raise VNASError("listed in dataset.json but missing", path)
-            self._pairs[case_id_of(entry["image"])] = (image, label)
+            case_id = case_id_of(entry["image"])
+            if case_id in self._pairs:
+                raise VNASError(
+                    f"case id {case_id!r} is listed twice ({self._pairs[case_id][0]} and "
+                    f"{image}); every training image needs its own file name",
+                    index,
+                )
+            self._pairs[case_id] = (image, label)
         # ``test`` holds plain strings in the real release; accept dicts too.
         self.test = [
             case_id_of(t["image"] if isinstance(t, dict) else t) for t in info.get("test", [])
