@@ -245,7 +245,8 @@ def run_params(args: argparse.Namespace) -> int:
     if not isinstance(block, dict):
         raise VNASError(f"no dataset block {args.dataset!r} under datasets:", path)
     batches = planned_batches(args, block, None)
-    atomic_write_text(path, checked_replacement(text, args.dataset, batches, path))
+    # read again: measuring takes minutes, and another block may have been planned since
+    atomic_write_text(path, checked_replacement(path.read_text(), args.dataset, batches, path))
     print(f"wrote datasets.{args.dataset}.batch_size into {path}:")
     print("\n".join(batches))
     return 0
