@@ -50,12 +50,12 @@ from torch.utils._pytree import tree_flatten
 from vnas.bench.memory import CUDA_FACTOR, CUDA_OVERHEAD_GB, _tensor_bytes
 from vnas.bench.timing import peak_memory, sync
 from vnas.bench.training import StepSettings, Variant, build_step
+from vnas.engine.config import MEMORY_CALIBRATION_WIDTH, PAPER_GPU_GB
 from vnas.engine.device import resolve_channels_last
 from vnas.errors import VNASError
 
 __all__ = [
     "CALIBRATION_WIDTH",
-    "NAMED_GPUS_GB",
     "PAPER_GPU_GB",
     "PHASES",
     "LiveTensorBytes",
@@ -68,12 +68,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: The paper's GPU: one V100, 16 GB (GB = 10^9 bytes, as GPUs are sold).
-PAPER_GPU_GB = 16.0
-#: The V100's two memory sizes.
-NAMED_GPUS_GB = {"V100 16 GB (the paper's)": 16.0, "V100 32 GB": 32.0}
 #: Width of the CPU measurement that is scaled to the block's width.
-CALIBRATION_WIDTH = 0.0625
+CALIBRATION_WIDTH = MEMORY_CALIBRATION_WIDTH
 #: The two batches each step is measured at (not 1: BatchNorm cannot train on one sample
 #: where a patch leaves one voxel at the deepest stage).
 CALIBRATION_BATCHES = (2, 3)

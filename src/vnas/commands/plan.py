@@ -55,7 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def add_gpu_memory_arguments(parser: argparse.ArgumentParser) -> None:
     """``--gpu-memory`` and the in-place planning of an existing params.yaml block."""
-    from vnas.bench.batch_plan import CALIBRATION_WIDTH, PAPER_GPU_GB
+    from vnas.engine.config import MEMORY_CALIBRATION_WIDTH, PAPER_GPU_GB
 
     parser.add_argument(
         "--gpu-memory",
@@ -75,7 +75,7 @@ def add_gpu_memory_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--memory-width",
         type=float,
-        default=CALIBRATION_WIDTH,
+        default=MEMORY_CALIBRATION_WIDTH,
         help="off CUDA, the width the steps are measured at, then scaled to the block's",
     )
     parser.add_argument(
