@@ -89,7 +89,7 @@ experiment: $(STAMP)
 # The size and cost table of the networks at the paper's size (width 1.0, NIH's 64x96x96
 # training patch), written between the generated-block markers of both files.
 DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manual:p3d/p3d \
-	manual:2d/p3d search ahnet unet3d vnet
+	manual:2d/p3d search ahnet unet3d unet3d-cicek vnet
 docs: $(STAMP)
 	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
 		--markdown README.md --markdown docs/network.md

@@ -107,7 +107,7 @@ def test_params_yaml_takes_a_planned_block_and_refuses_nnunet_without_window(tmp
     raw = tmp_path / "Dataset9_X"
     raw.mkdir()
     block = {"raw": str(raw), "preset": "nnunet", "hu_window": [-50, 150.5]}
-    block |= {"spacing": [2.0, 0.75, 0.75], "classes": {1: "x"}, "paper_preset": None}
+    block |= {"spacing": [2.0, 0.75, 0.75], "classes": {1: "x"}, "paper_preset": []}
     config = tmp_path / "c.yaml"
     repo = Path(__file__).resolve().parents[1]
     # The rest of the block comes from the nih one, as if pasted from `vnas plan`.

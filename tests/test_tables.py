@@ -107,10 +107,10 @@ def test_manual_grid_says_why_a_cell_is_empty():
     table = pd.DataFrame({"method": ["2D/2D", "P3D/3D"], "class": ["pancreas"] * 2,
                           "dsc_mean": [24.36, float("nan")]})  # fmt: skip
     grid = manual_grid(table)
-    assert list(grid.columns) == ["2D", "3D", "P3D"] and len(grid) == 3  # the full 3 x 3
+    assert list(grid.columns) == ["3D", "2D", "P3D"] and len(grid) == 3  # the paper's order
     md = " ".join(grid_markdown(grid, "t", table).split())
-    assert "| 2D | **24.36** | not run | not run |" in md
-    assert "| P3D | not run | failed | not run |" in md
+    assert "| 2D | not run | **24.36** | not run |" in md
+    assert "| P3D | failed | not run | not run |" in md
     assert "*not run*: the configuration is not in the dataset's `manual` list" in md
     assert "*failed*: it was trained and evaluated, but no test case got a DSC" in md
     assert "n/a" not in md

@@ -138,6 +138,10 @@ BASELINES = {
 }
 
 
+#: The paper's names of its published codes (Tables 1-3), for their rows.
+PAPER_NAMES = {"nih-paper": "V-NAS-NIH", "lung-paper": "V-NAS-Lung", "pancreas-paper": "V-NAS-Pancreas"}
+
+
 def table_methods(name):
     """Method ids of the main table of a dataset, in row order."""
     cfg = ds(name)
@@ -145,8 +149,7 @@ def table_methods(name):
     if "vnas" in cfg["methods"]:
         ids.append("vnas")
     ids += [f"vnas-from-{other}" for other in cfg["transfer_from"]]
-    if cfg["paper_preset"]:
-        ids.append(cfg["paper_preset"])
+    ids += cfg["paper_preset"]
     ids += [m for m in cfg["methods"] if m != "vnas"]
     return ids
 
@@ -176,6 +179,8 @@ def method_arch(dataset, method):
         return f"manual:{enc}/{dec}"
     if method.startswith("random-"):
         return f"results/{dataset}/random/sample-{method.removeprefix('random-')}.json"
+    if method == "unet3d" and ds(dataset).get("unet3d_variant", "cicek") == "cicek":
+        return "unet3d-cicek"
     if method in BASELINES:
         return BASELINES[method][0]
     return method  # a published preset such as nih-paper
@@ -194,7 +199,21 @@ def method_label(dataset, method):
         return f"Random sample {method.removeprefix('random-')}", "Random"
     if method in BASELINES:
         return BASELINES[method][1], BASELINES[method][2]
-    return f"V-NAS ({method}, published code)", "Search (published)"
+    return f"{PAPER_NAMES[method]} (published)", "Search (published)"
+
+
+def method_phase(method):
+    """The batch_size key of a method's retraining: a baseline's own network, or
+    `retrain` for every fixed V-NAS code (searched, transferred, published, random,
+    manual)."""
+    return method if method in BASELINES else "retrain"
+
+
+def batch_of(dataset, phase):
+    """The batch of one phase (`search`, `retrain`, `mix`, `unet3d`, `vnet`): batch_size
+    is one number for all, or one per phase as `vnas plan --gpu-memory` writes it."""
+    batch = ds(dataset)["batch_size"]
+    return batch[phase] if isinstance(batch, dict) else batch
 
 
 def train_arch_input(wildcards):

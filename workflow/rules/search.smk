@@ -20,7 +20,7 @@ rule search:
         warmup=warmup_iterations,
         width=lambda w: ds(w)["width"],
         patch=lambda w: shape_arg(ds(w)["patch"]),
-        batch=lambda w: ds(w)["batch_size"],
+        batch=lambda w: batch_of(w.dataset, "search"),
         optimiser=optimiser_args(),
         loss=lambda w: ds(w)["loss"],
         arch_opt=lambda w: [

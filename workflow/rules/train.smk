@@ -19,7 +19,7 @@ rule train:
         width=lambda w: ds(w)["width"],
         patch=lambda w: shape_arg(ds(w)["patch"]),
         test_patch=lambda w: shape_arg(ds(w)["test_patch"]),
-        batch=lambda w: ds(w)["batch_size"],
+        batch=lambda w: batch_of(w.dataset, method_phase(w.method)),
         optimiser=optimiser_args(),
         loss=lambda w: ds(w)["loss"],
         val=lambda w: ["--val-every", ds(w)["val_every"]] if "val_every" in ds(w) else [],

@@ -132,7 +132,9 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             *OPTIMISER,
             "arch_lr",
             "arch_weight_decay",
-            *(f"{d}.{key}" for key in ("width", "patch", "batch_size", "search_iterations")),
+            *(f"{d}.{key}" for key in ("width", "patch")),
+            *batch_params(d, cfg, ["search"]),
+            f"{d}.search_iterations",
             f"{d}.warmup_fraction",
             f"{d}.arch_lr_rule",
             f"{d}.loss",
@@ -148,6 +150,14 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
     return stages
 
 
+def batch_params(d: str, cfg: dict, phases: list[str]) -> list[str]:
+    """The batch keys a stage reads: one per phase where params.yaml plans them per phase
+    (a retraining batch planned anew leaves the searches alone), else the one batch_size."""
+    if isinstance(cfg["batch_size"], dict):
+        return [f"{d}.batch_size.{phase}" for phase in phases]
+    return [f"{d}.batch_size"]
+
+
 def result_stages(name: str, cfg: dict) -> dict:
     """train, evaluate, tables, figures of the selected dataset."""
     d = f"datasets.{name}"
@@ -157,7 +167,9 @@ def result_stages(name: str, cfg: dict) -> dict:
         tables += [f"results/tables/{name}_manual.csv", f"results/tables/{name}_manual.md"]
         table_rules.append("table_manual")
     train_params = [
-        *(f"{d}.{key}" for key in ("width", "patch", "test_patch", "batch_size")),
+        *(f"{d}.{key}" for key in ("width", "patch", "test_patch")),
+        *batch_params(d, cfg, ["retrain", "mix", "unet3d", "vnet"]),
+        *([f"{d}.unet3d_variant"] if "unet3d_variant" in cfg else []),
         *(f"{d}.{key}" for key in ("train_iterations", "loss", "methods", "manual")),
         f"{d}.random_samples",
         f"{d}.transfer_from",

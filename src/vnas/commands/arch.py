@@ -52,6 +52,7 @@ LABELS = {
     "manual:2d/p3d": "2D encoder, P3D decoder: AH-Net's own choice",
     "search": "search network (every cell mixes its 3 ops)",
     "unet3d": "3D U-Net baseline (MONAI `BasicUNet`)",
+    "unet3d-cicek": "3D U-Net baseline (Çiçek's layer list, `vnas.space.unet3d`)",
     "vnet": "V-Net baseline (MONAI `VNet`)",
 }
 REFERENCE = "ahnet"
@@ -73,7 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "arch",
         metavar="ARCH",
         nargs="+",
-        help=f"{arch_help}; also unet3d, vnet or ahnet (MONAI's AH-Net)",
+        help=f"{arch_help}; also unet3d, unet3d-cicek, vnet or ahnet (MONAI's AH-Net)",
     )
     stats.add_argument("--patch", nargs=3, type=int, required=True, metavar=("D", "H", "W"))
     stats.add_argument("--width", type=float, default=1.0, help="channel multiplier (1.0)")

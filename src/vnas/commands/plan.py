@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 from vnas.commands.flags import default_jobs
+from vnas.commands.plan_batch import batch_lines, batch_plan, checked_replacement, dataset_voxels
 from vnas.files.outputs import add_force_argument
 
 
@@ -27,8 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(snakemake --configfile PLAN -- results/tables/NAME.csv). The rules: "
         "docs/planning.md.",
     )
-    parser.add_argument("--raw", required=True, help="raw dataset folder (dataset.json)")
-    parser.add_argument("--out", required=True, help="plan file to write (.yaml)")
+    parser.add_argument("--raw", help="raw dataset folder (dataset.json)")
+    parser.add_argument("--out", help="plan file to write (.yaml); with --raw")
+    add_gpu_memory_arguments(parser)
     parser.add_argument(
         "--name",
         help="dataset name in params.yaml (default: from the folder, Dataset501_Liver -> liver)",
@@ -49,6 +51,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_force_argument(parser, "--out and --fingerprint")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(func=run)
+
+
+def add_gpu_memory_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--gpu-memory`` and the in-place planning of an existing params.yaml block."""
+    from vnas.engine.config import MEMORY_CALIBRATION_WIDTH, PAPER_GPU_GB
+
+    parser.add_argument(
+        "--gpu-memory",
+        type=float,
+        default=PAPER_GPU_GB,
+        metavar="GB",
+        help="GPU memory each phase's batch is planned for: the largest batch whose "
+        "estimated peak, high end, fits (default: the paper's V100, 16 GB; the V100 also "
+        "came with 32 GB). The rule: docs/conventions.md",
+    )
+    parser.add_argument(
+        "--params",
+        help="instead of --raw/--out: plan the batches of --dataset's block in this "
+        "params.yaml, changing only its batch_size entry and the comment above it",
+    )
+    parser.add_argument("--dataset", help="the dataset block of --params")
+    parser.add_argument(
+        "--memory-width",
+        type=float,
+        default=MEMORY_CALIBRATION_WIDTH,
+        help="off CUDA, the width the steps are measured at, then scaled to the block's",
+    )
+    parser.add_argument(
+        "--device", default="auto", help="where the steps are measured (auto, cpu, cuda)"
+    )
 
 
 def dataset_name(raw: str | Path) -> str:
@@ -88,9 +120,10 @@ def dataset_block(raw: str, preset: str, fingerprint: dict, plan: dict) -> dict:
         "overlap": DEFAULT_WINDOW.overlap,
         "nsd_tolerance_mm": [DEFAULT_NSD_TOLERANCE_MM] * len(classes),
         "methods": ["vnas", "mix", "unet3d", "vnet"],
+        "unet3d_variant": "cicek",  # Çiçek's layer list (docs/network.md)
         "random_samples": 0,  # the Random baseline's architectures (docs/search.md)
         "transfer_from": [],
-        "paper_preset": None,
+        "paper_preset": [],
         "manual": [],
         "figure_cases": 2,
         "threads": 8,
@@ -136,12 +169,16 @@ def render(name: str, raw: str, fingerprint: dict, plan: dict, block: dict) -> s
 
 
 def run(args: argparse.Namespace) -> int:
-    """Fingerprint, plan, write."""
+    """Fingerprint, plan, write (or, with --params, plan one block's batches)."""
     from vnas.data.plan import dataset_fingerprint, detect_layout, propose_plan
     from vnas.errors import VNASError
     from vnas.files.atomic import atomic_write_json, atomic_write_text
     from vnas.files.outputs import check_distinct, claim_file, signed
 
+    if args.params or args.dataset:
+        return run_params(args)
+    if not args.raw or not args.out:
+        raise VNASError("give --raw and --out (a new dataset), or --params and --dataset")
     name = args.name or dataset_name(args.raw)
     if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", name):
         raise VNASError(f"--name {name!r}: use letters, digits, '_' and '-' only")
@@ -158,11 +195,58 @@ def run(args: argparse.Namespace) -> int:
     fingerprint = dataset_fingerprint(args.raw, preset, args.jobs, not args.no_progress)
     plan = propose_plan(fingerprint, args.max_voxels)
     block = dataset_block(args.raw, preset, fingerprint, plan)
-    atomic_write_text(args.out, render(name, args.raw, fingerprint, plan, block))
+    text = render(name, args.raw, fingerprint, plan, block)
+    batches = planned_batches(args, block, dataset_voxels(fingerprint, plan["spacing"]))
+    text = checked_replacement(text, name, batches, args.out)
+    atomic_write_text(args.out, text)
     if args.fingerprint:
         atomic_write_json(args.fingerprint, signed("plan", {**fingerprint, "plan": plan}))
     print(
         f"wrote {args.out}: dataset {name!r}, HU window {plan['hu_window']}, spacing "
         f"{plan['spacing']} mm, patch {plan['patch']}"
     )
+    print("\n".join(batches))
+    return 0
+
+
+def planned_batches(args: argparse.Namespace, block: dict, voxels: float | None) -> list[str]:
+    """The commented batch_size lines of ``block`` for ``--gpu-memory``."""
+    from vnas.engine.device import resolve_device
+
+    plans = batch_plan(
+        block["width"],
+        block["patch"],
+        args.gpu_memory,
+        resolve_device(args.device),
+        block.get("unet3d_variant", "cicek"),
+        args.memory_width,
+        voxels,
+    )
+    return batch_lines(plans, args.gpu_memory, block["width"])
+
+
+def run_params(args: argparse.Namespace) -> int:
+    """``--params FILE --dataset NAME``: replace that block's batch_size in place."""
+    import yaml
+
+    from vnas.errors import VNASError
+    from vnas.files.atomic import atomic_write_text
+
+    if not (args.params and args.dataset) or args.raw or args.out:
+        raise VNASError("--params and --dataset go together, without --raw and --out")
+    path = Path(args.params)
+    if not path.is_file():
+        raise VNASError("no such params file", path)
+    text = path.read_text()
+    try:
+        block = (yaml.safe_load(text) or {}).get("datasets", {}).get(args.dataset)
+    except yaml.YAMLError as err:
+        raise VNASError(f"not valid YAML: {err}", path) from None
+    if not isinstance(block, dict):
+        raise VNASError(f"no dataset block {args.dataset!r} under datasets:", path)
+    batches = planned_batches(args, block, None)
+    # read again: measuring takes minutes, and another block may have been planned since
+    atomic_write_text(path, checked_replacement(path.read_text(), args.dataset, batches, path))
+    print(f"wrote datasets.{args.dataset}.batch_size into {path}:")
+    print("\n".join(batches))
     return 0

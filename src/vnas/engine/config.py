@@ -37,6 +37,13 @@ __all__ = [
     "run_record",
 ]
 
+#: The paper's GPU, one V100 with 16 GB (GB = 10^9 bytes, as GPUs are sold): the budget
+#: ``vnas plan --gpu-memory`` plans each phase's batch for by default.
+PAPER_GPU_GB = 16.0
+#: Off CUDA, the width ``vnas plan --gpu-memory`` measures each phase's step at before
+#: scaling it to the dataset's width (``vnas.bench.batch_plan``).
+MEMORY_CALIBRATION_WIDTH = 0.0625
+
 #: A patch or volume size ``(D, H, W)``.
 Dims = tuple[int, int, int]
 

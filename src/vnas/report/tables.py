@@ -289,7 +289,8 @@ def search_vs_mix(group: pd.DataFrame, class_name: str, preset: str | None = Non
     return [sentence]
 
 
-MANUAL_OPS = ("2D", "3D", "P3D")
+#: The paper's order of the choices in Tables 4 and 5 (rows and columns).
+MANUAL_OPS = ("3D", "2D", "P3D")
 NOT_RUN = "not run"
 NO_SCORE = "failed"
 
@@ -341,6 +342,8 @@ def grid_markdown(grid: pd.DataFrame, title: str, table: pd.DataFrame | None = N
                     used.add(cells[-1])
             rows[decoder] = cells
         lines += [f"## {class_name}: mean DSC (%)", "", markdown_table(pd.DataFrame(rows)), ""]
+        if table is not None and "dsc_std" in table:
+            lines += manual_stats_lines(table[table["class"] == class_name], class_name)
     why = {
         NOT_RUN: f"*{NOT_RUN}*: the configuration is not in the dataset's `manual` list in "
         "params.yaml.",
@@ -349,6 +352,24 @@ def grid_markdown(grid: pd.DataFrame, title: str, table: pd.DataFrame | None = N
     lines.append(" ".join([*(why[k] for k in (NOT_RUN, NO_SCORE) if k in used),
                            "Bold: the best configuration."]))  # fmt: skip
     return "\n".join(lines).rstrip() + "\n"
+
+
+def manual_stats_lines(table: pd.DataFrame, class_name: str) -> list[str]:
+    """Every manual configuration of one class as the paper's Table 5 lists them: mean ±
+    std, max and median DSC (%), in the paper's order (encoder, then decoder: 3D, 2D,
+    P3D)."""
+    rank = {op: i for i, op in enumerate(MANUAL_OPS)}
+
+    def order(method: str) -> tuple[int, int]:
+        encoder, decoder = method.split("/")
+        return rank[encoder], rank[decoder]
+
+    table = table.iloc[sorted(range(len(table)), key=lambda i: order(table["method"].iloc[i]))]
+    rows = pd.DataFrame({
+        "Method": table["method"], "Mean DSC (%)": _pm_column(table, "dsc"),
+        "Max DSC": table["dsc_max"].map(_num), "Median DSC": table["dsc_median"].map(_num),
+    })  # fmt: skip
+    return [f"## {class_name}: every configuration, DSC (%)", "", markdown_table(rows), ""]
 
 
 def summary_metrics(table: pd.DataFrame) -> dict[str, dict[str, float]]:

@@ -29,6 +29,11 @@ classes allow. Every network scales its channels by ``--width`` with one rule,
 
   Patches must be a multiple of 16 per axis. (Until network version 2 this was
   MONAI's ``UNet`` with one strided convolution per level and 1.9 M parameters.)
+- ``unet3d-cicek``: Çiçek's 3D U-Net from its layer list (4 levels, 32→64 channels at
+  full resolution, transposed convolutions, BatchNorm, "same" padding; 19.07 M
+  parameters), :class:`vnas.space.unet3d.CicekUNet3D`. A dataset's ``unet3d_variant``
+  (``cicek`` or ``basic``) says which of the two its "3D U-Net" row trains. Patches must
+  be a multiple of 8 per axis.
 - ``vnet`` (Milletari et al. 2016, V-Net): ``monai.networks.nets.VNet`` with
   ``spatial_dims=3`` and MONAI's defaults (ELU, 5×5×5 convolutions, residual stages,
   dropout 0.5 in the two deepest stages), adapted by MONAI from the official Caffe
@@ -72,7 +77,7 @@ __all__ = [
 
 
 #: The baseline architectures ``--arch`` accepts besides the V-NAS specs.
-BASELINES = ("unet3d", "vnet")
+BASELINES = ("unet3d", "unet3d-cicek", "vnet")
 
 #: Version of the networks vnas builds. 1: before issue 12 (decoder blocks one level
 #: off AH-Net's, a separate "Down" module before each stage, the encoder cell's ReLU
@@ -203,6 +208,10 @@ def _build_from_description(
     kind = desc["kind"]
     if kind == "unet3d":
         return _build_unet3d(in_channels, num_classes, width)
+    if kind == "unet3d-cicek":
+        from vnas.space.unet3d import CicekUNet3D
+
+        return CicekUNet3D(in_channels, num_classes, width)
     if kind == "vnet":
         return _build_vnet(in_channels, num_classes, width)
     from vnas.space.network import VNASNet
@@ -225,7 +234,7 @@ def build_model(
 
     Args:
         arch: a V-NAS spec (preset, arch JSON path, ``mix``, ``search``, ``manual:x/y``)
-            or a baseline (``unet3d``, ``vnet``).
+            or a baseline (``unet3d``, ``unet3d-cicek``, ``vnet``).
         in_channels: input channels (1 for CT).
         num_classes: output channels, background included.
         width: channel multiplier (1.0 is the paper's size).
@@ -262,6 +271,10 @@ def patch_multiple(arch_kind: str) -> tuple[int, int, int]:
         return UNET3D_MULTIPLE
     if arch_kind == "vnet":
         return VNET_MULTIPLE
+    if arch_kind == "unet3d-cicek":
+        from vnas.space.unet3d import CICEK_MULTIPLE
+
+        return CICEK_MULTIPLE
     from vnas.space.network import PATCH_MULTIPLE
 
     return PATCH_MULTIPLE
