@@ -8,17 +8,38 @@ import jsonschema
 import yaml
 
 
-def check_config(config, schema_path):
-    """Validate the merged config; a bad key or value stops with one line naming it."""
+def config_source(keys, files):
+    """The config file that sets the key path ``keys``: the last of ``files`` (in the
+    order Snakemake merges them) that holds it, else `--config`."""
+    for name in reversed(files):
+        try:
+            node = yaml.safe_load(Path(name).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        for key in keys:
+            if not isinstance(node, dict) or key not in node:
+                break
+            node = node[key]
+        else:
+            return name
+    return "--config" if files else "params.yaml"
+
+
+def check_config(config, schema_path, files):
+    """Validate the merged config; a bad key or value stops with one line naming it and
+    the file that sets it (params.yaml, or a `--configfile` such as a `vnas plan` block)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(config)
     )
+    problems = []
     if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        sys.exit(f"vnas: params.yaml: {where}: {error.message}")
-    for where, problem in config_problems(config):
-        sys.exit(f"vnas: params.yaml: {where}: {problem}")
+        keys = [str(p) for p in error.absolute_path]
+        problems.append((".".join(keys) or "(top level)", error.message))
+    problems += list(config_problems(config))
+    for where, problem in problems[:1]:
+        source = config_source(where.split(".") if where != "(top level)" else [], files)
+        sys.exit(f"vnas: {source}: {where}: {problem}")
 
 
 # Presets for datasets the paper does not use: their HU window comes from params.yaml.
@@ -44,6 +65,7 @@ def config_problems(config):
                 f"preset {cfg['preset']!r} has no HU window: set hu_window: [LOW, HIGH] "
                 "(`vnas plan --raw DIR` proposes one from the data)",
             )
+        yield from patch_problems(name, cfg)
         if "synth" in cfg and cfg["raw"] != f"data/raw/{name}":
             yield (
                 f"datasets.{name}.raw",
@@ -52,7 +74,29 @@ def config_problems(config):
             )
 
 
-check_config(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
+def patch_problems(name, cfg):
+    """Patches every network of the dataset takes (each axis a multiple of the network's
+    multiple): found at the dry run, not when a search or training job starts."""
+    from vnas.space.models import patch_multiple
+
+    kinds = {"search": "V-NAS", **{m: m for m in cfg["methods"] if m in ("unet3d", "vnet")}}
+    for key in ("patch", "test_patch"):
+        for kind, network in kinds.items():
+            multiple = patch_multiple(kind)
+            if any(p % m for p, m in zip(cfg[key], multiple)):
+                yield (
+                    f"datasets.{name}.{key}",
+                    f"{'x'.join(map(str, cfg[key]))} does not fit the {network} network: "
+                    f"each axis must be a multiple of {'x'.join(map(str, multiple))}",
+                )
+                break
+
+
+check_config(
+    config,
+    Path(workflow.basedir) / "workflow/schemas/params.schema.yaml",
+    ["params.yaml", *workflow.overwrite_configfiles],  # in the order Snakemake merges them
+)
 
 DATASETS = list(config["datasets"])
 

@@ -16,11 +16,13 @@ dvc.yaml instead of running stages of the wrong dataset.
 
 What DVC needs besides the stages:
 
-- the per-method mean DSC (`results/tables/<dataset>_metrics.json`) is a git-tracked
-  metric (`cache: false`; .gitignore lets it through), so `dvc exp show` and
-  `dvc metrics diff` compare it between commits and experiments;
-- the search and model folders are `persist: true`: DVC does not delete them before a
-  rerun, so a killed `dvc repro` resumes each run from its `checkpoint.pt`;
+- the per-method mean DSC (`metrics/<dataset>.json`, short keys, written from the
+  table's summary by dvc_metrics.py in the tables stage only) is a git-tracked metric
+  (`cache: false`), so `dvc exp show` and `dvc metrics diff` compare it between commits
+  and experiments, and `make demo` (Snakemake alone) never rewrites it;
+- every output is `persist: true`: DVC does not delete it before a rerun, so Snakemake
+  sees what it built and reruns only its out-of-date jobs, and a killed `dvc repro`
+  resumes each search and training from its `checkpoint.pt`;
 - `plots:` draws the curves of every fold (dvclive's files), with axis titles.
 """
 
@@ -35,6 +37,7 @@ from generated import check_current, write_atomic
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "python workflow/scripts/dvc_yaml.py --check"
+METRICS = "workflow/scripts/dvc_metrics.py"
 OPTIMISER = ["lr", "momentum", "weight_decay", "poly_power", "seed", "device"]
 
 HEADER = """\
@@ -46,19 +49,36 @@ HEADER = """\
 # The stages of dataset '{dataset}' (params.yaml: `dataset`){sources}.
 # Each stage asks Snakemake for one rule's outputs and lists the params.yaml keys that
 # rule reads, so `dvc exp run -S lr=0.01` redoes search/train/evaluate/tables/figures but
-# never synthesis, preprocessing or the split.
+# never synthesis, preprocessing or the split. DVC decides whether a stage runs; Snakemake
+# then reruns only its jobs that are out of date, so `dvc repro` after a Snakemake run
+# (`make demo`) reuses every search and training (outputs are `persist`, never deleted).
 # {raw_note}
 """
 
 
 def snakemake(dataset: str, rules: list[str], targets: list[str]) -> str:
-    """The stage command: the staleness check, then Snakemake limited to ``rules``."""
+    """The stage command: the staleness check, then Snakemake limited to ``rules``.
+
+    No ``--forcerun``: DVC decides whether a stage runs at all, Snakemake which of its
+    jobs are out of date (a changed param, rule or input set, a newer input), so
+    `dvc repro` after a Snakemake run redoes none of the searches and trainings it made.
+    """
     allowed = " ".join(rules)
-    forced = " ".join(r for r in rules if not r.startswith("all_"))
     return (
         f"{CHECK} && snakemake --cores all --config dataset={dataset} "
-        f"--allowed-rules {allowed} --forcerun {forced} -- {' '.join(targets)}"
+        f"--allowed-rules {allowed} -- {' '.join(targets)}"
     )
+
+
+def metric_file(dataset: str) -> str:
+    """The git-tracked DVC metric of a dataset (written by the tables stage only)."""
+    return f"metrics/{dataset}.json"
+
+
+def persist(*paths: str) -> list[dict]:
+    """Outputs DVC leaves in place before it runs their stage: Snakemake, not DVC, decides
+    which of them are stale (deleting them would rerun every job behind them)."""
+    return [{path: {"persist": True}} for path in paths]
 
 
 def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) -> dict:
@@ -70,7 +90,7 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             "cmd": snakemake(name, ["synthesize"], [cfg["raw"]]),
             "deps": ["src/vnas/data"],
             "params": [*first_params, f"{d}.synth"],
-            "outs": [cfg["raw"]],
+            "outs": persist(cfg["raw"]),
         }
         first_params = []
     stages[f"preprocess{suffix}"] = {
@@ -83,13 +103,13 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             # a dataset's own preprocessing (`vnas plan`), where params.yaml sets it
             *(f"{d}.{key}" for key in ("hu_window", "spacing") if key in cfg),
         ],
-        "outs": [f"data/preprocessed/{name}"],
+        "outs": persist(f"data/preprocessed/{name}"),
     }
     stages[f"split{suffix}"] = {
         "cmd": snakemake(name, ["split"], [f"results/{name}/folds.json"]),
         "deps": [f"data/preprocessed/{name}"],
         "params": ["seed", f"{d}.folds"],
-        "outs": [f"results/{name}/folds.json"],
+        "outs": persist(f"results/{name}/folds.json"),
     }
     stages[f"search{suffix}"] = {
         "cmd": snakemake(name, ["search", "all_searches"], ["all_searches"]),
@@ -103,13 +123,13 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             f"{d}.arch_lr_rule",
             f"{d}.loss",
         ],
-        # persist: a killed `dvc repro` resumes every search from its checkpoint.pt
-        "outs": [{f"results/{name}/search": {"persist": True}}],
+        # persist also lets a killed `dvc repro` resume every search from its checkpoint.pt
+        "outs": persist(f"results/{name}/search"),
     }
     stages[f"aggregate{suffix}"] = {
         "cmd": snakemake(name, ["aggregate"], [f"results/{name}/arch.json"]),
         "deps": [f"results/{name}/search"],
-        "outs": [f"results/{name}/arch.json", f"results/{name}/diagnostics.json"],
+        "outs": persist(f"results/{name}/arch.json", f"results/{name}/diagnostics.json"),
     }
     return stages
 
@@ -136,7 +156,7 @@ def result_stages(name: str, cfg: dict) -> dict:
         stages["random"] = {
             "cmd": snakemake(name, ["random_archs"], random),
             "params": ["seed", f"{d}.random_samples"],
-            "outs": random,
+            "outs": persist(*random),
         }
     return stages | {
         "train": {
@@ -150,8 +170,8 @@ def result_stages(name: str, cfg: dict) -> dict:
                 "src/vnas",
             ],
             "params": [*OPTIMISER, *train_params],
-            # persist: a killed `dvc repro` resumes every training from its checkpoint.pt
-            "outs": [{f"results/{name}/models": {"persist": True}}],
+            # persist also lets a killed `dvc repro` resume every training from its checkpoint
+            "outs": persist(f"results/{name}/models"),
         },
         "evaluate": {
             "cmd": snakemake(name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
@@ -163,19 +183,22 @@ def result_stages(name: str, cfg: dict) -> dict:
                 "src/vnas",
             ],
             "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
-            "outs": [f"results/{name}/eval"],
+            "outs": persist(f"results/{name}/eval"),
         },
         "ensemble": {
             "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
             "deps": [f"results/{name}/models"],
-            "outs": [f"results/{name}/ensemble"],
+            "outs": persist(f"results/{name}/ensemble"),
         },
         "tables": {
-            "cmd": snakemake(name, table_rules, tables[::2]),
+            "cmd": (
+                f"{snakemake(name, table_rules, tables[::2])} && python {METRICS} "
+                f"results/tables/{name}_metrics.json {metric_file(name)}"
+            ),
             "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
             "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
-            "outs": tables,
-            "metrics": [{f"results/tables/{name}_metrics.json": {"cache": False}}],
+            "outs": persist(*tables, f"results/tables/{name}_metrics.json"),
+            "metrics": [{metric_file(name): {"cache": False}}],
         },
         "figures": {
             "cmd": snakemake(name, ["figures", "report"], [f"results/report/{name}.html"]),
@@ -189,7 +212,7 @@ def result_stages(name: str, cfg: dict) -> dict:
                 *tables[1::2],
             ],
             "params": [f"{d}.figure_cases"],
-            "outs": [f"results/figures/{name}", f"results/report/{name}.html"],
+            "outs": persist(f"results/figures/{name}", f"results/report/{name}.html"),
         },
     }
 
