@@ -1,5 +1,6 @@
 # Shared helpers: dataset settings, the method registry, and the missing-data message.
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -150,6 +151,31 @@ def raw_dir(wildcards):
             "synthetic phantom."
         )
     return raw
+
+
+def raw_input(wildcards):
+    """The raw folder as an input whose mtime does not count (`ancient`): a real dataset's
+    identity is its manifest (`raw_identity`), so that touching the folder, or adding or
+    deleting a file vnas does not read, reruns nothing. A synthetic dataset's folder is
+    the `synthesize` rule's output and stays an ordinary input."""
+    raw = raw_dir(wildcards)
+    return raw if is_synthetic(wildcards.dataset) else ancient(raw)
+
+
+@functools.cache
+def _manifest_digest(raw):
+    from vnas.data.manifest import manifest_digest
+
+    return manifest_digest(raw)
+
+
+def raw_identity(wildcards):
+    """The digest of the files vnas reads from a real dataset's raw folder (names, sizes,
+    mtimes: vnas.data.manifest), a `params:` entry of `preprocess`: when it changes,
+    Snakemake reruns preprocessing (and so everything after it)."""
+    if is_synthetic(wildcards.dataset):
+        return ""
+    return _manifest_digest(raw_dir(wildcards))
 
 
 def preprocess_overrides(wildcards):

@@ -47,7 +47,7 @@ rule evaluate:
         model="results/{dataset}/models/{method}/fold{fold}/model.pt",
         data="data/preprocessed/{dataset}",
         folds="results/{dataset}/folds.json",
-        raw=raw_dir,
+        raw=raw_input,
     output:
         metrics="results/{dataset}/eval/{method}/fold{fold}/metrics.csv",
     params:
