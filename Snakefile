@@ -38,6 +38,7 @@ localrules:
     all_models,
     all_evaluations,
     all_ensembles,
+    all_predictions,
     ensemble,
 
 
@@ -45,12 +46,14 @@ DEFAULT = config["dataset"]
 
 
 rule all:
-    """Tables, figures and report of the default dataset (params.yaml: `dataset`), and
-    each table method's fold ensemble, ready for `vnas predict`."""
+    """Tables, figures and report of the default dataset (params.yaml: `dataset`), each
+    table method's fold ensemble, ready for `vnas predict`, and its predictions of the
+    dataset's test images (`test_images`, or RAW/imagesTs) where there are some."""
     input:
         f"results/tables/{DEFAULT}.csv",
         f"results/report/{DEFAULT}.html",
         expand("results/{d}/ensemble/{m}/ensemble.json", d=DEFAULT, m=table_methods(DEFAULT)),
+        test_predictions(DEFAULT),
 
 
 # One target per pipeline step of the default dataset: dvc.yaml's stages ask for these.
@@ -77,6 +80,11 @@ rule all_evaluations:
             m=all_methods(DEFAULT),
             k=folds(DEFAULT),
         ),
+
+
+rule all_predictions:
+    input:
+        test_predictions(DEFAULT),
 
 
 rule all_ensembles:

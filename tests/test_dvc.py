@@ -241,7 +241,16 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
     result = dvc(work, "exp", "run", "-S", "lr=0.01")
     log = result.stdout + result.stderr
     ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
-    assert ran == {"search", "aggregate", "train", "evaluate", "ensemble", "tables", "figures"}
+    assert ran == {
+        "search",
+        "aggregate",
+        "train",
+        "evaluate",
+        "ensemble",
+        "predictions",
+        "tables",
+        "figures",
+    }
     for stage in ("synthesize", "preprocess", "split"):
         assert f"Stage '{stage}' didn't change, skipping" in log, log
     assert all(path.stat().st_mtime_ns > built[path] for path in runs)

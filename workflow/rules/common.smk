@@ -178,6 +178,34 @@ def raw_identity(wildcards):
     return _manifest_digest(raw_dir(wildcards))
 
 
+def test_images(name):
+    """The folder of unlabelled images the pipeline predicts (rule predict_test):
+    `test_images` in params.yaml, else RAW/imagesTs where it exists (a synthetic dataset
+    always has one: `vnas synth` writes it); None if neither."""
+    cfg = ds(name)
+    if cfg.get("test_images"):
+        return cfg["test_images"]
+    imagesTs = f"{cfg['raw']}/imagesTs"
+    return imagesTs if is_synthetic(name) or os.path.isdir(imagesTs) else None
+
+
+def test_predictions(name):
+    """The prediction folders of a dataset's test images, one per table method (none
+    without test images)."""
+    if test_images(name) is None:
+        return []
+    return expand("results/{d}/predictions/{m}", d=name, m=table_methods(name))
+
+
+def test_images_input(wildcards):
+    """The test folder as an input: inside the raw folder, that folder (`raw_input`: the
+    synthetic one is written by `synthesize`); elsewhere itself, its mtime not counting."""
+    folder = test_images(wildcards.dataset)
+    if folder.startswith(ds(wildcards)["raw"] + "/"):
+        return raw_input(wildcards)
+    return ancient(folder)
+
+
 def preprocess_overrides(wildcards):
     """`--hu-window LO HI` and `--spacing SZ SY SX` where the dataset sets them."""
     cfg = ds(wildcards)

@@ -158,62 +158,83 @@ def result_stages(name: str, cfg: dict) -> dict:
             "params": ["seed", f"{d}.random_samples"],
             "outs": persist(*random),
         }
-    return stages | {
-        "train": {
-            "cmd": snakemake(name, ["train", "all_models"], ["all_models"]),
-            "deps": [
-                f"data/preprocessed/{name}",
-                f"results/{name}/folds.json",
-                f"results/{name}/arch.json",
-                *(f"results/{source}/arch.json" for source in cfg["transfer_from"]),
-                *random,
-                "src/vnas",
-            ],
-            "params": [*OPTIMISER, *train_params],
-            # persist also lets a killed `dvc repro` resume every training from its checkpoint
-            "outs": persist(f"results/{name}/models"),
-        },
-        "evaluate": {
-            "cmd": snakemake(name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
-            "deps": [
-                f"data/preprocessed/{name}",
-                f"results/{name}/folds.json",
-                f"results/{name}/models",
-                cfg["raw"],  # the reference labels (evaluate --raw)
-                "src/vnas",
-            ],
-            "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
-            "outs": persist(f"results/{name}/eval"),
-        },
-        "ensemble": {
-            "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
-            "deps": [f"results/{name}/models"],
-            "outs": persist(f"results/{name}/ensemble"),
-        },
-        "tables": {
-            "cmd": (
-                f"{snakemake(name, table_rules, tables[::2])} && python {METRICS} "
-                f"results/tables/{name}_metrics.json {metric_file(name)}"
-            ),
-            "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
-            "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
-            "outs": persist(*tables, f"results/tables/{name}_metrics.json"),
-            "metrics": [{metric_file(name): {"cache": False}}],
-        },
-        "figures": {
-            "cmd": snakemake(name, ["figures", "report"], [f"results/report/{name}.html"]),
-            "deps": [
-                cfg["raw"],
-                f"results/{name}/search",
-                f"results/{name}/arch.json",
-                f"results/{name}/diagnostics.json",
-                f"results/{name}/folds.json",
-                f"results/{name}/eval",
-                *tables[1::2],
-            ],
-            "params": [f"{d}.figure_cases"],
-            "outs": persist(f"results/figures/{name}", f"results/report/{name}.html"),
-        },
+    return (
+        stages
+        | {
+            "train": {
+                "cmd": snakemake(name, ["train", "all_models"], ["all_models"]),
+                "deps": [
+                    f"data/preprocessed/{name}",
+                    f"results/{name}/folds.json",
+                    f"results/{name}/arch.json",
+                    *(f"results/{source}/arch.json" for source in cfg["transfer_from"]),
+                    *random,
+                    "src/vnas",
+                ],
+                "params": [*OPTIMISER, *train_params],
+                # persist also lets a killed `dvc repro` resume every training from its checkpoint
+                "outs": persist(f"results/{name}/models"),
+            },
+            "evaluate": {
+                "cmd": snakemake(name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
+                "deps": [
+                    f"data/preprocessed/{name}",
+                    f"results/{name}/folds.json",
+                    f"results/{name}/models",
+                    cfg["raw"],  # the reference labels (evaluate --raw)
+                    "src/vnas",
+                ],
+                "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
+                "outs": persist(f"results/{name}/eval"),
+            },
+            "ensemble": {
+                "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
+                "deps": [f"results/{name}/models"],
+                "outs": persist(f"results/{name}/ensemble"),
+            },
+            **predict_stage(name, cfg),
+            "tables": {
+                "cmd": (
+                    f"{snakemake(name, table_rules, tables[::2])} && python {METRICS} "
+                    f"results/tables/{name}_metrics.json {metric_file(name)}"
+                ),
+                "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
+                "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
+                "outs": persist(*tables, f"results/tables/{name}_metrics.json"),
+                "metrics": [{metric_file(name): {"cache": False}}],
+            },
+            "figures": {
+                "cmd": snakemake(name, ["figures", "report"], [f"results/report/{name}.html"]),
+                "deps": [
+                    cfg["raw"],
+                    f"results/{name}/search",
+                    f"results/{name}/arch.json",
+                    f"results/{name}/diagnostics.json",
+                    f"results/{name}/folds.json",
+                    f"results/{name}/eval",
+                    *tables[1::2],
+                ],
+                "params": [f"{d}.figure_cases"],
+                "outs": persist(f"results/figures/{name}", f"results/report/{name}.html"),
+            },
+        }
+    )
+
+
+def predict_stage(name: str, cfg: dict) -> dict:
+    """The test images predicted by each table method's fold ensemble, where params.yaml
+    names them (`test_images`) or the dataset is synthetic (`vnas synth` writes
+    imagesTs); a real dataset's RAW/imagesTs is predicted by Snakemake's `all` alone."""
+    images = cfg.get("test_images") or (f"{cfg['raw']}/imagesTs" if "synth" in cfg else None)
+    if images is None:
+        return {}
+    return {
+        "predictions": {
+            "cmd": snakemake(name, ["predict_test", "all_predictions"], ["all_predictions"]),
+            "deps": [f"results/{name}/ensemble", images, "src/vnas"],
+            "params": ["device"],
+            "outs": persist(f"results/{name}/predictions"),
+        }
     }
 
 
@@ -268,7 +289,11 @@ def render(params: dict) -> str:
         *(
             f"results/figures/{name}/{fig}.png"
             for fig in (
-                "arch_probabilities", "search_trajectories", "search_entropy", "curves", "overlays"
+                "arch_probabilities",
+                "search_trajectories",
+                "search_entropy",
+                "curves",
+                "overlays",
             )
         ),
     ]

@@ -18,9 +18,9 @@ a seeded sample of the intensities under the label's foreground. From it:
   :data:`vnas.space.network.PATCH_MULTIPLE` (32, as it halves every axis five times) on every
   axis. It starts from the median shape at the target spacing (rounded to whole voxels,
   as resampling rounds it), each axis rounded *down* to a multiple of 32 (at least 32;
-  a smaller volume is padded, as the paper's patches are), and while it has more voxels than ``max_voxels`` — the memory budget, default
-  the paper's NIH training patch 64×96×96, whose activations the README's size table
-  gives — the axis that is longest in millimetres shrinks by 32.
+  a smaller volume is padded, as the paper's patches are), and while it has more voxels
+  than ``max_voxels`` — the memory budget, default the paper's NIH training patch
+  64×96×96, whose activations the README's size table gives — the axis that is longest in millimetres shrinks by 32.
 """
 
 from __future__ import annotations
