@@ -20,7 +20,8 @@ a seeded sample of the intensities under the label's foreground. From it:
   as resampling rounds it), each axis rounded *down* to a multiple of 32 (at least 32;
   a smaller volume is padded, as the paper's patches are), and while it has more voxels
   than ``max_voxels`` — the memory budget, default the paper's NIH training patch
-  64×96×96, whose activations the README's size table gives — the axis that is longest in millimetres shrinks by 32.
+  64×96×96, whose activations the README's size table gives — the axis that is longest
+  in millimetres shrinks by 32.
 """
 
 from __future__ import annotations
