@@ -28,7 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         choices=("onnx", "torchscript"),
         default="onnx",
         help="onnx: an .onnx file for ONNX Runtime (or TensorRT); torchscript: a .pt file "
-        "torch.jit.load reads without vnas (default: onnx)",
+        "torch.jit.load reads without vnas",
     )
     parser.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
     add_dims_argument(parser, "--patch", "window size (default: the model's test_patch)")
