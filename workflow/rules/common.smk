@@ -9,24 +9,30 @@ import jsonschema
 import yaml
 
 
-def config_source(keys, files):
-    """The config file that sets the key path ``keys``: the last of ``files`` (in the
-    order Snakemake merges them) that holds it, else `--config`."""
+def _holds(node, keys):
+    """Whether the nested mapping ``node`` has the key path ``keys``."""
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def config_source(keys, files, cli):
+    """Where the key path ``keys`` is set: `--config` (``cli``) if there, else the last of
+    ``files`` (in the order Snakemake merges them) that holds it."""
+    if _holds(dict(cli), keys):
+        return "--config"
     for name in reversed(files):
         try:
-            node = yaml.safe_load(Path(name).read_text())
+            if _holds(yaml.safe_load(Path(name).read_text()), keys):
+                return name
         except (OSError, yaml.YAMLError):
             continue
-        for key in keys:
-            if not isinstance(node, dict) or key not in node:
-                break
-            node = node[key]
-        else:
-            return name
-    return "--config" if files else "params.yaml"
+    return files[0]
 
 
-def check_config(config, schema_path, files):
+def check_config(config, schema_path, files, cli):
     """Validate the merged config; a bad key or value stops with one line naming it and
     the file that sets it (params.yaml, or a `--configfile` such as a `vnas plan` block)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
@@ -39,7 +45,7 @@ def check_config(config, schema_path, files):
         problems.append((".".join(keys) or "(top level)", error.message))
     problems += list(config_problems(config))
     for where, problem in problems[:1]:
-        source = config_source(where.split(".") if where != "(top level)" else [], files)
+        source = config_source(where.split(".") if where != "(top level)" else [], files, cli)
         sys.exit(f"vnas: {source}: {where}: {problem}")
 
 
@@ -97,6 +103,7 @@ check_config(
     config,
     Path(workflow.basedir) / "workflow/schemas/params.schema.yaml",
     ["params.yaml", *workflow.overwrite_configfiles],  # in the order Snakemake merges them
+    workflow.config_settings.config,
 )
 
 DATASETS = list(config["datasets"])
