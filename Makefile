@@ -100,16 +100,17 @@ docs: $(STAMP)
 		--markdown README.md --markdown docs/network.md
 	$(BIN)/snakemake --cores 2 --resources gpu=2 --forcerun demo_doc -- docs/demo.md
 
-# Maintainers: `make demo` in a fresh clone of HEAD (sharing this venv), timed (wall, CPU,
-# load average), and its wall time written into README.md between the demo-time markers.
-# Run it on a quiet machine; results/demo-time/ is this target's own folder.
+# Maintainers: `make demo` in a fresh clone of HEAD (sharing this venv, whose install the
+# clone must not redo: -o), timed (wall, CPU, load average), and its wall time written
+# into README.md between the demo-time markers. Run it on a quiet machine;
+# results/demo-time/ is this target's own folder.
 DEMO_TIME := results/demo-time
 demo-time: $(STAMP)
 	rm -rf $(DEMO_TIME)/clone
 	git clone --quiet . $(DEMO_TIME)/clone
 	ln -s $(CURDIR)/$(VENV) $(DEMO_TIME)/clone/$(VENV)
 	$(BIN)/python workflow/scripts/timed_run.py --out $(DEMO_TIME)/run_time.json \
-		--label commit=$$(git rev-parse --short HEAD) -- $(MAKE) -C $(DEMO_TIME)/clone demo
+		--label commit=$$(git rev-parse --short HEAD) -- $(MAKE) -C $(DEMO_TIME)/clone -o $(STAMP) demo
 	$(BIN)/python workflow/scripts/demo_time.py $(DEMO_TIME)/run_time.json README.md
 
 # `dvc plots show` as a page that works offline (DVC's own loads vega from a CDN):
