@@ -186,7 +186,7 @@ def raw_identity(wildcards):
 
 
 def test_images(name):
-    """The folder of unlabelled images the pipeline predicts (rule predict_test):
+    """The folder of unlabelled images the pipeline predicts (in predict_test):
     `test_images` in params.yaml, else RAW/imagesTs where it exists (a synthetic dataset
     always has one: `vnas synth` writes it); None if neither."""
     cfg = ds(name)
