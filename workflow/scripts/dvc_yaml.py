@@ -231,7 +231,8 @@ def predict_stage(name: str, cfg: dict) -> dict:
     return {
         "predictions": {
             "cmd": snakemake(name, ["predict_test", "all_predictions"], ["all_predictions"]),
-            "deps": [f"results/{name}/ensemble", images, "src/vnas"],
+            # the models too: ensemble.json names the model folders, not their weights
+            "deps": [f"results/{name}/ensemble", f"results/{name}/models", images, "src/vnas"],
             "params": ["device"],
             "outs": persist(f"results/{name}/predictions"),
         }
