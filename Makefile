@@ -9,14 +9,15 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
+.PHONY: install test demo demo-time experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
 	@echo "make test    set up and run the test suite"
 	@echo "make lint    ruff check + format check"
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
-	@echo "make docs    regenerate the network size tables in README.md and docs/network.md"
+	@echo "make docs    regenerate the network size tables (README.md, docs/network.md) and docs/demo.md"
+	@echo "make demo-time  time a fresh \`make demo\` and write its wall time into README.md"
 	@echo "make plots   dvc plots show as a page that works offline (dvc_plots/index.html)"
 	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
 	@echo "make lock    re-resolve requirements.lock (and workflow/envs/vnas.yaml) from pyproject.toml"
@@ -58,11 +59,12 @@ format: $(STAMP)
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports, and
-# docs/demo.md (the README's demo results, written from them by `vnas report --markdown`).
-# On a CPU the "gpu" resource just counts concurrent training jobs (threads: 1 each).
+# The whole DAG on the synthetic phantom: tables, manual grid, figures and reports, all
+# under results/ (git-ignored): `git status` stays clean. The committed docs/demo.md is
+# the maintainers' (`make docs`). On a CPU the "gpu" resource just counts concurrent
+# training jobs (threads: 1 each).
 demo: $(STAMP)
-	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all docs/demo.md
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all
 	$(BIN)/snakemake --cores 2 --report results/report/synthetic_snakemake.html -- all
 	@echo
 	@cat results/tables/synthetic.md
@@ -86,13 +88,30 @@ experiment: $(STAMP)
 		--timing $(EXPERIMENT)/run_time.json --markdown EXPERIMENTS.md \
 		--images docs/images/experiments
 
-# The size and cost table of the networks at the paper's size (width 1.0, NIH's 64x96x96
-# training patch), written between the generated-block markers of both files.
+# Maintainers: the size and cost table of the networks at the paper's size (width 1.0,
+# NIH's 64x96x96 training patch), written between the generated-block markers of both
+# files; then docs/demo.md, the README's demo results (`vnas report --markdown` from the
+# demo's result files, naming the revision they come from; run it at the last commit
+# that changes results and commit it).
 DOC_ARCHS := nih-paper lung-paper pancreas-paper manual:2d/2d manual:3d/3d manual:p3d/p3d \
 	manual:2d/p3d search ahnet unet3d unet3d-cicek vnet
 docs: $(STAMP)
 	$(BIN)/vnas arch stats $(DOC_ARCHS) --patch 64 96 96 --width 1.0 --device cpu \
 		--markdown README.md --markdown docs/network.md
+	$(BIN)/snakemake --cores 2 --resources gpu=2 --forcerun demo_doc -- docs/demo.md
+
+# Maintainers: `make demo` in a fresh clone of HEAD (sharing this venv, whose install the
+# clone must not redo: -o), timed (wall, CPU, load average), and its wall time written
+# into README.md between the demo-time markers. Run it on a quiet machine;
+# results/demo-time/ is this target's own folder.
+DEMO_TIME := results/demo-time
+demo-time: $(STAMP)
+	rm -rf $(DEMO_TIME)/clone
+	git clone --quiet . $(DEMO_TIME)/clone
+	ln -s $(CURDIR)/$(VENV) $(DEMO_TIME)/clone/$(VENV)
+	$(BIN)/python workflow/scripts/timed_run.py --out $(DEMO_TIME)/run_time.json \
+		--label commit=$$(git rev-parse --short HEAD) -- $(MAKE) -C $(DEMO_TIME)/clone -o $(STAMP) demo
+	$(BIN)/python workflow/scripts/demo_time.py $(DEMO_TIME)/run_time.json README.md
 
 # `dvc plots show` as a page that works offline (DVC's own loads vega from a CDN):
 # dvc_plots/index.html. Arguments: `make plots PLOTS_ARGS="diff main exp-1"`.

@@ -42,6 +42,7 @@ localrules:
     all_models,
     all_evaluations,
     all_ensembles,
+    all_predictions,
     ensemble,
 
 
@@ -49,12 +50,14 @@ DEFAULT = config["dataset"]
 
 
 rule all:
-    """Tables, figures and report of the default dataset (params.yaml: `dataset`), and
-    each table method's fold ensemble, ready for `vnas predict`."""
+    """Tables, figures and report of the default dataset (params.yaml: `dataset`), each
+    table method's fold ensemble, ready for `vnas predict`, and its predictions of the
+    dataset's test images (`test_images`, or RAW/imagesTs) where there are some."""
     input:
         f"results/tables/{DEFAULT}.csv",
         f"results/report/{DEFAULT}.html",
         expand("results/{d}/ensemble/{m}/ensemble.json", d=DEFAULT, m=table_methods(DEFAULT)),
+        test_predictions(DEFAULT),
 
 
 # One target per pipeline step of the default dataset: dvc.yaml's stages ask for these.
@@ -81,6 +84,11 @@ rule all_evaluations:
             m=all_methods(DEFAULT),
             k=folds(DEFAULT),
         ),
+
+
+rule all_predictions:
+    input:
+        test_predictions(DEFAULT),
 
 
 rule all_ensembles:

@@ -32,6 +32,19 @@ def test_no_default_is_typed_into_a_help_text() -> None:
     assert not typed, typed
 
 
+def test_every_command_with_a_progress_bar_takes_no_progress() -> None:
+    commands = dict(_parsers(build_parser()))
+    with_bar = ["search", "train", "evaluate", "predict", "preprocess", "plan", "synth"]
+    with_bar += ["export-nnunet"]
+    for name in with_bar:
+        flags = {f for a in commands[f"vnas {name}"]._actions for f in a.option_strings}
+        assert "--no-progress" in flags, name
+    args = build_parser().parse_args(["evaluate", "--model", "m", "--preprocessed", "p",
+                                      "--folds", "f", "--fold", "0", "--out", "o",
+                                      "--no-progress"])  # fmt: skip
+    assert args.no_case_progress
+
+
 @pytest.mark.parametrize(
     ("argv", "shown"),
     [

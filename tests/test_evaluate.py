@@ -285,5 +285,24 @@ def test_bad_input(evaluated: dict, synthetic_dataset: dict, tmp_path: Path, cap
     err = _error(capsys, _evaluate(synthetic_dataset, tmp_path / "no_model", out))
     assert "config.json" in err
 
+    # a model trained on other classes (same count): refused unless --force
+    renamed = _model_dir(tmp_path, synthetic_dataset, num_classes=3, name="liver")
+    config = json.loads((renamed / "config.json").read_text())
+    config["classes"] = {"0": "background", "1": "liver", "2": "tumour"}
+    (renamed / "config.json").write_text(json.dumps(config))
+    err = _error(capsys, _evaluate(synthetic_dataset, renamed, out))
+    assert "liver" in err and "pancreas" in err and "--force" in err
+    forced = tmp_path / "forced"
+    assert _evaluate(synthetic_dataset, renamed, forced, "--force", "--no-progress") == 0
+    assert (forced / "metrics.csv").is_file()
+    capsys.readouterr()
+
+    # --model naming the parent of the fold folders: say to name one, or an ensemble
+    method = tmp_path / "method"
+    method.mkdir()
+    shutil.copytree(model, method / "fold1")
+    err = _error(capsys, _evaluate(synthetic_dataset, method, out))
+    assert "fold1" in err and "ensemble" in err and "not a vnas model folder" not in err
+
     assert [p.name for p in out.iterdir()] == ["previous.txt"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []

@@ -42,6 +42,80 @@ def test_patch_rule() -> None:
     ]
 
 
+def test_patch_rounds_a_non_integral_median_shape() -> None:
+    """A resampled median of 63.97 voxels is a 64-voxel volume (resampling rounds the
+    shape): the patch is 64 there, not int(63.97) // 32 * 32 = 32."""
+    assert propose_patch([63.97, 64.4, 95.6], [2.5, 0.8, 0.8]) == [64, 64, 96]
+    assert propose_patch([31.6, 63.5, 63.49], [1.0, 1.0, 1.0]) == [32, 64, 32]
+
+
+def _phantom_nnunet(tmp_path: Path, work: Path) -> Path:
+    """The phantom (4 cases) exported to nnU-Net's format at work/data/raw/Dataset501_Phantom."""
+    raw = tmp_path / "phantom_msd"
+    assert main(["synth", "--kind", "pancreas", "--cases", "4", "--shape", "32", "64", "64",
+                 "--out", str(raw), "--no-progress"]) == 0  # fmt: skip
+    exported = work / "data/raw/Dataset501_Phantom"
+    argv = ["export-nnunet", "--raw", str(raw), "--preset", "synthetic-pancreas"]
+    assert main([*argv, "--out", str(exported), "--no-progress"]) == 0
+    return exported
+
+
+def test_first_run_block_has_the_demo_budget_and_says_how_to_scale_up(tmp_path) -> None:
+    from vnas.commands.plan import FIRST_RUN
+
+    _phantom_nnunet(tmp_path, tmp_path)
+    plan_file = tmp_path / "plan.yaml"
+    argv = ["plan", "--raw", str(tmp_path / "data/raw/Dataset501_Phantom"), "--first-run"]
+    assert main([*argv, "--out", str(plan_file), "--no-progress"]) == 0
+    text = plan_file.read_text()
+    block = yaml.safe_load(text)["datasets"]["phantom"]
+    assert {key: block[key] for key in FIRST_RUN} == FIRST_RUN
+    assert block["width"] == 0.0625 and block["folds"] == 2 and block["val_every"] == 25
+    assert "To scale up" in text and "search_iterations and train_iterations 40000" in text
+    # without --first-run: the paper's budget, no val_every
+    assert main(["plan", "--raw", argv[2], "--out", str(tmp_path / "p.yaml"), "--no-progress"]) == 0
+    paper = yaml.safe_load((tmp_path / "p.yaml").read_text())["datasets"]["phantom"]
+    assert paper["search_iterations"] == 40000 and "val_every" not in paper
+
+
+def test_config_errors_name_the_file_and_bad_patches_stop_the_dry_run(tmp_path) -> None:
+    """A bad key or a patch the network cannot take stops `snakemake -n` with one line
+    naming the --configfile that holds it (not params.yaml)."""
+    repo = Path(__file__).resolve().parents[1]
+    nih = yaml.safe_load((repo / "params.yaml").read_text())["datasets"]["nih"]
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    block = {**nih, "raw": str(raw), "preset": "nnunet", "hu_window": [-50, 150]}
+    block |= {"classes": {1: "x"}, "paper_preset": None, "manual": []}
+
+    def dry_run(block: dict) -> list[str]:
+        config = tmp_path / "plan.yaml"
+        config.write_text(yaml.safe_dump({"datasets": {"x": block}}))
+        snake = [str(BIN / "snakemake"), "-n", "--configfile", str(config)]
+        result = subprocess.run([*snake, "--", "data/preprocessed/x"], cwd=repo,
+                                capture_output=True, text=True)  # fmt: skip
+        out = result.stdout + result.stderr
+        assert result.returncode != 0 and "Traceback" not in out, out[-3000:]
+        return [ln for ln in out.splitlines() if ln.startswith("vnas:")]
+
+    lines = dry_run({**block, "widht": 0.5})
+    assert len(lines) == 1 and lines[0].startswith(f"vnas: {tmp_path / 'plan.yaml'}: datasets.x")
+    assert "widht" in lines[0]
+    lines = dry_run({**block, "patch": [48, 96, 96]})
+    assert lines == [
+        f"vnas: {tmp_path / 'plan.yaml'}: datasets.x.patch: 48x96x96 does not fit the V-NAS "
+        "network: each axis must be a multiple of 32x32x32"
+    ]
+    lines = dry_run({**block, "test_patch": [64, 64, 40]})
+    assert len(lines) == 1 and "datasets.x.test_patch: 64x64x40 does not fit" in lines[0]
+
+
+def test_plan_of_a_missing_folder_says_so(tmp_path, capsys) -> None:
+    assert main(["plan", "--raw", str(tmp_path / "nope"), "--out", str(tmp_path / "p.yaml")]) == 2
+    assert "raw dataset folder not found" in capsys.readouterr().err
+    assert not (tmp_path / "p.yaml").exists()
+
+
 def _run(cmd: list[str], cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
     result = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=1200)
@@ -56,13 +130,8 @@ def test_planned_nnunet_dataset_runs_through_the_pipeline(tmp_path, make_tiny_wo
     fold ensemble, which `vnas predict` uses."""
     from tests.conftest import tiny_params
 
-    raw = tmp_path / "phantom_msd"
-    assert main(["synth", "--kind", "pancreas", "--cases", "4", "--shape", "32", "64", "64",
-                 "--out", str(raw), "--no-progress"]) == 0  # fmt: skip
     work = tmp_path / "work"
-    exported = work / "data/raw/Dataset501_Phantom"
-    argv = ["export-nnunet", "--raw", str(raw), "--preset", "synthetic-pancreas"]
-    assert main([*argv, "--out", str(exported), "--no-progress"]) == 0
+    exported = _phantom_nnunet(tmp_path, work)
     plan_file = tmp_path / "plan.yaml"
     argv = ["plan", "--raw", "data/raw/Dataset501_Phantom", "--out", str(plan_file)]
     _run([str(BIN / "vnas"), *argv, "--no-progress"], cwd=work)
@@ -99,6 +168,28 @@ def test_planned_nnunet_dataset_runs_through_the_pipeline(tmp_path, make_tiny_wo
     argv = ["predict", "--model", "results/phantom/ensemble/vnas", "--input", str(image)]
     _run([str(BIN / "vnas"), *argv, "--out", "seg.nii.gz", "--no-progress"], cwd=work)
     assert (work / "seg.nii.gz").stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_first_run_block_goes_through_snakemake_to_a_table(tmp_path, make_tiny_workflow) -> None:
+    """`vnas plan --first-run`'s file, passed to Snakemake as it is (`--configfile`), reaches
+    the dataset's table. A second config file on top cuts only the iteration counts (150
+    each take about 10 minutes a job on a loaded 2-core CI machine) and the method list
+    (V-NAS and Mix); every other value is the first-run block's."""
+    work = tmp_path / "work"
+    _phantom_nnunet(tmp_path, work)
+    make_tiny_workflow(work)
+    argv = ["plan", "--raw", "data/raw/Dataset501_Phantom", "--first-run", "--out", "plan.yaml"]
+    _run([str(BIN / "vnas"), *argv, "--no-progress"], cwd=work)
+    shrink = {"methods": ["vnas", "mix"], "search_iterations": 3, "train_iterations": 3}
+    (work / "shrink.yaml").write_text(yaml.safe_dump({"datasets": {"phantom": shrink}}))
+    snake = [str(BIN / "snakemake"), "--cores", "2", "--resources", "gpu=2"]
+    snake += ["--configfile", "plan.yaml", "shrink.yaml", "--", "results/tables/phantom.csv"]
+    _run(snake, work)
+    table = pd.read_csv(work / "results/tables/phantom.csv")
+    assert list(table["method"].unique()) == ["V-NAS", "Mix"] and (table["n_cases"] == 4).all()
+    config = json.loads((work / "results/phantom/models/vnas/fold1/config.json").read_text())
+    assert float(config["args"]["width"]) == 0.0625 and config["args"]["loss"] == "dice_ce"
 
 
 def test_params_yaml_takes_a_planned_block_and_refuses_nnunet_without_window(tmp_path) -> None:

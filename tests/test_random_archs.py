@@ -122,7 +122,7 @@ def test_table_random_row_ranks_and_search_verdict(tmp_path):
     assert (row["dsc_max"], row["dsc_min"], row["dsc_median"]) == pytest.approx((82.5, 50, 75))
     assert row["n_cases"] == 4
     text = " ".join(md.read_text().split())  # tabulate pads the cells
-    assert "| V-NAS | Search (undecided) |" in text
+    assert "| V-NAS | Search (α/β undecided) |" in text
     assert "| Random (n=3) | Random | 69.17 ± 13.89 | 82.50 | 50.00 | 75.00 |" in text
     assert "| 0 | 85.00 | 50.00 | 60.00 | 95.00 | 2 of 4 |" in text
     assert "| 1 | 65.00 | 50.00 | 70.00 | 90.00 | 3 of 4 |" in text

@@ -78,6 +78,20 @@ def test_html_report_has_captions_codes_settings_and_revision(results):
     assert "<td>4 / 10 / 7</td>" in page  # fold1's 2D / 3D / P3D cells (16 + 5)
     assert "Search settings" in page and "<td>2 (20.0%)</td>" in page
     assert "<td>42.00 ± 1.00</td>" in page
+    # searches of 10 iterations at width 0.0625: the page says first that it is a demo's
+    warning = page.index("budget: these numbers compare nothing")
+    assert "ran 10 iterations at width 0.0625, against the paper" in page
+    assert warning < page.index("<td>42.00 ± 1.00</td>")  # above the tables
+
+
+def test_no_demo_warning_at_the_papers_budget(results):
+    from vnas.report.html import budget_note
+
+    for folder in results["searches"]:
+        config = json.loads((folder / "config.json").read_text())
+        config["args"].update(iterations=40000, width=1.0)
+        (folder / "config.json").write_text(json.dumps(config))
+    assert budget_note(results["searches"]) is None
 
 
 def test_git_revision_inside_and_outside_a_repository(tmp_path):

@@ -53,6 +53,26 @@ def test_summary_matches_hand_computation(tmp_path):
     assert row["n_cases"] == 4
 
 
+def test_markdown_gives_n_where_a_metric_is_missing_on_some_cases(tmp_path):
+    """HD95 undefined on 3 of 4 cases: the cell says its statistics rest on 1 case."""
+    write_metrics(tmp_path / "eval", "vnas", DSC["vnas"], hd95=[float("nan")] * 3 + [33.6])
+    write_metrics(tmp_path / "eval", "mix", DSC["mix"])
+    md = tmp_path / "t.md"
+    code = main(
+        [
+            "table", "--dataset", "demo", "--eval-root", str(tmp_path / "eval"),
+            "--n-folds", "2", "--method", "vnas", "V-NAS", "Search",
+            "--method", "mix", "Mix", "Mix", "--out", str(tmp_path / "t.csv"),
+            "--markdown", str(md),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    text = " ".join(md.read_text().split())
+    assert "| 33.60 ± 0.00 (n=1) | 4 |" in text  # V-NAS: HD95 from 1 of its 4 cases
+    assert "| 2.50 ± 1.12 | 4 |" in text  # Mix: every case, no n
+    assert "(n=K) is defined on only K of the row's cases" in text
+
+
 def test_cli_writes_csv_markdown_and_dvc_metrics(tmp_path):
     for method, values in DSC.items():
         write_metrics(tmp_path / "eval", method, values)

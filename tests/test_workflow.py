@@ -148,6 +148,52 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
 
 
 @pytest.mark.slow
+def test_the_pipeline_writes_only_under_results_and_data(tiny_local_run):
+    """What `make demo` runs (`snakemake all`) leaves every file outside the git-ignored
+    results/ and data/ as the checkout had it, so `git status` stays empty: in the run's
+    copy of the workflow, every other file is byte-identical to the repository's."""
+    work = tiny_local_run
+    ignored = {"results", "data", ".snakemake"}
+    written = [
+        path.relative_to(work)
+        for path in work.rglob("*")
+        if path.is_file()
+        and path.relative_to(work).parts[0] not in ignored
+        and "__pycache__" not in path.parts
+    ]
+    changed = [
+        str(rel)
+        for rel in written
+        if rel.as_posix() != "params.yaml"  # the fixture's own (tiny) params
+        and (not (REPO / rel).is_file() or (REPO / rel).read_bytes() != (work / rel).read_bytes())
+    ]
+    assert written and not changed, changed
+
+
+@pytest.mark.slow
+def test_pipeline_predicts_the_test_images_with_each_table_method(tiny_local_run):
+    """`all` segments the dataset's imagesTs with each table method's fold ensemble:
+    results/{dataset}/predictions/{method}/, one label per test image, on its grid."""
+    import SimpleITK as sitk
+
+    work = tiny_local_run
+    images = sorted((work / "data/raw/synthetic/imagesTs").glob("*.nii.gz"))
+    assert images
+    methods = ["vnas", "mix", "unet3d", "vnet"]
+    assert sorted(p.name for p in (work / "results/synthetic/predictions").iterdir()) == sorted(
+        methods
+    )
+    for method in methods:
+        folder = work / "results/synthetic/predictions" / method
+        assert sorted(p.name for p in folder.glob("*.nii.gz")) == [p.name for p in images]
+        for image in images:
+            label = sitk.ReadImage(str(folder / image.name))
+            source = sitk.ReadImage(str(image))
+            assert label.GetSize() == source.GetSize()
+            assert label.GetOrigin() == pytest.approx(source.GetOrigin())
+
+
+@pytest.mark.slow
 def test_demo_doc_is_written_from_the_run(tiny_local_run):
     """`make demo`'s docs/demo.md: the run's table, searched code and figures."""
     work = tiny_local_run

@@ -26,7 +26,7 @@ FAST_POLLING = (
     "--slurm-init-seconds-before-status-checks=8",
     "--seconds-between-status-checks=8",
 )
-GPU_RULES = {"search", "train", "evaluate"}
+GPU_RULES = {"search", "train", "evaluate", "predict_test"}
 
 
 def run_on_slurm(work: Path, *args: str) -> subprocess.CompletedProcess:

@@ -1,5 +1,6 @@
 # Shared helpers: dataset settings, the method registry, and the missing-data message.
 
+import functools
 import os
 import sys
 from pathlib import Path
@@ -8,17 +9,44 @@ import jsonschema
 import yaml
 
 
-def check_config(config, schema_path):
-    """Validate the merged config; a bad key or value stops with one line naming it."""
+def _holds(node, keys):
+    """Whether the nested mapping ``node`` has the key path ``keys``."""
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return False
+        node = node[key]
+    return True
+
+
+def config_source(keys, files, cli):
+    """Where the key path ``keys`` is set: `--config` (``cli``) if there, else the last of
+    ``files`` (in the order Snakemake merges them) that holds it."""
+    if _holds(dict(cli), keys):
+        return "--config"
+    for name in reversed(files):
+        try:
+            if _holds(yaml.safe_load(Path(name).read_text()), keys):
+                return name
+        except (OSError, yaml.YAMLError):
+            continue
+    return files[0]
+
+
+def check_config(config, schema_path, files, cli):
+    """Validate the merged config; a bad key or value stops with one line naming it and
+    the file that sets it (params.yaml, or a `--configfile` such as a `vnas plan` block)."""
     schema = yaml.safe_load(Path(schema_path).read_text())
     error = jsonschema.exceptions.best_match(
         jsonschema.Draft202012Validator(schema).iter_errors(config)
     )
+    problems = []
     if error is not None:
-        where = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-        sys.exit(f"vnas: params.yaml: {where}: {error.message}")
-    for where, problem in config_problems(config):
-        sys.exit(f"vnas: params.yaml: {where}: {problem}")
+        keys = [str(p) for p in error.absolute_path]
+        problems.append((".".join(keys) or "(top level)", error.message))
+    problems += list(config_problems(config))
+    for where, problem in problems[:1]:
+        source = config_source(where.split(".") if where != "(top level)" else [], files, cli)
+        sys.exit(f"vnas: {source}: {where}: {problem}")
 
 
 # Presets for datasets the paper does not use: their HU window comes from params.yaml.
@@ -44,6 +72,7 @@ def config_problems(config):
                 f"preset {cfg['preset']!r} has no HU window: set hu_window: [LOW, HIGH] "
                 "(`vnas plan --raw DIR` proposes one from the data)",
             )
+        yield from patch_problems(name, cfg)
         if "synth" in cfg and cfg["raw"] != f"data/raw/{name}":
             yield (
                 f"datasets.{name}.raw",
@@ -52,7 +81,30 @@ def config_problems(config):
             )
 
 
-check_config(config, Path(workflow.basedir) / "workflow/schemas/params.schema.yaml")
+def patch_problems(name, cfg):
+    """Patches every network of the dataset takes (each axis a multiple of the network's
+    multiple): found at the dry run, not when a search or training job starts."""
+    from vnas.space.models import patch_multiple
+
+    kinds = {"search": "V-NAS", **{m: m for m in cfg["methods"] if m in ("unet3d", "vnet")}}
+    for key in ("patch", "test_patch"):
+        for kind, network in kinds.items():
+            multiple = patch_multiple(kind)
+            if any(p % m for p, m in zip(cfg[key], multiple)):
+                yield (
+                    f"datasets.{name}.{key}",
+                    f"{'x'.join(map(str, cfg[key]))} does not fit the {network} network: "
+                    f"each axis must be a multiple of {'x'.join(map(str, multiple))}",
+                )
+                break
+
+
+check_config(
+    config,
+    Path(workflow.basedir) / "workflow/schemas/params.schema.yaml",
+    ["params.yaml", *workflow.overwrite_configfiles],  # in the order Snakemake merges them
+    workflow.config_settings.config,
+)
 
 DATASETS = list(config["datasets"])
 
@@ -106,6 +158,59 @@ def raw_dir(wildcards):
             "synthetic phantom."
         )
     return raw
+
+
+def raw_input(wildcards):
+    """The raw folder as an input whose mtime does not count (`ancient`): a real dataset's
+    identity is its manifest (`raw_identity`), so that touching the folder, or adding or
+    deleting a file vnas does not read, reruns nothing. A synthetic dataset's folder is
+    the `synthesize` rule's output and stays an ordinary input."""
+    raw = raw_dir(wildcards)
+    return raw if is_synthetic(wildcards.dataset) else ancient(raw)
+
+
+@functools.cache
+def _manifest_digest(raw):
+    from vnas.data.manifest import manifest_digest
+
+    return manifest_digest(raw)
+
+
+def raw_identity(wildcards):
+    """The digest of the files vnas reads from a real dataset's raw folder (names, sizes,
+    mtimes: vnas.data.manifest), a `params:` entry of `preprocess`: when it changes,
+    Snakemake reruns preprocessing (and so everything after it)."""
+    if is_synthetic(wildcards.dataset):
+        return ""
+    return _manifest_digest(raw_dir(wildcards))
+
+
+def test_images(name):
+    """The folder of unlabelled images the pipeline predicts (in predict_test):
+    `test_images` in params.yaml, else RAW/imagesTs where it exists (a synthetic dataset
+    always has one: `vnas synth` writes it); None if neither."""
+    cfg = ds(name)
+    if cfg.get("test_images"):
+        return cfg["test_images"]
+    imagesTs = f"{cfg['raw']}/imagesTs"
+    return imagesTs if is_synthetic(name) or os.path.isdir(imagesTs) else None
+
+
+def test_predictions(name):
+    """The prediction folders of a dataset's test images, one per table method (none
+    without test images)."""
+    if test_images(name) is None:
+        return []
+    return expand("results/{d}/predictions/{m}", d=name, m=table_methods(name))
+
+
+def test_images_input(wildcards):
+    """The test folder as an input: inside the raw folder, that folder (`raw_input`: the
+    synthetic one is written by `synthesize`); elsewhere itself, its mtime not counting."""
+    folder = test_images(wildcards.dataset)
+    if folder.startswith(ds(wildcards)["raw"] + "/"):
+        return raw_input(wildcards)
+    return ancient(folder)
 
 
 def preprocess_overrides(wildcards):

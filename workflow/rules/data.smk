@@ -27,10 +27,11 @@ rule preprocess:
     conda:
         "../envs/vnas.yaml"
     input:
-        raw_dir,
+        raw_input,
     output:
         directory("data/preprocessed/{dataset}"),
     params:
+        raw_manifest=raw_identity,
         preset=lambda w: ds(w)["preset"],
         settings=preprocess_overrides,
     threads: 2

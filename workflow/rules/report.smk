@@ -75,7 +75,7 @@ rule figures:
         ),
         arch="results/{dataset}/arch.json",
         folds="results/{dataset}/folds.json",
-        raw=raw_dir,
+        raw=raw_input,
     output:
         heatmap=report(
             "results/figures/{dataset}/arch_probabilities.png",

@@ -47,7 +47,7 @@ rule evaluate:
         model="results/{dataset}/models/{method}/fold{fold}/model.pt",
         data="data/preprocessed/{dataset}",
         folds="results/{dataset}/folds.json",
-        raw=raw_dir,
+        raw=raw_input,
     output:
         metrics="results/{dataset}/eval/{method}/fold{fold}/metrics.csv",
     params:
@@ -89,3 +89,29 @@ rule ensemble:
         "results/logs/{dataset}/ensemble_{method}.log",
     shell:
         "vnas ensemble --model {params.models:q} --out {params.out:q} 2> {log:q}"
+
+
+rule predict_test:
+    """The dataset's test images (`test_images`, or RAW/imagesTs) segmented by one table
+    method's fold ensemble, as `nnUNetv2_predict -f 0 1 2 3` would: one label NIfTI per
+    image, on its grid."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        ensemble="results/{dataset}/ensemble/{method}/ensemble.json",
+        images=test_images_input,
+    output:
+        directory("results/{dataset}/predictions/{method}"),
+    params:
+        model=lambda w, input: os.path.dirname(input.ensemble),
+        images=lambda w: test_images(w.dataset),
+        device=config["device"],
+    threads: lambda w: threads_of(w)
+    resources:
+        gpu=1,
+    log:
+        "results/logs/{dataset}/predict_test_{method}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas predict --model {params.model:q} "
+        "--input {params.images:q} --out {output:q} --device {params.device:q} "
+        "--no-progress 2> {log:q}"

@@ -22,15 +22,17 @@ phantom's raw data before any stage reached the check.
 
 What DVC needs besides the stages:
 
-- the per-method mean DSC (`results/tables/<dataset>_metrics.json`) is a git-tracked
-  metric (`cache: false`; .gitignore lets it through), so `dvc exp show` and
-  `dvc metrics diff` compare it between commits and experiments;
-- the search and model folders are `persist: true`: DVC does not delete them before a
-  rerun, so a killed `dvc repro` resumes each run from its `checkpoint.pt`;
+- the per-method mean DSC (`metrics/<dataset>.json`, short keys, written from the
+  table's summary by dvc_metrics.py in the tables stage only) is a git-tracked metric
+  (`cache: false`), so `dvc exp show` and `dvc metrics diff` compare it between commits
+  and experiments, and `make demo` (Snakemake alone) never rewrites it;
+- every output is `persist: true`: DVC does not delete it before a rerun, so Snakemake
+  sees what it built and reruns only its out-of-date jobs, and a killed `dvc repro`
+  resumes each search and training from its `checkpoint.pt`;
 - `plots:` draws the curves of every fold (dvclive's files), with axis titles;
 - a first stage, `workdir_free` (workflow/scripts/workdir_free.py), that every other
   stage depends on: `dvc repro` stops there, before DVC deletes any output, while a
-  Snakemake run holds the workdir.
+  Snakemake run holds the workdir; then `check_params`, which validates params.yaml.
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ GUARD = {
 }
 #: The marker `check_params` writes when params.yaml passes; every other stage needs it.
 PARAMS_CHECKED = "results/params_checked.txt"
+METRICS = "workflow/scripts/dvc_metrics.py"
 OPTIMISER = ["lr", "momentum", "weight_decay", "poly_power", "seed", "device"]
 
 HEADER = """\
@@ -66,18 +69,24 @@ HEADER = """\
 # The stages of dataset '{dataset}' (params.yaml: `dataset`){sources}.
 # Each stage asks Snakemake for one rule's outputs and lists the params.yaml keys that
 # rule reads, so `dvc exp run -S lr=0.01` redoes search/train/evaluate/tables/figures but
-# never synthesis, preprocessing or the split.
+# never synthesis, preprocessing or the split. DVC decides whether a stage runs; Snakemake
+# then reruns only its jobs that are out of date, so `dvc repro` after a Snakemake run
+# (`make demo`) reuses every search and training (outputs are `persist`, never deleted).
 # {raw_note}
 """
 
 
 def snakemake(dataset: str, rules: list[str], targets: list[str]) -> str:
-    """The stage command: the staleness check, then Snakemake limited to ``rules``."""
+    """The stage command: the staleness check, then Snakemake limited to ``rules``.
+
+    No ``--forcerun``: DVC decides whether a stage runs at all, Snakemake which of its
+    jobs are out of date (a changed param, rule or input set, a newer input), so
+    `dvc repro` after a Snakemake run redoes none of the searches and trainings it made.
+    """
     allowed = " ".join(rules)
-    forced = " ".join(r for r in rules if not r.startswith("all_"))
     return (
         f"{CHECK} && snakemake --cores all --config dataset={dataset} "
-        f"--allowed-rules {allowed} --forcerun {forced} -- {' '.join(targets)}"
+        f"--allowed-rules {allowed} -- {' '.join(targets)}"
     )
 
 
@@ -95,6 +104,17 @@ def check_params_stage(dataset: str) -> dict:
     }
 
 
+def metric_file(dataset: str) -> str:
+    """The git-tracked DVC metric of a dataset (written by the tables stage only)."""
+    return f"metrics/{dataset}.json"
+
+
+def persist(*paths: str) -> list[dict]:
+    """Outputs DVC leaves in place before it runs their stage: Snakemake, not DVC, decides
+    which of them are stale (deleting them would rerun every job behind them)."""
+    return [{path: {"persist": True}} for path in paths]
+
+
 def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) -> dict:
     """synthesize (synthetic only), preprocess, split, search, aggregate of one dataset."""
     d = f"datasets.{name}"
@@ -104,7 +124,7 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             "cmd": snakemake(name, ["synthesize"], [cfg["raw"]]),
             "deps": ["src/vnas/data"],
             "params": [*first_params, f"{d}.synth"],
-            "outs": [cfg["raw"]],
+            "outs": persist(cfg["raw"]),
         }
         first_params = []
     stages[f"preprocess{suffix}"] = {
@@ -117,13 +137,13 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             # a dataset's own preprocessing (`vnas plan`), where params.yaml sets it
             *(f"{d}.{key}" for key in ("hu_window", "spacing") if key in cfg),
         ],
-        "outs": [f"data/preprocessed/{name}"],
+        "outs": persist(f"data/preprocessed/{name}"),
     }
     stages[f"split{suffix}"] = {
         "cmd": snakemake(name, ["split"], [f"results/{name}/folds.json"]),
         "deps": [f"data/preprocessed/{name}"],
         "params": ["seed", f"{d}.folds"],
-        "outs": [f"results/{name}/folds.json"],
+        "outs": persist(f"results/{name}/folds.json"),
     }
     stages[f"search{suffix}"] = {
         "cmd": snakemake(name, ["search", "all_searches"], ["all_searches"]),
@@ -139,13 +159,13 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             f"{d}.arch_lr_rule",
             f"{d}.loss",
         ],
-        # persist: a killed `dvc repro` resumes every search from its checkpoint.pt
-        "outs": [{f"results/{name}/search": {"persist": True}}],
+        # persist also lets a killed `dvc repro` resume every search from its checkpoint.pt
+        "outs": persist(f"results/{name}/search"),
     }
     stages[f"aggregate{suffix}"] = {
         "cmd": snakemake(name, ["aggregate"], [f"results/{name}/arch.json"]),
         "deps": [f"results/{name}/search"],
-        "outs": [f"results/{name}/arch.json", f"results/{name}/diagnostics.json"],
+        "outs": persist(f"results/{name}/arch.json", f"results/{name}/diagnostics.json"),
     }
     return stages
 
@@ -182,61 +202,86 @@ def result_stages(name: str, cfg: dict) -> dict:
         stages["random"] = {
             "cmd": snakemake(name, ["random_archs"], random),
             "params": ["seed", f"{d}.random_samples"],
-            "outs": random,
+            "outs": persist(*random),
         }
-    return stages | {
-        "train": {
-            "cmd": snakemake(name, ["train", "all_models"], ["all_models"]),
-            "deps": [
-                f"data/preprocessed/{name}",
-                f"results/{name}/folds.json",
-                f"results/{name}/arch.json",
-                *(f"results/{source}/arch.json" for source in cfg["transfer_from"]),
-                *random,
-                "src/vnas",
-            ],
-            "params": [*OPTIMISER, *train_params],
-            # persist: a killed `dvc repro` resumes every training from its checkpoint.pt
-            "outs": [{f"results/{name}/models": {"persist": True}}],
-        },
-        "evaluate": {
-            "cmd": snakemake(name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
-            "deps": [
-                f"data/preprocessed/{name}",
-                f"results/{name}/folds.json",
-                f"results/{name}/models",
-                cfg["raw"],  # the reference labels (evaluate --raw)
-                "src/vnas",
-            ],
-            "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
-            "outs": [f"results/{name}/eval"],
-        },
-        "ensemble": {
-            "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
-            "deps": [f"results/{name}/models"],
-            "outs": [f"results/{name}/ensemble"],
-        },
-        "tables": {
-            "cmd": snakemake(name, table_rules, tables[::2]),
-            "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
-            "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
-            "outs": tables,
-            "metrics": [{f"results/tables/{name}_metrics.json": {"cache": False}}],
-        },
-        "figures": {
-            "cmd": snakemake(name, ["figures", "report"], [f"results/report/{name}.html"]),
-            "deps": [
-                cfg["raw"],
-                f"results/{name}/search",
-                f"results/{name}/arch.json",
-                f"results/{name}/diagnostics.json",
-                f"results/{name}/folds.json",
-                f"results/{name}/eval",
-                *tables[1::2],
-            ],
-            "params": [f"{d}.figure_cases"],
-            "outs": [f"results/figures/{name}", f"results/report/{name}.html"],
-        },
+    return (
+        stages
+        | {
+            "train": {
+                "cmd": snakemake(name, ["train", "all_models"], ["all_models"]),
+                "deps": [
+                    f"data/preprocessed/{name}",
+                    f"results/{name}/folds.json",
+                    f"results/{name}/arch.json",
+                    *(f"results/{source}/arch.json" for source in cfg["transfer_from"]),
+                    *random,
+                    "src/vnas",
+                ],
+                "params": [*OPTIMISER, *train_params],
+                # persist also lets a killed `dvc repro` resume every training from its checkpoint
+                "outs": persist(f"results/{name}/models"),
+            },
+            "evaluate": {
+                "cmd": snakemake(name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
+                "deps": [
+                    f"data/preprocessed/{name}",
+                    f"results/{name}/folds.json",
+                    f"results/{name}/models",
+                    cfg["raw"],  # the reference labels (evaluate --raw)
+                    "src/vnas",
+                ],
+                "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
+                "outs": persist(f"results/{name}/eval"),
+            },
+            "ensemble": {
+                "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
+                "deps": [f"results/{name}/models"],
+                "outs": persist(f"results/{name}/ensemble"),
+            },
+            **predict_stage(name, cfg),
+            "tables": {
+                "cmd": (
+                    f"{snakemake(name, table_rules, tables[::2])} && python {METRICS} "
+                    f"results/tables/{name}_metrics.json {metric_file(name)}"
+                ),
+                "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
+                "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
+                "outs": persist(*tables, f"results/tables/{name}_metrics.json"),
+                "metrics": [{metric_file(name): {"cache": False}}],
+            },
+            "figures": {
+                "cmd": snakemake(name, ["figures", "report"], [f"results/report/{name}.html"]),
+                "deps": [
+                    cfg["raw"],
+                    f"results/{name}/search",
+                    f"results/{name}/arch.json",
+                    f"results/{name}/diagnostics.json",
+                    f"results/{name}/folds.json",
+                    f"results/{name}/eval",
+                    *tables[1::2],
+                ],
+                "params": [f"{d}.figure_cases"],
+                "outs": persist(f"results/figures/{name}", f"results/report/{name}.html"),
+            },
+        }
+    )
+
+
+def predict_stage(name: str, cfg: dict) -> dict:
+    """The test images predicted by each table method's fold ensemble, where params.yaml
+    names them (`test_images`) or the dataset is synthetic (`vnas synth` writes
+    imagesTs); a real dataset's RAW/imagesTs is predicted by Snakemake's `all` alone."""
+    images = cfg.get("test_images") or (f"{cfg['raw']}/imagesTs" if "synth" in cfg else None)
+    if images is None:
+        return {}
+    return {
+        "predictions": {
+            "cmd": snakemake(name, ["predict_test", "all_predictions"], ["all_predictions"]),
+            # the models too: ensemble.json names the model folders, not their weights
+            "deps": [f"results/{name}/ensemble", f"results/{name}/models", images, "src/vnas"],
+            "params": ["device"],
+            "outs": persist(f"results/{name}/predictions"),
+        }
     }
 
 
@@ -300,7 +345,11 @@ def render(params: dict) -> str:
         *(
             f"results/figures/{name}/{fig}.png"
             for fig in (
-                "arch_probabilities", "search_trajectories", "search_entropy", "curves", "overlays"
+                "arch_probabilities",
+                "search_trajectories",
+                "search_entropy",
+                "curves",
+                "overlays",
             )
         ),
     ]

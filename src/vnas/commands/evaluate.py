@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--out", required=True, help="output folder (appears when complete; see --force)"
     )
-    add_force_argument(parser)
+    add_force_argument(parser, "--out (and evaluate a model whose class names differ)")
     parser.add_argument(
         "--nsd-tolerance",
         type=float,
@@ -40,6 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the preprocessed labels mapped back, which equal the raw ones)",
     )
     add_inference_args(parser)
+    # its own dest: `no_progress` would turn on the per-window bars of `vnas predict`
+    parser.add_argument(
+        "--no-progress", dest="no_case_progress", action="store_true", help="no progress bar"
+    )
     parser.set_defaults(func=run)
 
 
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         nsd_tolerance=args.nsd_tolerance,
         raw_dir=args.raw,
         force=args.force,
+        progress=not args.no_case_progress,
         **inference_options(args),
     )
     means = table.groupby("class_name", sort=False)[["dsc", "nsd", "hd95"]].mean()

@@ -23,7 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "'vnas[onnx]'.",
     )
     parser.add_argument("--model", required=True, help="model folder written by vnas train")
-    parser.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    parser.add_argument(
+        "--format",
+        choices=("onnx", "torchscript"),
+        default="onnx",
+        help="onnx: an .onnx file for ONNX Runtime (or TensorRT); torchscript: a .pt file "
+        "torch.jit.load reads without vnas",
+    )
     parser.add_argument("--out", required=True, help="file to write (.onnx or .pt)")
     add_dims_argument(parser, "--patch", "window size (default: the model's test_patch)")
     add_force_argument(parser)

@@ -21,7 +21,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Markdown file whose figures are copied into --images (--markdown). Both print the "
         "git revision of the current directory's repository ('unknown' outside git).",
     )
-    parser.add_argument("--dataset", required=True)
+    parser.add_argument(
+        "--dataset", required=True, help="dataset name for the page's title (e.g. synthetic)"
+    )
     parser.add_argument("--tables", nargs="*", default=[], help="Markdown tables")
     parser.add_argument("--figures", nargs="*", default=[], help="PNG figures")
     parser.add_argument(

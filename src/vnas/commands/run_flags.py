@@ -175,6 +175,7 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="start over in an --out folder that holds a run with other arguments",
     )
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def search_config(args: argparse.Namespace) -> SearchConfig:

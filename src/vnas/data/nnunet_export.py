@@ -6,6 +6,8 @@ Any layout vnas reads (MSD, NIH DICOM, phantom) becomes::
                               numTraining, file_ending ".nii.gz"
     OUT/imagesTr/<case>_0000.nii.gz   the image in HU on its original grid
     OUT/labelsTr/<case>.nii.gz        the label on the same grid
+    OUT/imagesTs/<name>_0000.nii.gz   the raw folder's unlabelled test images (MSD's and
+                                      nnU-Net's imagesTs), copied byte for byte
     OUT/splits_final.json     (with a folds file) nnU-Net's 5-fold-style split list
 
 Images keep their original grid and HU (nnU-Net does its own preprocessing), but the NIH
@@ -44,6 +46,23 @@ def _export_case(reader: Reader, case_id: str, out: str) -> None:
         image = image.astype(np.int16)  # CT is integral HU: halve the size
     write_image(case_to_image(case, image), Path(out) / "imagesTr" / f"{case_id}_0000.nii.gz")
     write_image(case_to_image(case, case.label), Path(out) / "labelsTr" / f"{case_id}.nii.gz")
+
+
+def _copy_test_images(raw: Path, out: Path) -> int:
+    """Copy RAW/imagesTs/*.nii.gz to OUT/imagesTs with nnU-Net's channel suffix (``_0000``),
+    unchanged otherwise; the number copied (0 without an imagesTs folder)."""
+    import shutil
+
+    images = sorted(
+        p for p in (raw / "imagesTs").glob("*.nii.gz") if not p.name.startswith(".")
+    ) if (raw / "imagesTs").is_dir() else []  # fmt: skip
+    if images:
+        (out / "imagesTs").mkdir()
+    for image in images:
+        stem = image.name.removesuffix(".nii.gz")
+        name = image.name if stem.endswith("_0000") else f"{stem}_0000.nii.gz"
+        shutil.copyfile(image, out / "imagesTs" / name)
+    return len(images)
 
 
 def nnunet_splits(folds: dict, case_ids: list[str]) -> list[dict]:
@@ -91,6 +110,7 @@ def export_nnunet(
         (tmp / "labelsTr").mkdir()
         calls = [(reader, cid, str(tmp)) for cid in case_ids]
         map_cases(_export_case, calls, jobs, "export nnU-Net", progress)
+        tests = _copy_test_images(Path(raw), tmp)
         dataset = {
             "name": out.name,
             "description": f"exported by vnas from {Path(raw).resolve()} (preset {preset})",
@@ -102,7 +122,7 @@ def export_nnunet(
         if splits is not None:
             (tmp / "splits_final.json").write_text(_json(splits))
         (tmp / "dataset.json").write_text(_json(dataset))
-    log.info("exported %d cases to %s", len(case_ids), out)
+    log.info("exported %d cases and %d test images to %s", len(case_ids), tests, out)
     return out
 
 

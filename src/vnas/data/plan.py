@@ -16,11 +16,12 @@ a seeded sample of the intensities under the label's foreground. From it:
   interpolated up to the resolution of the few thin-slice ones.
 - **Patch**: one size for training and the sliding window, a multiple of the network's
   :data:`vnas.space.network.PATCH_MULTIPLE` (32, as it halves every axis five times) on every
-  axis. It starts from the median shape at the target spacing, each axis rounded *down*
-  to a multiple of 32 (at least 32; a smaller volume is padded, as the paper's patches
-  are), and while it has more voxels than ``max_voxels`` — the memory budget, default
-  the paper's NIH training patch 64×96×96, whose activations the README's size table
-  gives — the axis that is longest in millimetres shrinks by 32.
+  axis. It starts from the median shape at the target spacing (rounded to whole voxels,
+  as resampling rounds it), each axis rounded *down* to a multiple of 32 (at least 32;
+  a smaller volume is padded, as the paper's patches are), and while it has more voxels
+  than ``max_voxels`` — the memory budget, default the paper's NIH training patch
+  64×96×96, whose activations the README's size table gives — the axis that is longest
+  in millimetres shrinks by 32.
 """
 
 from __future__ import annotations
@@ -167,7 +168,9 @@ def propose_patch(
         raise VNASError(
             f"--max-voxels {max_voxels} is below one {'x'.join(map(str, multiple))} patch"
         )
-    patch = [max(m, int(s) // m * m) for s, m in zip(median_shape, multiple, strict=True)]
+    # round, not int(): a resampled median of 63.97 voxels is a 64-voxel volume (the
+    # resampled shape is rounded too), which a 64 patch fits
+    patch = [max(m, round(s) // m * m) for s, m in zip(median_shape, multiple, strict=True)]
     while math.prod(patch) > max_voxels:
         extent = [
             p * s if p > m else -1.0 for p, s, m in zip(patch, spacing, multiple, strict=True)

@@ -51,6 +51,14 @@ def read_config(model_dir: str | Path) -> dict:
     (:func:`vnas.engine.model_records.check_config_record`)."""
     path = Path(model_dir) / CONFIG_NAME
     if not path.is_file():
+        runs = sorted(p.parent.name for p in Path(model_dir).glob(f"*/{CONFIG_NAME}"))
+        if runs:  # the parent of a method's fold folders
+            raise VNASError(
+                f"no {CONFIG_NAME}: this folder holds the run folders {', '.join(runs)}; "
+                f"name one of them (--model {Path(model_dir) / runs[0]}) or an ensemble of "
+                "them (`vnas ensemble`, or the pipeline's results/DATASET/ensemble/METHOD)",
+                Path(model_dir),
+            )
         raise VNASError(f"no {CONFIG_NAME}: not a vnas model folder", Path(model_dir))
     try:
         record = json.loads(path.read_text())

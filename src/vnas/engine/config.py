@@ -117,6 +117,7 @@ class RunOptions:
         log_every: log the mean losses every N iterations.
         force: start over in a folder that holds a run with other settings.
         verbose: debug logging was asked for (``vnas -v``); only recorded.
+        no_progress: no progress bar (``--no-progress``); not recorded.
     """
 
     device: str = "auto"
@@ -128,6 +129,7 @@ class RunOptions:
     log_every: int = 10
     force: bool = False
     verbose: bool = False
+    no_progress: bool = False
 
 
 class RunConfig(Protocol):
@@ -190,6 +192,7 @@ def run_record(config: Any, **head: Any) -> dict[str, Any]:
     the config's fields depth first; fields hold no key twice.
     """
     values = _flat(config)
+    values.pop("no_progress")  # a display setting: config.json keeps the keys runs always had
     return {"verbose": values.pop("verbose"), **head, **values}
 
 

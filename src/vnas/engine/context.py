@@ -91,6 +91,7 @@ class RunContext:
             curves_csv=curves_csv,
             desc=desc,
             progress_every=progress_every,
+            progress=not self.config.run.no_progress,
         )
 
     @property

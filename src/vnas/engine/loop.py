@@ -93,6 +93,7 @@ class LoopSettings:
         curves_csv: file name of the curves CSV.
         desc: label of the progress bar.
         progress_every: redraw ``progress.png`` every N iterations (0: never).
+        progress: show the progress bar.
     """
 
     out_dir: Path
@@ -104,6 +105,7 @@ class LoopSettings:
     curves_csv: str
     desc: str
     progress_every: int = 0
+    progress: bool = True
 
 
 class _Means:
@@ -215,6 +217,7 @@ def run_loop(task: Task, settings: LoopSettings, *, resume: bool) -> Curves:
         unit="it",
         mininterval=0.5 if sys.stderr.isatty() else 30.0,
         dynamic_ncols=True,
+        disable=not settings.progress,
     )
     t0, voxels = time.perf_counter(), 0
     with logging_redirect_tqdm():

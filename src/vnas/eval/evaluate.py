@@ -89,9 +89,10 @@ def _class_names(classes: dict, num_classes: int, source: str | Path) -> list[st
 
 
 def _check_model_fits_dataset(
-    config: dict, dataset: dict, model_dir: Path, pre_dir: Path
+    config: dict, dataset: dict, model_dir: Path, pre_dir: Path, force: bool = False
 ) -> list[str]:
-    """The class names, after checking the model predicts as many classes as the dataset has."""
+    """The class names, after checking the model predicts the dataset's classes (their
+    names too, unless ``force``: then a warning)."""
     classes = dataset.get("classes") or {}
     if int(config["num_classes"]) != len(classes):
         raise VNASError(
@@ -100,6 +101,13 @@ def _check_model_fits_dataset(
             model_dir,
         )
     if config.get("classes") and config["classes"] != classes:
+        if not force:
+            raise VNASError(
+                f"the model was trained on the classes {config['classes']} but the dataset "
+                f"{pre_dir} has {classes}: its scores would compare other structures; "
+                "--force evaluates anyway",
+                model_dir,
+            )
         logger.warning("class names differ: model %s, dataset %s", config["classes"], classes)
     if config.get("preprocessing") and config["preprocessing"] != dataset.get("preprocessing"):
         logger.warning(
@@ -178,6 +186,7 @@ def evaluate_fold(
     window: WindowOptions = DEFAULT_WINDOW,
     raw_dir: str | Path | None = None,
     force: bool = False,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Predict and score every test case of fold ``fold``; write the results to ``out_dir``.
 
@@ -194,14 +203,17 @@ def evaluate_fold(
         raw_dir: the raw dataset folder whose labels are the reference (default: the
             one recorded by ``vnas preprocess`` where the preprocessing resampled; see
             the module docstring).
-        force: replace ``out_dir`` even if ``vnas evaluate`` did not make it.
+        progress: show a progress bar over the test cases.
+        force: replace ``out_dir`` even if ``vnas evaluate`` did not make it, and
+            evaluate a model trained on classes named differently from the dataset's.
 
     Returns:
         The per-case, per-class metrics table written to ``metrics.csv``.
 
     Raises:
         VNASError: fold out of range or with no test cases, an incomplete model folder,
-            a model whose class count differs from the dataset's, a model trained on one
+            a model whose class count (or, without ``force``, class names) differs from
+            the dataset's, a model trained on one
             of the test cases, a test case missing from the preprocessed folder, the raw
             labels of a resampled dataset not found.
     """
@@ -211,7 +223,7 @@ def evaluate_fold(
     _check_test_cases_present(test_ids, dataset, fold, pre_dir, folds_path)
     device = torch.device(window.device)
     model, config = load_model(model_dir, device)
-    names = _check_model_fits_dataset(config, dataset, model_dir, pre_dir)
+    names = _check_model_fits_dataset(config, dataset, model_dir, pre_dir, force)
     _check_no_leak(config, test_ids, fold, model_dir)
     tolerances = nsd_tolerances(nsd_tolerance, len(names) - 1)
     patch = model_patch(config, patch, model_dir)
@@ -247,7 +259,7 @@ def evaluate_fold(
     }
     with output_dir(out_dir, command="evaluate", inputs=inputs, force=force) as tmp:
         (tmp / "predictions").mkdir()
-        bar = tqdm(test_ids, desc=f"evaluate fold {fold}", unit="case")
+        bar = tqdm(test_ids, desc=f"evaluate fold {fold}", unit="case", disable=not progress)
         for case_id in bar:
             case_rows = scorer.score(pre_dir, case_id, tmp / "predictions")
             rows += case_rows

@@ -226,11 +226,35 @@ class ReportInputs:
     revision: str = "unknown"
 
 
+def budget_note(search_dirs: list[Path]) -> str | None:
+    """A warning for the top of the page where the searches ran below the paper's budget
+    (fewer iterations or a narrower network than its 40,000 at width 1.0): a demo's
+    numbers, which compare nothing. ``None`` at the paper's budget or without searches."""
+    from vnas.engine.config import OptimConfig
+
+    paper = OptimConfig()
+    runs = [read_config(folder)["args"] for folder in search_dirs]
+    small = [a for a in runs if a["iterations"] < paper.iterations or a["width"] < paper.width]
+    if not small:
+        return None
+    iterations = ", ".join(f"{n:,}" for n in sorted({a["iterations"] for a in small}))
+    widths = ", ".join(f"{w:g}" for w in sorted({float(a["width"]) for a in small}))
+    return (
+        "## A demo's budget: these numbers compare nothing\n\n"
+        f"The searches ran {iterations} iterations at width {widths}, against the paper's "
+        f"{paper.iterations:,} at width {paper.width:g}. At this budget the page shows that "
+        "every step of the pipeline runs; its tables say nothing about V-NAS against its "
+        "baselines, or about any method's quality.\n"
+    )
+
+
 def _sections(inputs: ReportInputs) -> list[str]:
-    """The report's Markdown sections before the figures: tables, verdict, codes,
-    settings."""
+    """The report's Markdown sections before the figures: a demo budget's warning,
+    tables, verdict, codes, settings."""
+    note = budget_note([Path(s) for s in inputs.searches])
     # the tables without their signature line (an HTML comment: vnas table wrote them)
-    sections = [
+    sections = [] if note is None else [note]
+    sections += [
         re.sub(r"^<!-- written by vnas .*-->\n", "", Path(table).read_text(), flags=re.M)
         for table in inputs.tables
     ]

@@ -152,8 +152,19 @@ def _num(value: float, digits: int = 2) -> str:
 
 
 def _pm_column(group: pd.DataFrame, metric: str) -> list[str]:
-    """``"mean ± std"`` of ``metric`` for each row of ``group``."""
-    return [_pm(m, s) for m, s in zip(group[f"{metric}_mean"], group[f"{metric}_std"], strict=True)]
+    """``"mean ± std"`` of ``metric`` for each row of ``group``, with ``(n=K)`` where the
+    metric is defined on only K of the row's cases (HD95 of an empty prediction is not):
+    the statistics then rest on those K cases alone. (The Random row's statistics are
+    over architectures, each one's mean over its cases.)"""
+    cells = []
+    for row in group.itertuples(index=False):
+        row = row._asdict()
+        cell = _pm(row[f"{metric}_mean"], row[f"{metric}_std"])
+        defined = row.get(f"{metric}_n")
+        if row["category"] != "Random" and defined is not None and defined < row["n_cases"]:
+            cell += f" (n={int(defined)})"
+        cells.append(cell)
+    return cells
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
@@ -182,7 +193,13 @@ def to_markdown(
             quotes the paper's difference.
     """
     lines = [f"# {title}", ""]
-    verdict = {"decided": "decided", "undecided": "undecided", "mixed": "partly decided"}
+    # about the alpha/beta probabilities (did the search settle on one op per cell?),
+    # never about the architecture's quality
+    verdict = {
+        "decided": "α/β decided",
+        "undecided": "α/β undecided",
+        "mixed": "α/β partly decided",
+    }
     for class_name, group in table.groupby("class", sort=False):
         category = group["category"]
         if search is not None:
@@ -202,7 +219,20 @@ def to_markdown(
             lines += rank_lines(ranks[ranks["class"] == class_name])
         lines.append("")
     lines += notes(table, search)
+    if _partly_defined(table):
+        lines += [
+            "**n.** A metric marked (n=K) is defined on only K of the row's cases (HD95 is "
+            "undefined where the prediction or the reference is empty): its mean ± std rest "
+            "on those K cases, not on all of them.",
+            "",
+        ]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _partly_defined(table: pd.DataFrame) -> bool:
+    """Whether a metric of a (non-Random) row is defined on fewer cases than the row has."""
+    rows = table[table["category"] != "Random"]
+    return any((rows[f"{m}_n"] < rows["n_cases"]).any() for m in METRIC_NAMES if f"{m}_n" in rows)
 
 
 def _rank_text(row) -> str:
