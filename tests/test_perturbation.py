@@ -70,7 +70,8 @@ def test_selection_recovers_the_op_built_to_matter_and_only_it():
     # every other cell's ops are one function: no answer, the fallback (argmax of uniform α: 2D)
     assert record["answered_cells"] == 1
     assert [c for i, c in enumerate(record["chosen"]) if i != KEY_CELL] == [0] * 20
-    assert record["code"]["encoder"][KEY_CELL] == str(KEY_OP)
+    code = Genotype.parse(record["code"]["encoder"], record["code"]["decoder"])
+    assert code.encoder[KEY_CELL] == KEY_OP
 
 
 def test_a_cell_without_an_answer_keeps_its_fallback_op():
@@ -225,22 +226,24 @@ def test_probe_null_on_gradients_without_signal():
 def test_search_with_hygiene_and_perturbation_then_aggregate(synthetic_dataset, tmp_path):
     from tests.test_search import search_argv
 
-    outs = []
-    for fold in (0, 1):
-        out = tmp_path / f"fold{fold}"
-        argv = search_argv(synthetic_dataset, out, "--arch-grad-batches", "2",
-                           "--arch-batch-size", "3", "--pt-patches", "2")  # fmt: skip
-        for flag, value in (("--fold", fold), ("--iterations", 3), ("--warmup-iterations", 1)):
-            argv[argv.index(flag) + 1] = str(value)
-        assert main(argv) == 0
-        outs.append(out)
+    out = tmp_path / "fold0"
+    argv = search_argv(synthetic_dataset, out, "--arch-grad-batches", "2",
+                       "--arch-batch-size", "3", "--pt-patches", "1")  # fmt: skip
+    for flag, value in (("--iterations", 3), ("--warmup-iterations", 1)):
+        argv[argv.index(flag) + 1] = str(value)
+    assert main(argv) == 0
+    # a second "fold": the same search under another name (aggregation pools them)
+    outs = [out, tmp_path / "fold1"]
+    shutil.copytree(out, outs[1])
     diagnostics = json.loads((outs[0] / "diagnostics.json").read_text())
     assert diagnostics["arch_gradient"]["steps"] > 0
     assert len(diagnostics["arch_gradient"]["rms_grad"]) == 21
     cells = diagnostics["perturbation"]["cells"]
     assert len(cells) == 21 and {"chosen", "answered", "t_best_vs_second"} <= set(cells[0])
     selection = json.loads((outs[0] / "perturbation.json").read_text())
-    assert selection["patches"] == 2 and len(selection["scores"][0]["patch_scores"][0]) == 2
+    assert selection["patches"] == 1 and len(selection["scores"][0]["patch_scores"][0]) == 1
+    assert selection["answered_cells"] == 0  # one patch is no evidence: every cell falls back
+    assert selection["code"] == json.loads((outs[0] / "arch.json").read_text())["code"]
     pt = tmp_path / "arch-pt.json"
     args = ["aggregate", *map(str, outs), "--out", str(pt), "--selection", "perturbation"]
     assert main(args) == 0
@@ -254,3 +257,40 @@ def test_search_with_hygiene_and_perturbation_then_aggregate(synthetic_dataset, 
     (plain / "perturbation.json").unlink()
     assert main(["aggregate", str(plain), "--out", str(tmp_path / "x.json"),
                  "--selection", "perturbation"]) == 2  # fmt: skip
+
+
+def test_new_search_settings_are_recorded_only_when_set():
+    """Earlier search folders keep their fingerprint: the settings this issue added are
+    left out of config.json at their defaults and recorded when given."""
+    from vnas.cli import build_parser
+    from vnas.commands.run_flags import search_config
+    from vnas.engine.config import run_record
+
+    base = ["search", "--preprocessed", "p", "--folds", "f.json", "--fold", "0", "--out", "o"]
+    plain = run_record(search_config(build_parser().parse_args(base)), command="search")
+    assert not {"pt_patches", "arch_grad_batches", "arch_dice_pooled", "blank"} & set(plain)
+    flags = ["--pt-patches", "8", "--arch-grad-batches", "4", "--arch-dice-pooled"]
+    config = search_config(build_parser().parse_args([*base, *flags]))
+    assert config.selection.pt_patches == 8 and config.arch_optim.arch_grad_batches == 4
+    record = run_record(config, command="search")
+    assert record["pt_patches"] == 8 and record["arch_grad_batches"] == 4
+    assert record["arch_dice_pooled"] is True
+
+
+def test_report_shows_the_per_cell_perturbation_scores(tmp_path):
+    from vnas.report.html import perturbation_scores
+    from vnas.search.perturbation import perturbation_summary
+
+    folds = [
+        select_by_perturbation(HandBuiltSupernet(), *patches(seed=s), cross_entropy, chunk=4)
+        for s in (0, 1)
+    ]
+    path = tmp_path / "arch-pt.json"
+    pooled = pool_scores(folds, [0] * 21)
+    path.write_text(json.dumps({"perturbation": perturbation_summary(pooled)}))
+    text = perturbation_scores(path)
+    lines = [line for line in text.splitlines() if line.startswith("| E") or line.startswith("| D")]
+    assert len(lines) == 21
+    key = next(line for line in lines if line.startswith("| E2.3 "))  # cell 5
+    assert "| 3D " in key and "| yes " in key
+    assert "1 of 21 cells have an answer" in text

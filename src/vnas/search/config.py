@@ -12,7 +12,13 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vnas.engine.config import DataConfig, OptimConfig, RunOptions, run_record
+from vnas.engine.config import (
+    RECORDED_WHEN_SET,
+    DataConfig,
+    OptimConfig,
+    RunOptions,
+    run_record,
+)
 
 __all__ = [
     "SAMPLES_PER_CASE",
@@ -69,9 +75,9 @@ class ArchOptimConfig:
     warmup_fraction: float = WARMUP_FRACTION
     warmup_epochs: float | None = None
     warmup_iterations: int | None = None
-    arch_grad_batches: int = 1
-    arch_batch_size: int | None = None
-    arch_dice_pooled: bool = False
+    arch_grad_batches: int = field(default=1, metadata=RECORDED_WHEN_SET)
+    arch_batch_size: int | None = field(default=None, metadata=RECORDED_WHEN_SET)
+    arch_dice_pooled: bool = field(default=False, metadata=RECORDED_WHEN_SET)
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,11 @@ class PerturbationConfig:
             searched one: "blank-PT", which asks what the weights alone say.
     """
 
-    pt_patches: int = 0
-    pt_t_threshold: float = 3.0
-    pt_min_delta: float = 1e-4
-    pt_finetune: int = 0
-    blank: bool = False
+    pt_patches: int = field(default=0, metadata=RECORDED_WHEN_SET)
+    pt_t_threshold: float = field(default=3.0, metadata=RECORDED_WHEN_SET)
+    pt_min_delta: float = field(default=1e-4, metadata=RECORDED_WHEN_SET)
+    pt_finetune: int = field(default=0, metadata=RECORDED_WHEN_SET)
+    blank: bool = field(default=False, metadata=RECORDED_WHEN_SET)
 
 
 @dataclass(frozen=True)

@@ -52,7 +52,13 @@ import torch
 from torch import nn
 
 from vnas.search.diagnostics import cell_names
-from vnas.space.genotype import NUM_DECODER_BLOCKS, NUM_ENCODER_CELLS, NUM_OPS, OP_NAMES
+from vnas.space.genotype import (
+    NUM_DECODER_BLOCKS,
+    NUM_ENCODER_CELLS,
+    NUM_OPS,
+    OP_NAMES,
+    Genotype,
+)
 
 __all__ = [
     "NO_ANSWER",
@@ -135,10 +141,12 @@ def per_patch_losses(
 
 
 def paired_t(difference: np.ndarray) -> float:
-    """t statistic of the mean of paired differences (0 when they are all 0; ``inf`` when
-    they are all equal and positive)."""
+    """t statistic of the mean of paired differences (0 when they are all 0 or there is
+    only one: no evidence; ``inf`` when they are all equal and positive)."""
+    if len(difference) < 2:
+        return 0.0
     mean = float(difference.mean())
-    sd = float(difference.std(ddof=1)) if len(difference) > 1 else 0.0
+    sd = float(difference.std(ddof=1))
     if sd == 0.0:
         return 0.0 if mean == 0.0 else math.copysign(math.inf, mean)
     return mean / (sd / math.sqrt(len(difference)))
@@ -250,7 +258,7 @@ def select_by_perturbation(
 def selection_record(records: list[dict], t_threshold: float, min_delta: float, **extra) -> dict:
     """The selection's summary over its 21 per-cell records."""
     chosen = [r["chosen"] for r in records]
-    encoder, decoder = chosen[:NUM_ENCODER_CELLS], chosen[NUM_ENCODER_CELLS:]
+    genotype = Genotype(chosen[:NUM_ENCODER_CELLS], chosen[NUM_ENCODER_CELLS:])
     answered = [r["answered"] for r in records]
     return {
         "cells": cell_names(),
@@ -258,7 +266,7 @@ def selection_record(records: list[dict], t_threshold: float, min_delta: float, 
         "chosen": chosen,
         "answered": answered,
         "answered_cells": int(sum(answered)),
-        "code": {"encoder": "".join(map(str, encoder)), "decoder": "".join(map(str, decoder))},
+        "code": {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code},
         "t_threshold": t_threshold,
         "min_delta": min_delta,
         "no_answer_rule": f"{NO_ANSWER} below t {t_threshold:g} or mean difference "
