@@ -59,6 +59,7 @@ def test_dry_run_of_every_real_dataset(tmp_path, dataset):
     searches = 4 * (1 + len(params["transfer_from"]))
     methods = len(params["methods"]) + len(params["transfer_from"])
     methods += len(params["paper_preset"]) + len(params["manual"]) + params["random_samples"]
+    methods += params.get("selection") == "perturbation"  # V-NAS-PT beside V-NAS
     counts = " ".join(out.split())
     assert re.search(rf"\bsearch {searches}\b", counts)
     assert re.search(rf"\btrain {methods * 4}\b", counts)

@@ -253,10 +253,26 @@ def table_methods(name):
     ids = []
     if "vnas" in cfg["methods"]:
         ids.append("vnas")
+        if uses_perturbation(name):
+            ids.append("vnas-pt")
     ids += [f"vnas-from-{other}" for other in cfg["transfer_from"]]
     ids += cfg["paper_preset"]
     ids += [m for m in cfg["methods"] if m != "vnas"]
     return ids
+
+
+def uses_perturbation(name):
+    """Whether a dataset's searches also score their ops by perturbation (its
+    `selection: perturbation`), adding the V-NAS-PT row beside V-NAS (argmax)."""
+    return ds(name).get("selection", "argmax") == "perturbation"
+
+
+def perturbation_args(wildcards):
+    """`vnas search`'s perturbation-selection flags for a dataset (none for argmax)."""
+    cfg = ds(wildcards)
+    if not uses_perturbation(wildcards):
+        return []
+    return ["--pt-patches", cfg["pt_patches"], "--pt-finetune", cfg.get("pt_finetune", 0)]
 
 
 def manual_methods(name):
@@ -277,6 +293,8 @@ def method_arch(dataset, method):
     """The --arch argument of `vnas train` for a method id."""
     if method == "vnas":
         return f"results/{dataset}/arch.json"
+    if method == "vnas-pt":
+        return f"results/{dataset}/arch-pt.json"
     if method.startswith("vnas-from-"):
         return f"results/{method.removeprefix('vnas-from-')}/arch.json"
     if method.startswith("manual-"):
@@ -295,6 +313,8 @@ def method_label(dataset, method):
     """(row name, category) for the tables."""
     if method == "vnas":
         return "V-NAS", "Search"
+    if method == "vnas-pt":
+        return "V-NAS-PT", "Search (perturbation)"
     if method.startswith("vnas-from-"):
         return f"V-NAS-{method.removeprefix('vnas-from-').upper()}", "Search (transfer)"
     if method.startswith("manual-"):
@@ -389,6 +409,7 @@ def report_inputs(name):
         ),
         "diagnostics": f"results/{name}/diagnostics.json",
         "arch": f"results/{name}/arch.json",
+        "arch_pt": [f"results/{name}/arch-pt.json"] if uses_perturbation(name) else [],
         "searches": expand(
             "results/{dataset}/search/fold{fold}/arch.json", dataset=name, fold=folds(name)
         ),

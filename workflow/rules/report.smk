@@ -126,12 +126,14 @@ rule report:
         "results/report/{dataset}.html",
     params:
         searches=lambda w, input: [os.path.dirname(p) for p in input.searches],
+        arch_pt=lambda w, input: ["--arch-pt", *input.arch_pt] if input.arch_pt else [],
     log:
         "results/logs/{dataset}/report.log",
     shell:
         "vnas report --dataset {wildcards.dataset:q} --tables {input.tables:q} "
         "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
-        "--search-diagnostics {input.diagnostics:q} --out {output:q} 2> {log:q}"
+        "{params.arch_pt:q} --search-diagnostics {input.diagnostics:q} --out {output:q} "
+        "2> {log:q}"
 
 
 rule demo_doc:
@@ -147,10 +149,11 @@ rule demo_doc:
     params:
         dataset=config["dataset"],
         searches=lambda w, input: [os.path.dirname(p) for p in input.searches],
+        arch_pt=lambda w, input: ["--arch-pt", *input.arch_pt] if input.arch_pt else [],
     log:
         "results/logs/demo_doc.log",
     shell:
         "vnas report --dataset {params.dataset:q} --tables {input.tables:q} "
         "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
-        "--search-diagnostics {input.diagnostics:q} --markdown {output.md:q} "
+        "{params.arch_pt:q} --search-diagnostics {input.diagnostics:q} --markdown {output.md:q} "
         "--images {output.images:q} 2> {log:q}"

@@ -27,6 +27,7 @@ rule search:
             *("--arch-lr", config["arch_lr"], "--arch-lr-rule", ds(w)["arch_lr_rule"]),
             *("--arch-weight-decay", config["arch_weight_decay"]),
         ],
+        perturbation=perturbation_args,
         workers=lambda w: threads_of(w) - 1,
     threads: lambda w: threads_of(w)
     resources:
@@ -39,7 +40,7 @@ rule search:
         "--iterations {params.iterations:q} --warmup-iterations {params.warmup:q} --force "
         "--width {params.width:q} --patch {params.patch:q} --batch-size {params.batch:q} "
         "{params.optimiser:q} --loss {params.loss:q} {params.arch_opt:q} "
-        "--workers {params.workers:q} 2> {log:q}"
+        "{params.perturbation:q} --workers {params.workers:q} 2> {log:q}"
 
 
 rule aggregate:
@@ -62,6 +63,28 @@ rule aggregate:
     shell:
         "vnas aggregate {params.dirs:q} --out {output.arch:q} "
         "--diagnostics {output.diagnostics:q} 2> {log:q}"
+
+
+rule aggregate_pt:
+    """V-NAS-PT: the folds' perturbation scores (searches run with --pt-patches, their
+    perturbation.json beside arch.json) pooled per cell; cells without an answer keep the
+    argmax code."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        lambda w: expand(
+            "results/{dataset}/search/fold{fold}/arch.json",
+            dataset=w.dataset,
+            fold=folds(w.dataset),
+        ),
+    output:
+        "results/{dataset}/arch-pt.json",
+    params:
+        dirs=lambda w, input: [os.path.dirname(p) for p in input],
+    log:
+        "results/logs/{dataset}/aggregate_pt.log",
+    shell:
+        "vnas aggregate {params.dirs:q} --selection perturbation --out {output:q} 2> {log:q}"
 
 
 rule random_archs:

@@ -158,6 +158,7 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
             f"{d}.warmup_fraction",
             f"{d}.arch_lr_rule",
             f"{d}.loss",
+            *(f"{d}.{key}" for key in PERTURBATION_KEYS if key in cfg),
         ],
         # persist also lets a killed `dvc repro` resume every search from its checkpoint.pt
         "outs": persist(f"results/{name}/search"),
@@ -167,6 +168,12 @@ def search_stages(name: str, cfg: dict, suffix: str, first_params: list[str]) ->
         "deps": [f"results/{name}/search"],
         "outs": persist(f"results/{name}/arch.json", f"results/{name}/diagnostics.json"),
     }
+    if uses_perturbation(cfg):
+        stages[f"aggregate_pt{suffix}"] = {
+            "cmd": snakemake(name, ["aggregate_pt"], [f"results/{name}/arch-pt.json"]),
+            "deps": [f"results/{name}/search"],
+            "outs": persist(f"results/{name}/arch-pt.json"),
+        }
     return stages
 
 
@@ -176,6 +183,15 @@ def batch_params(d: str, cfg: dict, phases: list[str]) -> list[str]:
     if isinstance(cfg["batch_size"], dict):
         return [f"{d}.batch_size.{phase}" for phase in phases]
     return [f"{d}.batch_size"]
+
+
+#: A dataset's perturbation-selection keys (the search's flags, the V-NAS-PT row).
+PERTURBATION_KEYS = ("selection", "pt_patches", "pt_finetune")
+
+
+def uses_perturbation(cfg: dict) -> bool:
+    """Whether the dataset adds V-NAS-PT (``selection: perturbation``)."""
+    return cfg.get("selection", "argmax") == "perturbation"
 
 
 def result_stages(name: str, cfg: dict) -> dict:
@@ -195,6 +211,7 @@ def result_stages(name: str, cfg: dict) -> dict:
         f"{d}.transfer_from",
         f"{d}.paper_preset",
         *([f"{d}.val_every"] if "val_every" in cfg else []),
+        *([f"{d}.selection"] if "selection" in cfg else []),  # adds the V-NAS-PT row
     ]
     random = [f"results/{name}/random"] if cfg["random_samples"] else []
     stages = {}
@@ -213,6 +230,7 @@ def result_stages(name: str, cfg: dict) -> dict:
                     f"data/preprocessed/{name}",
                     f"results/{name}/folds.json",
                     f"results/{name}/arch.json",
+                    *([f"results/{name}/arch-pt.json"] if uses_perturbation(cfg) else []),
                     *(f"results/{source}/arch.json" for source in cfg["transfer_from"]),
                     *random,
                     "src/vnas",
@@ -255,6 +273,7 @@ def result_stages(name: str, cfg: dict) -> dict:
                     cfg["raw"],
                     f"results/{name}/search",
                     f"results/{name}/arch.json",
+                    *([f"results/{name}/arch-pt.json"] if uses_perturbation(cfg) else []),
                     f"results/{name}/diagnostics.json",
                     f"results/{name}/folds.json",
                     f"results/{name}/eval",

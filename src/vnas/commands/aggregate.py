@@ -6,6 +6,9 @@ import argparse
 
 from vnas.files.outputs import add_force_argument
 
+# the choices only: the library is imported when the command runs
+SELECTIONS = ("argmax", "perturbation")
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
@@ -26,6 +29,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="also write how decided the searches ended and how well their argmax codes "
         "agree (with chance levels) to this file",
     )
+    parser.add_argument(
+        "--selection",
+        choices=SELECTIONS,
+        default="argmax",
+        help="argmax (the paper): of the summed probabilities; perturbation: pool the "
+        "searches' perturbation.json op scores (searches run with --pt-patches), cells "
+        "without an answer keep the argmax",
+    )
     add_force_argument(parser, "--out and --diagnostics")
     parser.set_defaults(func=run)
 
@@ -33,5 +44,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.search.aggregate import aggregate_searches
 
-    aggregate_searches(args.searches, args.out, diagnostics=args.diagnostics, force=args.force)
+    aggregate_searches(
+        args.searches,
+        args.out,
+        diagnostics=args.diagnostics,
+        force=args.force,
+        selection=args.selection,
+    )
     return 0

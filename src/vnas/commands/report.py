@@ -37,6 +37,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--arch", metavar="JSON", help="the aggregated arch.json (`vnas aggregate`): its code"
     )
     parser.add_argument(
+        "--arch-pt",
+        metavar="JSON",
+        help="the perturbation selection's arch.json (`vnas aggregate --selection "
+        "perturbation`): its code and per-cell scores",
+    )
+    parser.add_argument(
         "--search-diagnostics",
         metavar="JSON",
         help="`vnas aggregate --diagnostics` output: whether the search was decided",
@@ -61,7 +67,8 @@ def run(args: argparse.Namespace) -> int:
         raise VNASError("nothing to write: give --out (HTML) and/or --markdown")
     if bool(args.markdown) != bool(args.images):
         raise VNASError("--markdown and --images go together")
-    for path in [*args.tables, *args.figures, *([args.arch] if args.arch else [])]:
+    archs = [a for a in (args.arch, args.arch_pt) if a]
+    for path in [*args.tables, *args.figures, *archs]:
         if not Path(path).is_file():
             raise VNASError("input file not found", path)
     check_distinct({"--out": args.out, "--markdown": args.markdown})
@@ -73,11 +80,13 @@ def run(args: argparse.Namespace) -> int:
     inputs = ReportInputs(
         dataset=args.dataset, tables=[Path(t) for t in args.tables],
         figures=[Path(f) for f in args.figures], searches=[Path(s) for s in args.searches],
-        arch=Path(args.arch) if args.arch else None, diagnostics=diagnostics,
+        arch=Path(args.arch) if args.arch else None,
+        arch_pt=Path(args.arch_pt) if args.arch_pt else None, diagnostics=diagnostics,
         revision=git_revision("."),
     )  # fmt: skip
     sources = {"--tables": args.tables, "--figures": args.figures, "--searches": args.searches,
-               "--arch": args.arch, "--search-diagnostics": args.search_diagnostics}  # fmt: skip
+               "--arch": args.arch, "--arch-pt": args.arch_pt,
+               "--search-diagnostics": args.search_diagnostics}  # fmt: skip
     claim = {"command": "report", "inputs": sources, "force": args.force}
     if args.out:
         claim_file(args.out, **claim)

@@ -10,10 +10,16 @@ from vnas.commands.run_flags import (
     non_negative_float,
     non_negative_int,
     positive_float,
+    positive_int,
     search_config,
 )
 from vnas.search.arch_lr import ARCH_LR_RULES, PAPER_ARCH_STEPS
-from vnas.search.config import SAMPLES_PER_CASE, ArchOptimConfig, SearchConfig
+from vnas.search.config import (
+    SAMPLES_PER_CASE,
+    ArchOptimConfig,
+    PerturbationConfig,
+    SearchConfig,
+)
 from vnas.space.network import SAMPLINGS
 
 
@@ -75,6 +81,61 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--warmup-iterations",
         type=non_negative_int,
         help="weight-only iterations before alpha/beta steps start instead",
+    )
+    arch.add_argument(
+        "--arch-grad-batches",
+        type=positive_int,
+        default=ArchOptimConfig.arch_grad_batches,
+        help="average the alpha/beta gradient over this many val batches per step (search "
+        "hygiene; the paper: 1)",
+    )
+    arch.add_argument(
+        "--arch-batch-size",
+        type=positive_int,
+        default=ArchOptimConfig.arch_batch_size,
+        help="patches per val batch of the alpha/beta step (default: --batch-size, the paper's)",
+    )
+    arch.add_argument(
+        "--arch-dice-pooled",
+        action="store_true",
+        help="the alpha/beta step's Dice pooled over the batch (DiNTS) instead of per patch; "
+        "needs --loss dice_ce",
+    )
+    pt = parser.add_argument_group(
+        "perturbation-based selection (DARTS-PT, Wang et al. 2021; off by default)"
+    )
+    pt.add_argument(
+        "--pt-patches",
+        type=non_negative_int,
+        default=PerturbationConfig.pt_patches,
+        help="after the search, score every op of every cell by the paired change in val "
+        "loss with it removed and kept alone, on this many fixed val patches; writes "
+        "perturbation.json (0: off)",
+    )
+    pt.add_argument(
+        "--pt-t-threshold",
+        type=non_negative_float,
+        default=PerturbationConfig.pt_t_threshold,
+        help="paired t (best vs second best op) from which a cell has an answer; below it "
+        "the cell keeps the argmax of alpha/beta",
+    )
+    pt.add_argument(
+        "--pt-min-delta",
+        type=non_negative_float,
+        default=PerturbationConfig.pt_min_delta,
+        help="and the smallest mean score difference (loss units) that counts",
+    )
+    pt.add_argument(
+        "--pt-finetune",
+        type=non_negative_int,
+        default=PerturbationConfig.pt_finetune,
+        help="SGD weight steps on train batches after each cell is fixed (DARTS-PT's tuning)",
+    )
+    pt.add_argument(
+        "--blank",
+        action="store_true",
+        help="train the Mix supernet (alpha uniform, never updated) instead: with "
+        "--pt-patches, blank-PT",
     )
     speed = parser.add_argument_group("speed and memory (see BENCHMARKS.md)")
     speed.add_argument(

@@ -173,10 +173,18 @@ def _recorded(value: Any) -> Any:
     return os.fspath(value) if isinstance(value, os.PathLike) else value
 
 
+#: Field metadata of a setting added after runs were recorded: ``config.json`` records it
+#: only when it differs from its default, so that earlier run folders keep their
+#: fingerprint (and resume).
+RECORDED_WHEN_SET = {"recorded_when_set": True}
+
+
 def _flat(config: Any) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for f in dataclasses.fields(config):
         value = getattr(config, f.name)
+        if f.metadata.get("recorded_when_set") and value == f.default:
+            continue
         if dataclasses.is_dataclass(value):
             values.update(_flat(value))
         else:

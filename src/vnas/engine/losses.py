@@ -26,13 +26,20 @@ def cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), label)
 
 
-def get_loss(name: str) -> LossFn:
-    """The loss ``name`` (one of ``LOSSES``) as ``loss(logits, label) -> scalar``."""
+def get_loss(name: str, dice_pooled: bool = False) -> LossFn:
+    """The loss ``name`` (one of ``LOSSES``) as ``loss(logits, label) -> scalar``.
+
+    ``dice_pooled``: the Dice of ``dice_ce`` is computed over all voxels of the batch at
+    once (MONAI's ``batch=True``, DiNTS's choice) rather than per patch and averaged; a
+    patch without foreground then no longer contributes a Dice of its own.
+    """
     if name == "ce":
+        if dice_pooled:
+            raise VNASError("a Dice pooled over the batch needs the dice_ce loss, not ce")
         return cross_entropy
     if name == "dice_ce":
         from monai.losses import DiceCELoss
 
-        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True)
+        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=dice_pooled)
         return lambda logits, label: dice_ce(logits.float(), label.unsqueeze(1))
     raise VNASError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

@@ -103,12 +103,17 @@ def git_revision(folder: str | Path = ".") -> str:
     return f"{commit} (uncommitted changes)" if dirty else commit
 
 
-def architecture_codes(search_dirs: Sequence[Path], aggregate: Path | None) -> pd.DataFrame:
-    """One row per search (fold) and one for the aggregate: the encoder and decoder codes
-    (0 = 2D, 1 = 3D, 2 = P3D) of each ``arch.json``, and how many cells chose each op."""
+def architecture_codes(
+    search_dirs: Sequence[Path], aggregate: Path | None, perturbation: Path | None = None
+) -> pd.DataFrame:
+    """One row per search (fold), one for the aggregate and one for the perturbation
+    selection: the encoder and decoder codes (0 = 2D, 1 = 3D, 2 = P3D) of each
+    ``arch.json``, and how many cells chose each op."""
     sources = {Path(d).name: Path(d) / "arch.json" for d in search_dirs}
     if aggregate is not None:
         sources["aggregate (V-NAS)"] = Path(aggregate)
+    if perturbation is not None:
+        sources["perturbation (V-NAS-PT)"] = Path(perturbation)
     rows = []
     for name, path in sources.items():
         if not path.is_file():
@@ -211,6 +216,38 @@ def search_verdict(diagnostics: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def perturbation_scores(arch_pt: Path) -> str:
+    """A Markdown section: per cell, the perturbation selection's pooled scores
+    (``vnas aggregate --selection perturbation``): the chosen op, whether the cell had an
+    answer, the paired t of best against second best, and per op the mean score and the
+    loss change with the op removed / kept alone."""
+    selection = json.loads(Path(arch_pt).read_text())["perturbation"]
+    ops = ("2D", "3D", "P3D")
+    rows = []
+    for cell in selection["cells"]:
+        row = {
+            "cell": cell["cell"],
+            "chosen": ops[cell["chosen"]],
+            "answer": "yes" if cell["answered"] else "no (fallback)",
+            "t best vs 2nd": f"{cell['t_best_vs_second']:.2f}",
+        }
+        for k, op in enumerate(ops):
+            row[f"{op} score"] = f"{cell['score'][k]:+.2e}"
+        if "removed" in cell:  # a single search's record; pooled records hold scores only
+            for k, op in enumerate(ops):
+                removed, alone = cell["removed"][k], cell["alone"][k]
+                row[f"{op} removed / alone"] = f"{removed:+.1e} / {alone:+.1e}"
+        rows.append(row)
+    return (
+        "## Perturbation-based selection (V-NAS-PT)\n\n"
+        f"Each op scored on {selection.get('patches')} fixed val patches pooled over the "
+        "folds' searches: score = half the val-loss rise with the op removed (the cell's "
+        "other weights renormalised) plus half the fall with it kept alone; "
+        f"{selection['answered_cells']} of {len(rows)} cells have an answer "
+        f"({selection['no_answer_rule']}).\n\n" + markdown_table(pd.DataFrame(rows)) + "\n"
+    )
+
+
 @dataclass
 class ReportInputs:
     """What a report shows (``searches``: search folders, whose settings and codes it
@@ -222,6 +259,7 @@ class ReportInputs:
     figures: Sequence[Path] = ()
     searches: Sequence[Path] = ()
     arch: Path | None = None
+    arch_pt: Path | None = None
     diagnostics: dict | None = None
     revision: str = "unknown"
 
@@ -260,7 +298,7 @@ def _sections(inputs: ReportInputs) -> list[str]:
     ]
     if inputs.diagnostics is not None:
         sections.append(search_verdict(inputs.diagnostics))
-    codes = architecture_codes([Path(s) for s in inputs.searches], inputs.arch)
+    codes = architecture_codes([Path(s) for s in inputs.searches], inputs.arch, inputs.arch_pt)
     if not codes.empty:
         sections.append(
             "## Architecture codes\n\nThe op of each encoder cell (stages 1-4, separated by "
@@ -269,6 +307,8 @@ def _sections(inputs: ReportInputs) -> list[str]:
             + markdown_table(codes)
             + "\n"
         )
+    if inputs.arch_pt is not None:
+        sections.append(perturbation_scores(inputs.arch_pt))
     if inputs.searches:
         sections.append(search_settings([Path(s) for s in inputs.searches]))
     return sections

@@ -10,10 +10,17 @@ their natural logarithm -- weights whose softmax gives those probabilities back 
 
 With ``diagnostics``, a second JSON says how decided the searches ended and how well
 their argmax codes agree (:func:`vnas.search.diagnostics.cross_search_diagnostics`).
+
+``selection="perturbation"`` reads the folds' ``perturbation.json`` instead (searches
+run with ``--pt-patches``) and pools their per-patch op scores
+(:func:`vnas.search.perturbation.pool_scores`); a cell without an answer keeps the argmax
+code above. Its ``arch.json`` has one-hot ``alpha_probs``/``beta_probs`` (the code) and
+the pooled selection under ``perturbation``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,10 +31,21 @@ from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import check_distinct, claim_file, signed
 from vnas.search.diagnostics import cross_search_diagnostics
-from vnas.space.genotype import ARCH_JSON, read_arch_json, write_arch_json
+from vnas.search.perturbation import perturbation_summary, pool_scores
+from vnas.search.task import PERTURBATION_JSON
+from vnas.space.genotype import (
+    ARCH_JSON,
+    NUM_ENCODER_CELLS,
+    NUM_OPS,
+    read_arch_json,
+    write_arch_json,
+)
 from vnas.space.models import check_network_version
 
-__all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
+__all__ = ["SELECTIONS", "aggregate_probs", "aggregate_searches", "arch_json_path"]
+
+#: How a code is read from the searches: the paper's argmax of α, or perturbation.
+SELECTIONS = ("argmax", "perturbation")
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +78,25 @@ def aggregate_probs(
     return alpha / alpha.sum(axis=1, keepdims=True), beta / beta.sum(axis=1, keepdims=True)
 
 
+def read_perturbation(arch_json: Path) -> dict:
+    """The ``perturbation.json`` beside a search's ``arch.json``."""
+    path = arch_json.parent / PERTURBATION_JSON
+    if not path.is_file():
+        raise VNASError(
+            f"no {PERTURBATION_JSON}: the search ran without --pt-patches", arch_json.parent
+        )
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise VNASError(f"not valid JSON ({err})", path) from None
+
+
+def one_hot_probs(chosen: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """One-hot α (16, 3) and β (5, 3) probabilities of a code given as 21 op digits."""
+    probs = np.eye(NUM_OPS)[np.asarray(chosen)]
+    return probs[:NUM_ENCODER_CELLS], probs[NUM_ENCODER_CELLS:]
+
+
 def search_name(path: Path) -> str:
     """A search's name in the diagnostics: its folder's name (``fold0``), or the file's."""
     return path.parent.name if path.name == ARCH_JSON else path.stem
@@ -71,6 +108,7 @@ def aggregate_searches(
     *,
     diagnostics: str | Path | None = None,
     force: bool = False,
+    selection: str = "argmax",
 ) -> dict:
     """Aggregate the searches in ``sources`` (folders or arch JSON files) into ``out``.
 
@@ -80,6 +118,7 @@ def aggregate_searches(
             ``vnas aggregate`` wrote it, or with ``force`` (:mod:`vnas.files.outputs`).
         diagnostics: also write the searches' diagnostics (agreement, decidedness) here.
         force: overwrite ``out`` even if vnas did not write it.
+        selection: ``"argmax"`` (the paper) or ``"perturbation"`` (module docstring).
 
     Returns:
         The record written (see :func:`vnas.space.genotype.read_arch_json` for the keys).
@@ -104,11 +143,23 @@ def aggregate_searches(
     for path, record in zip(paths, records, strict=True):
         check_network_version(record, path, "this search (rerun `vnas search` for it)")
     alpha_probs, beta_probs = aggregate_probs(records)
+    extra = None
+    if selection == "perturbation":
+        pooled = pool_scores(
+            [read_perturbation(p) for p in paths],
+            [*alpha_probs.argmax(axis=1), *beta_probs.argmax(axis=1)],
+        )
+        alpha_probs, beta_probs = one_hot_probs(pooled["chosen"])
+        extra = {"selection": "perturbation", "perturbation": perturbation_summary(pooled)}
+        logger.info("perturbation selection: %d of 21 cells answered", pooled["answered_cells"])
+    elif selection != "argmax":
+        raise VNASError(f"selection must be one of {', '.join(SELECTIONS)}, got {selection!r}")
     record = write_arch_json(
         out,
         np.log(np.maximum(alpha_probs, MIN_PROB)),
         np.log(np.maximum(beta_probs, MIN_PROB)),
         command="aggregate",
+        extra=extra,
     )
     if diagnostics is not None:
         report = cross_search_diagnostics(

@@ -12,12 +12,19 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from vnas.engine.config import DataConfig, OptimConfig, RunOptions, run_record
+from vnas.engine.config import (
+    RECORDED_WHEN_SET,
+    DataConfig,
+    OptimConfig,
+    RunOptions,
+    run_record,
+)
 
 __all__ = [
     "SAMPLES_PER_CASE",
     "WARMUP_FRACTION",
     "ArchOptimConfig",
+    "PerturbationConfig",
     "ProbeConfig",
     "SearchConfig",
     "epoch_iterations",
@@ -52,6 +59,13 @@ class ArchOptimConfig:
         warmup_fraction: share of the iterations before the first architecture step.
         warmup_epochs: the warm-up in epochs instead (:func:`epoch_iterations`).
         warmup_iterations: the warm-up in iterations instead (first of the three).
+        arch_grad_batches: validation batches whose α/β gradients are averaged per
+            architecture step (1: the paper's one batch; DARTS averages 64 images).
+        arch_batch_size: patches per validation batch of the architecture step
+            (``None``: the training batch size, the paper's).
+        arch_dice_pooled: the architecture step's Dice is pooled over the batch (one
+            Dice of all its voxels, DiNTS's choice) instead of averaged per patch; needs
+            ``--loss dice_ce``.
     """
 
     arch_lr_rule: str = "fixed"
@@ -61,6 +75,30 @@ class ArchOptimConfig:
     warmup_fraction: float = WARMUP_FRACTION
     warmup_epochs: float | None = None
     warmup_iterations: int | None = None
+    arch_grad_batches: int = field(default=1, metadata=RECORDED_WHEN_SET)
+    arch_batch_size: int | None = field(default=None, metadata=RECORDED_WHEN_SET)
+    arch_dice_pooled: bool = field(default=False, metadata=RECORDED_WHEN_SET)
+
+
+@dataclass(frozen=True)
+class PerturbationConfig:
+    """Perturbation-based selection at the end of a search (:mod:`vnas.search.perturbation`).
+
+    Attributes:
+        pt_patches: fixed validation patches the variants are scored on; 0 turns the
+            selection off (the paper's search).
+        pt_t_threshold: a cell has an answer from this paired t (best vs second best) on.
+        pt_min_delta: ... and from this mean score difference (loss units) on.
+        pt_finetune: SGD weight steps on train batches after each cell is fixed (0: none).
+        blank: score the Mix supernet (α fixed uniform, never updated) instead of a
+            searched one: "blank-PT", which asks what the weights alone say.
+    """
+
+    pt_patches: int = field(default=0, metadata=RECORDED_WHEN_SET)
+    pt_t_threshold: float = field(default=3.0, metadata=RECORDED_WHEN_SET)
+    pt_min_delta: float = field(default=1e-4, metadata=RECORDED_WHEN_SET)
+    pt_finetune: int = field(default=0, metadata=RECORDED_WHEN_SET)
+    blank: bool = field(default=False, metadata=RECORDED_WHEN_SET)
 
 
 @dataclass(frozen=True)
@@ -76,6 +114,7 @@ class SearchConfig:
             the second over the iterations.
         memory_lean: gradient checkpointing of the mixed cells (same result, less
             memory).
+        selection: perturbation-based selection after the search (off by default).
     """
 
     data: DataConfig
@@ -85,6 +124,7 @@ class SearchConfig:
     sampling: str = "darts"
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     memory_lean: bool = False
+    selection: PerturbationConfig = field(default_factory=PerturbationConfig)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,15 @@ drift Adam would make from it over a search's architecture steps
 (``steps × lr × SNR / √(1 + SNR²)``), against the random walk's ``lr × √steps``. How many
 cells would look consistent by chance is measured on the same gradients with their signs
 flipped at random per batch (zero mean, the same noise).
+
+Its own null: the same sign flips give the median |t| that gradients without any signal
+would show (``null_median_abs_t`` and its 5–95 % range; the favoured op is picked per
+cell, so this is near 1, not 0.67), so an observed median |t| inside that range says
+nothing. And its reach: with K batches a per-batch SNR is seen at ``|t| >= 3`` only from
+about ``3/√K`` on (``detectable_snr``), while a search of T architecture steps is moved by
+a drift from an SNR of about ``1/√T`` on (``needed_snr``: its drift ``T·lr·SNR`` then
+equals the random walk ``lr·√T``). When ``detectable_snr > needed_snr`` the probe cannot
+tell "no signal" from "too little to see but enough to steer the search".
 """
 
 from __future__ import annotations
@@ -84,12 +93,15 @@ def gradient_statistics(grads: np.ndarray, steps: int, lr: float, seed: int = 0)
     # only a consistent direction drifts; elsewhere the mean is noise and Adam random-walks
     drift = np.where(consistent, steps * lr * snr / np.sqrt(1 + snr**2), 0.0)
     rng = np.random.default_rng(seed)
-    null = [
-        (
-            np.abs(_direction(grads * rng.choice([-1.0, 1.0], size=(k, 1, 1)))[1]) >= T_CONSISTENT
-        ).sum()
-        for _ in range(NULL_DRAWS)
-    ]
+    null_t = np.stack(
+        [
+            np.abs(_direction(grads * rng.choice([-1.0, 1.0], size=(k, 1, 1)))[1])
+            for _ in range(NULL_DRAWS)
+        ]
+    )
+    null = (null_t >= T_CONSISTENT).sum(axis=1)
+    null_median = np.median(null_t, axis=1)
+    detectable, needed = T_CONSISTENT / math.sqrt(k), 1 / math.sqrt(max(steps, 1))
     return {
         "batches": k,
         "preferred": preferred.tolist(),
@@ -101,6 +113,11 @@ def gradient_statistics(grads: np.ndarray, steps: int, lr: float, seed: int = 0)
         "consistent_3d_p3d": int((consistent & (preferred > 0)).sum()),
         "preferred_3d_p3d": int((preferred > 0).sum()),
         "median_abs_t": float(np.median(np.abs(t))),
+        "null_median_abs_t": float(np.median(null_median)),
+        "null_median_abs_t_5_95": np.percentile(null_median, [5, 95]).round(4).tolist(),
+        "detectable_snr": detectable,
+        "needed_snr": needed,
+        "can_see_needed_snr": bool(detectable <= needed),
         "median_snr_consistent": float(np.median(snr[consistent])) if consistent.any() else None,
         "cells_drift_over_1": int((drift > 1).sum()),
         "random_walk": lr * math.sqrt(steps),
@@ -146,6 +163,13 @@ def run_probe(config: ProbeConfig) -> int:
             if iteration in at:
                 grads = _gradients(model, ctx, config.batches)
                 stats = gradient_statistics(grads, config.arch_steps, config.compare_lr)
+                logger.info(
+                    "iteration %d: median |t| %.2f against %.2f (%.2f-%.2f) with no signal; "
+                    "smallest per-batch SNR seen %.3f, a %d-step search needs %.3f",
+                    iteration, stats["median_abs_t"], stats["null_median_abs_t"],
+                    *stats["null_median_abs_t_5_95"], stats["detectable_snr"],
+                    config.arch_steps, stats["needed_snr"],
+                )  # fmt: skip
                 probes.append({"iteration": iteration, **stats})
                 logger.info(
                     "iteration %d: %d of 21 cells with a consistent direction (|t| >= %g; "

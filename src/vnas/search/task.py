@@ -49,18 +49,27 @@ from vnas.search.arch_lr import scaled_arch_lr
 from vnas.search.architect import Architect
 from vnas.search.config import SearchConfig, warmup_iterations
 from vnas.search.diagnostics import probs_of_record, read_trajectory, search_diagnostics
+from vnas.search.perturbation import (
+    NUM_CELLS,
+    perturbation_summary,
+    select_by_perturbation,
+)
 from vnas.space.genotype import ARCH_JSON, OP_NAMES, write_arch_json
 from vnas.space.models import build_model, describe_arch
 
-__all__ = ["DIAGNOSTICS_JSON", "SearchTask", "gdas_tau", "run_search"]
+__all__ = ["DIAGNOSTICS_JSON", "PERTURBATION_JSON", "SearchTask", "gdas_tau", "run_search"]
 
 logger = logging.getLogger(__name__)
 
 TRAJECTORY_CSV = "trajectory.csv"
 DIAGNOSTICS_JSON = "diagnostics.json"
-RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON)
+PERTURBATION_JSON = "perturbation.json"
+RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON, PERTURBATION_JSON)
 LOGS = ("dvclive",)
 TRAIN_STREAM, VAL_STREAM = 0, 1
+#: Streams of perturbation selection's fixed val patches and its fine-tuning batches
+#: (the probe uses 2).
+PT_STREAM, FINETUNE_STREAM = 3, 4
 
 
 def gdas_tau(iteration: int, iterations: int, start: float, end: float) -> float:
@@ -96,26 +105,39 @@ class SearchTask:
         self.model = model
         self.warmup = warmup
         self.learner = WeightLearner(model, config.optim, ctx.device, ctx.amp)
-        self.architect = Architect(
-            model,
-            get_loss(config.optim.loss),
-            dataclasses.replace(config.arch_optim, arch_lr=arch_lr),
-            device=ctx.device,
-            amp=ctx.amp,
+        arch = config.arch_optim
+        self.architect = (
+            Architect(
+                model,
+                get_loss(config.optim.loss, dice_pooled=arch.arch_dice_pooled),
+                dataclasses.replace(arch, arch_lr=arch_lr),
+                device=ctx.device,
+                amp=ctx.amp,
+            )
+            if any(p.requires_grad for p in model.arch_parameters())
+            else None  # blank-PT's Mix supernet: α fixed, weight steps only
         )
+        self.grad_batches = arch.arch_grad_batches
+        self.val_batch_size = arch.arch_batch_size or config.optim.batch_size
         self.batch_voxels = config.optim.batch_size * math.prod(ctx.patch)
+        self.arch_voxels = self.grad_batches * self.val_batch_size * math.prod(ctx.patch)
         self.voxels_per_iteration = self.batch_voxels
         self.train_batches = self.val_batches = iter(())
 
-    def _stream(self, cases: list[str], stream: int, start: int):
+    def _stream(
+        self, cases: list[str], stream: int, start: int, per_step: int = 1,
+        batch_size: int | None = None,
+    ):  # fmt: skip
+        """Batches of iterations ``start`` on; ``per_step`` consecutive batches per
+        iteration (the val stream of a K-batch architecture step)."""
         config = self.ctx.config
         return batch_stream(
             config.data.preprocessed,
             cases,
             self.ctx.patch,
-            config.optim.batch_size,
-            start=start,
-            stop=config.optim.iterations,
+            batch_size or config.optim.batch_size,
+            start=start * per_step,
+            stop=config.optim.iterations * per_step,
             seed=config.optim.seed,
             stream=stream,
             fg_ratio=config.data.fg_ratio,
@@ -126,10 +148,19 @@ class SearchTask:
     def start(self, iteration: int) -> None:
         self.train_batches = self._stream(self.ctx.split["train"], TRAIN_STREAM, iteration)
         self.val_batches = self._stream(
-            self.ctx.split["val"], VAL_STREAM, max(iteration, self.warmup)
-        )
-        if iteration > self.warmup:
-            self.voxels_per_iteration = 2 * self.batch_voxels
+            self.ctx.split["val"], VAL_STREAM, max(iteration, self.warmup),
+            self.grad_batches, self.val_batch_size,
+        )  # fmt: skip
+        if iteration > self.warmup and self.architect is not None:
+            self.voxels_per_iteration = self.batch_voxels + self.arch_voxels
+
+    def _arch_step(self) -> float:
+        """One architecture step on the next ``grad_batches`` validation batches."""
+        device, cl = self.ctx.device, self.ctx.channels_last
+        tensors = []
+        for _ in range(self.grad_batches):
+            tensors += to_device(next(self.val_batches), device, cl)
+        return float(self.architect.step(*tensors))
 
     def step(self, iteration: int) -> dict[str, float]:
         device, config = self.ctx.device, self.ctx.config
@@ -140,14 +171,14 @@ class SearchTask:
         if not math.isfinite(train_loss):
             raise Divergence("the training loss", train_loss)
         val_loss = math.nan
-        if iteration >= self.warmup:
+        if iteration >= self.warmup and self.architect is not None:
             if iteration == self.warmup:
                 logger.info(
                     "iteration %d: warm-up over, architecture (alpha, beta) updates start",
                     iteration,
                 )
-                self.voxels_per_iteration = 2 * self.batch_voxels
-            val_loss = float(self.architect.step(*to_device(next(self.val_batches), device, cl)))
+                self.voxels_per_iteration = self.batch_voxels + self.arch_voxels
+            val_loss = self._arch_step()
             if not math.isfinite(val_loss):
                 raise Divergence("the validation loss", val_loss)
         return {"train_loss": train_loss, "val_loss": val_loss}
@@ -156,11 +187,63 @@ class SearchTask:
         return {"lr": self.learner.lr, **prob_columns(*self.model.arch_probs())}
 
     def state_dict(self) -> dict:
-        return {"learner": self.learner.state_dict(), "architect": self.architect.state_dict()}
+        state = {"learner": self.learner.state_dict()}
+        if self.architect is not None:
+            state["architect"] = self.architect.state_dict()
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         self.learner.load_state_dict(state["learner"])
-        self.architect.load_state_dict(state["architect"])
+        if self.architect is not None:
+            self.architect.load_state_dict(state["architect"])
+
+
+def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
+    """Perturbation-based selection on the search's trained supernet
+    (:mod:`vnas.search.perturbation`), on ``pt_patches`` fixed patches of the fold's val
+    cases, with ``pt_finetune`` SGD steps at the search's base learning rate on its
+    train cases after each cell is fixed."""
+    config: SearchConfig = ctx.config
+    pt, optim, data = config.selection, config.optim, config.data
+    loss_fn = get_loss(optim.loss)
+
+    def stream(cases: list[str], which: int, batch_size: int, stop: int):
+        return batch_stream(
+            data.preprocessed, cases, ctx.patch, batch_size, start=0, stop=stop,
+            seed=optim.seed, stream=which, fg_ratio=data.fg_ratio, workers=0,
+        )  # fmt: skip
+
+    images, labels = to_device(next(stream(ctx.split["val"], PT_STREAM, pt.pt_patches, 1)),
+                               ctx.device, ctx.channels_last)  # fmt: skip
+    finetune = None
+    if pt.pt_finetune > 0:
+        # DARTS-PT's tuning between cells: plain SGD at the search's base rate (its poly
+        # schedule has reached ~0 by the end of the search)
+        sgd = torch.optim.SGD(model.weight_parameters(), lr=optim.lr, momentum=optim.momentum,
+                              weight_decay=optim.weight_decay)  # fmt: skip
+        train = stream(ctx.split["train"], FINETUNE_STREAM, optim.batch_size,
+                       pt.pt_finetune * NUM_CELLS)  # fmt: skip
+
+        def finetune(net: torch.nn.Module) -> None:
+            net.train()
+            for _ in range(pt.pt_finetune):
+                image, label = to_device(next(train), ctx.device, ctx.channels_last)
+                sgd.zero_grad(set_to_none=True)
+                loss_fn(net(image), label).backward()
+                sgd.step()
+
+    logger.info("perturbation selection on %d fixed val patches%s", pt.pt_patches,
+                f", {pt.pt_finetune} fine-tuning steps per cell" if finetune else "")  # fmt: skip
+    selection = select_by_perturbation(
+        model, images, labels, loss_fn, chunk=optim.batch_size,
+        t_threshold=pt.pt_t_threshold, min_delta=pt.pt_min_delta, finetune=finetune,
+    )  # fmt: skip
+    selection.update(blank=pt.blank, finetune=pt.pt_finetune)
+    logger.info(
+        "perturbation selection: encoder %s, decoder %s; %d of 21 cells answered",
+        selection["code"]["encoder"], selection["code"]["decoder"], selection["answered_cells"],
+    )  # fmt: skip
+    return selection
 
 
 def run_search(config: SearchConfig) -> int:
@@ -184,7 +267,11 @@ def run_search(config: SearchConfig) -> int:
             )
         arch_steps = max(0, optim.iterations - warmup)
         arch_lr = scaled_arch_lr(rule, config.arch_optim.arch_lr, arch_steps)
-        model = ctx.place(build_model("search", 1, ctx.num_classes, optim.width))
+        blank = config.selection.blank
+        if blank:  # blank-PT: the Mix supernet, α uniform and fixed; weight steps only
+            warmup, arch_steps = optim.iterations, 0
+        model = ctx.place(build_model("mix" if blank else "search", 1, ctx.num_classes,
+                                      optim.width))  # fmt: skip
         model.set_search_options(sampling=config.sampling, memory_lean=config.memory_lean)
         logger.info(
             "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "
@@ -215,6 +302,12 @@ def run_search(config: SearchConfig) -> int:
         diagnostics = search_diagnostics(
             *read_trajectory(ctx.out / TRAJECTORY_CSV), probs_of_record(record), **facts
         )
+        if task.architect is not None:
+            diagnostics["arch_gradient"] = task.architect.gradient_statistics()
+        if config.selection.pt_patches > 0:
+            selection = perturbation_selection(ctx, model)
+            atomic_write_json(ctx.out / PERTURBATION_JSON, signed("search", selection))
+            diagnostics["perturbation"] = perturbation_summary(selection)
         atomic_write_json(ctx.out / DIAGNOSTICS_JSON, signed("search", diagnostics))
         mark_done(ctx.out)
         final = diagnostics["final"]
