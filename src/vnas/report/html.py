@@ -224,6 +224,7 @@ class ReportInputs:
     arch: Path | None = None
     diagnostics: dict | None = None
     revision: str = "unknown"
+    run_time: str | None = None  # Markdown, :func:`vnas.report.run_time.run_time_section`
 
 
 def _sections(inputs: ReportInputs) -> list[str]:
@@ -247,6 +248,8 @@ def _sections(inputs: ReportInputs) -> list[str]:
         )
     if inputs.searches:
         sections.append(search_settings([Path(s) for s in inputs.searches]))
+    if inputs.run_time:
+        sections.append(inputs.run_time)
     return sections
 
 

@@ -25,7 +25,7 @@ from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import check_distinct, claim_file, signed
 from vnas.search.diagnostics import cross_search_diagnostics
 from vnas.space.genotype import ARCH_JSON, read_arch_json, write_arch_json
-from vnas.space.models import check_network_version
+from vnas.space.version import check_network_version
 
 __all__ = ["aggregate_probs", "aggregate_searches", "arch_json_path"]
 
