@@ -191,3 +191,16 @@ def test_outputs_get_ordinary_file_modes(tmp_path):
         os.umask(umask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
     assert (tmp_path / "d").stat().st_mode & 0o777 == 0o755
+
+
+def test_notes_say_which_class_no_method_learnt():
+    """Issue 23: a row of zeros gets a note rather than no comment."""
+    from vnas.report.tables import notes
+
+    table = pd.concat([
+        _table({"Search": 0.0, "Mix": 0.4}, "cancer"),
+        _table({"Search": 60.0, "Mix": 0.0}, "pancreas"),
+    ])  # fmt: skip
+    text = "\n".join(notes(table, None))
+    assert text.startswith("## Notes") and "**cancer.** No method learnt" in text
+    assert "**pancreas.**" not in text  # one method learnt it

@@ -354,6 +354,8 @@ def test_pseudo_dice_and_progress_png_while_training(synthetic_dataset, tmp_path
         return real_step(self, iteration)
 
     monkeypatch.setattr(RetrainTask, "step", watching_step)
+    # every --val-every iterations here; runs of minutes redraw at most once a minute
+    monkeypatch.setattr("vnas.engine.loop.PROGRESS_MIN_INTERVAL_S", 0.0)
     out = tmp_path / "val"
     extra = ("--val-every", "2", "--val-patches", "3")
     assert main(train_argv(synthetic_dataset, out, "nih-paper", 5, *extra)) == 0

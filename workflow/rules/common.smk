@@ -416,6 +416,26 @@ def report_inputs(name):
     }
 
 
+def benchmark_files(name):
+    """The Snakemake `benchmark:` files (wall and CPU time per job) of every job that a
+    dataset's tables and figures need, one folder per rule (`vnas report --benchmarks`)."""
+    cfg, root = ds(name), f"results/benchmarks/{name}"
+    singles = ["preprocess", "split", "aggregate", "table", "figures"]
+    singles += ["synthesize"] if "synth" in cfg else []
+    singles += ["random_archs"] if cfg["random_samples"] else []
+    singles += ["table_manual"] if cfg["manual"] else []
+    jobs = [f"{root}/{step}/job.tsv" for step in singles]
+    jobs += expand("{root}/search/fold{fold}.tsv", root=root, fold=folds(name))
+    jobs += expand(
+        "{root}/{step}/{method}_fold{fold}.tsv",
+        root=root,
+        step=("train", "evaluate"),
+        method=all_methods(name),
+        fold=folds(name),
+    )
+    return jobs
+
+
 def random_args(name):
     """`--random ID...` for `vnas table`: the random architectures' method ids."""
     ids = random_methods(name)

@@ -14,6 +14,8 @@ rule synthesize:
         cases=lambda w: ds(w)["synth"]["cases"],
         seed=lambda w: ds(w)["synth"]["seed"],
         shape=lambda w: shape_arg(ds(w)["synth"].get("shape", [48, 96, 96])),
+    benchmark:
+        "results/benchmarks/{dataset}/synthesize/job.tsv"
     log:
         "results/logs/{dataset}/synthesize.log",
     shell:
@@ -35,6 +37,8 @@ rule preprocess:
         preset=lambda w: ds(w)["preset"],
         settings=preprocess_overrides,
     threads: 2
+    benchmark:
+        "results/benchmarks/{dataset}/preprocess/job.tsv"
     log:
         "results/logs/{dataset}/preprocess.log",
     shell:
@@ -53,6 +57,8 @@ rule split:
     params:
         folds=lambda w: ds(w)["folds"],
         seed=config["seed"],
+    benchmark:
+        "results/benchmarks/{dataset}/split/job.tsv"
     log:
         "results/logs/{dataset}/split.log",
     shell:

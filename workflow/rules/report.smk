@@ -28,6 +28,8 @@ rule table:
         folds=lambda w: ds(w)["folds"],
         preset=lambda w: ds(w)["preset"],
         eval_root=eval_root,
+    benchmark:
+        "results/benchmarks/{dataset}/table/job.tsv"
     log:
         "results/logs/{dataset}/table.log",
     shell:
@@ -54,6 +56,8 @@ rule table_manual:
         methods=lambda w: method_args(w.dataset, manual_methods(w.dataset)),
         folds=lambda w: ds(w)["folds"],
         eval_root=eval_root,
+    benchmark:
+        "results/benchmarks/{dataset}/table_manual/job.tsv"
     log:
         "results/logs/{dataset}/table_manual.log",
     shell:
@@ -108,6 +112,8 @@ rule figures:
         cases=lambda w: ds(w)["figure_cases"],
         results=lambda w, input: os.path.dirname(input.arch),
         out=lambda w, output: os.path.dirname(output.heatmap),
+    benchmark:
+        "results/benchmarks/{dataset}/figures/job.tsv"
     log:
         "results/logs/{dataset}/figures.log",
     shell:
@@ -143,6 +149,7 @@ rule demo_doc:
         "../envs/vnas.yaml"
     input:
         unpack(lambda w: report_inputs(config["dataset"])),
+        benchmarks=benchmark_files(config["dataset"]),
     output:
         md="docs/demo.md",
         images=directory("docs/images/demo"),
@@ -155,5 +162,6 @@ rule demo_doc:
     shell:
         "vnas report --dataset {params.dataset:q} --tables {input.tables:q} "
         "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
-        "{params.arch_pt:q} --search-diagnostics {input.diagnostics:q} --markdown {output.md:q} "
+        "{params.arch_pt:q} --search-diagnostics {input.diagnostics:q} "
+        "--benchmarks {input.benchmarks:q} --markdown {output.md:q} "
         "--images {output.images:q} 2> {log:q}"

@@ -32,6 +32,8 @@ rule search:
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,
+    benchmark:
+        "results/benchmarks/{dataset}/search/fold{fold}.tsv"
     log:
         "results/logs/{dataset}/search_fold{fold}.log",
     shell:
@@ -58,6 +60,8 @@ rule aggregate:
         diagnostics="results/{dataset}/diagnostics.json",
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input],
+    benchmark:
+        "results/benchmarks/{dataset}/aggregate/job.tsv"
     log:
         "results/logs/{dataset}/aggregate.log",
     shell:
@@ -96,6 +100,8 @@ rule random_archs:
     params:
         samples=lambda w: ds(w)["random_samples"],
         seed=config["seed"],
+    benchmark:
+        "results/benchmarks/{dataset}/random_archs/job.tsv"
     log:
         "results/logs/{dataset}/random_archs.log",
     shell:

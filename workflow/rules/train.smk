@@ -27,6 +27,8 @@ rule train:
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,
+    benchmark:
+        "results/benchmarks/{dataset}/train/{method}_fold{fold}.tsv"
     log:
         "results/logs/{dataset}/train_{method}_fold{fold}.log",
     shell:
@@ -59,6 +61,8 @@ rule evaluate:
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,
+    benchmark:
+        "results/benchmarks/{dataset}/evaluate/{method}_fold{fold}.tsv"
     log:
         "results/logs/{dataset}/evaluate_{method}_fold{fold}.log",
     shell:

@@ -18,6 +18,10 @@ memory        ``memory.json``       peak memory of the paper-scale steps against
                                     extrapolated to width 1.0 (:mod:`vnas.bench.memory`)
 gpu           ``gpu.json``          the GPU check (:mod:`vnas.bench.gpu`): CUDA only, or
                                     ``--device cpu --smoke`` as a dry run; not in ``all``
+demo          ``demo.json``         the demo's scale, one thread per job: step per network,
+                                    its op families and framework overhead, compile, the
+                                    per-job start-up (:mod:`vnas.bench.demo_scale`); not in
+                                    ``all``, run with the demo's ``--width``, ``--patch``
 ============  ====================  =====================================================
 
 ``inference`` files are named after the volume and width
@@ -55,7 +59,7 @@ logger = logging.getLogger(__name__)
 
 PARTS = ("hardware", "training", "levers", "inference", "data", "sampling", "memory")
 #: Parts run only when named (``all`` leaves them out).
-EXTRA_PARTS = ("gpu",)
+EXTRA_PARTS = ("gpu", "demo")
 INFERENCE_ARCH = "nih-paper"
 #: NIH's training and test patches (the paper's largest): the CUDA default and the memory
 #: budget's.
@@ -395,6 +399,16 @@ def _gpu(run: _SuiteRun) -> dict:
     )
 
 
+def _demo(run: _SuiteRun) -> dict:
+    """The demo's scale (:mod:`vnas.bench.demo_scale`), at the configured sizes."""
+    from vnas.bench.demo_scale import run_demo_suite
+
+    c = run.config
+    return run_demo_suite(
+        run.step_settings(), c.repeats, run.limit_gflops, compile_model=c.compile, seed=c.seed
+    )
+
+
 #: Each part's measurement, in the order a run takes them.
 _PART_RUNNERS: dict[str, Callable[[_SuiteRun], dict]] = {
     "hardware": _hardware,
@@ -405,6 +419,7 @@ _PART_RUNNERS: dict[str, Callable[[_SuiteRun], dict]] = {
     "sampling": _sampling,
     "memory": _memory,
     "gpu": _gpu,
+    "demo": _demo,
 }
 
 

@@ -133,6 +133,7 @@ class Step:
         optimizers: the step's optimizers (their states are kept between steps).
         learner: the weight learner (its ``GradScaler`` under AMP).
         compile_s: seconds of the first, compiling call (compiled variants).
+        batch: the (image, label) batch the weight step trains on.
     """
 
     fn: Callable[[], object]
@@ -141,6 +142,7 @@ class Step:
     optimizers: list[torch.optim.Optimizer]
     learner: WeightLearner
     compile_s: float | None = None
+    batch: tuple[torch.Tensor, torch.Tensor] | None = None
 
 
 def build_step(variant: Variant, settings: StepSettings, seed: int) -> Step:
@@ -160,8 +162,9 @@ def build_step(variant: Variant, settings: StepSettings, seed: int) -> Step:
     image, label = _random_batch(settings, seed, variant.channels_last)
     if not variant.arch_step:
         return Step(
-            lambda: learner.step(image, label), parameters, model, [learner.optimizer], learner
-        )
+            lambda: learner.step(image, label), parameters, model, [learner.optimizer], learner,
+            batch=(image, label),
+        )  # fmt: skip
     architect = Architect(model, segmentation_loss, ArchOptimConfig(), device, amp)
     architect.model = net
     val_image, val_label = _random_batch(settings, seed + 1, variant.channels_last)

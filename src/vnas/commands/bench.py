@@ -40,6 +40,7 @@ SUITE_CHOICES = (
     "sampling",
     "memory",
     "gpu",
+    "demo",
 )
 QUICK_OUT = "results/bench/bench.json"
 SUITE_OUT = "results/bench"
@@ -237,6 +238,7 @@ def _write_markdown(args: argparse.Namespace, out: Path) -> None:
         load_results,
         markdown_text,
         render_markdown,
+        replace_demo_block,
         replace_gpu_block,
         write_readme_blocks,
     )
@@ -246,6 +248,8 @@ def _write_markdown(args: argparse.Namespace, out: Path) -> None:
     previous = Path(args.markdown).read_text() if Path(args.markdown).exists() else None
     if set(results) == {"gpu"} and previous:  # a GPU run: only its section changes
         text = replace_gpu_block(previous, results["gpu"])
+    elif "demo" in results and set(results) <= {"demo", "hardware"} and previous:
+        text = replace_demo_block(previous, results["demo"])  # a demo-scale run: only it
     else:
         text = render_markdown(results, previous)
     atomic_write_text(args.markdown, markdown_text(text))

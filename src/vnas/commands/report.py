@@ -47,6 +47,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="JSON",
         help="`vnas aggregate --diagnostics` output: whether the search was decided",
     )
+    parser.add_argument(
+        "--benchmarks",
+        nargs="*",
+        default=[],
+        metavar="TSV",
+        help="Snakemake benchmark files, one folder per rule: adds the time per rule and "
+        "each command's start-up cost (measured here)",
+    )
     parser.add_argument("--out", help="HTML output")
     parser.add_argument("--markdown", help="Markdown output (figures linked from --images)")
     parser.add_argument("--images", help="folder the figures are copied into, for --markdown")
@@ -77,16 +85,18 @@ def run(args: argparse.Namespace) -> int:
         from vnas.search.diagnostics import read_cross_diagnostics
 
         diagnostics = read_cross_diagnostics(args.search_diagnostics)
+    run_time = _run_time(args.benchmarks) if args.benchmarks else None
     inputs = ReportInputs(
         dataset=args.dataset, tables=[Path(t) for t in args.tables],
         figures=[Path(f) for f in args.figures], searches=[Path(s) for s in args.searches],
         arch=Path(args.arch) if args.arch else None,
         arch_pt=Path(args.arch_pt) if args.arch_pt else None, diagnostics=diagnostics,
-        revision=git_revision("."),
+        revision=git_revision("."), run_time=run_time,
     )  # fmt: skip
     sources = {"--tables": args.tables, "--figures": args.figures, "--searches": args.searches,
                "--arch": args.arch, "--arch-pt": args.arch_pt,
-               "--search-diagnostics": args.search_diagnostics}  # fmt: skip
+               "--search-diagnostics": args.search_diagnostics,
+               "--benchmarks": args.benchmarks}  # fmt: skip
     claim = {"command": "report", "inputs": sources, "force": args.force}
     if args.out:
         claim_file(args.out, **claim)
@@ -102,3 +112,14 @@ def run(args: argparse.Namespace) -> int:
         atomic_write_text(args.out, render_report(inputs))
         print(f"report written to {args.out}")
     return 0
+
+
+def _run_time(benchmarks: list[str]) -> str:
+    """The per-rule time and per-job start-up section from Snakemake benchmark files."""
+    from vnas.cli import COMMAND_MODULES
+    from vnas.report.run_time import RULE_COMMANDS, read_benchmarks, run_time_section, startup_cost
+
+    jobs = read_benchmarks(benchmarks)
+    commands = {RULE_COMMANDS.get(rule, rule) for rule in jobs["rule"]}
+    startup = {c: startup_cost(c) for c in sorted(commands) if c in COMMAND_MODULES}
+    return run_time_section(jobs, startup)

@@ -7,7 +7,8 @@ around it
 - logs the mean losses every ``log_every`` iterations (:class:`vnas.engine.curves.Curves`),
   rewriting the curves CSV each time so that it can be watched during the run;
 - redraws ``progress.png`` (:mod:`vnas.engine.progress_plot`) every ``progress_every``
-  iterations and at the end, where asked;
+  iterations, at most once per ``PROGRESS_MIN_INTERVAL_S`` seconds, and at the end, where
+  asked;
 - writes ``checkpoint.pt`` atomically every ``checkpoint_every`` iterations: model,
   optimisers, schedules, scalers, every RNG state, the curves, the iteration, the
   architecture and the argument fingerprint;
@@ -106,6 +107,13 @@ class LoopSettings:
     desc: str
     progress_every: int = 0
     progress: bool = True
+
+
+#: Least seconds between two redraws of ``progress.png`` before the last: a matplotlib
+#: redraw costs about a second of CPU, as much as several training steps of the demo's
+#: small networks (BENCHMARKS.md, "Demo scale"), while a figure watched during a run needs
+#: no more than one update a minute. The last redraw always happens.
+PROGRESS_MIN_INTERVAL_S = 60.0
 
 
 class _Means:
@@ -220,6 +228,7 @@ def run_loop(task: Task, settings: LoopSettings, *, resume: bool) -> Curves:
         disable=not settings.progress,
     )
     t0, voxels = time.perf_counter(), 0
+    drawn = -math.inf  # when progress.png was last redrawn
     with logging_redirect_tqdm():
         try:
             for it in range(start, settings.iterations):
@@ -240,8 +249,11 @@ def run_loop(task: Task, settings: LoopSettings, *, resume: bool) -> Curves:
                     curves.append({"iteration": n, **means.pop(), **task.snapshot()})
                     curves.write_csv()
                 every = settings.progress_every
-                if every and (n % every == 0 or n == settings.iterations):
+                if every and (n == settings.iterations or (
+                    n % every == 0 and time.perf_counter() - drawn >= PROGRESS_MIN_INTERVAL_S
+                )):  # fmt: skip
                     _progress_png(curves, settings)
+                    drawn = time.perf_counter()
                 if n % settings.checkpoint_every == 0 and n < settings.iterations:
                     _checkpoint(task, settings, n, curves, means)
                     saved = n

@@ -44,8 +44,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import torch
-from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
 
 from vnas.errors import VNASError
 
@@ -127,6 +125,10 @@ def class_metrics(
         raise ValueError(f"prediction {pred.shape} and reference {gt.shape} differ in shape")
     if not pred.any() and not gt.any():
         return {"dsc": 1.0, "nsd": 1.0, "hd95": 0.0}
+    # Imported here: `vnas table` reads METRIC_NAMES and summarise without torch/MONAI.
+    import torch
+    from monai.metrics import compute_dice, compute_hausdorff_distance, compute_surface_dice
+
     pred, gt = _crop_to_union(pred, gt)
     # (B=1, C=1, D, H, W): a single class, so include_background=True keeps it.
     p = torch.from_numpy(pred)[None, None].float()

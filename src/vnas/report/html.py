@@ -262,6 +262,7 @@ class ReportInputs:
     arch_pt: Path | None = None
     diagnostics: dict | None = None
     revision: str = "unknown"
+    run_time: str | None = None  # Markdown, :func:`vnas.report.run_time.run_time_section`
 
 
 def budget_note(search_dirs: list[Path]) -> str | None:
@@ -311,6 +312,8 @@ def _sections(inputs: ReportInputs) -> list[str]:
         sections.append(perturbation_scores(inputs.arch_pt))
     if inputs.searches:
         sections.append(search_settings([Path(s) for s in inputs.searches]))
+    if inputs.run_time:
+        sections.append(inputs.run_time)
     return sections
 
 

@@ -262,11 +262,29 @@ def rank_lines(ranks: pd.DataFrame) -> list[str]:
     ]
 
 
+#: Below this mean DSC (%) a method has not learnt to segment a class.
+UNLEARNT_DSC = 1.0
+
+
+def unlearnt_classes(table: pd.DataFrame) -> list[str]:
+    """The classes no method segments: every row's mean DSC below ``UNLEARNT_DSC`` %."""
+    means = table.groupby("class", sort=False)["dsc_mean"].max()
+    return [str(c) for c, best in means.items() if best < UNLEARNT_DSC]
+
+
 def notes(table: pd.DataFrame, search: dict | None) -> list[str]:
-    """The notes under the table: how decided the search was; what the Random row is."""
+    """The notes under the table: how decided the search was; what the Random row is;
+    which classes no method learnt."""
     out = []
+    for class_name in unlearnt_classes(table):
+        out += ([] if out else ["## Notes", ""]) + [
+            f"**{class_name}.** No method learnt to segment it within this budget (every "
+            f"mean DSC is below {UNLEARNT_DSC:g} %): these rows compare nothing. More "
+            "iterations or larger targets are needed before they can.",
+            "",
+        ]
     if search is not None:
-        out += ["## Notes", "", f"**The search.** {search['sentence']}", ""]
+        out += ([] if out else ["## Notes", ""]) + [f"**The search.** {search['sentence']}", ""]
     random = table[table["category"] == "Random"]
     if not random.empty:
         out += ([] if out else ["## Notes", ""]) + [

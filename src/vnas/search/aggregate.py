@@ -31,8 +31,7 @@ from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import check_distinct, claim_file, signed
 from vnas.search.diagnostics import cross_search_diagnostics
-from vnas.search.perturbation import perturbation_summary, pool_scores
-from vnas.search.task import PERTURBATION_JSON
+from vnas.search.pt_verdict import PERTURBATION_JSON, perturbation_summary, pool_scores
 from vnas.space.genotype import (
     ARCH_JSON,
     NUM_ENCODER_CELLS,
@@ -40,7 +39,7 @@ from vnas.space.genotype import (
     read_arch_json,
     write_arch_json,
 )
-from vnas.space.models import check_network_version
+from vnas.space.version import check_network_version
 
 __all__ = ["SELECTIONS", "aggregate_probs", "aggregate_searches", "arch_json_path"]
 

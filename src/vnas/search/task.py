@@ -54,6 +54,7 @@ from vnas.search.perturbation import (
     perturbation_summary,
     select_by_perturbation,
 )
+from vnas.search.pt_verdict import PERTURBATION_JSON
 from vnas.space.genotype import ARCH_JSON, OP_NAMES, write_arch_json
 from vnas.space.models import build_model, describe_arch
 
@@ -63,7 +64,6 @@ logger = logging.getLogger(__name__)
 
 TRAJECTORY_CSV = "trajectory.csv"
 DIAGNOSTICS_JSON = "diagnostics.json"
-PERTURBATION_JSON = "perturbation.json"
 RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON, PERTURBATION_JSON)
 LOGS = ("dvclive",)
 TRAIN_STREAM, VAL_STREAM = 0, 1

@@ -57,12 +57,12 @@ loaded, even where its keys happen to fit.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 from torch import nn
 
 from vnas.errors import VNASError
 from vnas.space.operations import scaled_channels
+from vnas.space.version import NETWORK_VERSION, check_network_version
 
 __all__ = [
     "BASELINES",
@@ -79,11 +79,6 @@ __all__ = [
 #: The baseline architectures ``--arch`` accepts besides the V-NAS specs.
 BASELINES = ("unet3d", "unet3d-cicek", "vnet")
 
-#: Version of the networks vnas builds. 1: before issue 12 (decoder blocks one level
-#: off AH-Net's, a separate "Down" module before each stage, the encoder cell's ReLU
-#: after the weighted sum, MONAI ``UNet`` as the 3D U-Net; never recorded); 2: AH-Net's
-#: topology, Eq. 2 exactly, ``BasicUNet`` as the 3D U-Net.
-NETWORK_VERSION = 2
 
 #: 3D U-Net features at width 1.0: five levels' channels, then the last decoder level's
 #: (``BasicUNet``'s ``features``).
@@ -104,24 +99,6 @@ def _build_unet3d(in_channels: int, num_classes: int, width: float) -> nn.Module
         norm="batch",
         dropout=0.0,
     )
-
-
-def check_network_version(record: dict, path: str | Path, what: str) -> None:
-    """Raise :class:`VNASError` unless ``record`` was made by this ``NETWORK_VERSION``.
-
-    Args:
-        record: a ``config.json``, checkpoint or ``arch.json`` dict; records made before
-            versions were recorded have no ``network_version`` (version 1).
-        path: the file or folder, named in the message.
-        what: what it is and how to remake it, e.g. ``"model folder ... rerun vnas train"``.
-    """
-    version = record.get("network_version", 1)
-    if version != NETWORK_VERSION:
-        raise VNASError(
-            f"{what} was made by an earlier vnas network (network version {version}; this "
-            f"vnas builds version {NETWORK_VERSION}) and must be rerun",
-            path,
-        )
 
 
 def _scaled_vnet_class():
