@@ -86,7 +86,6 @@ WORKFLOW_FILES = (
     "profiles",
     "src",
     ".gitignore",
-    "results/params_checked.txt",
 )
 
 

@@ -556,7 +556,7 @@ def test_unknown_dataset_is_one_line(weird_workflow) -> None:
     assert result.returncode != 0
     lines = [ln for ln in (result.stdout + result.stderr).splitlines() if ln.startswith("vnas:")]
     assert len(lines) == 1, lines
-    assert lines[0].startswith("vnas: params.yaml: dataset: 'nope' is not one of the datasets (")
+    assert lines[0].startswith("vnas: --config: dataset: 'nope' is not one of the datasets (")
     assert "Traceback" not in result.stdout + result.stderr
 
 

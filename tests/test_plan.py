@@ -86,7 +86,7 @@ def test_config_errors_name_the_file_and_bad_patches_stop_the_dry_run(tmp_path) 
     raw = tmp_path / "raw"
     raw.mkdir()
     block = {**nih, "raw": str(raw), "preset": "nnunet", "hu_window": [-50, 150]}
-    block |= {"classes": {1: "x"}, "paper_preset": None, "manual": []}
+    block |= {"classes": {1: "x"}, "paper_preset": [], "manual": []}
 
     def dry_run(block: dict) -> list[str]:
         config = tmp_path / "plan.yaml"

@@ -101,7 +101,9 @@ def test_bad_config_key_gets_a_readable_error(tmp_path):
 def test_end_to_end_tiny_synthetic(tiny_local_run):
     work = tiny_local_run
     table = pd.read_csv(work / "results/tables/synthetic.csv")
-    assert list(table["method"].unique()) == ["V-NAS", "Random (n=2)", "Mix", "3D U-Net", "V-Net"]
+    assert list(table["method"].unique()) == [
+        "V-NAS", "V-NAS-PT", "Random (n=2)", "Mix", "3D U-Net", "V-Net"
+    ]
     assert set(table["class"]) == {"pancreas", "cancer"}
     for column in (
         "category",
@@ -180,7 +182,7 @@ def test_pipeline_predicts_the_test_images_with_each_table_method(tiny_local_run
     work = tiny_local_run
     images = sorted((work / "data/raw/synthetic/imagesTs").glob("*.nii.gz"))
     assert images
-    methods = ["vnas", "mix", "unet3d", "vnet"]
+    methods = ["vnas", "vnas-pt", "mix", "unet3d", "vnet"]
     assert sorted(p.name for p in (work / "results/synthetic/predictions").iterdir()) == sorted(
         methods
     )
@@ -221,7 +223,8 @@ def test_pipeline_scores_the_resampled_preset_on_raw_labels(tiny_local_run):
     pre = json.loads((work / "data/preprocessed/synthetic/dataset.json").read_text())
     assert pre["preprocessing"]["spacing"] is not None  # the preset resamples
     evaluations = sorted((work / "results/synthetic/eval").glob("*/fold*/metrics.csv"))
-    assert len(evaluations) == 2 * 8  # 2 folds x (vnas, mix, unet3d, vnet, 2 random, 2 manual)
+    # 2 folds x (vnas, vnas-pt, mix, unet3d, vnet, 2 random, 2 manual)
+    assert len(evaluations) == 2 * 9
     for metrics in evaluations:
         folder = metrics.parent
         config = json.loads((folder / "config.json").read_text())

@@ -82,6 +82,7 @@ def test_pipeline_rules_ran_as_completed_slurm_jobs(slurm_run):
     # every table method, manual configuration and random architecture, on each fold
     methods = len(params["methods"]) + len(params["manual"]) + params["random_samples"]
     methods += len(params["transfer_from"]) + len(params["paper_preset"])
+    methods += params.get("selection") == "perturbation"  # V-NAS-PT beside V-NAS
     runs = methods * params["folds"]
     assert counts["search"] == params["folds"]
     assert counts["train"] == runs and counts["evaluate"] == runs

@@ -137,8 +137,9 @@ def rank_among_random(
 
 
 def insert_after_search(table: pd.DataFrame, rows: pd.DataFrame) -> pd.DataFrame:
-    """``table`` with ``rows`` right after its V-NAS (category Search) rows, else at the end."""
-    search = table.index[table["category"] == "Search"]
+    """``table`` with ``rows`` right after its searched rows (V-NAS, V-NAS-PT: category
+    Search...), else at the end."""
+    search = table.index[table["category"].astype(str).str.startswith("Search")]
     cut = search.max() + 1 if len(search) else len(table)
     return pd.concat([table.iloc[:cut], rows, table.iloc[cut:]], ignore_index=True)
 

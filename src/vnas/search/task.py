@@ -64,8 +64,10 @@ logger = logging.getLogger(__name__)
 
 TRAJECTORY_CSV = "trajectory.csv"
 DIAGNOSTICS_JSON = "diagnostics.json"
-RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON, PERTURBATION_JSON)
-LOGS = ("dvclive",)
+RESULTS = (ARCH_JSON, TRAJECTORY_CSV, DIAGNOSTICS_JSON)
+# perturbation.json only with --pt-patches: removed on a restart, but not required of a
+# finished search (else a search without it would never count as finished)
+LOGS = ("dvclive", PERTURBATION_JSON)
 TRAIN_STREAM, VAL_STREAM = 0, 1
 #: Streams of perturbation selection's fixed val patches and its fine-tuning batches
 #: (the probe uses 2).
