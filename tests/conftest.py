@@ -13,6 +13,24 @@ SYNTH_SHAPE = (32, 64, 64)  # (D, H, W) raw voxels
 SYNTH_SEED = 0
 
 
+#: The shape of the bad-input tests' pristine datasets (tiny: they are copied per test).
+PRISTINE_SHAPE = (8, 16, 16)
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory) -> dict[str, Path]:
+    """A tiny MSD (lung) and NIH dataset, two cases each; bad-input tests copy and break
+    them (one per test module)."""
+    from vnas.data.synth import write_synthetic
+
+    root = tmp_path_factory.mktemp("pristine")
+    shape = PRISTINE_SHAPE
+    return {
+        "msd": write_synthetic("lung", root / "msd", 2, seed=0, shape=shape, progress=False),
+        "nih": write_synthetic("nih", root / "nih", 2, seed=0, shape=shape, progress=False),
+    }
+
+
 @pytest.fixture(scope="session")
 def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A tiny synthetic-pancreas dataset, raw + preprocessed + 4 folds (about a second).

@@ -14,18 +14,6 @@ import pytest
 import SimpleITK as sitk
 
 from vnas.cli import main
-from vnas.data.synth import write_synthetic
-
-SHAPE = (8, 16, 16)
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("pristine")
-    return {
-        "msd": write_synthetic("lung", root / "msd", 2, seed=0, shape=SHAPE, progress=False),
-        "nih": write_synthetic("nih", root / "nih", 2, seed=0, shape=SHAPE, progress=False),
-    }
 
 
 def _first_case(raw: Path) -> tuple[Path, Path]:

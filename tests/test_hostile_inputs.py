@@ -21,22 +21,11 @@ import torch
 import yaml
 
 from vnas.cli import main
-from vnas.data.synth import write_synthetic
 from vnas.space.models import NETWORK_VERSION, build_model
 
-SHAPE = (8, 16, 16)
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
 PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
-
-
-@pytest.fixture(scope="module")
-def pristine(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("pristine")
-    return {
-        "msd": write_synthetic("lung", root / "msd", 2, seed=0, shape=SHAPE, progress=False),
-        "nih": write_synthetic("nih", root / "nih", 2, seed=0, shape=SHAPE, progress=False),
-    }
 
 
 @pytest.fixture(scope="module")

@@ -102,7 +102,12 @@ def test_end_to_end_tiny_synthetic(tiny_local_run):
     work = tiny_local_run
     table = pd.read_csv(work / "results/tables/synthetic.csv")
     assert list(table["method"].unique()) == [
-        "V-NAS", "V-NAS-PT", "Random (n=2)", "Mix", "3D U-Net", "V-Net"
+        "V-NAS",
+        "V-NAS-PT",
+        "Random (n=2)",
+        "Mix",
+        "3D U-Net",
+        "V-Net",
     ]
     assert set(table["class"]) == {"pancreas", "cancer"}
     for column in (
