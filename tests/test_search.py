@@ -10,7 +10,8 @@ import pytest
 
 from vnas.cli import build_parser, main
 from vnas.engine.config import DataConfig, OptimConfig
-from vnas.search.config import ArchOptimConfig, SearchConfig, warmup_iterations
+from vnas.search.config import ArchOptimConfig, SearchConfig
+from vnas.search.schedule import arch_schedule
 from vnas.space.genotype import read_arch_json
 from vnas.space.models import NETWORK_VERSION
 
@@ -151,6 +152,9 @@ def test_warmup_as_a_fraction_in_epochs_or_in_iterations():
             OptimConfig(iterations=40000, batch_size=batch_size),
             arch_optim=ArchOptimConfig(warmup_fraction=0.08, **warmup),
         )
+
+    def warmup_iterations(config, n_train_cases):
+        return arch_schedule(config.arch_optim, config.optim, n_train_cases).warmup
 
     # The default: the same share of every search, whatever the number of train cases.
     assert warmup_iterations(config(), n_train_cases=40) == 3200

@@ -10,7 +10,8 @@ import pandas as pd
 import pytest
 
 from vnas.cli import main
-from vnas.search.arch_lr import PAPER_ARCH_STEPS, scaled_arch_lr
+from vnas.engine.config import OptimConfig
+from vnas.search.config import ArchOptimConfig
 from vnas.search.diagnostics import (
     agreement,
     cell_names,
@@ -20,6 +21,7 @@ from vnas.search.diagnostics import (
     search_diagnostics,
     summarise_probs,
 )
+from vnas.search.schedule import PAPER_ARCH_STEPS, arch_schedule
 from vnas.space.genotype import OP_NAMES
 
 UNIFORM = np.full((21, 3), 1 / 3)
@@ -138,6 +140,12 @@ def test_aggregate_writes_the_diagnostics(tmp_path):
     assert report["verdict"] == "decided" and report["agreement"]["all_agree"] == 21
     assert report["aggregate"]["max_prob"][0] == pytest.approx(0.65)
     assert main([*argv, "--out", str(out), "--diagnostics", str(out)]) == 2  # same file
+
+
+def scaled_arch_lr(rule, arch_lr, arch_steps):
+    """The α/β rate of a search of ``arch_steps`` architecture steps (no warm-up)."""
+    arch = ArchOptimConfig(arch_lr_rule=rule, arch_lr=arch_lr, warmup_iterations=0)
+    return arch_schedule(arch, OptimConfig(iterations=arch_steps)).arch_lr
 
 
 @pytest.mark.parametrize(

@@ -442,10 +442,25 @@ def random_args(name):
     return ["--random", *ids] if ids else []
 
 
+def search_schedule(cfg):
+    """The architecture schedule (warm-up, alpha/beta steps, alpha/beta rate after its rule)
+    of a search set by a params.yaml block (a dataset's or an experiment's), as
+    vnas.search.schedule.arch_schedule resolves it: the pipeline never works it out itself."""
+    from vnas.engine.config import OptimConfig
+    from vnas.search.config import ArchOptimConfig
+    from vnas.search.schedule import arch_schedule
+
+    arch = ArchOptimConfig(
+        arch_lr_rule=cfg["arch_lr_rule"],
+        arch_lr=config["arch_lr"],
+        warmup_fraction=cfg["warmup_fraction"],
+    )
+    return arch_schedule(arch, OptimConfig(iterations=cfg["search_iterations"]))
+
+
 def warmup_iterations(wildcards):
-    """Iterations before the first alpha/beta step: warmup_fraction of the search."""
-    cfg = ds(wildcards)
-    return round(cfg["warmup_fraction"] * cfg["search_iterations"])
+    """Iterations before the first alpha/beta step of a dataset's searches."""
+    return search_schedule(ds(wildcards)).warmup
 
 
 # --- known-answer experiments (rules/experiment.smk) --------------------------------
@@ -491,17 +506,18 @@ def xp_arch_input(wildcards):
 
 
 def xp_warmup(wildcards):
-    cfg = xp(wildcards)
-    return round(cfg["warmup_fraction"] * cfg["search_iterations"])
+    """Iterations before the first alpha/beta step of an experiment's searches."""
+    return search_schedule(xp(wildcards)).warmup
+
+
+def xp_arch_steps(wildcards):
+    """The alpha/beta steps of an experiment's searches."""
+    return search_schedule(xp(wildcards)).arch_steps
 
 
 def xp_arch_lr(wildcards):
     """The alpha/beta learning rate the experiment's searches use (after their rule)."""
-    from vnas.search.arch_lr import scaled_arch_lr
-
-    cfg = xp(wildcards)
-    steps = cfg["search_iterations"] - xp_warmup(wildcards)
-    return scaled_arch_lr(cfg["arch_lr_rule"], config["arch_lr"], steps)
+    return search_schedule(xp(wildcards)).arch_lr
 
 
 def xp_training_args(wildcards):

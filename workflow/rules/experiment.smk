@@ -191,7 +191,7 @@ rule experiment_probe:
         out="results/experiments/{experiment}/{cue}/probe",
         iterations=lambda w: xp(w)["search_iterations"],
         at=lambda w: [xp_warmup(w), xp(w)["search_iterations"]],
-        steps=lambda w: xp(w)["search_iterations"] - xp_warmup(w),
+        steps=xp_arch_steps,
         lr=xp_arch_lr,
         batches=lambda w: xp(w)["probe_batches"],
         training=xp_training_args,

@@ -132,8 +132,13 @@ def class_scores(metrics) -> dict[str, dict]:
 
 
 def _warmup(search_dir: Path) -> int:
-    """The search's warm-up in iterations, from its diagnostics.json (0 if absent)."""
+    """The search's warm-up in iterations as it resolved it (its ``plan.json``,
+    :func:`vnas.search.schedule.recorded_schedule`); 0 without a ``config.json``."""
     import json
 
-    path = search_dir / "diagnostics.json"
-    return int(json.loads(path.read_text()).get("warmup", 0)) if path.is_file() else 0
+    from vnas.search.schedule import recorded_schedule
+
+    path = search_dir / "config.json"
+    if not path.is_file():
+        return 0
+    return recorded_schedule(search_dir, json.loads(path.read_text())).warmup

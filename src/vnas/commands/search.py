@@ -13,13 +13,13 @@ from vnas.commands.run_flags import (
     positive_int,
     search_config,
 )
-from vnas.search.arch_lr import ARCH_LR_RULES, PAPER_ARCH_STEPS
 from vnas.search.config import (
     SAMPLES_PER_CASE,
     ArchOptimConfig,
     PerturbationConfig,
     SearchConfig,
 )
+from vnas.search.schedule import ARCH_LR_RULES, PAPER_ARCH_STEPS
 from vnas.space.network import SAMPLINGS
 
 

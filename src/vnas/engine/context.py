@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from vnas.engine.device import (
 )
 from vnas.engine.loop import LoopSettings
 from vnas.engine.memory import check_step_fits
+from vnas.engine.plan import PLAN_NAME, ArchSchedule, RunPlan, resolve_plan, write_plan
 from vnas.engine.rng import seed_everything
 from vnas.engine.rundir import RunState, discard_failed_start, fingerprint, prepare_run_dir
 from vnas.errors import VNASError
@@ -60,6 +61,8 @@ class RunContext:
         amp: mixed precision on.
         record: what ``config.json`` holds (identity, fingerprint, settings, data facts).
         state: fresh start, resume, or nothing to do.
+        plan: what the settings resolved to, as ``plan.json`` records it
+            (:mod:`vnas.engine.plan`).
     """
 
     config: RunConfig
@@ -73,6 +76,7 @@ class RunContext:
     amp: bool
     record: dict
     state: RunState
+    plan: RunPlan | None = None
 
     @property
     def arch_id(self) -> str:
@@ -203,6 +207,7 @@ def prepare_run(
     require: tuple[str, ...] = ("train",),
     results: tuple[str, ...] = (),
     owned: tuple[str, ...] = (),
+    schedule: Callable[[int], ArchSchedule] | None = None,
 ) -> Iterator[RunContext]:
     """Check the inputs, lock and prepare ``config.data.out``, set up device and seeds;
     yield the run's context. The lock is held until the ``with`` block ends.
@@ -217,6 +222,8 @@ def prepare_run(
         require: split parts (``train``, ``val``) that must not be empty.
         results: result files of a finished run (see :func:`prepare_run_dir`).
         owned: other files the command writes (logs, curves).
+        schedule: a search's architecture schedule for the fold's number of train cases
+            (:func:`vnas.search.schedule.arch_schedule`), recorded in ``plan.json``.
 
     Raises:
         VNASError: bad dataset, folds, fold index, patch, device or output folder, or
@@ -238,6 +245,12 @@ def prepare_run(
     record = _config_record(
         command, arch, settings, dataset, classes, split, patch, tpatch, device, amp, config
     )
+    plan = resolve_plan(
+        config, command=command, patch=patch, test_patch=tpatch, device=str(device), amp=amp,
+        n_train_cases=len(split["train"]),
+        arch=schedule(len(split["train"])) if schedule else None,
+    )  # fmt: skip
+    owned = (*owned, PLAN_NAME)
     out = Path(data.out)
     inputs = {"--preprocessed": data.preprocessed, "--folds": data.folds}
     if isinstance(config, TrainConfig) and Path(config.arch).is_file():
@@ -247,11 +260,13 @@ def prepare_run(
         made_folder = not out.exists()
         state = prepare_run_dir(out, record, force=run.force, results=results, owned=owned)
         if state is not RunState.DONE:
+            write_plan(out, plan)
             configure_backends(device, run.deterministic)
             seed_everything(optim.seed)
         ctx = RunContext(
-            config, out, dataset, split, patch, tpatch, len(classes), device, amp, record, state
-        )
+            config, out, dataset, split, patch, tpatch, len(classes), device, amp, record, state,
+            plan,
+        )  # fmt: skip
         try:
             yield ctx
         except BaseException:

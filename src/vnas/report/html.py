@@ -130,24 +130,18 @@ def architecture_codes(
 
 def search_settings(search_dirs: list[Path]) -> str:
     """A Markdown table of the searches' settings, one row per fold, from their
-    ``config.json``; the warm-up as resolved by :func:`vnas.search.config.warmup_iterations`,
-    the α/β learning rate as scaled by its rule (:mod:`vnas.search.arch_lr`), and, where the
-    search wrote its ``diagnostics.json``, how many cells it decided."""
-    from vnas.engine.config import OptimConfig, config_from_flat
-    from vnas.search.arch_lr import scaled_arch_lr
-    from vnas.search.config import ArchOptimConfig, warmup_of
+    ``config.json``; the warm-up and the α/β learning rate (after its rule) as the search
+    resolved them (its ``plan.json``, :func:`vnas.search.schedule.recorded_schedule`), and,
+    where the search wrote its ``diagnostics.json``, how many cells it decided."""
     from vnas.search.diagnostics import DECIDED_PROB
+    from vnas.search.schedule import recorded_schedule
 
     rows = []
     for folder in search_dirs:
         config = read_config(folder)
         args = config["args"]
-        # settings added after a run was made take their default
-        arch_optim = config_from_flat(ArchOptimConfig, args)
-        warmup = warmup_of(arch_optim, config_from_flat(OptimConfig, args),
-                           len(config["cases"]["train"]))  # fmt: skip
-        rule = arch_optim.arch_lr_rule
-        arch_lr = scaled_arch_lr(rule, args["arch_lr"], args["iterations"] - warmup)
+        planned = recorded_schedule(folder, config)
+        warmup, rule, arch_lr = planned.warmup, planned.arch_lr_rule, planned.arch_lr
         decided, span = _decided(folder)
         rows.append({
             "fold": config["fold"], "iterations": f"{args['iterations']:,}",

@@ -38,7 +38,7 @@ class Architect:
             search mode).
         loss_fn: ``loss_fn(logits, label) -> scalar``.
         optim: Adam's learning rate, weight decay and betas (its learning rate as the
-            search's rule scaled it, :func:`vnas.search.arch_lr.scaled_arch_lr`).
+            search's rule scaled it, :func:`vnas.search.schedule.arch_schedule`).
         device: the model's device (for autocast).
         amp: mixed precision with its own ``GradScaler``.
     """

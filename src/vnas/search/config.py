@@ -3,13 +3,12 @@ and of the probe of a search's gradient signal (:class:`ProbeConfig`).
 
 α and β are optimised with Adam at lr 3e-4 and weight decay 1e-3 (paper §4.1), with
 DARTS's betas (0.5, 0.999), after a warm-up of weight steps only. The warm-up is a share
-of the search's iterations (:data:`WARMUP_FRACTION`), or a number of epochs
-(:func:`epoch_iterations`), or of iterations (:func:`warmup_iterations`).
+of the search's iterations (:data:`WARMUP_FRACTION`), or a number of epochs, or of
+iterations; :func:`vnas.search.schedule.arch_schedule` works it out.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 
 from vnas.engine.config import (
@@ -27,9 +26,6 @@ __all__ = [
     "PerturbationConfig",
     "ProbeConfig",
     "SearchConfig",
-    "epoch_iterations",
-    "warmup_iterations",
-    "warmup_of",
 ]
 
 #: Patches per training case that make one "epoch" (for ``--warmup-epochs``). The paper
@@ -52,12 +48,13 @@ class ArchOptimConfig:
     Attributes:
         arch_lr_rule: ``"fixed"`` (the paper: ``arch_lr`` as given) or
             ``"matched_movement"`` (scaled to the search's length,
-            :func:`vnas.search.arch_lr.scaled_arch_lr`).
+            :func:`vnas.search.schedule.arch_schedule`).
         arch_lr: Adam learning rate.
         arch_weight_decay: Adam weight decay.
         arch_betas: Adam betas.
         warmup_fraction: share of the iterations before the first architecture step.
-        warmup_epochs: the warm-up in epochs instead (:func:`epoch_iterations`).
+        warmup_epochs: the warm-up in epochs instead
+            (:func:`vnas.search.schedule.epoch_iterations`).
         warmup_iterations: the warm-up in iterations instead (first of the three).
         arch_grad_batches: validation batches whose α/β gradients are averaged per
             architecture step (1: the paper's one batch; DARTS averages 64 images).
@@ -170,25 +167,3 @@ class ProbeConfig:
             "warmup_iterations": arch.warmup_iterations,
             "warmup_epochs": arch.warmup_epochs,
         }
-
-
-def epoch_iterations(n_train_cases: int, batch_size: int) -> int:
-    """Iterations in one epoch: ``ceil(n_train_cases × SAMPLES_PER_CASE / batch_size)``."""
-    return max(1, math.ceil(n_train_cases * SAMPLES_PER_CASE / batch_size))
-
-
-def warmup_iterations(config: SearchConfig, n_train_cases: int) -> int:
-    """Iterations before the first architecture step of ``config``'s search
-    (:func:`warmup_of`)."""
-    return warmup_of(config.arch_optim, config.optim, n_train_cases)
-
-
-def warmup_of(arch: ArchOptimConfig, optim: OptimConfig, n_train_cases: int) -> int:
-    """Iterations before the first architecture step: ``warmup_iterations``, else
-    ``warmup_epochs`` (:func:`epoch_iterations`), else ``round(warmup_fraction ×
-    iterations)``."""
-    if arch.warmup_iterations is not None:
-        return arch.warmup_iterations
-    if arch.warmup_epochs is not None:
-        return round(arch.warmup_epochs * epoch_iterations(n_train_cases, optim.batch_size))
-    return round(arch.warmup_fraction * optim.iterations)

@@ -17,7 +17,7 @@ Adam on α and β). The search folder holds:
 
 The α/β learning rate is ``--arch-lr`` as given (``--arch-lr-rule fixed``, the paper),
 or scaled to the number of architecture steps (``matched_movement``,
-:func:`vnas.search.arch_lr.scaled_arch_lr`): Adam moves a parameter by about its learning
+:func:`vnas.search.schedule.arch_schedule`): Adam moves a parameter by about its learning
 rate per step, so the paper's 36,800 architecture steps at 3e-4 (40,000 iterations after the 8 %
 warm-up) allow about 11 in total, and a 100-step search at the same rate only about
 0.03; ``matched_movement`` gives a shorter search the paper's total movement
@@ -45,9 +45,8 @@ from vnas.engine.losses import get_loss
 from vnas.engine.rundir import RunState, mark_done
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
-from vnas.search.arch_lr import scaled_arch_lr
 from vnas.search.architect import Architect
-from vnas.search.config import SearchConfig, warmup_iterations
+from vnas.search.config import SearchConfig
 from vnas.search.diagnostics import probs_of_record, read_trajectory, search_diagnostics
 from vnas.search.perturbation import (
     NUM_CELLS,
@@ -55,6 +54,7 @@ from vnas.search.perturbation import (
     select_by_perturbation,
 )
 from vnas.search.pt_verdict import PERTURBATION_JSON
+from vnas.search.schedule import arch_schedule
 from vnas.space.genotype import ARCH_JSON, OP_NAMES, write_arch_json
 from vnas.space.models import build_model, describe_arch
 
@@ -96,7 +96,7 @@ class SearchTask:
         ctx: the run's context; its config is a :class:`vnas.search.config.SearchConfig`.
         model: a :class:`vnas.space.network.VNASNet` in search mode, on ``ctx.device``.
         warmup: iterations before the first architecture step.
-        arch_lr: the α/β learning rate (:func:`vnas.search.arch_lr.scaled_arch_lr`).
+        arch_lr: the α/β learning rate (:func:`vnas.search.schedule.arch_schedule`).
     """
 
     def __init__(
@@ -251,27 +251,27 @@ def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
 def run_search(config: SearchConfig) -> int:
     """``vnas search``: search on fold ``config.data.fold``; see the module docstring."""
     arch = describe_arch("search")
-    optim, rule = config.optim, config.arch_optim.arch_lr_rule
+    optim, blank = config.optim, config.selection.blank
+
+    def schedule(n_train_cases: int):
+        return arch_schedule(config.arch_optim, optim, n_train_cases, blank=blank)
+
     with prepare_run(
         config, command="search", arch=arch, require=("train", "val"), results=RESULTS,
-        owned=LOGS,
+        owned=LOGS, schedule=schedule,
     ) as ctx:  # fmt: skip
         if ctx.state is RunState.DONE:
             logger.info("%s: this search has already finished; nothing to do", ctx.out)
             return 0
-        warmup = warmup_iterations(config, len(ctx.split["train"]))
-        if warmup >= optim.iterations:
+        planned = ctx.plan.arch
+        warmup, arch_steps, arch_lr, rule = dataclasses.astuple(planned)
+        if warmup >= optim.iterations and not blank:
             logger.warning(
                 "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
                 "never be updated",
                 warmup,
                 optim.iterations,
             )
-        arch_steps = max(0, optim.iterations - warmup)
-        arch_lr = scaled_arch_lr(rule, config.arch_optim.arch_lr, arch_steps)
-        blank = config.selection.blank
-        if blank:  # blank-PT: the Mix supernet, α uniform and fixed; weight steps only
-            warmup, arch_steps = optim.iterations, 0
         model = ctx.place(build_model("mix" if blank else "search", 1, ctx.num_classes,
                                       optim.width))  # fmt: skip
         model.set_search_options(sampling=config.sampling, memory_lean=config.memory_lean)
