@@ -20,6 +20,8 @@ from vnas.engine.config import (
     RunOptions,
     TrainConfig,
     config_from_flat,
+    out_of_range,
+    setting_of,
 )
 from vnas.engine.device import DEVICES
 from vnas.engine.losses import LOSSES
@@ -29,6 +31,7 @@ __all__ = [
     "add_common_args",
     "add_device_arguments",
     "add_dims_argument",
+    "add_setting",
     "fraction",
     "non_negative_float",
     "non_negative_int",
@@ -87,6 +90,26 @@ def non_negative_float(text: str) -> float:
     return value
 
 
+def add_setting(parser: argparse._ActionsContainer, cls: type, name: str) -> None:
+    """Add ``--NAME`` for the config field ``name`` of ``cls``: its type, allowed range,
+    default and help all read from the field (:func:`vnas.engine.config.setting`)."""
+    f = setting_of(cls, name)
+    kind = int if f.type in ("int", int) else float
+    bounds = f.metadata["range"]
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        why = out_of_range(value, bounds)
+        if why is not None or math.isinf(value):
+            raise argparse.ArgumentTypeError(f"{why or 'must be finite'}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__  # argparse names the type in its errors
+    parser.add_argument(
+        "--" + name.replace("_", "-"), type=parse, default=f.default, help=f.metadata["help"]
+    )
+
+
 def add_device_arguments(parser: argparse._ActionsContainer) -> None:
     """``--device`` and ``--amp``, with the defaults every command shares."""
     parser.add_argument(
@@ -122,18 +145,9 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
     )
 
     opt = parser.add_argument_group("optimisation (paper defaults)")
-    for flag, kind, text in (
-        ("--iterations", positive_int, "iterations"),
-        ("--width", positive_float, "channel multiplier"),
-        ("--batch-size", positive_int, "patches per step"),
-        ("--lr", positive_float, "SGD learning rate"),
-        ("--momentum", non_negative_float, "SGD momentum"),
-        ("--weight-decay", non_negative_float, "SGD weight decay"),
-        ("--poly-power", non_negative_float, "poly lr decay power"),
-        ("--seed", int, "random seed"),
-    ):
-        default = getattr(OptimConfig, flag.removeprefix("--").replace("-", "_"))
-        opt.add_argument(flag, type=kind, default=default, help=text)
+    for name in ("iterations", "width", "batch_size", "lr", "momentum", "weight_decay",
+                 "poly_power", "seed"):  # fmt: skip
+        add_setting(opt, OptimConfig, name)
     opt.add_argument(
         "--loss",
         choices=LOSSES,

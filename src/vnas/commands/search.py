@@ -6,7 +6,7 @@ import argparse
 
 from vnas.commands.run_flags import (
     add_common_args,
-    fraction,
+    add_setting,
     non_negative_float,
     non_negative_int,
     positive_float,
@@ -43,18 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "Adam movement of the paper's 40,000 iterations after an 8%% warm-up, for short "
         "searches (docs/search.md)",
     )
-    arch.add_argument(
-        "--arch-lr",
-        type=non_negative_float,
-        default=ArchOptimConfig.arch_lr,
-        help="alpha/beta Adam learning rate",
-    )
-    arch.add_argument(
-        "--arch-weight-decay",
-        type=non_negative_float,
-        default=ArchOptimConfig.arch_weight_decay,
-        help="alpha/beta Adam weight decay",
-    )
+    add_setting(arch, ArchOptimConfig, "arch_lr")
+    add_setting(arch, ArchOptimConfig, "arch_weight_decay")
     arch.add_argument(
         "--arch-betas",
         type=non_negative_float,
@@ -64,13 +54,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="Adam betas (DARTS's)",
     )
     warmup = arch.add_mutually_exclusive_group()
-    warmup.add_argument(
-        "--warmup-fraction",
-        type=fraction,
-        default=ArchOptimConfig.warmup_fraction,
-        help="share of the iterations before alpha/beta steps start; the default is the "
-        "paper's 20 epochs of its 40,000-iteration NIH search (docs/search.md)",
-    )
+    add_setting(warmup, ArchOptimConfig, "warmup_fraction")
     warmup.add_argument(
         "--warmup-epochs",
         type=non_negative_float,

@@ -35,6 +35,7 @@ __all__ = [
     "config_from_flat",
     "identity_args",
     "run_record",
+    "setting",
 ]
 
 #: The paper's GPU, one V100 with 16 GB (GB = 10^9 bytes, as GPUs are sold): the budget
@@ -44,10 +45,52 @@ PAPER_GPU_GB = 16.0
 #: scaling it to the dataset's width (``vnas.bench.batch_plan``).
 MEMORY_CALIBRATION_WIDTH = 0.0625
 
+#: Field metadata of a setting added after runs were recorded: ``config.json`` records it
+#: only when it differs from its default, so that earlier run folders keep their
+#: fingerprint (and resume).
+RECORDED_WHEN_SET = {"recorded_when_set": True}
+
 #: A patch or volume size ``(D, H, W)``.
 Dims = tuple[int, int, int]
 
 C = TypeVar("C")
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    exclusive_minimum: float | None = None,
+    recorded_when_set: bool = False,
+) -> Any:
+    """A config field with its help text and allowed range, written once: the command
+    line's flags (:func:`vnas.commands.run_flags.add_setting`) are made from them and a
+    test checks the pipeline's schema (``workflow/schemas/params.schema.yaml``) says the
+    same. ``minimum``/``maximum`` are inclusive, ``exclusive_minimum`` is not (JSON
+    Schema's words). ``recorded_when_set``: see :data:`RECORDED_WHEN_SET`."""
+    bounds = {"minimum": minimum, "maximum": maximum, "exclusiveMinimum": exclusive_minimum}
+    meta = {"help": help, "range": {k: v for k, v in bounds.items() if v is not None}}
+    if recorded_when_set:
+        meta.update(RECORDED_WHEN_SET)
+    return field(default=default, metadata=meta)
+
+
+def setting_of(cls: type, name: str) -> dataclasses.Field:
+    """The field ``name`` of the config class ``cls`` (with its help and range)."""
+    return {f.name: f for f in dataclasses.fields(cls)}[name]
+
+
+def out_of_range(value: float, bounds: Mapping[str, float]) -> str | None:
+    """Why ``value`` is outside ``bounds`` (a :func:`setting`'s range), or ``None``."""
+    if "minimum" in bounds and not value >= bounds["minimum"]:
+        return f"must be >= {bounds['minimum']:g}"
+    if "exclusiveMinimum" in bounds and not value > bounds["exclusiveMinimum"]:
+        return f"must be > {bounds['exclusiveMinimum']:g}"
+    if "maximum" in bounds and not value <= bounds["maximum"]:
+        return f"must be <= {bounds['maximum']:g}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -91,14 +134,14 @@ class OptimConfig:
             (:mod:`vnas.engine.losses`).
     """
 
-    iterations: int = 40000
-    width: float = 1.0
-    batch_size: int = 2
-    lr: float = 0.05
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    poly_power: float = 0.9
-    seed: int = 0
+    iterations: int = setting(40000, "iterations", minimum=1)
+    width: float = setting(1.0, "channel multiplier", exclusive_minimum=0)
+    batch_size: int = setting(2, "patches per step", minimum=1)
+    lr: float = setting(0.05, "SGD learning rate", exclusive_minimum=0)
+    momentum: float = setting(0.9, "SGD momentum", minimum=0, maximum=1)
+    weight_decay: float = setting(5e-4, "SGD weight decay", minimum=0)
+    poly_power: float = setting(0.9, "poly lr decay power", minimum=0)
+    seed: int = setting(0, "random seed", minimum=0)
     loss: str = "ce"
 
 
@@ -171,12 +214,6 @@ def _recorded(value: Any) -> Any:
     if isinstance(value, tuple | list):
         return [_recorded(v) for v in value]
     return os.fspath(value) if isinstance(value, os.PathLike) else value
-
-
-#: Field metadata of a setting added after runs were recorded: ``config.json`` records it
-#: only when it differs from its default, so that earlier run folders keep their
-#: fingerprint (and resume).
-RECORDED_WHEN_SET = {"recorded_when_set": True}
 
 
 def _flat(config: Any) -> dict[str, Any]:

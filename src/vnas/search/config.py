@@ -17,6 +17,7 @@ from vnas.engine.config import (
     OptimConfig,
     RunOptions,
     run_record,
+    setting,
 )
 
 __all__ = [
@@ -66,10 +67,16 @@ class ArchOptimConfig:
     """
 
     arch_lr_rule: str = "fixed"
-    arch_lr: float = 3e-4
-    arch_weight_decay: float = 1e-3
+    arch_lr: float = setting(3e-4, "alpha/beta Adam learning rate", exclusive_minimum=0)
+    arch_weight_decay: float = setting(1e-3, "alpha/beta Adam weight decay", minimum=0)
     arch_betas: tuple[float, float] = (0.5, 0.999)
-    warmup_fraction: float = WARMUP_FRACTION
+    warmup_fraction: float = setting(
+        WARMUP_FRACTION,
+        "share of the iterations before alpha/beta steps start; the default is the paper's "
+        "20 epochs of its 40,000-iteration NIH search (docs/search.md)",
+        minimum=0,
+        maximum=1,
+    )
     warmup_epochs: float | None = None
     warmup_iterations: int | None = None
     arch_grad_batches: int = field(default=1, metadata=RECORDED_WHEN_SET)
