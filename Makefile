@@ -9,11 +9,12 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test demo demo-time experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
+.PHONY: install test test-fast demo demo-time experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
 	@echo "make test    set up and run the test suite"
+	@echo "make test-fast  the suite without the tests marked slow (Snakemake, DVC, long runs)"
 	@echo "make lint    ruff check + format check"
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
 	@echo "make docs    regenerate the network size tables (README.md, docs/network.md) and docs/demo.md"
@@ -50,6 +51,12 @@ lock:
 test: $(STAMP)
 	$(BIN)/ruff check src tests
 	$(BIN)/python -m pytest
+
+# The inner loop: every test but those marked slow (they start Snakemake, DVC or a whole
+# pipeline run, tests/conftest.py). `make test` (CI's, the README's) runs them all.
+test-fast: $(STAMP)
+	$(BIN)/ruff check src tests
+	$(BIN)/python -m pytest -m "not slow"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

@@ -101,6 +101,7 @@ def test_plan_writes_a_batch_per_phase_with_its_estimated_peak(tmp_path):
     assert set(batches.values()) == {2} and "capped by nnU-Net's 5% rule" in text
 
 
+@pytest.mark.slow
 def test_each_phase_gets_its_own_batch_in_the_pipeline(tmp_path):
     """A dry run of NIH with one batch per phase: the search, the fixed-code retraining
     and each baseline's retraining are called with their own --batch-size, and the 3D

@@ -539,6 +539,7 @@ def weird_workflow(tmp_path_factory, make_tiny_workflow) -> dict:
     return {"work": work, "raw": raw, "pwned": pwned}
 
 
+@pytest.mark.slow
 def test_shell_rules_quote_every_value(weird_workflow) -> None:
     """Point 4: a raw path with a space, `&` and `#` reaches vnas as one argument."""
     work, raw = weird_workflow["work"], weird_workflow["raw"]
@@ -550,6 +551,7 @@ def test_shell_rules_quote_every_value(weird_workflow) -> None:
     assert digest(raw) == before
 
 
+@pytest.mark.slow
 def test_unknown_dataset_is_one_line(weird_workflow) -> None:
     """Point 9: `dataset: nope` stops with one line, not Snakemake's KeyError trace."""
     result = snakemake(weird_workflow["work"], "-n", "--config", "dataset=nope")
@@ -560,6 +562,7 @@ def test_unknown_dataset_is_one_line(weird_workflow) -> None:
     assert "Traceback" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_killed_snakemake_leaves_one_writer(tmp_path, make_tiny_workflow) -> None:
     """Point 6: Snakemake is SIGKILLed during a search; its search goes on (an orphan),
     and the rerun's search stops on the lock, naming the orphan's PID, instead of
@@ -607,6 +610,7 @@ def test_killed_snakemake_leaves_one_writer(tmp_path, make_tiny_workflow) -> Non
             first.wait()
 
 
+@pytest.mark.slow
 def test_params_yaml_strings_are_checked(weird_workflow, tmp_path) -> None:
     """A raw path with a newline and a dataset name that is not a name stop with one line."""
     for key, value, expected in (

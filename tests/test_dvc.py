@@ -144,6 +144,7 @@ def fake_raw(work: Path, dataset: str) -> Path:
     return raw
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["nih", "lung", "pancreas"])
 def test_dvc_on_real_data_leaves_the_raw_files_alone(tmp_path, make_tiny_workflow, dataset):
     """`dvc status` sees the whole pipeline, `dvc repro --dry` its first stage; a real

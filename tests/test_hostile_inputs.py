@@ -110,6 +110,7 @@ def _workflow(tmp_path: Path, make_tiny_workflow, edit) -> Path:
     return work
 
 
+@pytest.mark.slow
 def test_27_4_dvc_repro_with_a_bad_value_deletes_nothing(tmp_path, make_tiny_workflow) -> None:
     """Before any dvc.lock exists, `lr: abc` stops at the check_params stage, before DVC
     deletes the outputs of the stage it would run first (synthesize)."""
@@ -165,6 +166,7 @@ def test_27_5_the_issue_case_against_a_stated_free_memory() -> None:
     check_step_fits(arch, 3, 1.0, (48, 64, 64), 2, cpu, available=20 * 1024**3)
 
 
+@pytest.mark.slow
 def test_27_6_a_yte_config_file_is_refused_before_it_runs(tmp_path, make_tiny_workflow) -> None:
     marker = tmp_path / "marker"
 

@@ -133,6 +133,7 @@ def rendered(tmp_path_factory) -> dict[int, dict]:
     return {n: md_tables((work / md).read_text()) for n, md in TARGETS.items()}
 
 
+@pytest.mark.slow
 def test_tables_1_to_3_have_the_papers_columns_and_rows_in_its_order(rendered):
     for n, classes in ((1, ["pancreas"]), (2, ["cancer"]), (3, ["cancer", "pancreas"])):
         for class_name in classes:
@@ -145,12 +146,14 @@ def test_tables_1_to_3_have_the_papers_columns_and_rows_in_its_order(rendered):
     assert lung.index("V-NAS-NIH") < lung.index("V-NAS-Lung (published)") < lung.index("Mix")
 
 
+@pytest.mark.slow
 def test_table_4_is_the_nih_grid_in_the_papers_order(rendered):
     header, rows = rendered[4]["pancreas: mean DSC (%)"]
     assert header == ["Encoder \\ Decoder", "3D", "2D", "P3D"]
     assert rows == ["3D", "2D", "P3D"]
 
 
+@pytest.mark.slow
 def test_table_5_lists_every_lung_configuration_with_mean_std_max_and_median(rendered):
     header, rows = rendered[5]["cancer: every configuration, DSC (%)"]
     assert in_order(COLUMNS[5], header) and len(header) == len(COLUMNS[5])

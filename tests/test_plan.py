@@ -78,6 +78,7 @@ def test_first_run_block_has_the_demo_budget_and_says_how_to_scale_up(tmp_path) 
     assert paper["search_iterations"] == 40000 and "val_every" not in paper
 
 
+@pytest.mark.slow
 def test_config_errors_name_the_file_and_bad_patches_stop_the_dry_run(tmp_path) -> None:
     """A bad key or a patch the network cannot take stops `snakemake -n` with one line
     naming the --configfile that holds it (not params.yaml)."""
@@ -192,6 +193,7 @@ def test_first_run_block_goes_through_snakemake_to_a_table(tmp_path, make_tiny_w
     assert float(config["args"]["width"]) == 0.0625 and config["args"]["loss"] == "dice_ce"
 
 
+@pytest.mark.slow
 def test_params_yaml_takes_a_planned_block_and_refuses_nnunet_without_window(tmp_path) -> None:
     """`preset: nnunet` with `hu_window:`/`spacing:` reaches `vnas preprocess`; without a
     window the pipeline stops at once with one line saying how to get one."""

@@ -34,12 +34,14 @@ def snakemake(*args: str, cwd: Path = REPO, check: bool = True):
     return run([str(BIN / "snakemake"), *args], cwd=cwd, check=check)
 
 
+@pytest.mark.slow
 def test_lint_is_clean():
     result = snakemake("--lint", check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Lints for" not in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset", ["nih", "lung", "pancreas"])
 def test_dry_run_of_every_real_dataset(tmp_path, dataset):
     config = {"datasets": {}}
@@ -68,6 +70,7 @@ def test_dry_run_of_every_real_dataset(tmp_path, dataset):
     assert "random_archs 1" in " ".join(out.split())  # the dataset's own random codes only
 
 
+@pytest.mark.slow
 def test_dry_run_of_the_default_dataset(tmp_path, make_tiny_workflow):
     params = yaml.safe_load((REPO / "params.yaml").read_text())
     work = make_tiny_workflow(tmp_path, params)  # a clean folder: nothing exists yet
@@ -76,6 +79,7 @@ def test_dry_run_of_the_default_dataset(tmp_path, make_tiny_workflow):
     assert "synthesize 1" in out and f"search {folds}" in out and "report 1" in out
 
 
+@pytest.mark.slow
 def test_missing_raw_data_says_where_to_put_it(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"datasets": {"lung": {"raw": str(tmp_path / "nope")}}}))
@@ -89,6 +93,7 @@ def test_missing_raw_data_says_where_to_put_it(tmp_path):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+@pytest.mark.slow
 def test_bad_config_key_gets_a_readable_error(tmp_path):
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump({"datasets": {"synthetic": {"widht": 0.5}}}))

@@ -382,6 +382,7 @@ def test_killed_predict_leaves_no_half_set(model, tmp_path) -> None:
 # --- item 6: dvc repro stops before deleting anything while Snakemake holds the workdir ---
 
 
+@pytest.mark.slow
 def test_dvc_repro_waits_for_a_running_snakemake(tmp_path, make_tiny_workflow) -> None:
     from tests.test_dvc import dvc, init_repo, run
 
