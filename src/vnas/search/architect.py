@@ -37,8 +37,9 @@ class Architect:
         model: a network with ``arch_parameters()`` (a :class:`vnas.space.network.VNASNet` in
             search mode).
         loss_fn: ``loss_fn(logits, label) -> scalar``.
-        optim: Adam's learning rate, weight decay and betas (its learning rate as the
-            search's rule scaled it, :func:`vnas.search.schedule.arch_schedule`).
+        optim: Adam's learning rate, weight decay and betas.
+        lr: the learning rate the search's rule set (:func:`vnas.search.schedule.arch_schedule`,
+            the run's plan) instead of ``optim.arch_lr``.
         device: the model's device (for autocast).
         amp: mixed precision with its own ``GradScaler``.
     """
@@ -50,6 +51,8 @@ class Architect:
         optim: ArchOptimConfig,
         device: torch.device | None = None,
         amp: bool = False,
+        *,
+        lr: float | None = None,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -60,7 +63,7 @@ class Architect:
         self.amp = amp
         self.optimizer = torch.optim.Adam(
             self.params,
-            lr=optim.arch_lr,
+            lr=optim.arch_lr if lr is None else lr,
             betas=optim.arch_betas,
             weight_decay=optim.arch_weight_decay,
         )

@@ -46,6 +46,7 @@ from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
 from vnas.search.config import ProbeConfig
 from vnas.search.diagnostics import cell_names
+from vnas.search.schedule import arch_schedule
 from vnas.search.task import SearchTask
 from vnas.space.models import build_model, describe_arch
 
@@ -149,13 +150,19 @@ def run_probe(config: ProbeConfig) -> int:
     if at[-1] > iterations:
         raise VNASError(f"--at {at[-1]} is beyond --iterations {iterations}")
     arch = describe_arch("search")
-    with prepare_run(config.search(), command="probe", arch=arch, record=config.record(),
-                     require=("train", "val"), results=(PROBE_JSON,)) as ctx:  # fmt: skip
+    search = config.search()
+
+    def schedule(n_train_cases: int):  # every iteration a weight step: α and β fixed
+        return arch_schedule(search.arch_optim, search.optim, n_train_cases)
+
+    with prepare_run(search, command="probe", arch=arch, record=config.record(),
+                     require=("train", "val"), results=(PROBE_JSON,),
+                     schedule=schedule) as ctx:  # fmt: skip
         if ctx.state is RunState.DONE:
             logger.info("%s: this probe has already finished; nothing to do", ctx.out)
             return 0
         model = ctx.place(build_model("search", 1, ctx.num_classes, config.optim.width))
-        task = SearchTask(ctx, model, warmup=iterations, arch_lr=0.0)
+        task = SearchTask(ctx, model, ctx.plan.arch)
         task.start(0)
         model.train()
         probes = []

@@ -42,6 +42,7 @@ from vnas.engine.context import RunContext, prepare_run
 from vnas.engine.learner import WeightLearner
 from vnas.engine.loop import Divergence, run_loop
 from vnas.engine.losses import get_loss
+from vnas.engine.plan import ArchSchedule
 from vnas.engine.rundir import RunState, mark_done
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
@@ -95,24 +96,23 @@ class SearchTask:
     Args:
         ctx: the run's context; its config is a :class:`vnas.search.config.SearchConfig`.
         model: a :class:`vnas.space.network.VNASNet` in search mode, on ``ctx.device``.
-        warmup: iterations before the first architecture step.
-        arch_lr: the α/β learning rate (:func:`vnas.search.schedule.arch_schedule`).
+        schedule: the warm-up and the α/β learning rate as the run's plan resolved them
+            (:func:`vnas.search.schedule.arch_schedule`).
     """
 
-    def __init__(
-        self, ctx: RunContext, model: torch.nn.Module, warmup: int, arch_lr: float
-    ) -> None:
+    def __init__(self, ctx: RunContext, model: torch.nn.Module, schedule: ArchSchedule) -> None:
         config: SearchConfig = ctx.config
         self.ctx = ctx
         self.model = model
-        self.warmup = warmup
+        self.warmup = schedule.warmup
         self.learner = WeightLearner(model, config.optim, ctx.device, ctx.amp)
         arch = config.arch_optim
         self.architect = (
             Architect(
                 model,
                 get_loss(config.optim.loss, dice_pooled=arch.arch_dice_pooled),
-                dataclasses.replace(arch, arch_lr=arch_lr),
+                arch,
+                lr=schedule.arch_lr,
                 device=ctx.device,
                 amp=ctx.amp,
             )
@@ -295,7 +295,7 @@ def run_search(config: SearchConfig) -> int:
             else "",
             ", memory-lean cells" if config.memory_lean else "",
         )
-        task = SearchTask(ctx, model, warmup, arch_lr)
+        task = SearchTask(ctx, model, planned)
         settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {config.data.fold}")
         run_loop(task, settings, resume=ctx.state is RunState.RESUME)
         record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
