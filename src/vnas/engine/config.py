@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 __all__ = [
-    "LATER_FLAG_DEFAULTS",
     "OPERATIONAL_ARGS",
     "DataConfig",
     "Dims",
@@ -47,7 +46,9 @@ MEMORY_CALIBRATION_WIDTH = 0.0625
 
 #: Field metadata of a setting added after runs were recorded: ``config.json`` records it
 #: only when it differs from its default, so that earlier run folders keep their
-#: fingerprint (and resume).
+#: fingerprint (and resume). The one mechanism for such settings (``sampling`` and
+#: ``arch_lr_rule`` too: earlier folders record them, and their fingerprint left them out
+#: at their default).
 RECORDED_WHEN_SET = {"recorded_when_set": True}
 
 #: A patch or volume size ``(D, H, W)``.
@@ -282,21 +283,15 @@ OPERATIONAL_ARGS = frozenset(
     }
 )
 
-#: Settings added after runs were first made, with the value that reproduces those runs:
-#: a setting at this value is left out of the fingerprint, so older runs still resume.
-LATER_FLAG_DEFAULTS: dict[str, object] = {"sampling": "darts", "arch_lr_rule": "fixed"}
-
 
 def identity_args(record: Mapping[str, Any]) -> dict[str, Any]:
     """The recorded settings (:func:`run_record`) that shape a run's result (fingerprinted).
 
-    GDAS's temperature only matters with ``sampling="gdas"``; a setting at its
-    :data:`LATER_FLAG_DEFAULTS` value is left out, so runs made before it existed resume.
+    GDAS's temperature only matters with ``sampling="gdas"``. Settings added after runs
+    were first made are not in the record at their default (:data:`RECORDED_WHEN_SET`),
+    so runs made before them keep their fingerprint and resume.
     """
     identity = {k: v for k, v in record.items() if k not in OPERATIONAL_ARGS}
     if identity.get("sampling", "darts") == "darts":
         identity.pop("gdas_tau", None)
-    for name, default in LATER_FLAG_DEFAULTS.items():
-        if identity.get(name) == default:
-            identity.pop(name)
     return identity

@@ -66,7 +66,7 @@ class ArchOptimConfig:
             ``--loss dice_ce``.
     """
 
-    arch_lr_rule: str = "fixed"
+    arch_lr_rule: str = field(default="fixed", metadata=RECORDED_WHEN_SET)
     arch_lr: float = setting(3e-4, "alpha/beta Adam learning rate", exclusive_minimum=0)
     arch_weight_decay: float = setting(1e-3, "alpha/beta Adam weight decay", minimum=0)
     arch_betas: tuple[float, float] = (0.5, 0.999)
@@ -125,7 +125,7 @@ class SearchConfig:
     optim: OptimConfig = field(default_factory=OptimConfig)
     run: RunOptions = field(default_factory=RunOptions)
     arch_optim: ArchOptimConfig = field(default_factory=ArchOptimConfig)
-    sampling: str = "darts"
+    sampling: str = field(default="darts", metadata=RECORDED_WHEN_SET)
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     memory_lean: bool = False
     selection: PerturbationConfig = field(default_factory=PerturbationConfig)
@@ -169,7 +169,6 @@ class ProbeConfig:
             "arch_lr": arch.arch_lr,
             "arch_weight_decay": arch.arch_weight_decay,
             "arch_betas": list(arch.arch_betas),
-            "sampling": search.sampling,
             "memory_lean": search.memory_lean,
             "warmup_iterations": arch.warmup_iterations,
             "warmup_epochs": arch.warmup_epochs,
