@@ -289,19 +289,28 @@ def all_methods(name):
     return table_methods(name) + random_methods(name) + manual_methods(name)
 
 
+def fixed_arch(method, root):
+    """`vnas train --arch` of a manual or random method id (the random codes under
+    ROOT/random), for the main pipeline and the experiments alike; None for another id."""
+    if method.startswith("manual-"):
+        enc, dec = method.removeprefix("manual-").split("-")
+        return f"manual:{enc}/{dec}"
+    if method.startswith("random-"):
+        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
+    return None
+
+
 def method_arch(dataset, method):
     """The --arch argument of `vnas train` for a method id."""
+    fixed = fixed_arch(method, f"results/{dataset}")
+    if fixed is not None:
+        return fixed
     if method == "vnas":
         return f"results/{dataset}/arch.json"
     if method == "vnas-pt":
         return f"results/{dataset}/arch-pt.json"
     if method.startswith("vnas-from-"):
         return f"results/{method.removeprefix('vnas-from-')}/arch.json"
-    if method.startswith("manual-"):
-        enc, dec = method.removeprefix("manual-").split("-")
-        return f"manual:{enc}/{dec}"
-    if method.startswith("random-"):
-        return f"results/{dataset}/random/sample-{method.removeprefix('random-')}.json"
     if method == "unet3d" and ds(dataset).get("unet3d_variant", "cicek") == "cicek":
         return "unet3d-cicek"
     if method in BASELINES:
@@ -356,12 +365,17 @@ def threads_of(name):
 # Multi-word arguments are lists: a rule's `{params.x:q}` quotes each word on its own.
 
 
-def optimiser_args():
+def sgd_args():
+    """The weight step's SGD flags from params.yaml's top level: the main pipeline's and
+    the experiments' jobs alike."""
     return [
         *("--lr", config["lr"], "--momentum", config["momentum"]),
         *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
-        *("--seed", config["seed"], "--device", config["device"]),
     ]
+
+
+def optimiser_args():
+    return [*sgd_args(), *("--seed", config["seed"], "--device", config["device"])]
 
 
 def eval_root(wildcards, input):
@@ -395,7 +409,7 @@ def report_tables(name):
 
 
 #: The figures `vnas figures` draws (rule figures), in the report's order.
-FIGURES = ("overlays", "curves", "arch_probabilities", "search_trajectories", "search_entropy")
+from vnas.report.figure_names import FIGURES
 
 
 def report_inputs(name):
@@ -414,6 +428,16 @@ def report_inputs(name):
             "results/{dataset}/search/fold{fold}/arch.json", dataset=name, fold=folds(name)
         ),
     }
+
+
+def report_args(input):
+    """`vnas report`'s flags for the inputs of report_inputs (rules report and demo_doc)."""
+    return [
+        *("--tables", *input.tables, "--figures", *input.figures),
+        *("--searches", *(os.path.dirname(p) for p in input.searches)),
+        *("--arch", input.arch, *(["--arch-pt", *input.arch_pt] if input.arch_pt else [])),
+        *("--search-diagnostics", input.diagnostics),
+    ]
 
 
 def benchmark_files(name):
@@ -489,12 +513,7 @@ def xp_arch(wildcards):
     root = f"results/experiments/{wildcards.experiment}/{wildcards.cue}"
     if method.startswith("vnas-seed"):
         return f"{root}/search/seed{method.removeprefix('vnas-seed')}/arch.json"
-    if method.startswith("random-"):
-        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
-    if method.startswith("manual-"):
-        enc, dec = method.removeprefix("manual-").split("-")
-        return f"manual:{enc}/{dec}"
-    return method  # mix
+    return fixed_arch(method, root) or method  # mix
 
 
 def xp_arch_input(wildcards):
@@ -525,7 +544,6 @@ def xp_training_args(wildcards):
     return [
         *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
         *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *("--lr", config["lr"], "--momentum", config["momentum"]),
-        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *sgd_args(),
         *("--device", config["device"], "--workers", cfg["threads"] - 1),
     ]

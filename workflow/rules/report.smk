@@ -131,14 +131,11 @@ rule report:
     output:
         "results/report/{dataset}.html",
     params:
-        searches=lambda w, input: [os.path.dirname(p) for p in input.searches],
-        arch_pt=lambda w, input: ["--arch-pt", *input.arch_pt] if input.arch_pt else [],
+        report=lambda w, input: report_args(input),
     log:
         "results/logs/{dataset}/report.log",
     shell:
-        "vnas report --dataset {wildcards.dataset:q} --tables {input.tables:q} "
-        "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
-        "{params.arch_pt:q} --search-diagnostics {input.diagnostics:q} --out {output:q} "
+        "vnas report --dataset {wildcards.dataset:q} {params.report:q} --out {output:q} "
         "2> {log:q}"
 
 
@@ -155,13 +152,10 @@ rule demo_doc:
         images=directory("docs/images/demo"),
     params:
         dataset=config["dataset"],
-        searches=lambda w, input: [os.path.dirname(p) for p in input.searches],
-        arch_pt=lambda w, input: ["--arch-pt", *input.arch_pt] if input.arch_pt else [],
+        report=lambda w, input: report_args(input),
     log:
         "results/logs/demo_doc.log",
     shell:
-        "vnas report --dataset {params.dataset:q} --tables {input.tables:q} "
-        "--figures {input.figures:q} --searches {params.searches:q} --arch {input.arch:q} "
-        "{params.arch_pt:q} --search-diagnostics {input.diagnostics:q} "
+        "vnas report --dataset {params.dataset:q} {params.report:q} "
         "--benchmarks {input.benchmarks:q} --markdown {output.md:q} "
         "--images {output.images:q} 2> {log:q}"

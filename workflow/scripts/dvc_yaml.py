@@ -44,6 +44,8 @@ from pathlib import Path
 import yaml
 from generated import check_current, write_atomic
 
+from vnas.report.figure_names import FIGURES
+
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "python workflow/scripts/dvc_yaml.py --check"
 #: The first stage: every other stage depends on its file (workdir_free.py).
@@ -361,16 +363,7 @@ def render(params: dict) -> str:
     stages = GUARD | {"check_params": check, **stages}
     plots = [
         *curve_plots(name, cfg),
-        *(
-            f"results/figures/{name}/{fig}.png"
-            for fig in (
-                "arch_probabilities",
-                "search_trajectories",
-                "search_entropy",
-                "curves",
-                "overlays",
-            )
-        ),
+        *(f"results/figures/{name}/{fig}.png" for fig in FIGURES),
     ]
     real = [d for d in [*cfg["transfer_from"], name] if "synth" not in datasets[d]]
     raw_note = (
