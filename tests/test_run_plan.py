@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+from tests.test_search import ITERATIONS, WARMUP, search_argv
 
 import vnas.search.task
 from vnas.cli import main
@@ -20,45 +21,27 @@ from vnas.search.config import ArchOptimConfig
 from vnas.search.schedule import arch_schedule, recorded_schedule
 
 REPO = Path(__file__).resolve().parents[1]
-ITERATIONS = 8
-
-
-def search_argv(data, out, *extra):
-    return [
-        "search",
-        "--preprocessed", str(data["preprocessed"]),
-        "--folds", str(data["folds"]),
-        "--fold", "0",
-        "--out", str(out),
-        "--iterations", str(ITERATIONS),
-        "--warmup-fraction", "0.25",
-        "--arch-lr-rule", "matched_movement",
-        "--width", "0.0625",
-        "--patch", "32", "32", "32",
-        "--batch-size", "2",
-        "--workers", "0",
-        "--checkpoint-every", "4",
-        "--device", "cpu",
-        *extra,
-    ]  # fmt: skip
+#: test_search's search (8 iterations, a checkpoint every 4, warm-up 3, α/β lr 0.05)
+#: under the rule that scales the α/β rate.
+RULE = ("--arch-lr-rule", "matched_movement", "--device", "cpu")
 
 
 def test_the_plan_is_resolved_once_and_recorded(synthetic_dataset, tmp_path):
     out = tmp_path / "search"
-    assert main(search_argv(synthetic_dataset, out)) == 0
+    assert main(search_argv(synthetic_dataset, out, *RULE)) == 0
     plan = read_plan(out)
     expected = arch_schedule(
-        ArchOptimConfig(arch_lr_rule="matched_movement", warmup_fraction=0.25),
+        ArchOptimConfig(arch_lr_rule="matched_movement", arch_lr=0.05, warmup_iterations=WARMUP),
         OptimConfig(iterations=ITERATIONS),
     )
     assert plan.arch == expected
-    assert (plan.arch.warmup, plan.arch.arch_steps) == (2, 6)
-    assert plan.arch.arch_lr == pytest.approx(3e-4 * 36_800 / 6)
+    assert (plan.arch.warmup, plan.arch.arch_steps) == (3, 5)
+    assert plan.arch.arch_lr == pytest.approx(0.05 * 36_800 / 5)
     assert (plan.iterations, plan.batch_size, plan.patch) == (ITERATIONS, 2, (32, 32, 32))
     assert plan.device == "cpu" and plan.amp is False and plan.n_train_cases == 4
     # the search's own record of what it did says the same
     diagnostics = json.loads((out / "diagnostics.json").read_text())
-    assert diagnostics["warmup"] == 2 and diagnostics["arch_steps"] == 6
+    assert diagnostics["warmup"] == 3 and diagnostics["arch_steps"] == 5
     assert diagnostics["arch_lr"] == pytest.approx(plan.arch.arch_lr)
     # a folder without plan.json (made before it existed) resolves to the same schedule
     config = json.loads((out / "config.json").read_text())
@@ -78,18 +61,18 @@ def test_a_run_folder_without_a_plan_resumes_with_its_fingerprint(
 
     with monkeypatch.context() as patch:
         patch.setattr(vnas.search.task, "write_arch_json", killed)
-        assert main(search_argv(synthetic_dataset, out)) != 0
+        assert main(search_argv(synthetic_dataset, out, *RULE)) != 0
     assert (out / "checkpoint.pt").is_file() and not (out / "done").exists()
     before = json.loads((out / "config.json").read_text())
     (out / PLAN_NAME).unlink()  # the layout of a folder made before plan.json
 
     with caplog.at_level(logging.INFO):
-        assert main(search_argv(synthetic_dataset, out)) == 0
+        assert main(search_argv(synthetic_dataset, out, *RULE)) == 0
     assert re.search(r"resuming from .* at iteration 4 of 8", caplog.text)
     after = json.loads((out / "config.json").read_text())
     assert after["fingerprint"] == before["fingerprint"]
     assert after["identity"] == before["identity"]
-    assert (out / "done").exists() and read_plan(out).arch.warmup == 2
+    assert (out / "done").exists() and read_plan(out).arch.warmup == WARMUP
 
 
 def test_the_warmup_and_arch_lr_rules_are_worked_out_in_the_library_only():

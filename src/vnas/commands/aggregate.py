@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.files.outputs import add_force_argument
+from vnas.commands.flags import add_force_argument
 
 # the choices only: the library is imported when the command runs
 SELECTIONS = ("argmax", "perturbation")

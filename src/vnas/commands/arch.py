@@ -13,14 +13,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from vnas.commands.flags import add_force_argument
 from vnas.errors import VNASError
-from vnas.files.atomic import atomic_write_json, atomic_write_text
-from vnas.files.outputs import add_force_argument, output_dir, signed
+from vnas.files.atomic import atomic_write_json
+
+# re-exported: vnas.bench.markdown imports it from here (to move with issue 26's bench part)
+from vnas.files.markdown_block import replace_markdown_block as replace_markdown_block
+from vnas.files.markdown_block import write_markdown_block
+from vnas.files.outputs import output_dir, signed
 from vnas.space.genotype import (
     ARCH_PRESETS,
     NUM_DECODER_BLOCKS,
@@ -257,38 +261,13 @@ def stats_markdown(records: list[dict[str, Any]], args: argparse.Namespace) -> s
     return "\n".join(lines)
 
 
-def replace_markdown_block(
-    text: str, block: str, begin: str, end: str, path: str | Path | None = None
-) -> str:
-    """``text`` with the span from the marker ``begin`` to ``end`` replaced by ``block``.
-
-    Raises:
-        VNASError: the markers are missing (``path`` is named in the message).
-    """
-    start = text.find(begin)
-    stop = text.find(end, max(start, 0))
-    if start < 0 or stop < 0:
-        raise VNASError(f"no generated block to replace: add the lines {begin} and {end}", path)
-    return text[:start] + block + text[stop + len(end) :]
-
-
-def write_markdown_block(path: str | Path, block: str, begin: str = BEGIN, end: str = END) -> None:
-    """Replace the generated block of ``path`` between the markers ``begin`` and ``end``
-    (or write a new file holding just it)."""
-    path = Path(path)
-    if not path.exists():
-        atomic_write_text(path, block + "\n")
-        return
-    atomic_write_text(path, replace_markdown_block(path.read_text(), block, begin, end, path))
-
-
 def run_stats(args: argparse.Namespace) -> int:
     """Build each network and print (or write) its parameters, FLOPs and activations."""
     if args.classes < 2 or args.in_channels < 1 or args.width <= 0:
         raise VNASError("--classes must be >= 2, --in-channels >= 1 and --width > 0")
     records = [network_stats_of(name, args) for name in args.arch]
     for path in args.markdown or ():
-        write_markdown_block(path, stats_markdown(records, args))
+        write_markdown_block(path, stats_markdown(records, args), BEGIN, END)
         print(f"wrote the table of {len(records)} networks into {path}")
     if args.markdown:
         return 0

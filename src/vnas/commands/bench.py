@@ -14,6 +14,7 @@ import json
 import logging
 from pathlib import Path
 
+from vnas.commands.flags import add_force_argument
 from vnas.commands.run_flags import (
     add_device_arguments,
     add_dims_argument,
@@ -22,7 +23,6 @@ from vnas.commands.run_flags import (
     positive_float,
     positive_int,
 )
-from vnas.files.outputs import add_force_argument
 
 logger = logging.getLogger(__name__)
 

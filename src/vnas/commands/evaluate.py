@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from vnas.commands.flags import add_force_argument
 from vnas.commands.window_flags import add_inference_args, inference_options
 from vnas.eval.metrics import DEFAULT_NSD_TOLERANCE_MM
-from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

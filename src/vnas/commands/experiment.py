@@ -12,6 +12,7 @@ import json
 import os
 from pathlib import Path
 
+from vnas.commands.flags import add_force_argument
 from vnas.commands.run_flags import (
     add_common_args,
     non_negative_int,
@@ -20,7 +21,7 @@ from vnas.commands.run_flags import (
 )
 from vnas.engine.config import config_from_flat
 from vnas.errors import VNASError
-from vnas.files.outputs import add_force_argument, claim_file, output_dir, signed
+from vnas.files.outputs import claim_file, output_dir, signed
 from vnas.search.config import ProbeConfig
 
 

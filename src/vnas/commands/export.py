@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from vnas.commands.flags import add_force_argument
 from vnas.commands.run_flags import add_dims_argument
-from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

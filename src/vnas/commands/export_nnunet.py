@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.commands.flags import default_jobs
+from vnas.commands.flags import add_force_argument, default_jobs
 from vnas.data.presets import DATASET_PRESETS
-from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

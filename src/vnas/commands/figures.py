@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from vnas.commands.flags import add_force_argument
 from vnas.errors import VNASError
-from vnas.files.outputs import add_force_argument, output_dir
+from vnas.files.outputs import output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,14 +36,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _pick_cases(per_case, count: int) -> list[str]:
-    """Worst, best, then median cases, like the paper's Fig. 3 (min and average DSC)."""
-    ordered = per_case.sort_values()
-    picks = [ordered.index[0], ordered.index[-1], ordered.index[len(ordered) // 2]]
-    unique = list(dict.fromkeys(picks))
-    return unique[:count]
-
-
 def run(args: argparse.Namespace) -> int:
     results = Path(args.results)
     searches = sorted(results.glob("search/fold*/arch.json"))
@@ -64,12 +57,16 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
     from vnas.data.readers import get_reader
     from vnas.report.figures import (
         arch_probabilities_figure,
+        class_scores,
         curves_figure,
+        first_class_dsc,
         overlay_figure,
+        pick_cases,
         read_prediction,
         save_figure,
         search_entropy_figure,
         search_trajectories_figure,
+        search_warmup,
     )
     from vnas.search.diagnostics import read_trajectory
 
@@ -77,7 +74,7 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
     arch_files["aggregate"] = results / "arch.json"
     save_figure(arch_probabilities_figure(arch_files), out / "arch_probabilities.png")
     trajectories = {
-        p.parent.name: (*read_trajectory(p.parent / "trajectory.csv"), _warmup(p.parent))
+        p.parent.name: (*read_trajectory(p.parent / "trajectory.csv"), search_warmup(p.parent))
         for p in searches
     }
     save_figure(search_trajectories_figure(trajectories), out / "search_trajectories.png")
@@ -98,7 +95,7 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
         for m in args.methods
     }
     first = metrics[args.methods[0]]
-    chosen = _pick_cases(_first_class_dsc(first), args.cases)
+    chosen = pick_cases(first_class_dsc(first), args.cases)
     fold_of = first.groupby("case_id")["fold"].first()
 
     reader = get_reader(args.preset, args.raw)
@@ -112,33 +109,3 @@ def _draw(args: argparse.Namespace, results: Path, searches: list[Path], out: Pa
     scores = {m: class_scores(metrics[m]) for m in args.methods}
     classes = {int(k): v for k, v in reader.classes.items() if int(k) > 0}
     save_figure(overlay_figure(cases, predictions, scores, classes), out / "overlays.png")
-
-
-def _first_class_dsc(metrics):
-    """Each case's DSC of the first foreground class (the organ, as the paper's Fig. 3
-    picks NIH cases by pancreas DSC): a mean over classes would mix in a class that is
-    absent from a case or that no method finds."""
-    first_class = metrics["class"].min()
-    return metrics[metrics["class"] == first_class].set_index("case_id")["dsc"]
-
-
-def class_scores(metrics) -> dict[str, dict]:
-    """Per case id, per class name: (DSC, ground-truth voxels, predicted voxels)."""
-    out: dict[str, dict] = {}
-    for row in metrics.itertuples():
-        score = (float(row.dsc), int(row.gt_voxels), int(row.pred_voxels))
-        out.setdefault(str(row.case_id), {})[row.class_name] = score
-    return out
-
-
-def _warmup(search_dir: Path) -> int:
-    """The search's warm-up in iterations as it resolved it (its ``plan.json``,
-    :func:`vnas.search.schedule.recorded_schedule`); 0 without a ``config.json``."""
-    import json
-
-    from vnas.search.schedule import recorded_schedule
-
-    path = search_dir / "config.json"
-    if not path.is_file():
-        return 0
-    return recorded_schedule(search_dir, json.loads(path.read_text())).warmup

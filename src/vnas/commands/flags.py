@@ -20,6 +20,8 @@ __all__ = [
     "REMOVED_IN",
     "DefaultsHelpFormatter",
     "RawDescriptionDefaultsHelpFormatter",
+    "add_force_argument",
+    "add_max_voxels_argument",
     "apply_formatter",
     "default_jobs",
     "deprecated",
@@ -99,3 +101,29 @@ def deprecated(*old: str, new: str) -> type[argparse.Action]:
             super().__call__(parser, namespace, values, option_string)
 
     return _Deprecated
+
+
+def add_force_argument(parser: argparse.ArgumentParser, what: str = "--out") -> None:
+    """Add ``--force``: write into an output folder that holds the user's files, keeping
+    them (rule 2 of :mod:`vnas.files.outputs`)."""
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help=f"write {what} even where a folder holds files vnas did not write: they are "
+        "kept. Never overwrites or deletes a file vnas did not write with this command, "
+        "another command's output or an input",
+    )
+
+
+def add_max_voxels_argument(parser: argparse.ArgumentParser) -> None:
+    """Add ``--max-voxels``: the largest volume (in voxels) a command will read."""
+    # imported here: the vnas.data package loads numpy, which `vnas --version` never needs
+    from vnas.data.limits import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV
+
+    parser.add_argument(
+        "--max-voxels",
+        type=int,
+        metavar="N",
+        help="refuse volumes with more voxels than this, before reading them "
+        f"(default: {DEFAULT_MAX_VOXELS:,}; ${MAX_VOXELS_ENV} sets it too)",
+    )

@@ -6,9 +6,8 @@ import argparse
 import re
 from pathlib import Path
 
-from vnas.commands.flags import default_jobs
+from vnas.commands.flags import add_force_argument, default_jobs
 from vnas.commands.plan_batch import batch_lines, batch_plan, checked_replacement, dataset_voxels
-from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

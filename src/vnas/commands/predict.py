@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.commands.flags import deprecated
+from vnas.commands.flags import add_force_argument, add_max_voxels_argument, deprecated
 from vnas.commands.window_flags import add_inference_args, inference_options
-from vnas.data.limits import add_max_voxels_argument, set_max_voxels
-from vnas.files.outputs import add_force_argument
+from vnas.data.limits import set_max_voxels
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

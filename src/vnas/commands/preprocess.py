@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.commands.flags import default_jobs
-from vnas.data.limits import add_max_voxels_argument, set_max_voxels
+from vnas.commands.flags import add_force_argument, add_max_voxels_argument, default_jobs
+from vnas.data.limits import set_max_voxels
 from vnas.data.presets import DATASET_PRESETS
-from vnas.files.outputs import add_force_argument
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

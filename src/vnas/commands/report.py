@@ -7,9 +7,10 @@ import argparse
 import shutil
 from pathlib import Path
 
+from vnas.commands.flags import add_force_argument
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_text
-from vnas.files.outputs import add_force_argument, check_distinct, claim_file, output_dir
+from vnas.files.outputs import check_distinct, claim_file, output_dir
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 
-from vnas.commands.flags import deprecated
-from vnas.files.outputs import add_force_argument
+from vnas.commands.flags import add_force_argument, deprecated
 
 log = logging.getLogger(__name__)
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vnas.commands.flags import add_force_argument
 from vnas.data.phantom import CUES, DEFAULT_SHAPE, KINDS
-from vnas.files.outputs import add_force_argument
 
 DESCRIPTION = """\
 Write a synthetic CT *phantom* dataset (made-up anatomy, not patient data) in the layout

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-from vnas.commands.flags import deprecated
+from vnas.commands.flags import add_force_argument, deprecated
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json, atomic_write_text
 from vnas.files.outputs import (
-    add_force_argument,
     check_distinct,
     claim_file,
     markdown_signature,

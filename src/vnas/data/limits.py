@@ -1,4 +1,5 @@
-"""The stated limits on what vnas reads, and the flags that raise them.
+"""The stated limits on what vnas reads (``--max-voxels``,
+:func:`vnas.commands.flags.add_max_voxels_argument`, raises them).
 
 Kept apart from :mod:`vnas.data.imageio` (which loads SimpleITK) so that the command line
 can show the defaults in ``--help`` without importing the readers.
@@ -6,7 +7,6 @@ can show the defaults in ``--help`` without importing the readers.
 
 from __future__ import annotations
 
-import argparse
 import os
 
 from vnas.errors import VNASError
@@ -37,14 +37,3 @@ def set_max_voxels(voxels: int | None) -> None:
         if voxels < 1:
             raise VNASError(f"--max-voxels must be positive, got {voxels}")
         os.environ[MAX_VOXELS_ENV] = str(int(voxels))
-
-
-def add_max_voxels_argument(parser: argparse.ArgumentParser) -> None:
-    """Add ``--max-voxels``: the largest volume (in voxels) a command will read."""
-    parser.add_argument(
-        "--max-voxels",
-        type=int,
-        metavar="N",
-        help="refuse volumes with more voxels than this, before reading them "
-        f"(default: {DEFAULT_MAX_VOXELS:,}; ${MAX_VOXELS_ENV} sets it too)",
-    )

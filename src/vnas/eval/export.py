@@ -1,6 +1,6 @@
 """Export a trained network for other runtimes: ONNX (ONNX Runtime) or TorchScript.
 
-The exported network is :func:`vnas.eval.inference.prepare_for_inference`'s copy (eval mode,
+The exported network is :func:`vnas.eval.inference_copy.prepare_for_inference`'s copy (eval mode,
 every BatchNorm that follows a convolution folded into it), so it computes what
 ``vnas predict`` computes, up to float32 rounding. Its input is a batch of windows
 ``(N, C_in, D, H, W)`` of one fixed window size (the model's test patch): the batch
@@ -35,6 +35,7 @@ import torch
 from torch import nn
 
 from vnas.errors import VNASError
+from vnas.eval.inference_copy import prepare_for_inference
 from vnas.files.atomic import atomic_path
 from vnas.files.outputs import SIGNATURE_KEY, TORCHSCRIPT_EXTRA, signature
 
@@ -90,8 +91,6 @@ def adaptive_avg_pool3d_decomposition(x: torch.Tensor, output_size: Sequence[int
 
 
 def _inference_copy(model: nn.Module) -> nn.Module:
-    from vnas.eval.inference import prepare_for_inference
-
     # Contiguous: ONNX has no memory format, and TorchScript users feed plain tensors.
     return prepare_for_inference(model, channels_last=False).cpu().float()
 

@@ -41,7 +41,6 @@ for all of them (README, "Reliability"):
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import hashlib
 import json
@@ -63,7 +62,6 @@ __all__ = [
     "SIGNATURE_KEY",
     "TORCHSCRIPT_EXTRA",
     "Inputs",
-    "add_force_argument",
     "check_distinct",
     "check_outside_inputs",
     "claim_file",
@@ -102,18 +100,6 @@ def signed(command: str, record: dict) -> dict:
 def markdown_signature(command: str) -> str:
     """The first line of a Markdown file vnas writes (invisible when rendered)."""
     return f"<!-- written by {signature(command)} -->"
-
-
-def add_force_argument(parser: argparse.ArgumentParser, what: str = "--out") -> None:
-    """Add ``--force``: write into an output folder that holds the user's files, keeping
-    them (rule 2)."""
-    parser.add_argument(
-        "--force",
-        action="store_true",
-        help=f"write {what} even where a folder holds files vnas did not write: they are "
-        "kept. Never overwrites or deletes a file vnas did not write with this command, "
-        "another command's output or an input",
-    )
 
 
 def _signer(text: str | None) -> str | None:

@@ -344,16 +344,9 @@ def results_markdown(summary: dict, timing: dict | None, images: str, source: st
 
 def write_results(markdown_path: Path, block: str) -> None:
     """Replace the generated block of ``markdown_path`` (which must have the markers)."""
-    from vnas.errors import VNASError
-    from vnas.files.atomic import atomic_write_text
+    from vnas.files.markdown_block import write_markdown_block
 
-    text = markdown_path.read_text() if markdown_path.exists() else ""
-    start, end = text.find(BEGIN), text.find(END)
-    if start < 0 or end < start:
-        raise VNASError(
-            f"no generated block to replace: add the lines {BEGIN} and {END}", markdown_path
-        )
-    atomic_write_text(markdown_path, text[:start] + block + text[end + len(END) :])
+    write_markdown_block(markdown_path, block, BEGIN, END, create=False)
 
 
 def write_figures(summary: dict, folder: Path) -> list[Path]:

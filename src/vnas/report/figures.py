@@ -22,6 +22,7 @@ from matplotlib.patches import Patch
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_path
 from vnas.search.diagnostics import DECIDED_PROB, cell_names, normalised_entropy
+from vnas.search.schedule import recorded_schedule
 from vnas.space.genotype import OP_NAMES
 
 # Paper Figs. 3-4: normal pancreas blue, tumour red.
@@ -302,3 +303,40 @@ def read_prediction(path: Path) -> np.ndarray:
     if not path.is_file():
         raise VNASError("prediction missing (run `vnas evaluate`)", path)
     return sitk.GetArrayFromImage(sitk.ReadImage(str(path)))
+
+
+# --- what the figures show, picked from a run's results (`vnas figures`) ---
+
+
+def pick_cases(per_case: pd.Series, count: int) -> list[str]:
+    """Worst, best, then median cases, like the paper's Fig. 3 (min and average DSC)."""
+    ordered = per_case.sort_values()
+    picks = [ordered.index[0], ordered.index[-1], ordered.index[len(ordered) // 2]]
+    unique = list(dict.fromkeys(picks))
+    return unique[:count]
+
+
+def first_class_dsc(metrics: pd.DataFrame) -> pd.Series:
+    """Each case's DSC of the first foreground class (the organ, as the paper's Fig. 3
+    picks NIH cases by pancreas DSC): a mean over classes would mix in a class that is
+    absent from a case or that no method finds."""
+    first_class = metrics["class"].min()
+    return metrics[metrics["class"] == first_class].set_index("case_id")["dsc"]
+
+
+def class_scores(metrics: pd.DataFrame) -> dict[str, dict]:
+    """Per case id, per class name: (DSC, ground-truth voxels, predicted voxels)."""
+    out: dict[str, dict] = {}
+    for row in metrics.itertuples():
+        score = (float(row.dsc), int(row.gt_voxels), int(row.pred_voxels))
+        out.setdefault(str(row.case_id), {})[row.class_name] = score
+    return out
+
+
+def search_warmup(search_dir: Path) -> int:
+    """The search's warm-up in iterations as it resolved it (its ``plan.json``,
+    :func:`vnas.search.schedule.recorded_schedule`); 0 without a ``config.json``."""
+    path = search_dir / "config.json"
+    if not path.is_file():
+        return 0
+    return recorded_schedule(search_dir, json.loads(path.read_text())).warmup

@@ -36,6 +36,7 @@ import numpy as np
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
+from vnas.space.version import NETWORK_VERSION
 
 __all__ = [
     "ARCH_JSON",
@@ -311,7 +312,7 @@ def write_arch_json(
 ) -> dict[str, Any]:
     """Write α, β, their softmax probabilities and the argmax code to ``path`` atomically.
 
-    The record also holds the ``network_version`` (:data:`vnas.space.models.NETWORK_VERSION`)
+    The record also holds the ``network_version`` (:data:`vnas.space.version.NETWORK_VERSION`)
     of the network whose α, β these are: aggregation refuses searches of another one.
 
     Args:
@@ -325,8 +326,6 @@ def write_arch_json(
     Returns:
         The record written (same keys as :func:`read_arch_json`).
     """
-    from vnas.space.models import NETWORK_VERSION
-
     a = np.asarray(_to_numpy(alpha), dtype=np.float64)
     b = np.asarray(_to_numpy(beta), dtype=np.float64)
     _check_shapes(a, b)
