@@ -397,6 +397,11 @@ def test_one_writer_per_run_folder(study) -> None:
         while f"PID {first.pid}" not in (lock.read_text() if lock.exists() else ""):
             assert first.poll() is None and time.monotonic() < deadline, "no lock taken"
             time.sleep(0.1)
+        # and its start-up files written (plan.json is the last; on a loaded machine the
+        # digest could otherwise catch config.json's temporary file)
+        while not (out / "plan.json").exists():
+            assert first.poll() is None and time.monotonic() < deadline, "no plan.json"
+            time.sleep(0.1)
         before = digest(out)
         results = run_batch(
             [
