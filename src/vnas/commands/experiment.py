@@ -1,8 +1,9 @@
-"""``vnas experiment summarize|report``: the known-answer experiment's results.
+"""``vnas experiment summarize|report|truth-table``: the known-answer experiments' results.
 
 ``summarize`` gathers an experiment folder (``workflow/rules/experiment.smk``) into one
 JSON; ``report`` writes EXPERIMENTS.md's generated block and figures from it, so that no
-number in EXPERIMENTS.md is typed by hand.
+number in EXPERIMENTS.md is typed by hand. ``truth-table`` judges Step 1 of the second
+experiment (:mod:`vnas.report.truth_table`).
 """
 
 from __future__ import annotations
@@ -30,8 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarize a known-answer experiment and write EXPERIMENTS.md from it",
         description="The known-answer experiment of EXPERIMENTS.md (make experiment).",
     )
-    sub = parser.add_subparsers(dest="experiment_command", metavar="{summarize,report,probe}",
-                                required=True)  # fmt: skip
+    sub = parser.add_subparsers(dest="experiment_command", required=True,
+                                metavar="{summarize,report,probe,truth-table}")  # fmt: skip
 
     summarize = sub.add_parser(
         "summarize",
@@ -81,6 +82,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="that search's alpha/beta learning rate")  # fmt: skip
     probe.set_defaults(func=run_probe)
 
+    truth = sub.add_parser(
+        "truth-table",
+        help="Step 1 of the second known-answer experiment: which groups have an answer",
+        description="Read ROOT/<cue>/ablation/eval/<code>/seed<S>/metrics.csv "
+        "(workflow/rules/experiment2.smk) and write, per group switched to 3D, the paired "
+        "held-out DSC difference to all-2D with bootstrap intervals, the pre-registered "
+        "criteria (a)-(c) and H5's verdict (EXPERIMENTS.md, Known answer 2) as one JSON.",
+    )
+    truth.add_argument("--root", required=True, help="results/experiments/NAME")
+    truth.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
+    truth.add_argument("--groups", nargs="+", required=True, help="switched groups (E1 .. D5)")
+    truth.add_argument("--noise-seeds", type=non_negative_int, nargs="+", required=True,
+                       help="training seeds of the all-2D network (criterion b)")  # fmt: skip
+    truth.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    truth.add_argument("--out", required=True, help="JSON to write")
+    add_force_argument(truth)
+    truth.set_defaults(func=run_truth_table)
+
 
 def run_summarize(args: argparse.Namespace) -> int:
     from vnas.files.atomic import atomic_write_json
@@ -92,6 +111,25 @@ def run_summarize(args: argparse.Namespace) -> int:
                force=args.force)  # fmt: skip
     summary = summarize_experiment(args.root, args.cues, args.bootstrap)
     atomic_write_json(args.out, signed("experiment summarize", summary))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_truth_table(args: argparse.Namespace) -> int:
+    from vnas.files.atomic import atomic_write_json
+    from vnas.report.truth_table import ABLATION_GROUPS, summarize_truth_table
+
+    if args.bootstrap < 100:
+        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    unknown = sorted(set(args.groups) - set(ABLATION_GROUPS))
+    if unknown:
+        raise VNASError(f"unknown --groups {unknown}: choose among {list(ABLATION_GROUPS)}")
+    claim_file(args.out, command="experiment truth-table", inputs={"--root": args.root},
+               force=args.force)  # fmt: skip
+    table = summarize_truth_table(
+        args.root, args.cues, args.groups, args.noise_seeds, args.bootstrap
+    )
+    atomic_write_json(args.out, signed("experiment truth-table", table))
     print(f"wrote {args.out}")
     return 0
 
