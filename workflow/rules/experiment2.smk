@@ -148,3 +148,237 @@ rule ka2_step1:
         "vnas experiment truth-table --root {params.root:q} --cues {params.cues:q} "
         "--groups {params.groups:q} --noise-seeds {params.seeds:q} "
         "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
+
+
+# Steps 2 and 3 run only if Step 1 found a known answer (H5; EXPERIMENTS.md):
+#
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2/step2.json \
+#       results/experiments/known_answer2/step3.json
+
+
+def ka2_search_args(wildcards):
+    """The first experiment's search settings plus PT scoring (the plan's Steps 2-3)."""
+    cfg = ka2()
+    return [
+        *("--iterations", cfg["search_iterations"], "--warmup-fraction", cfg["warmup_fraction"]),
+        *("--arch-lr-rule", cfg["arch_lr_rule"], "--arch-lr", config["arch_lr"]),
+        *("--arch-weight-decay", config["arch_weight_decay"]),
+        *("--pt-patches", cfg["pt_patches"]),
+    ]
+
+
+def ka2_step3_methods():
+    """Step 3's retrained methods per cue: V-NAS and V-NAS-PT per seed, random codes, Mix."""
+    cfg = ka2()
+    seeds = cfg["search_seeds"]
+    return [
+        *(f"vnas-seed{s}" for s in seeds),
+        *(f"vnas-pt-seed{s}" for s in seeds),
+        *(f"random-{k}" for k in range(cfg["random_samples"])),
+        "mix",
+    ]
+
+
+def ka2_step3_arch(wildcards):
+    """`vnas train --arch` of a Step-3 method."""
+    method, root = wildcards.method, f"{KA2}/{wildcards.cue}"
+    if method.startswith("vnas-pt-seed"):
+        return f"{root}/step3/codes/{method}.json"
+    if method.startswith("vnas-seed"):
+        return f"{root}/step3/search/seed{method.removeprefix('vnas-seed')}/arch.json"
+    if method.startswith("random-"):
+        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
+    return "mix"
+
+
+def ka2_step3_arch_input(wildcards):
+    arch = ka2_step3_arch(wildcards)
+    if wildcards.method.startswith("random-"):
+        return [f"{KA2}/{wildcards.cue}/random"]
+    return [] if arch == "mix" else [arch]
+
+
+rule ka2_mixed_search:
+    """Step 2: one search with every cell 2D but Step 1's cell (step1.json), mixed."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        step1=f"{KA2}/step1.json",
+    output:
+        arch=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/arch.json",
+        pt=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/perturbation.json",
+    params:
+        out=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}",
+        search=ka2_search_args,
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/mixed_{{cue}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/mixed_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "cell=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))[\"step2_cell\"])' "
+        "{input.step1:q}) && OMP_NUM_THREADS={threads:q} vnas search "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--seed {wildcards.ka2seed:q} --fixed-code manual:2d/2d --mixed-cells \"$cell\" "
+        "{params.search:q} {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_search:
+    """Step 3: one full search of fold 0, with PT scoring."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+    output:
+        arch=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}/arch.json",
+        pt=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}/perturbation.json",
+    params:
+        out=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}",
+        search=ka2_search_args,
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/search_{{cue}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/search_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold 0 --out {params.out:q} --seed {wildcards.ka2seed:q} "
+        "{params.search:q} {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_pt_code:
+    """V-NAS-PT of one search: its perturbation code (amendment A5)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}/perturbation.json",
+    output:
+        f"{KA2}/{{cue}}/step3/codes/vnas-pt-seed{{ka2seed}}.json",
+    params:
+        search=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}",
+    log:
+        f"{KA2}/logs/pt_code_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "vnas aggregate --selection perturbation --out {output:q} {params.search:q} 2> {log:q}"
+
+
+rule ka2_step3_train:
+    """Retrain one Step-3 method from scratch (training seed 0) on fold 0's train+val."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        arch=ka2_step3_arch_input,
+    output:
+        model=f"{KA2}/{{cue}}/step3/models/{{method}}/model.pt",
+    params:
+        out=f"{KA2}/{{cue}}/step3/models/{{method}}",
+        arch=ka2_step3_arch,
+        iterations=lambda w: ka2()["train_iterations"],
+        test_patch=lambda w: shape_arg(ka2()["test_patch"]),
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/train_{{cue}}_step3_{{method}}.tsv"
+    log:
+        f"{KA2}/logs/train_{{cue}}_step3_{{method}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas train --arch {params.arch:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--iterations {params.iterations:q} --test-patch {params.test_patch:q} --seed 0 "
+        "{params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_step3_evaluate:
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        model=f"{KA2}/{{cue}}/step3/models/{{method}}/model.pt",
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        raw=f"{KA2}/{{cue}}/raw",
+    output:
+        metrics=f"{KA2}/{{cue}}/step3/eval/{{method}}/metrics.csv",
+    params:
+        model=lambda w, input: os.path.dirname(input.model),
+        out=f"{KA2}/{{cue}}/step3/eval/{{method}}",
+        device=config["device"],
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/evaluate_{{cue}}_step3_{{method}}.tsv"
+    log:
+        f"{KA2}/logs/evaluate_{{cue}}_step3_{{method}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas evaluate --model {params.model:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--raw {input.raw:q} --device {params.device:q} 2> {log:q}"
+
+
+rule ka2_step2:
+    """Step 2's counts and H6's verdict per selection method."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        step1=f"{KA2}/step1.json",
+        searches=lambda w: [
+            f"{KA2}/{cue}/mixed/seed{s}/perturbation.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+    output:
+        f"{KA2}/step2.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+    log:
+        f"{KA2}/logs/step2.log",
+    shell:
+        "vnas experiment one-mixed-cell --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --step1 {input.step1:q} --out {output:q} 2> {log:q}"
+
+
+rule ka2_step3:
+    """Step 3's H7-H9 (best manual: Step 1's best code, its evaluation reused)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        step1=f"{KA2}/step1.json",
+        searches=lambda w: [
+            f"{KA2}/{cue}/step3/search/seed{s}/perturbation.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+        evals=lambda w: [
+            f"{KA2}/{cue}/step3/eval/{m}/metrics.csv"
+            for cue in ka2()["cues"]
+            for m in ka2_step3_methods()
+        ],
+    output:
+        f"{KA2}/step3.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+        random=lambda w: ka2()["random_samples"],
+        bootstrap=lambda w: ka2()["bootstrap"],
+    log:
+        f"{KA2}/logs/step3.log",
+    shell:
+        "vnas experiment full-search --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --step1 {input.step1:q} --random-samples {params.random:q} "
+        "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
