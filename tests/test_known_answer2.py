@@ -140,9 +140,14 @@ def test_report2_writes_every_step_into_its_block(tmp_path):
     (tmp_path / "step1.json").write_text(json.dumps(step1))
     markdown = tmp_path / "EXPERIMENTS.md"
     markdown.write_text(f"# E\n\nkept\n{BEGIN}\nold\n{END}\nkept too\n")
+    bench = tmp_path / "benchmarks"
+    bench.mkdir()
+    for name, cpu in (("train_a", 100.0), ("train_b", 50.5), ("evaluate_a", 9.5)):
+        (bench / f"{name}.tsv").write_text(f"s\tcpu_time\n200\t{cpu}\n")
     argv = ["experiment", "report2", "--step1", str(tmp_path / "step1.json"),
-            "--markdown", str(markdown)]  # fmt: skip
+            "--benchmarks", str(bench), "--markdown", str(markdown)]  # fmt: skip
     assert main(argv) == 0
     text = markdown.read_text()
     assert "old" not in text and "kept\n" in text and "kept too" in text
     assert "| D5 |" in text and "**H5 supported**" in text and "Step 2: not run." in text
+    assert "3 jobs, **160 CPU s**" in text and "train 2 jobs 150 s" in text

@@ -133,6 +133,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report2.add_argument("--step1", help="vnas experiment truth-table output")
     report2.add_argument("--step2", help="vnas experiment one-mixed-cell output")
     report2.add_argument("--step3", help="vnas experiment full-search output")
+    report2.add_argument("--benchmarks", help="the experiment's benchmarks/ folder (CPU time)")
     report2.add_argument("--markdown", required=True, help="EXPERIMENTS.md")
     report2.set_defaults(func=run_report2)
 
@@ -219,7 +220,12 @@ def run_report2(args: argparse.Namespace) -> int:
     if not steps:
         raise VNASError("give at least one of --step1, --step2, --step3")
     sources = {1: args.step1, 2: args.step2, 3: args.step3}
-    write_block(Path(args.markdown), steps, sources)
+    costs = None
+    if args.benchmarks:
+        from vnas.report.experiment_summary import job_costs
+
+        costs = job_costs(Path(args.benchmarks).parent)
+    write_block(Path(args.markdown), steps, sources, costs)
     print(f"wrote the Known answer 2 results into {args.markdown}")
     return 0
 

@@ -155,8 +155,21 @@ def _step3(s: Mapping) -> list[str]:
     return lines
 
 
-def results_markdown(steps: Mapping[int, Mapping], sources: Mapping[int, str | None]) -> str:
-    """The block for the given steps (1–3); missing steps are marked not run."""
+def _costs(costs: Mapping) -> list[str]:
+    rules = ", ".join(f"{rule} {r['jobs']:.0f} jobs {r['cpu_s']:,.0f} s"
+                      for rule, r in costs["by_rule"].items())  # fmt: skip
+    total = costs["total"]
+    return ["#### Cost", "", f"Snakemake benchmark files (`cpu_time`, one thread per job; "
+            f"sampled, so short jobs are undercounted): {total['jobs']} jobs, "
+            f"**{total['cpu_s']:,.0f} CPU s** ({total['cpu_s'] / 3600:.2f} CPU h); by rule: "
+            f"{rules}."]  # fmt: skip
+
+
+def results_markdown(
+    steps: Mapping[int, Mapping], sources: Mapping[int, str | None], costs: Mapping | None = None
+) -> str:
+    """The block for the given steps (1–3); missing steps are marked not run; with
+    ``costs`` (:func:`vnas.report.experiment_summary.job_costs`), the measured CPU time."""
     lines = [
         BEGIN,
         "",
@@ -167,17 +180,22 @@ def results_markdown(steps: Mapping[int, Mapping], sources: Mapping[int, str | N
     for number, render in ((1, _step1), (2, _step2), (3, _step3)):
         lines.append("")
         lines += render(steps[number]) if number in steps else [f"Step {number}: not run."]
+    if costs is not None:
+        lines += ["", *_costs(costs)]
     lines += ["", END]
     return "\n".join(lines)
 
 
 def write_block(
-    markdown: Path, steps: Mapping[int, Mapping], sources: Mapping[int, str | None]
+    markdown: Path,
+    steps: Mapping[int, Mapping],
+    sources: Mapping[int, str | None],
+    costs: Mapping | None = None,
 ) -> None:
     """Replace the block between :data:`BEGIN` and :data:`END` of ``markdown``."""
     text = markdown.read_text()
     pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
     if not pattern.search(text):
         raise VNASError(f"no generated block ({BEGIN} ... {END})", markdown)
-    block = results_markdown(steps, sources)
+    block = results_markdown(steps, sources, costs)
     atomic_write_text(markdown, pattern.sub(lambda _: block, text))
