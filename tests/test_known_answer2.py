@@ -16,6 +16,7 @@ from vnas.report.known_answer2 import (
     summarize_one_mixed_cell,
     two_level_bootstrap,
 )
+from vnas.report.known_answer2_report import results_markdown
 from vnas.space.genotype import NUM_OPS, write_arch_json
 
 TP, IP = "through-plane", "in-plane"
@@ -104,6 +105,12 @@ def test_step3_reads_codes_and_evaluations(tmp_path):
             digits = [0] * 20 + [op]
             write_search(tmp_path / cue / "step3" / "search" / f"seed{seed}", digits, digits,
                          [True] * 21)  # fmt: skip
+            for folder, decided in (("step3/search", 1), ("hygiene", 18)):
+                diagnostics = {"final": {"decided_cells": decided},
+                               "arch_gradient": {"decay_share": [0.9 / decided] * 21}}  # fmt: skip
+                path = tmp_path / cue / folder / f"seed{seed}" / "diagnostics.json"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                path.write_text(json.dumps(diagnostics))
         evals = tmp_path / cue / "step3" / "eval"
         for method, level in (("vnas-seed", 0.7), ("vnas-pt-seed", 0.7)):
             for seed in range(5):
@@ -116,13 +123,19 @@ def test_step3_reads_codes_and_evaluations(tmp_path):
                       0.8 + rng.normal(0, 0.01, 20))  # fmt: skip
     step1 = {"known_answers": ["D5"], "mean_dsc": {TP: {"2d": 0.5, "3d-D5": 0.8},
                                                    IP: {"2d": 0.5, "3d-D5": 0.8}}}  # fmt: skip
-    out = summarize_full_search(tmp_path, [TP, IP], range(5), 6, step1, resamples=300)
+    out = summarize_full_search(tmp_path, [TP, IP], range(5), 6, step1, resamples=300,
+                                hygiene=True)  # fmt: skip
     assert out["cells"] == ["D5"]
     assert out["h7"]["argmax"]["supported"] and out["h7"]["perturbation"]["supported"]
     assert out["h8"]["argmax"][TP]["supported"]
     assert out["h9"][TP]["best_manual"] == "3d-D5"
     assert out["h9_supported"] == {"V-NAS-PT − Random": True, "V-NAS − Random": True}
     assert out["h9"][TP]["differences"]["V-NAS − best manual"]["ci"][1] < 0
+    assert out["hygiene"][TP]["hygiene"]["decided_cells"] == [18] * 5
+    assert out["hygiene"][TP]["paper"]["mean_decay_share"] == pytest.approx([0.9] * 5)
+    text = results_markdown({3: out}, {3: "step3.json"})
+    assert "Step 1: not run." in text and "| V-NAS-PT − Random |" in text
+    assert "Exploratory" in text and "V-NAS-PT − Random: supported" in text
 
 
 def test_report2_writes_every_step_into_its_block(tmp_path):

@@ -154,6 +154,9 @@ rule ka2_step1:
 #
 #   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2/step2.json \
 #       results/experiments/known_answer2/step3.json
+#
+# then, budget allowing, the exploratory hygiene re-run: .../step3_hygiene.json. Each
+# step's JSON goes into EXPERIMENTS.md with `vnas experiment report2`.
 
 
 def ka2_search_args(wildcards):
@@ -382,3 +385,63 @@ rule ka2_step3:
         "vnas experiment full-search --root {params.root:q} --cues {params.cues:q} "
         "--seeds {params.seeds:q} --step1 {input.step1:q} --random-samples {params.random:q} "
         "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
+
+
+rule ka2_hygiene_search:
+    """Exploratory: Step 3's search again without α weight decay and with the α gradient
+    averaged over 4 val batches (no PT, no retraining)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+    output:
+        f"{KA2}/{{cue}}/hygiene/seed{{ka2seed}}/diagnostics.json",
+    params:
+        out=f"{KA2}/{{cue}}/hygiene/seed{{ka2seed}}",
+        iterations=lambda w: ka2()["search_iterations"],
+        warmup=lambda w: ka2()["warmup_fraction"],
+        rule=lambda w: ka2()["arch_lr_rule"],
+        lr=config["arch_lr"],
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/hygiene_{{cue}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/hygiene_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold 0 --out {params.out:q} --seed {wildcards.ka2seed:q} "
+        "--iterations {params.iterations:q} --warmup-fraction {params.warmup:q} "
+        "--arch-lr-rule {params.rule:q} --arch-lr {params.lr:q} --arch-weight-decay 0 "
+        "--arch-grad-batches 4 {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_step3_hygiene:
+    """Step 3's summary with the exploratory hygiene comparison added."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        step3=f"{KA2}/step3.json",
+        step1=f"{KA2}/step1.json",
+        hygiene=lambda w: [
+            f"{KA2}/{cue}/hygiene/seed{s}/diagnostics.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+    output:
+        f"{KA2}/step3_hygiene.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+        random=lambda w: ka2()["random_samples"],
+        bootstrap=lambda w: ka2()["bootstrap"],
+    log:
+        f"{KA2}/logs/step3_hygiene.log",
+    shell:
+        "vnas experiment full-search --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --step1 {input.step1:q} --random-samples {params.random:q} "
+        "--bootstrap {params.bootstrap:q} --hygiene --out {output:q} 2> {log:q}"

@@ -122,6 +122,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     full.add_argument("--random-samples", type=positive_int, required=True,
                       help="random codes retrained")  # fmt: skip
     full.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    full.add_argument("--hygiene", action="store_true",
+                      help="also compare ROOT/<cue>/hygiene/seed<S>/ (exploratory)")  # fmt: skip
     full.set_defaults(func=run_full_search)
 
     report2 = sub.add_parser(
@@ -208,7 +210,7 @@ def run_full_search(args: argparse.Namespace) -> int:
     claim_file(args.out, command="experiment full-search", inputs=inputs, force=args.force)
     step1 = _load(args.step1, "Step-1 truth table")
     record = summarize_full_search(args.root, args.cues, args.seeds, args.random_samples,
-                                   step1, args.bootstrap)  # fmt: skip
+                                   step1, args.bootstrap, args.hygiene)  # fmt: skip
     return _write_step(args, "experiment full-search", record)
 
 

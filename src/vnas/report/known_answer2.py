@@ -229,9 +229,12 @@ def summarize_full_search(
     random_samples: int,
     step1: Mapping,
     resamples: int,
+    hygiene: bool = False,
 ) -> dict:
     """Step 3: H7 and H8 per selection method on the known-answer cells, and H9's
-    held-out DSC with architecture-resampled intervals."""
+    held-out DSC with architecture-resampled intervals; with ``hygiene``, the exploratory
+    comparison of how decided the searches ended with and without the hygiene options
+    (:func:`hygiene_comparison`)."""
     root = Path(root)
     cells = group_cells(step1["known_answers"])
     if not cells:
@@ -261,8 +264,25 @@ def summarize_full_search(
     }
     out["h9"] = {cue: _h9(root / cue, seeds, random_samples, step1, resamples) for cue in cues}
     tp = out["h9"].get(THROUGH, {}).get("differences", {})
+    if hygiene:
+        out["hygiene"] = {cue: hygiene_comparison(root / cue, seeds) for cue in cues}
     tested = ("V-NAS-PT − Random", "V-NAS − Random")
     out["h9_supported"] = {name: bool(tp[name]["ci"][0] > 0) for name in tested if name in tp}
+    return out
+
+
+def hygiene_comparison(cue_dir: Path, seeds: Sequence[int]) -> dict:
+    """Per search seed: decided cells and the mean α/β weight-decay share of the paper's
+    settings (``step3/search``) and of the hygiene re-run (``hygiene``; exploratory)."""
+    out = {}
+    for name, folder in (("paper", "step3/search"), ("hygiene", "hygiene")):
+        records = [_read(cue_dir / folder / f"seed{s}" / "diagnostics.json") for s in seeds]
+        out[name] = {
+            "decided_cells": [r["final"]["decided_cells"] for r in records],
+            "mean_decay_share": [
+                float(np.mean(r["arch_gradient"]["decay_share"])) for r in records
+            ],
+        }
     return out
 
 

@@ -146,6 +146,7 @@ def _step3(s: Mapping) -> list[str]:
     verdicts = "; ".join(
         f"{k}: {'supported' if v else 'not supported'}" for k, v in s["h9_supported"].items()
     )
+    lines += _hygiene(s.get("hygiene"))
     lines += [
         "",
         f"Best manual (Step-1 code, chosen on the test cases): {best}.",
@@ -163,6 +164,21 @@ def _costs(costs: Mapping) -> list[str]:
             f"sampled, so short jobs are undercounted): {total['jobs']} jobs, "
             f"**{total['cpu_s']:,.0f} CPU s** ({total['cpu_s'] / 3600:.2f} CPU h); by rule: "
             f"{rules}."]  # fmt: skip
+
+
+def _hygiene(hygiene: Mapping | None) -> list[str]:
+    if not hygiene:
+        return []
+    lines = ["", "Exploratory (no hypothesis): cells decided per search and mean α/β "
+             "weight-decay share, paper settings vs `--arch-weight-decay 0 "
+             "--arch-grad-batches 4`:", "", "| cue | paper: decided | paper: decay share | "
+             "hygiene: decided | hygiene: decay share |", "|---|---|---|---|---|"]  # fmt: skip
+    for cue, h in hygiene.items():
+        cells = [", ".join(f"{v:.2g}" if isinstance(v, float) else str(v) for v in h[part][key])
+                 for part in ("paper", "hygiene")
+                 for key in ("decided_cells", "mean_decay_share")]  # fmt: skip
+        lines.append(f"| {cue} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def results_markdown(
