@@ -96,15 +96,15 @@ experiment: $(STAMP)
 EXPERIMENT2 := results/experiments/known_answer2
 EXPERIMENT2_DOCS := docs/experiments/known_answer2
 experiment2-step1: $(STAMP)
-	$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT2)/step1.json
-	cp $(EXPERIMENT2)/step1.json $(EXPERIMENT2_DOCS)/step1.json
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT2)_step1.json
+	cp $(EXPERIMENT2)_step1.json $(EXPERIMENT2_DOCS)/step1.json
 	$(BIN)/vnas experiment report2 --step1 $(EXPERIMENT2_DOCS)/step1.json \
 		--benchmarks $(EXPERIMENT2)/benchmarks --markdown EXPERIMENTS.md
 
 experiment2-steps23: $(STAMP)
-	$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT2)/step2.json \
-		$(EXPERIMENT2)/step3.json
-	cp $(EXPERIMENT2)/step2.json $(EXPERIMENT2)/step3.json $(EXPERIMENT2_DOCS)/
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT2)_step2.json \
+		$(EXPERIMENT2)_step3.json
+	cp $(EXPERIMENT2)_step2.json $(EXPERIMENT2)_step3.json $(EXPERIMENT2_DOCS)/
 	$(BIN)/vnas experiment report2 --step1 $(EXPERIMENT2_DOCS)/step1.json \
 		--step2 $(EXPERIMENT2_DOCS)/step2.json --step3 $(EXPERIMENT2_DOCS)/step3.json \
 		--benchmarks $(EXPERIMENT2)/benchmarks --markdown EXPERIMENTS.md

@@ -4,7 +4,7 @@
 # Data (synthesize, preprocess, split) comes from experiment.smk's rules with
 # {experiment} = known_answer2. Step 1, the truth table by ablation:
 #
-#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2/step1.json
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_step1.json
 #
 # Per cue: all-2D, all-2D with one group (E1..E4, D1..D5) switched to 3D, and all-3D,
 # each retrained (training seed 0; all-2D also with the noise seeds) and evaluated on
@@ -135,7 +135,7 @@ rule ka2_step1:
             for code, seed in ka2_ablation_runs()
         ],
     output:
-        f"{KA2}/step1.json",
+        f"{KA2}_step1.json",
     params:
         root=KA2,
         cues=lambda w: ka2()["cues"],
@@ -152,10 +152,10 @@ rule ka2_step1:
 
 # Steps 2 and 3 run only if Step 1 found a known answer (H5; EXPERIMENTS.md):
 #
-#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2/step2.json \
-#       results/experiments/known_answer2/step3.json
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_step2.json \
+#       results/experiments/known_answer2_step3.json
 #
-# then, budget allowing, the exploratory hygiene re-run: .../step3_hygiene.json. Each
+# then, budget allowing, the exploratory hygiene re-run: known_answer2_step3_hygiene.json. Each
 # step's JSON goes into EXPERIMENTS.md with `vnas experiment report2`.
 
 
@@ -208,7 +208,7 @@ rule ka2_mixed_search:
     input:
         data=f"{KA2}/{{cue}}/preprocessed",
         folds=f"{KA2}/{{cue}}/folds.json",
-        step1=f"{KA2}/step1.json",
+        step1=f"{KA2}_step1.json",
     output:
         arch=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/arch.json",
         pt=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/perturbation.json",
@@ -336,14 +336,14 @@ rule ka2_step2:
     conda:
         "../envs/vnas.yaml"
     input:
-        step1=f"{KA2}/step1.json",
+        step1=f"{KA2}_step1.json",
         searches=lambda w: [
             f"{KA2}/{cue}/mixed/seed{s}/perturbation.json"
             for cue in ka2()["cues"]
             for s in ka2()["search_seeds"]
         ],
     output:
-        f"{KA2}/step2.json",
+        f"{KA2}_step2.json",
     params:
         root=KA2,
         cues=lambda w: ka2()["cues"],
@@ -360,7 +360,7 @@ rule ka2_step3:
     conda:
         "../envs/vnas.yaml"
     input:
-        step1=f"{KA2}/step1.json",
+        step1=f"{KA2}_step1.json",
         searches=lambda w: [
             f"{KA2}/{cue}/step3/search/seed{s}/perturbation.json"
             for cue in ka2()["cues"]
@@ -372,7 +372,7 @@ rule ka2_step3:
             for m in ka2_step3_methods()
         ],
     output:
-        f"{KA2}/step3.json",
+        f"{KA2}_step3.json",
     params:
         root=KA2,
         cues=lambda w: ka2()["cues"],
@@ -424,15 +424,15 @@ rule ka2_step3_hygiene:
     conda:
         "../envs/vnas.yaml"
     input:
-        step3=f"{KA2}/step3.json",
-        step1=f"{KA2}/step1.json",
+        step3=f"{KA2}_step3.json",
+        step1=f"{KA2}_step1.json",
         hygiene=lambda w: [
             f"{KA2}/{cue}/hygiene/seed{s}/diagnostics.json"
             for cue in ka2()["cues"]
             for s in ka2()["search_seeds"]
         ],
     output:
-        f"{KA2}/step3_hygiene.json",
+        f"{KA2}_step3_hygiene.json",
     params:
         root=KA2,
         cues=lambda w: ka2()["cues"],
