@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast demo demo-time experiment docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
+.PHONY: install test test-fast demo demo-time experiment experiment2-step1 experiment2-steps23 docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -17,6 +17,7 @@ help:
 	@echo "make test-fast  the suite without the tests marked slow (Snakemake, DVC, long runs)"
 	@echo "make lint    ruff check + format check"
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
+	@echo "make experiment2-step1, experiment2-steps23  the second known-answer experiment"
 	@echo "make docs    regenerate the network size tables (README.md, docs/network.md) and docs/demo.md"
 	@echo "make demo-time  time a fresh \`make demo\` and write its wall time into README.md"
 	@echo "make plots   dvc plots show as a page that works offline (dvc_plots/index.html)"
@@ -94,6 +95,26 @@ experiment: $(STAMP)
 	$(BIN)/vnas experiment report --summary $(EXPERIMENT)_summary.json \
 		--timing $(EXPERIMENT)/run_time.json --markdown EXPERIMENTS.md \
 		--images docs/images/experiments
+
+# The second known-answer experiment (EXPERIMENTS.md, "Known answer 2";
+# workflow/rules/experiment2.smk), one step at a time: Steps 2-3 run only if Step 1's H5
+# holds. Each step's JSON is copied into docs/experiments/known_answer2/ (committed) and
+# the results block of EXPERIMENTS.md rewritten from the copies.
+EXPERIMENT2 := results/experiments/known_answer2
+EXPERIMENT2_DOCS := docs/experiments/known_answer2
+experiment2-step1: $(STAMP)
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT2)_step1.json
+	cp $(EXPERIMENT2)_step1.json $(EXPERIMENT2_DOCS)/step1.json
+	$(BIN)/vnas experiment report2 --step1 $(EXPERIMENT2_DOCS)/step1.json \
+		--benchmarks $(EXPERIMENT2)/benchmarks --markdown EXPERIMENTS.md
+
+experiment2-steps23: $(STAMP)
+	$(BIN)/snakemake --cores 2 --resources gpu=2 -- $(EXPERIMENT2)_step2.json \
+		$(EXPERIMENT2)_step3.json
+	cp $(EXPERIMENT2)_step2.json $(EXPERIMENT2)_step3.json $(EXPERIMENT2_DOCS)/
+	$(BIN)/vnas experiment report2 --step1 $(EXPERIMENT2_DOCS)/step1.json \
+		--step2 $(EXPERIMENT2_DOCS)/step2.json --step3 $(EXPERIMENT2_DOCS)/step3.json \
+		--benchmarks $(EXPERIMENT2)/benchmarks --markdown EXPERIMENTS.md
 
 # Maintainers: the size and cost table of the networks at the paper's size (width 1.0,
 # NIH's 64x96x96 training patch), written between the generated-block markers of both

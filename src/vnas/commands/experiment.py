@@ -1,8 +1,9 @@
-"""``vnas experiment summarize|report``: the known-answer experiment's results.
+"""``vnas experiment summarize|report|truth-table``: the known-answer experiments' results.
 
 ``summarize`` gathers an experiment folder (``workflow/rules/experiment.smk``) into one
 JSON; ``report`` writes EXPERIMENTS.md's generated block and figures from it, so that no
-number in EXPERIMENTS.md is typed by hand.
+number in EXPERIMENTS.md is typed by hand. ``truth-table`` judges Step 1 of the second
+experiment (:mod:`vnas.report.truth_table`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarize a known-answer experiment and write EXPERIMENTS.md from it",
         description="The known-answer experiment of EXPERIMENTS.md (make experiment).",
     )
-    sub = parser.add_subparsers(dest="experiment_command", metavar="{summarize,report,probe}",
-                                required=True)  # fmt: skip
+    commands = "summarize,report,probe,truth-table,one-mixed-cell,full-search,report2"
+    sub = parser.add_subparsers(dest="experiment_command", required=True,
+                                metavar=f"{{{commands}}}")  # fmt: skip
 
     summarize = sub.add_parser(
         "summarize",
@@ -82,6 +84,72 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="that search's alpha/beta learning rate")  # fmt: skip
     probe.set_defaults(func=run_probe)
 
+    truth = sub.add_parser(
+        "truth-table",
+        help="Step 1 of the second known-answer experiment: which groups have an answer",
+        description="Read ROOT/<cue>/ablation/eval/<code>/seed<S>/metrics.csv "
+        "(workflow/rules/experiment2.smk) and write, per group switched to 3D, the paired "
+        "held-out DSC difference to all-2D with bootstrap intervals, the pre-registered "
+        "criteria (a)-(c) and H5's verdict (EXPERIMENTS.md, Known answer 2) as one JSON.",
+    )
+    truth.add_argument("--root", required=True, help="results/experiments/NAME")
+    truth.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
+    truth.add_argument("--groups", nargs="+", required=True, help="switched groups (E1 .. D5)")
+    truth.add_argument("--noise-seeds", type=non_negative_int, nargs="+", required=True,
+                       help="training seeds of the all-2D network (criterion b)")  # fmt: skip
+    truth.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    truth.add_argument("--out", required=True, help="JSON to write")
+    add_force_argument(truth)
+    truth.set_defaults(func=run_truth_table)
+
+    mixed = sub.add_parser(
+        "one-mixed-cell",
+        help="Step 2 of the second known-answer experiment: H6",
+        description="Read ROOT/<cue>/mixed/seed<S>/ (arch.json, perturbation.json) and "
+        "write per cue and seed the op argmax and perturbation selection chose at Step 1's "
+        "cell, and H6's verdict per method, as one JSON.",
+    )
+    _step_args(mixed)
+    mixed.set_defaults(func=run_one_mixed_cell)
+
+    full = sub.add_parser(
+        "full-search",
+        help="Step 3 of the second known-answer experiment: H7-H9",
+        description="Read ROOT/<cue>/step3/ (searches, evaluations) and Step 1's "
+        "evaluations and write H7 and H8 per selection method on the cells with a known "
+        "answer and H9's held-out DSC with architecture-resampled intervals, as one JSON.",
+    )
+    _step_args(full)
+    full.add_argument("--random-samples", type=positive_int, required=True,
+                      help="random codes retrained")  # fmt: skip
+    full.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    full.add_argument("--hygiene", action="store_true",
+                      help="also compare ROOT/<cue>/hygiene/seed<S>/ (exploratory)")  # fmt: skip
+    full.set_defaults(func=run_full_search)
+
+    report2 = sub.add_parser(
+        "report2",
+        help="write the second known-answer experiment's results into EXPERIMENTS.md",
+        description="Replace the generated results block of the Known answer 2 section of "
+        "--markdown with the step JSON files given (each optional).",
+    )
+    report2.add_argument("--step1", help="vnas experiment truth-table output")
+    report2.add_argument("--step2", help="vnas experiment one-mixed-cell output")
+    report2.add_argument("--step3", help="vnas experiment full-search output")
+    report2.add_argument("--benchmarks", help="the experiment's benchmarks/ folder (CPU time)")
+    report2.add_argument("--markdown", required=True, help="EXPERIMENTS.md")
+    report2.set_defaults(func=run_report2)
+
+
+def _step_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--root", required=True, help="results/experiments/NAME")
+    parser.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
+    parser.add_argument("--seeds", type=non_negative_int, nargs="+", required=True,
+                        help="search seeds")  # fmt: skip
+    parser.add_argument("--step1", required=True, help="vnas experiment truth-table output")
+    parser.add_argument("--out", required=True, help="JSON to write")
+    add_force_argument(parser)
+
 
 def run_summarize(args: argparse.Namespace) -> int:
     from vnas.files.atomic import atomic_write_json
@@ -94,6 +162,74 @@ def run_summarize(args: argparse.Namespace) -> int:
     summary = summarize_experiment(args.root, args.cues, args.bootstrap)
     atomic_write_json(args.out, signed("experiment summarize", summary))
     print(f"wrote {args.out}")
+    return 0
+
+
+def run_truth_table(args: argparse.Namespace) -> int:
+    from vnas.files.atomic import atomic_write_json
+    from vnas.report.truth_table import ABLATION_GROUPS, summarize_truth_table
+
+    if args.bootstrap < 100:
+        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    unknown = sorted(set(args.groups) - set(ABLATION_GROUPS))
+    if unknown:
+        raise VNASError(f"unknown --groups {unknown}: choose among {list(ABLATION_GROUPS)}")
+    claim_file(args.out, command="experiment truth-table", inputs={"--root": args.root},
+               force=args.force)  # fmt: skip
+    table = summarize_truth_table(
+        args.root, args.cues, args.groups, args.noise_seeds, args.bootstrap
+    )
+    atomic_write_json(args.out, signed("experiment truth-table", table))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _write_step(args: argparse.Namespace, command: str, record: dict) -> int:
+    from vnas.files.atomic import atomic_write_json
+
+    atomic_write_json(args.out, signed(command, record))
+    print(f"wrote {args.out}")
+    return 0
+
+
+def run_one_mixed_cell(args: argparse.Namespace) -> int:
+    from vnas.report.known_answer2 import summarize_one_mixed_cell
+
+    inputs = {"--root": args.root, "--step1": args.step1}
+    claim_file(args.out, command="experiment one-mixed-cell", inputs=inputs, force=args.force)
+    step1 = _load(args.step1, "Step-1 truth table")
+    record = summarize_one_mixed_cell(args.root, args.cues, args.seeds, step1)
+    return _write_step(args, "experiment one-mixed-cell", record)
+
+
+def run_full_search(args: argparse.Namespace) -> int:
+    from vnas.report.known_answer2 import summarize_full_search
+
+    if args.bootstrap < 100:
+        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    inputs = {"--root": args.root, "--step1": args.step1}
+    claim_file(args.out, command="experiment full-search", inputs=inputs, force=args.force)
+    step1 = _load(args.step1, "Step-1 truth table")
+    record = summarize_full_search(args.root, args.cues, args.seeds, args.random_samples,
+                                   step1, args.bootstrap, args.hygiene)  # fmt: skip
+    return _write_step(args, "experiment full-search", record)
+
+
+def run_report2(args: argparse.Namespace) -> int:
+    from vnas.report.known_answer2_report import write_block
+
+    steps = {n: _load(p, f"Step-{n} JSON") for n, p in
+             ((1, args.step1), (2, args.step2), (3, args.step3)) if p}  # fmt: skip
+    if not steps:
+        raise VNASError("give at least one of --step1, --step2, --step3")
+    sources = {1: args.step1, 2: args.step2, 3: args.step3}
+    costs = None
+    if args.benchmarks:
+        from vnas.report.experiment_summary import job_costs
+
+        costs = job_costs(Path(args.benchmarks).parent)
+    write_block(Path(args.markdown), steps, sources, costs)
+    print(f"wrote the Known answer 2 results into {args.markdown}")
     return 0
 
 

@@ -121,6 +121,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="train the Mix supernet (alpha uniform, never updated) instead: with "
         "--pt-patches, blank-PT",
     )
+    partial = parser.add_argument_group(
+        "one-mixed-cell search (EXPERIMENTS.md, Known answer 2; off by default)"
+    )
+    partial.add_argument(
+        "--fixed-code",
+        metavar="ARCH",
+        help="every cell but --mixed-cells is built fixed to this architecture's op "
+        "(manual:<enc>/<dec>, a preset or an arch JSON)",
+    )
+    partial.add_argument(
+        "--mixed-cells",
+        nargs="+",
+        default=[],
+        metavar="CELL",
+        help="the cells that mix their ops and are searched (E1.1 .. E4.3, D1 .. D5)",
+    )
     speed = parser.add_argument_group("speed and memory (see BENCHMARKS.md)")
     speed.add_argument(
         "--sampling",

@@ -33,7 +33,7 @@ from vnas.errors import VNASError
 from vnas.search.diagnostics import agreement, probs_of_record, summarise_probs
 from vnas.space.genotype import Genotype, read_arch_json
 
-__all__ = ["CONFIDENCE", "bootstrap_mean", "share_3d_p3d", "summarize_experiment"]
+__all__ = ["CONFIDENCE", "bootstrap_mean", "job_costs", "share_3d_p3d", "summarize_experiment"]
 
 CONFIDENCE = 0.95
 #: Share of 3D or P3D cells in a uniformly random code.
@@ -183,7 +183,7 @@ def _settings(cue_dir: Path, search: Path) -> dict:
     }
 
 
-def _costs(root: Path) -> dict:
+def job_costs(root: Path) -> dict:
     """Wall and CPU seconds of every job (Snakemake benchmark files), and per rule."""
     jobs = []
     for path in sorted((root / "benchmarks").glob("*.tsv")):
@@ -274,5 +274,5 @@ def summarize_experiment(root: str | Path, cues: Sequence[str], resamples: int) 
         if probe.is_file():  # the investigation (vnas experiment probe)
             out["cues"][cue]["probe"] = _read_json(probe)["probes"]
     out["h1"] = _h1(out["cues"])
-    out["costs"] = _costs(root)
+    out["costs"] = job_costs(root)
     return out

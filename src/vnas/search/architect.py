@@ -89,7 +89,12 @@ class Architect:
                 loss = self.loss_fn(self.model(x), y)
             if not torch.isfinite(loss):
                 return loss.detach()
-            grads = torch.autograd.grad(self.scaler.scale(loss), self.params)
+            # allow_unused: in a one-mixed-cell search α (or β) may not reach the loss
+            grads = torch.autograd.grad(self.scaler.scale(loss), self.params, allow_unused=True)
+            grads = [
+                torch.zeros_like(p) if g is None else g
+                for p, g in zip(self.params, grads, strict=True)
+            ]
             total = [t + g / len(batches) for t, g in zip(total, grads, strict=True)]
             losses.append(loss.detach())
         for p, g in zip(self.params, total, strict=True):
@@ -98,6 +103,9 @@ class Architect:
         self.scaler.step(self.optimizer)
         self.scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        hold = getattr(self.model, "hold_fixed_cells", None)  # the one-mixed-cell search
+        if hold is not None:
+            hold()
         return torch.stack(losses).mean()
 
     @torch.no_grad()

@@ -119,6 +119,10 @@ class SearchConfig:
         memory_lean: gradient checkpointing of the mixed cells (same result, less
             memory).
         selection: perturbation-based selection after the search (off by default).
+        fixed_code: with ``mixed_cells``: an architecture spec (``manual:2d/2d``, an arch
+            JSON) whose ops every cell but the mixed ones keeps, fixed: the one-mixed-cell
+            search (EXPERIMENTS.md, "Known answer 2"); ``None``: every cell mixed.
+        mixed_cells: the cells that mix their ops (names ``E1.1`` … ``D5``).
     """
 
     data: DataConfig
@@ -129,6 +133,8 @@ class SearchConfig:
     gdas_tau: tuple[float, float] = (10.0, 0.1)
     memory_lean: bool = False
     selection: PerturbationConfig = field(default_factory=PerturbationConfig)
+    fixed_code: str | None = field(default=None, metadata=RECORDED_WHEN_SET)
+    mixed_cells: tuple[str, ...] = field(default=(), metadata=RECORDED_WHEN_SET)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -176,6 +176,13 @@ def score_cell(
     }
 
 
+def _unscored(op: int, patches: int) -> dict:
+    """The record of a cell that is not scored (a fixed cell): no answer, its own op."""
+    zeros = np.zeros((NUM_OPS, patches))
+    return {**verdict(zeros, op, math.inf, math.inf), "removed": [0.0] * NUM_OPS,
+            "alone": [0.0] * NUM_OPS, "patch_scores": zeros.tolist(), "scored": False}  # fmt: skip
+
+
 def select_by_perturbation(
     model: nn.Module,
     images: torch.Tensor,
@@ -187,6 +194,7 @@ def select_by_perturbation(
     t_threshold: float = 3.0,
     min_delta: float = 1e-4,
     finetune: Callable[[nn.Module], None] | None = None,
+    cells: Sequence[int] | None = None,
 ) -> dict:
     """Progressive perturbation-based selection of all 21 cells (module docstring).
 
@@ -202,6 +210,8 @@ def select_by_perturbation(
         t_threshold, min_delta: the answer rule (module docstring).
         finetune: called after each cell is fixed (e.g. a few SGD steps); the model is
             put back in eval mode afterwards.
+        cells: the cells to score (default: all); the others are fixed cells of a partly
+            mixed network, recorded as unanswered with their fallback op, unscored.
 
     Returns:
         ``{"cells", "ops", "chosen", "answered", "code", "scores", ...}``; ``scores`` holds
@@ -210,7 +220,11 @@ def select_by_perturbation(
     if fallback is None:
         fallback = model.genotype().digits
     records = []
+    scored = range(NUM_CELLS) if cells is None else set(cells)
     for cell in range(NUM_CELLS):
+        if cell not in scored:
+            records.append(_unscored(int(fallback[cell]), len(images)))
+            continue
         record = score_cell(
             model, cell, images, labels, loss_fn, chunk, fallback=int(fallback[cell]),
             t_threshold=t_threshold, min_delta=min_delta,

@@ -44,11 +44,12 @@ from vnas.engine.loop import Divergence, run_loop
 from vnas.engine.losses import get_loss
 from vnas.engine.plan import ArchSchedule
 from vnas.engine.rundir import RunState, mark_done
+from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
 from vnas.search.architect import Architect
 from vnas.search.config import SearchConfig
-from vnas.search.diagnostics import probs_of_record, read_trajectory, search_diagnostics
+from vnas.search.diagnostics import cell_names, probs_of_record, read_trajectory, search_diagnostics
 from vnas.search.perturbation import (
     NUM_CELLS,
     perturbation_summary,
@@ -56,8 +57,9 @@ from vnas.search.perturbation import (
 )
 from vnas.search.pt_verdict import PERTURBATION_JSON
 from vnas.search.schedule import arch_schedule
-from vnas.space.genotype import ARCH_JSON, OP_NAMES, write_arch_json
+from vnas.space.genotype import ARCH_JSON, OP_NAMES, resolve_arch, write_arch_json
 from vnas.space.models import build_model, describe_arch
+from vnas.space.network import VNASNet
 
 __all__ = ["DIAGNOSTICS_JSON", "PERTURBATION_JSON", "SearchTask", "gdas_tau", "run_search"]
 
@@ -239,6 +241,7 @@ def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
     selection = select_by_perturbation(
         model, images, labels, loss_fn, chunk=optim.batch_size,
         t_threshold=pt.pt_t_threshold, min_delta=pt.pt_min_delta, finetune=finetune,
+        cells=model.mixed_cells,
     )  # fmt: skip
     selection.update(blank=pt.blank, finetune=pt.pt_finetune)
     logger.info(
@@ -246,6 +249,36 @@ def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
         selection["code"]["encoder"], selection["code"]["decoder"], selection["answered_cells"],
     )  # fmt: skip
     return selection
+
+
+def fixed_cells_of(config: SearchConfig) -> dict[int, int]:
+    """``{cell: op}`` of the cells a one-mixed-cell search keeps fixed (``--fixed-code``
+    with ``--mixed-cells``); empty for the full search."""
+    if config.fixed_code is None and not config.mixed_cells:
+        return {}
+    if config.fixed_code is None or not config.mixed_cells:
+        raise VNASError("--fixed-code and --mixed-cells go together")
+    if config.selection.blank:
+        raise VNASError("--blank trains the Mix supernet: it takes no --fixed-code")
+    spec = resolve_arch(config.fixed_code)
+    if spec.genotype is None:
+        raise VNASError(f"--fixed-code {config.fixed_code!r} is not a fixed architecture")
+    names = cell_names()
+    unknown = [c for c in config.mixed_cells if c not in names]
+    if unknown:
+        raise VNASError(f"unknown --mixed-cells {unknown}: cells are {', '.join(names)}")
+    digits = spec.genotype.digits
+    return {c: digits[c] for c, name in enumerate(names) if name not in config.mixed_cells}
+
+
+def search_network(config: SearchConfig, num_classes: int) -> torch.nn.Module:
+    """The supernet a search trains: every cell mixed (the paper), the Mix supernet
+    (``--blank``), or every cell fixed but ``--mixed-cells`` (the one-mixed-cell search)."""
+    fixed = fixed_cells_of(config)
+    if fixed:
+        return VNASNet(1, num_classes, config.optim.width, "search", fixed_cells=fixed)
+    return build_model("mix" if config.selection.blank else "search", 1, num_classes,
+                       config.optim.width)  # fmt: skip
 
 
 def run_search(config: SearchConfig) -> int:
@@ -272,8 +305,7 @@ def run_search(config: SearchConfig) -> int:
                 warmup,
                 optim.iterations,
             )
-        model = ctx.place(build_model("mix" if blank else "search", 1, ctx.num_classes,
-                                      optim.width))  # fmt: skip
+        model = ctx.place(search_network(config, ctx.num_classes))
         model.set_search_options(sampling=config.sampling, memory_lean=config.memory_lean)
         logger.info(
             "searching on fold %d: %d train / %d val cases, patch %s, %d iterations "

@@ -74,7 +74,7 @@ Search options (:meth:`VNASNet.set_search_options`, both off by default):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -99,7 +99,7 @@ from vnas.space.operations import (
     trilinear,
 )
 
-__all__ = ["PATCH_MULTIPLE", "SAMPLINGS", "VNASNet"]
+__all__ = ["FIXED_LOGIT", "PATCH_MULTIPLE", "SAMPLINGS", "VNASNet"]
 
 PATCH_MULTIPLE: tuple[int, int, int] = (32, 32, 32)  # (D, H, W)
 STEM_CHANNELS = 64
@@ -110,6 +110,10 @@ GROWTH = 20
 PROJECTION_BLOCK = 3
 #: How a search step weights the ops: all three by softmax (the paper) or one sampled.
 SAMPLINGS = ("darts", "gdas")
+#: The α/β logit that names the op of a fixed cell of a partly mixed search network
+#: (``fixed_cells``): softmax probability ~1, so the argmax code and the diagnostics read
+#: the fixed op; the value never reaches the forward pass.
+FIXED_LOGIT = 20.0
 
 
 class VNASNet(nn.Module):
@@ -120,6 +124,10 @@ class VNASNet(nn.Module):
         num_classes: output classes including background.
         width: channel multiplier; 1.0 is the paper's size.
         cells: a :class:`Genotype` (fixed network), ``"search"`` or ``"mix"``.
+        fixed_cells: search mode only: ``{cell: op}`` of cells (0–15 encoder, 16–20
+            decoder) built as fixed cells, the others mixed: the one-mixed-cell search of
+            EXPERIMENTS.md ("Known answer 2"). Their α/β rows are held at
+            :data:`FIXED_LOGIT` on their op (:meth:`hold_fixed_cells`) and never updated.
 
     Forward maps ``(N, in_channels, D, H, W)`` to logits ``(N, num_classes, D, H, W)``.
     """
@@ -130,6 +138,7 @@ class VNASNet(nn.Module):
         num_classes: int = 2,
         width: float = 1.0,
         cells: Genotype | str = "search",
+        fixed_cells: Mapping[int, int] | None = None,
     ) -> None:
         super().__init__()
         if isinstance(cells, Genotype):
@@ -143,8 +152,10 @@ class VNASNet(nn.Module):
         if width <= 0:
             raise VNASError(f"width must be positive, got {width}")
         self.in_channels, self.num_classes, self.width = in_channels, num_classes, width
-        enc_ops = cells.encoder if self.fixed_genotype else (None,) * NUM_ENCODER_CELLS
-        dec_ops = cells.decoder if self.fixed_genotype else (None,) * NUM_DECODER_BLOCKS
+        self.fixed_cells = self._check_fixed_cells(fixed_cells or {})
+        ops = [self.fixed_cells.get(c) for c in range(NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS)]
+        enc_ops = cells.encoder if self.fixed_genotype else ops[:NUM_ENCODER_CELLS]
+        dec_ops = cells.decoder if self.fixed_genotype else ops[NUM_ENCODER_CELLS:]
 
         # Encoder. The stem's output is AH-Net's ``conv_x``, its max-pool ``pool_x``.
         stem = scaled_channels(STEM_CHANNELS, width)
@@ -191,6 +202,41 @@ class VNASNet(nn.Module):
             self.register_parameter("beta", None)
         self.sampling = "darts"
         self.tau = 1.0
+        self.hold_fixed_cells()
+
+    def _check_fixed_cells(self, fixed_cells: Mapping[int, int]) -> dict[int, int]:
+        fixed = {int(c): int(op) for c, op in fixed_cells.items()}
+        if fixed and self.mode != "search":
+            raise VNASError(f"fixed cells need the search network, not a {self.mode} one")
+        n_cells = NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS
+        for cell, op in fixed.items():
+            if not (0 <= cell < n_cells and 0 <= op < NUM_OPS):
+                raise VNASError(f"fixed cell {cell} -> op {op}: cells 0-{n_cells - 1}, ops 0-2")
+        if len(fixed) == n_cells:
+            raise VNASError("every cell is fixed: nothing is left to search")
+        return fixed
+
+    @property
+    def mixed_cells(self) -> list[int]:
+        """Indices (0–20) of the cells that mix their ops (all of them in search and mix
+        mode unless ``fixed_cells``; none in a fixed network)."""
+        if self.fixed_genotype is not None:
+            return []
+        n_cells = NUM_ENCODER_CELLS + NUM_DECODER_BLOCKS
+        return [c for c in range(n_cells) if c not in self.fixed_cells]
+
+    @torch.no_grad()
+    def hold_fixed_cells(self) -> None:
+        """Put the α/β rows of ``fixed_cells`` back to :data:`FIXED_LOGIT` on their op
+        (after each architecture step: Adam's weight decay would move them)."""
+        for cell, op in self.fixed_cells.items():
+            row = (
+                self.alpha[cell]
+                if cell < NUM_ENCODER_CELLS
+                else self.beta[cell - NUM_ENCODER_CELLS]
+            )
+            row.zero_()
+            row[op] = FIXED_LOGIT
 
     def set_search_options(
         self, sampling: str = "darts", tau: float = 1.0, memory_lean: bool = False

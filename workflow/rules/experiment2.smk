@@ -1,0 +1,447 @@
+# The second known-answer experiment (EXPERIMENTS.md, "Known answer 2"; params.yaml
+# `experiments.known_answer2`): not part of `all`, the demo or dvc.yaml.
+#
+# Data (synthesize, preprocess, split) comes from experiment.smk's rules with
+# {experiment} = known_answer2. Step 1, the truth table by ablation:
+#
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_step1.json
+#
+# Per cue: all-2D, all-2D with one group (E1..E4, D1..D5) switched to 3D, and all-3D,
+# each retrained (training seed 0; all-2D also with the noise seeds) and evaluated on
+# fold 0's held-out test cases; then `vnas experiment truth-table`. Every job writes a
+# Snakemake benchmark file (wall and CPU time) under benchmarks/.
+
+KA2 = "results/experiments/known_answer2"
+
+
+wildcard_constraints:
+    ka2code=r"2d|3d|3d-[ED]\d",
+    ka2seed=r"\d+",
+
+
+def ka2():
+    """The params.yaml block of the second known-answer experiment."""
+    return config["experiments"]["known_answer2"]
+
+
+def ka2_codes():
+    """Step 1's ablation codes: all-2D, one group switched to 3D, all-3D."""
+    return ["2d", *(f"3d-{g}" for g in ka2()["ablation_groups"]), "3d"]
+
+
+def ka2_ablation_runs():
+    """``(code, training seed)`` of every Step-1 retraining."""
+    runs = [(code, 0) for code in ka2_codes()]
+    return runs + [("2d", s) for s in ka2()["noise_seeds"] if s != 0]
+
+
+def ka2_training_args(wildcards):
+    cfg = ka2()
+    return [
+        *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
+        *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
+        *("--lr", config["lr"], "--momentum", config["momentum"]),
+        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *("--device", config["device"], "--workers", cfg["threads"] - 1),
+    ]
+
+
+rule ka2_ablation_code:
+    """The arch JSON of one ablation code (α: a logit of 20 on the chosen op, so that its
+    probability prints as 1)."""
+    output:
+        f"{KA2}/codes/{{ka2code}}.json",
+    run:
+        import numpy as np
+
+        from vnas.report.truth_table import group_code
+        from vnas.space.genotype import NUM_OPS, write_arch_json
+
+        encoder, decoder = group_code(wildcards.ka2code)
+        write_arch_json(
+            output[0],
+            20 * np.eye(NUM_OPS)[encoder],
+            20 * np.eye(NUM_OPS)[decoder],
+            command="experiment ablation-code",
+            extra={"ablation": wildcards.ka2code},
+        )
+
+
+rule ka2_ablation_train:
+    """Retrain one ablation code from scratch on fold 0's train+val cases."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        arch=f"{KA2}/codes/{{ka2code}}.json",
+    output:
+        model=f"{KA2}/{{cue}}/ablation/models/{{ka2code}}/seed{{ka2seed}}/model.pt",
+    params:
+        out=f"{KA2}/{{cue}}/ablation/models/{{ka2code}}/seed{{ka2seed}}",
+        iterations=lambda w: ka2()["train_iterations"],
+        test_patch=lambda w: shape_arg(ka2()["test_patch"]),
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/train_{{cue}}_{{ka2code}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/train_{{cue}}_{{ka2code}}_seed{{ka2seed}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas train --arch {input.arch:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--iterations {params.iterations:q} --test-patch {params.test_patch:q} "
+        "--seed {wildcards.ka2seed:q} {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_ablation_evaluate:
+    """Sliding-window inference of one ablation model on fold 0's held-out test cases."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        model=f"{KA2}/{{cue}}/ablation/models/{{ka2code}}/seed{{ka2seed}}/model.pt",
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        raw=f"{KA2}/{{cue}}/raw",
+    output:
+        metrics=f"{KA2}/{{cue}}/ablation/eval/{{ka2code}}/seed{{ka2seed}}/metrics.csv",
+    params:
+        model=lambda w, input: os.path.dirname(input.model),
+        out=f"{KA2}/{{cue}}/ablation/eval/{{ka2code}}/seed{{ka2seed}}",
+        device=config["device"],
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/evaluate_{{cue}}_{{ka2code}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/evaluate_{{cue}}_{{ka2code}}_seed{{ka2seed}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas evaluate --model {params.model:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--raw {input.raw:q} --device {params.device:q} 2> {log:q}"
+
+
+rule ka2_step1:
+    """Step 1's truth table and H5's verdict, from the evaluations."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        lambda w: [
+            f"{KA2}/{cue}/ablation/eval/{code}/seed{seed}/metrics.csv"
+            for cue in ka2()["cues"]
+            for code, seed in ka2_ablation_runs()
+        ],
+    output:
+        f"{KA2}_step1.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        groups=lambda w: ka2()["ablation_groups"],
+        seeds=lambda w: ka2()["noise_seeds"],
+        bootstrap=lambda w: ka2()["bootstrap"],
+    log:
+        f"{KA2}/logs/step1.log",
+    shell:
+        "vnas experiment truth-table --root {params.root:q} --cues {params.cues:q} "
+        "--groups {params.groups:q} --noise-seeds {params.seeds:q} "
+        "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
+
+
+# Steps 2 and 3 run only if Step 1 found a known answer (H5; EXPERIMENTS.md):
+#
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_step2.json \
+#       results/experiments/known_answer2_step3.json
+#
+# then, budget allowing, the exploratory hygiene re-run: known_answer2_step3_hygiene.json. Each
+# step's JSON goes into EXPERIMENTS.md with `vnas experiment report2`.
+
+
+def ka2_search_args(wildcards):
+    """The first experiment's search settings plus PT scoring (the plan's Steps 2-3)."""
+    cfg = ka2()
+    return [
+        *("--iterations", cfg["search_iterations"], "--warmup-fraction", cfg["warmup_fraction"]),
+        *("--arch-lr-rule", cfg["arch_lr_rule"], "--arch-lr", config["arch_lr"]),
+        *("--arch-weight-decay", config["arch_weight_decay"]),
+        *("--pt-patches", cfg["pt_patches"]),
+    ]
+
+
+def ka2_step3_methods():
+    """Step 3's retrained methods per cue: V-NAS and V-NAS-PT per seed, random codes, Mix."""
+    cfg = ka2()
+    seeds = cfg["search_seeds"]
+    return [
+        *(f"vnas-seed{s}" for s in seeds),
+        *(f"vnas-pt-seed{s}" for s in seeds),
+        *(f"random-{k}" for k in range(cfg["random_samples"])),
+        "mix",
+    ]
+
+
+def ka2_step3_arch(wildcards):
+    """`vnas train --arch` of a Step-3 method."""
+    method, root = wildcards.method, f"{KA2}/{wildcards.cue}"
+    if method.startswith("vnas-pt-seed"):
+        return f"{root}/step3/codes/{method}.json"
+    if method.startswith("vnas-seed"):
+        return f"{root}/step3/search/seed{method.removeprefix('vnas-seed')}/arch.json"
+    if method.startswith("random-"):
+        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
+    return "mix"
+
+
+def ka2_step3_arch_input(wildcards):
+    arch = ka2_step3_arch(wildcards)
+    if wildcards.method.startswith("random-"):
+        return [f"{KA2}/{wildcards.cue}/random"]
+    return [] if arch == "mix" else [arch]
+
+
+rule ka2_mixed_search:
+    """Step 2: one search with every cell 2D but Step 1's cell (step1.json), mixed."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        step1=f"{KA2}_step1.json",
+    output:
+        arch=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/arch.json",
+        pt=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/perturbation.json",
+    params:
+        out=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}",
+        search=ka2_search_args,
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/mixed_{{cue}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/mixed_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "cell=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))[\"step2_cell\"])' "
+        "{input.step1:q}) && OMP_NUM_THREADS={threads:q} vnas search "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--seed {wildcards.ka2seed:q} --fixed-code manual:2d/2d --mixed-cells \"$cell\" "
+        "{params.search:q} {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_search:
+    """Step 3: one full search of fold 0, with PT scoring."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+    output:
+        arch=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}/arch.json",
+        pt=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}/perturbation.json",
+    params:
+        out=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}",
+        search=ka2_search_args,
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/search_{{cue}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/search_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold 0 --out {params.out:q} --seed {wildcards.ka2seed:q} "
+        "{params.search:q} {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_pt_code:
+    """V-NAS-PT of one search: its perturbation code (amendment A5)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}/perturbation.json",
+    output:
+        f"{KA2}/{{cue}}/step3/codes/vnas-pt-seed{{ka2seed}}.json",
+    params:
+        search=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}",
+    log:
+        f"{KA2}/logs/pt_code_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "vnas aggregate --selection perturbation --out {output:q} {params.search:q} 2> {log:q}"
+
+
+rule ka2_step3_train:
+    """Retrain one Step-3 method from scratch (training seed 0) on fold 0's train+val."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        arch=ka2_step3_arch_input,
+    output:
+        model=f"{KA2}/{{cue}}/step3/models/{{method}}/model.pt",
+    params:
+        out=f"{KA2}/{{cue}}/step3/models/{{method}}",
+        arch=ka2_step3_arch,
+        iterations=lambda w: ka2()["train_iterations"],
+        test_patch=lambda w: shape_arg(ka2()["test_patch"]),
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/train_{{cue}}_step3_{{method}}.tsv"
+    log:
+        f"{KA2}/logs/train_{{cue}}_step3_{{method}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas train --arch {params.arch:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--iterations {params.iterations:q} --test-patch {params.test_patch:q} --seed 0 "
+        "{params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_step3_evaluate:
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        model=f"{KA2}/{{cue}}/step3/models/{{method}}/model.pt",
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        raw=f"{KA2}/{{cue}}/raw",
+    output:
+        metrics=f"{KA2}/{{cue}}/step3/eval/{{method}}/metrics.csv",
+    params:
+        model=lambda w, input: os.path.dirname(input.model),
+        out=f"{KA2}/{{cue}}/step3/eval/{{method}}",
+        device=config["device"],
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/evaluate_{{cue}}_step3_{{method}}.tsv"
+    log:
+        f"{KA2}/logs/evaluate_{{cue}}_step3_{{method}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas evaluate --model {params.model:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
+        "--raw {input.raw:q} --device {params.device:q} 2> {log:q}"
+
+
+rule ka2_step2:
+    """Step 2's counts and H6's verdict per selection method."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        step1=f"{KA2}_step1.json",
+        searches=lambda w: [
+            f"{KA2}/{cue}/mixed/seed{s}/perturbation.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+    output:
+        f"{KA2}_step2.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+    log:
+        f"{KA2}/logs/step2.log",
+    shell:
+        "vnas experiment one-mixed-cell --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --step1 {input.step1:q} --out {output:q} 2> {log:q}"
+
+
+rule ka2_step3:
+    """Step 3's H7-H9 (best manual: Step 1's best code, its evaluation reused)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        step1=f"{KA2}_step1.json",
+        searches=lambda w: [
+            f"{KA2}/{cue}/step3/search/seed{s}/perturbation.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+        evals=lambda w: [
+            f"{KA2}/{cue}/step3/eval/{m}/metrics.csv"
+            for cue in ka2()["cues"]
+            for m in ka2_step3_methods()
+        ],
+    output:
+        f"{KA2}_step3.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+        random=lambda w: ka2()["random_samples"],
+        bootstrap=lambda w: ka2()["bootstrap"],
+    log:
+        f"{KA2}/logs/step3.log",
+    shell:
+        "vnas experiment full-search --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --step1 {input.step1:q} --random-samples {params.random:q} "
+        "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
+
+
+rule ka2_hygiene_search:
+    """Exploratory: Step 3's search again without α weight decay and with the α gradient
+    averaged over 4 val batches (no PT, no retraining)."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+    output:
+        f"{KA2}/{{cue}}/hygiene/seed{{ka2seed}}/diagnostics.json",
+    params:
+        out=f"{KA2}/{{cue}}/hygiene/seed{{ka2seed}}",
+        iterations=lambda w: ka2()["search_iterations"],
+        warmup=lambda w: ka2()["warmup_fraction"],
+        rule=lambda w: ka2()["arch_lr_rule"],
+        lr=config["arch_lr"],
+        training=ka2_training_args,
+    threads: lambda w: ka2()["threads"]
+    resources:
+        gpu=1,
+    benchmark:
+        f"{KA2}/benchmarks/hygiene_{{cue}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/hygiene_{{cue}}_seed{{ka2seed}}.log",
+    shell:
+        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
+        "--folds {input.folds:q} --fold 0 --out {params.out:q} --seed {wildcards.ka2seed:q} "
+        "--iterations {params.iterations:q} --warmup-fraction {params.warmup:q} "
+        "--arch-lr-rule {params.rule:q} --arch-lr {params.lr:q} --arch-weight-decay 0 "
+        "--arch-grad-batches 4 {params.training:q} --no-progress --force 2> {log:q}"
+
+
+rule ka2_step3_hygiene:
+    """Step 3's summary with the exploratory hygiene comparison added."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        step3=f"{KA2}_step3.json",
+        step1=f"{KA2}_step1.json",
+        hygiene=lambda w: [
+            f"{KA2}/{cue}/hygiene/seed{s}/diagnostics.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+    output:
+        f"{KA2}_step3_hygiene.json",
+    params:
+        root=KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+        random=lambda w: ka2()["random_samples"],
+        bootstrap=lambda w: ka2()["bootstrap"],
+    log:
+        f"{KA2}/logs/step3_hygiene.log",
+    shell:
+        "vnas experiment full-search --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --step1 {input.step1:q} --random-samples {params.random:q} "
+        "--bootstrap {params.bootstrap:q} --hygiene --out {output:q} 2> {log:q}"
