@@ -1055,7 +1055,7 @@ def _demo(d: dict) -> list[str]:
             f"All-3D step (channels_last): eager {_g(comp['eager_s'])} s, compiled "
             f"{_g(comp['compiled_s'])} s (**{comp['speedup']:.2f}×**), compiling again took "
             f"{_g(comp['compile_s'])} s (wall, cache warm), loss difference "
-            f"{comp['loss_max_abs_difference']:.1e}: {verdict}.",
+            f"{comp['loss_max_abs_difference']:.1e}: per step, {verdict}.",
             *_compile_payback(comp),
             "",
         ]
