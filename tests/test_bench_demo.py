@@ -66,3 +66,17 @@ def test_a_demo_run_replaces_only_its_section():
     assert "Rejected: Inductor failed" in once
     twice = replace_demo_block(once, _result())
     assert twice == once and twice.count(DEMO_END) == 1
+
+
+def test_compiling_that_costs_more_than_a_demo_training_saves_is_rejected():
+    """A compiled step 1.2x faster still loses when compiling costs more CPU seconds
+    than the demo training's iterations save (every job compiles from an empty cache)."""
+    result = _result()
+    result["compile"] = {"eager_s": 0.15, "compiled_s": 0.125, "compile_s": 40.0,
+                         "speedup": 1.2, "loss_max_abs_difference": 1e-6,
+                         "cold_compile_cpu_s": 250.0, "train_iterations": 300}  # fmt: skip
+    text = replace_demo_block("# vnas benchmarks\n", result)
+    assert "compiling costs 250 CPU s; a demo training of 300 iterations saves 7.5 s" in text
+    assert "does not pay for itself: rejected for the demo" in text
+    result["compile"]["cold_compile_cpu_s"] = 5.0
+    assert "compiling pays for itself" in replace_demo_block("# vnas benchmarks\n", result)

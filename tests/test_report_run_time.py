@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from vnas.errors import VNASError
-from vnas.report.run_time import read_benchmarks, run_time_section, startup_cost
+from vnas.report.run_time import quiet_wall_floor, read_benchmarks, run_time_section, startup_cost
 
 HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
 
@@ -30,6 +30,18 @@ def test_time_is_summed_per_rule_folder(tmp_path):
     assert "| train | 2 | 40.0 | 20.0 | 36.0 | 99% | 300.0 |" in text
     assert "| split | `vnas split` | no | 0.25 | 1 | 0.2 |" in text
     assert "| **all** | 3 | 41.0 | | 36.5 | 100% | |" in text
+    # 36.5 CPU s over 2 cores is 18.2, less than the longest job alone (27 CPU s)
+    assert "with 2 cores these jobs need at least **27.0 s**" in text
+
+
+def test_quiet_wall_floor_is_the_longest_job_when_it_dominates(tmp_path):
+    files = [
+        _job(tmp_path / "search/fold0.tsv", 90.0, 80.0),
+        _job(tmp_path / "split/job.tsv", 1, 2),
+    ]
+    jobs = read_benchmarks(files)
+    assert quiet_wall_floor(jobs, cores=2) == 80.0  # not (80 + 2) / 2
+    assert quiet_wall_floor(jobs, cores=1) == 82.0
 
 
 def test_a_file_that_is_not_a_benchmark_is_named(tmp_path):

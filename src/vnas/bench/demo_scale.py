@@ -11,7 +11,9 @@ demo's jobs run:
 - the step's time per op family (:mod:`vnas.bench.breakdown`) under the profiler, and
   the profiled wall time outside any op (Python, module calls, autograd bookkeeping):
   the framework overhead;
-- ``torch.compile`` of the step, where Inductor compiles it (else its error);
+- ``torch.compile`` of the step, where Inductor compiles it (else its error): the step
+  against eager, and the CPU seconds of compiling from an empty cache, as every job of a
+  fresh clone would, against what a demo training saves;
 - the per-job fixed costs: CPU seconds of a fresh ``vnas COMMAND`` interpreter before
   and after the lazy subcommand imports, and of one ``progress.png`` redraw.
 """
@@ -20,6 +22,8 @@ from __future__ import annotations
 
 import logging
 import math
+import os
+import tempfile
 import time
 from dataclasses import asdict, replace
 
@@ -42,6 +46,8 @@ DEMO_THREADS = 1
 #: Steps of the loss-curve comparison, and the tolerance on any step's loss.
 CURVE_STEPS = 5
 CURVE_ATOL = 1e-4
+#: Training iterations of a demo job (params.yaml ``datasets.synthetic.train_iterations``).
+DEMO_TRAIN_ITERATIONS = 300
 #: Commands whose start-up is measured: light ones, and ones that need torch.
 STARTUP_COMMANDS = ("split", "aggregate", "table", "train", "evaluate")
 
@@ -76,11 +82,35 @@ def _layouts(settings: StepSettings, repeats: int, limit: float | None, seed: in
     return out
 
 
+def cold_compile_cpu_s(variant: Variant, settings: StepSettings, seed: int) -> float:
+    """CPU seconds of ``variant``'s first (compiling) step from an empty Inductor cache,
+    as in a fresh clone: compiled in this process (``compile_threads=1``), so that the
+    code generator's work is counted (its worker processes' would not be)."""
+    import torch._inductor.config as inductor_config
+
+    previous = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    with tempfile.TemporaryDirectory() as cache, inductor_config.patch(compile_threads=1):
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
+        try:
+            step = build_step(variant, settings, seed)
+            t0 = time.process_time()
+            step.fn()
+            return time.process_time() - t0
+        finally:
+            torch._dynamo.reset()  # the timed compilation's graphs: not reused below
+            if previous is None:
+                os.environ.pop("TORCHINDUCTOR_CACHE_DIR", None)
+            else:
+                os.environ["TORCHINDUCTOR_CACHE_DIR"] = previous
+
+
 def _compile(settings: StepSettings, repeats: int, limit: float | None, seed: int) -> dict:
-    """``torch.compile`` of the all-3D step (channels_last) against eager, or its error."""
+    """``torch.compile`` of the all-3D step (channels_last) against eager, or its error;
+    the cold compilation's CPU seconds against what it saves in a demo training."""
     eager = Variant("manual:3d/3d", channels_last=True)
     compiled = replace(eager, compile=True)
     try:
+        compile_cpu_s = cold_compile_cpu_s(compiled, settings, seed)
         steps = measure_variants([eager, compiled], settings, repeats, limit, seed)
         difference = _curve_difference(eager, compiled, settings, seed)
     except Exception as err:  # Inductor's own failures: recorded, not fatal
@@ -90,6 +120,8 @@ def _compile(settings: StepSettings, repeats: int, limit: float | None, seed: in
         "eager_s": steps[eager.name]["step_s"],
         "compiled_s": steps[compiled.name]["step_s"],
         "compile_s": steps[compiled.name].get("compile_s"),
+        "cold_compile_cpu_s": compile_cpu_s,
+        "train_iterations": DEMO_TRAIN_ITERATIONS,
         "speedup": paired_ratio(steps[eager.name]["times_s"], steps[compiled.name]["times_s"]),
         "loss_max_abs_difference": difference,
     }
@@ -160,7 +192,7 @@ def run_demo_suite(
     limit_gflops: float | None,
     compile_model: bool = True,
     seed: int = 0,
-    iterations: int = 150,
+    iterations: int = DEMO_TRAIN_ITERATIONS,
 ) -> dict:
     """Every measurement of the module docstring, at ``settings``' sizes, one thread."""
     threads = torch.get_num_threads()

@@ -23,7 +23,17 @@ import pandas as pd
 
 from vnas.errors import VNASError
 
-__all__ = ["RULE_COMMANDS", "read_benchmarks", "run_time_section", "startup_cost"]
+__all__ = [
+    "DEMO_CORES",
+    "RULE_COMMANDS",
+    "quiet_wall_floor",
+    "read_benchmarks",
+    "run_time_section",
+    "startup_cost",
+]
+
+#: ``make demo``'s ``snakemake --cores``: the machine the demo's time limit is set for.
+DEMO_CORES = 2
 
 #: The ``vnas`` subcommand of each workflow rule whose name differs from it.
 RULE_COMMANDS = {"synthesize": "synth", "random_archs": "arch", "table_manual": "table"}
@@ -79,7 +89,21 @@ def _fmt(x: float) -> str:
     return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{x:,.1f}"
 
 
-def run_time_section(jobs: pd.DataFrame, startup: dict[str, dict] | None = None) -> str:
+def quiet_wall_floor(jobs: pd.DataFrame, cores: int = DEMO_CORES) -> float:
+    """Seconds the jobs need at least on a quiet machine with ``cores`` cores: their CPU
+    seconds spread over every core, or the longest job's CPU if that is longer.
+
+    CPU seconds, unlike wall seconds, barely grow with other users' load, so this holds
+    on a loaded machine too; it leaves out the gaps where fewer jobs than cores are ready
+    (the search, the last jobs) and Snakemake's own time: a floor, not a forecast.
+    """
+    cpu = jobs["cpu_s"].dropna()
+    return max(float(cpu.sum()) / cores, float(cpu.max())) if len(cpu) else math.nan
+
+
+def run_time_section(
+    jobs: pd.DataFrame, startup: dict[str, dict] | None = None, cores: int = DEMO_CORES
+) -> str:
     """Markdown: per rule the jobs, summed wall and CPU seconds and their shares; then the
     start-up cost per command (``startup``: command -> :func:`startup_cost`), if given."""
     by_rule = jobs.groupby("rule", sort=False).agg(
@@ -108,6 +132,14 @@ def run_time_section(jobs: pd.DataFrame, startup: dict[str, dict] | None = None)
             f"| {_fmt(r['cpu_s'])} | {share:.0%} | {_fmt(r['max_rss_mb'])} |"
         )
     lines.append(f"| **all** | {len(jobs)} | {_fmt(total_wall)} | | {_fmt(total_cpu)} | 100% | |")
+    lines += [
+        "",
+        f"On a quiet machine with {cores} cores these jobs need at least "
+        f"**{_fmt(quiet_wall_floor(jobs, cores))} s** of wall time (their CPU seconds over "
+        f"{cores} cores, or the longest job's): CPU time barely depends on other users' "
+        "load, wall time does. Snakemake samples a job's CPU time every 30 s after its "
+        "first 30 s, so a long job's last seconds may be missing from its row.",
+    ]
     if startup:
         lines += [
             "",
