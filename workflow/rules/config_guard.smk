@@ -20,8 +20,7 @@ def _plain_config_module():
 # params.yaml before the Snakefile's `configfile:` loads it; a --configfile has been
 # loaded by Snakemake already (check it first: `make pipeline CONFIG=FILE`), and this
 # stops the run after the fact
+_templated_config_error = _plain_config_module().templated_config_error
 for _config_path in ["params.yaml", *workflow.config_settings.configfiles]:
-    if Path(_config_path).exists():
-        _error = _plain_config_module().templated_config_error(_config_path)
-        if _error:
-            sys.exit(_error)
+    if Path(_config_path).exists() and _templated_config_error(_config_path):
+        sys.exit(_templated_config_error(_config_path))

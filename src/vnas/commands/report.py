@@ -9,13 +9,7 @@ from pathlib import Path
 
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_text
-from vnas.files.outputs import (
-    add_force_argument,
-    check_distinct,
-    claim_file,
-    output_dir,
-    writing,
-)
+from vnas.files.outputs import add_force_argument, check_distinct, claim_file, output_dir, writing
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
