@@ -9,13 +9,14 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast demo demo-time experiment experiment2-step1 experiment2-steps23 docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
+.PHONY: install test test-fast demo pipeline demo-time experiment experiment2-step1 experiment2-steps23 docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
 	@echo "make test    set up and run the test suite"
 	@echo "make test-fast  the suite without the tests marked slow (Snakemake, DVC, long runs)"
 	@echo "make lint    ruff check + format check"
+	@echo "make pipeline CONFIG=liver.yaml TARGET=results/tables/liver.csv  Snakemake on your config file, checked first"
 	@echo "make experiment  run the known-answer experiment and write EXPERIMENTS.md (~1-2 h)"
 	@echo "make experiment2-step1, experiment2-steps23  the second known-answer experiment"
 	@echo "make docs    regenerate the network size tables (README.md, docs/network.md) and docs/demo.md"
@@ -83,6 +84,18 @@ demo: $(STAMP)
 	@echo "  report:      results/report/synthetic.html (Snakemake's: synthetic_snakemake.html)"
 	@echo "  run folders: results/synthetic/search/fold*/, results/synthetic/models/*/fold*/"
 	@echo "  logs:        results/logs/synthetic/"
+
+# Snakemake on a config file of your own (a `vnas plan` block, a colleague's file), after
+# checking that it is plain YAML: Snakemake runs the `?` expressions of a --configfile
+# holding `__use_yte__` as Python when it loads the file, before the Snakefile's first
+# line, so the Snakefile's own check would come too late (README, Reliability).
+#   make pipeline CONFIG=liver.yaml TARGET=results/tables/liver.csv SNAKEMAKE_ARGS="--cores 8"
+CONFIG ?=
+TARGET ?= all
+SNAKEMAKE_ARGS ?= --cores 2
+pipeline: $(STAMP)
+	$(BIN)/python workflow/scripts/plain_config.py $(if $(CONFIG),'$(CONFIG)')
+	$(BIN)/snakemake $(SNAKEMAKE_ARGS) --configfile '$(CONFIG)' -- $(TARGET)
 
 # The known-answer experiment (EXPERIMENTS.md, params.yaml `experiments.known_answer`):
 # every job under results/experiments/known_answer, timed as a whole (wall, CPU, load

@@ -65,6 +65,42 @@ def synthetic_dataset(tmp_path_factory: pytest.TempPathFactory) -> dict:
     }
 
 
+#: The preprocessing record of the tiny model folders (``model_folder``).
+MODEL_PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
+
+
+def model_folder(
+    parent: Path, arch: str = "unet3d", name: str = "model", seed: int = 0, patch: int = 32
+) -> Path:
+    """An untrained two-class model folder ``parent/name`` (width 0.125, seeded weights)
+    with a complete ``config.json``, as `vnas train` writes one: what predict needs."""
+    import json
+
+    import torch
+
+    from vnas.space.models import NETWORK_VERSION, build_model
+
+    folder = parent / name
+    folder.mkdir()
+    torch.manual_seed(seed)
+    model = build_model(arch, in_channels=1, num_classes=2, width=0.125)
+    torch.save(model.state_dict(), folder / "model.pt")
+    config = {
+        "arch": arch,
+        "arch_code": None,
+        "width": 0.125,
+        "in_channels": 1,
+        "num_classes": 2,
+        "classes": {"0": "background", "1": "pancreas"},
+        "patch": [patch] * 3,
+        "test_patch": [patch] * 3,
+        "preprocessing": MODEL_PREPROCESSING,
+        "network_version": NETWORK_VERSION,
+    }
+    (folder / "config.json").write_text(json.dumps(config))
+    return folder
+
+
 def _as_made_by_network_1(folder: Path) -> None:
     """Rewrite a run folder's ``config.json`` (and ``arch.json``) as vnas wrote them
     before network versions were recorded: no ``network_version`` anywhere, and the

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from tests.test_plan import _phantom_nnunet
 
 from vnas.bench.batch_plan import PhaseMemory, measure_phase, measure_step, plan_batch
 from vnas.bench.training import StepSettings, Variant
@@ -81,12 +82,7 @@ def test_plan_params_refuses_a_missing_block_and_changes_nothing(tmp_path, capsy
 @pytest.mark.slow
 def test_plan_writes_a_batch_per_phase_with_its_estimated_peak(tmp_path):
     """The phantom exported to nnU-Net's format, planned for the paper's 16 GB."""
-    raw = tmp_path / "phantom_msd"
-    assert main(["synth", "--kind", "pancreas", "--cases", "4", "--shape", "32", "64", "64",
-                 "--out", str(raw), "--no-progress"]) == 0  # fmt: skip
-    exported = tmp_path / "Dataset501_Phantom"
-    argv = ["export-nnunet", "--raw", str(raw), "--preset", "synthetic-pancreas"]
-    assert main([*argv, "--out", str(exported), "--no-progress"]) == 0
+    exported = _phantom_nnunet(tmp_path, tmp_path)
     plan = tmp_path / "plan.yaml"
     argv = ["plan", "--raw", str(exported), "--out", str(plan), "--gpu-memory", "16"]
     assert main([*argv, "--device", "cpu", "--no-progress", "--jobs", "1"]) == 0

@@ -168,8 +168,7 @@ def test_dvc_on_real_data_leaves_the_raw_files_alone(tmp_path, make_tiny_workflo
     assert "Running stage 'preprocess'" in dry and "--allowed-rules preprocess" in dry, dry
     stages = yaml.safe_load((work / "dvc.yaml").read_text())["stages"]
     status = json.loads(dvc(work, "status", "--json").stdout)
-    # check_params (valid params.yaml) may have passed already, before the first stage
-    assert set(status) | {"check_params"} == set(stages)
+    assert set(status) == set(stages)
     assert not any(s.startswith("synthesize") for s in stages)
 
     result = dvc(work, "repro", "preprocess", check=False)
@@ -246,11 +245,10 @@ def test_dvc_repro_and_exp_run_on_the_synthetic_dataset(tmp_path, make_tiny_work
     result = dvc(work, "exp", "run", "-S", "lr=0.01")
     log = result.stdout + result.stderr
     ran = {line.split("'")[1] for line in log.splitlines() if line.startswith("Running stage")}
-    # the two guards run first: the workdir check always, the params check as params.yaml
-    # changed; their outputs never change, so they rerun nothing themselves
+    # the guard runs first (always: the workdir check); its output never changes, so it
+    # reruns nothing itself
     assert ran == {
-        "workdir_free",
-        "check_params",
+        "guard",
         "search",
         "aggregate",
         "train",

@@ -19,37 +19,20 @@ import pytest
 import SimpleITK as sitk
 import torch
 import yaml
+from tests.conftest import MODEL_PREPROCESSING, model_folder
 
 from vnas.cli import main
-from vnas.space.models import NETWORK_VERSION, build_model
 
 BIN = Path(sys.executable).parent
 ENV = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}
-PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
+REPO = Path(__file__).resolve().parents[1]
+PREPROCESSING = MODEL_PREPROCESSING
 
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory) -> Path:
-    """A tiny untrained unet3d model folder with a complete config.json."""
-    folder = tmp_path_factory.mktemp("models") / "model"
-    folder.mkdir()
-    torch.manual_seed(0)
-    net = build_model("unet3d", in_channels=1, num_classes=2, width=0.125)
-    torch.save(net.state_dict(), folder / "model.pt")
-    config = {
-        "arch": "unet3d",
-        "arch_code": None,
-        "width": 0.125,
-        "in_channels": 1,
-        "num_classes": 2,
-        "classes": {"0": "background", "1": "tumour"},
-        "patch": [16, 16, 16],
-        "test_patch": [16, 16, 16],
-        "preprocessing": PREPROCESSING,
-        "network_version": NETWORK_VERSION,
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
+    """A tiny untrained unet3d model folder (16-voxel patches, for the tiny phantoms)."""
+    return model_folder(tmp_path_factory.mktemp("models"), patch=16)
 
 
 def _one_error(capsys, status: int) -> str:
@@ -110,10 +93,14 @@ def _workflow(tmp_path: Path, make_tiny_workflow, edit) -> Path:
     return work
 
 
-@pytest.mark.slow
-def test_27_4_dvc_repro_with_a_bad_value_deletes_nothing(tmp_path, make_tiny_workflow) -> None:
-    """Before any dvc.lock exists, `lr: abc` stops at the check_params stage, before DVC
-    deletes the outputs of the stage it would run first (synthesize)."""
+#: What a Snakemake run builds before the first searches (faked: DVC never reads them).
+BUILT = ("data/raw/synthetic/case.txt", "data/preprocessed/synthetic/case.txt",
+         "results/synthetic/folds.json")  # fmt: skip
+
+
+def _dvc_workspace(tmp_path: Path, make_tiny_workflow):
+    """A committed git + DVC repository of the tiny workflow, no dvc.lock, and a ``run``
+    for commands in it."""
     work = tmp_path / "work"
     work.mkdir()
     make_tiny_workflow(work)
@@ -126,17 +113,53 @@ def test_27_4_dvc_repro_with_a_bad_value_deletes_nothing(tmp_path, make_tiny_wor
                 ["git", "config", "user.name", "ci"], [str(BIN / "dvc"), "init", "-q"],
                 ["git", "add", "-A"], ["git", "commit", "-qm", "pipeline"]):  # fmt: skip
         assert run(*cmd).returncode == 0
-    built = [work / "data/raw/synthetic/case.txt", work / "data/preprocessed/synthetic/case.txt",
-             work / "results/synthetic/folds.json"]  # fmt: skip
+    return work, run
+
+
+def _build(work: Path) -> list[Path]:
+    """Write the files a Snakemake run would have built; their paths."""
+    built = [work / path for path in BUILT]
     for path in built:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text("built before")
+    return built
+
+
+@pytest.mark.slow
+def test_27_4_dvc_repro_with_a_bad_value_deletes_nothing(tmp_path, make_tiny_workflow) -> None:
+    """Before any dvc.lock exists, `lr: abc` stops at the guard stage, before DVC
+    deletes the outputs of the stage it would run first (synthesize)."""
+    work, run = _dvc_workspace(tmp_path, make_tiny_workflow)
+    built = _build(work)
     params = work / "params.yaml"
     params.write_text(yaml.safe_dump({**yaml.safe_load(params.read_text()), "lr": "abc"}))
     result = run(str(BIN / "dvc"), "repro")
     assert result.returncode != 0
     assert "vnas: params.yaml: lr: 'abc'" in result.stdout + result.stderr
     assert [p.exists() and p.read_text() for p in built] == ["built before"] * len(built)
+
+
+@pytest.mark.slow
+def test_27_4_dvc_exp_run_keeps_only_what_dvc_lock_records(tmp_path, make_tiny_workflow) -> None:
+    """The README's account of `dvc exp run -S lr=abc` on a workspace Snakemake built:
+    DVC checks out the baseline first and removes the outputs dvc.lock has no hash for,
+    before the guard stage runs; once `dvc commit` has recorded them, it stops at the
+    guard and deletes nothing. Either way DVC leaves `lr: abc` in params.yaml."""
+    work, run = _dvc_workspace(tmp_path, make_tiny_workflow)
+    params = work / "params.yaml"
+    pristine_params = params.read_text()
+    for recorded in (False, True):
+        params.write_text(pristine_params)
+        built = _build(work)
+        if recorded:
+            assert run(str(BIN / "dvc"), "commit", "-f", "synthesize", "preprocess",
+                       "split").returncode == 0  # fmt: skip
+        result = run(str(BIN / "dvc"), "exp", "run", "-S", "lr=abc")
+        assert result.returncode != 0
+        assert "vnas: params.yaml: lr: 'abc'" in result.stdout + result.stderr
+        kept = [p.exists() and p.read_text() == "built before" for p in built]
+        assert kept == [recorded] * len(built), (recorded, kept)
+        assert yaml.safe_load(params.read_text())["lr"] == "abc"
 
 
 def test_27_5_a_patch_too_large_for_memory_is_refused_before_allocating(
@@ -186,6 +209,42 @@ def test_27_6_a_yte_config_file_is_refused_before_it_runs(tmp_path, make_tiny_wo
     assert not marker.exists()
 
 
+@pytest.mark.slow
+def test_27_6_a_yte_configfile_is_refused_by_make_pipeline_before_it_runs(
+    tmp_path, make_tiny_workflow
+) -> None:
+    """Snakemake evaluates a `--configfile` before the Snakefile's first line, so plain
+    `snakemake --configfile` has run the file's code by the time vnas's guard stops it
+    (the limit the README states); `make pipeline CONFIG=FILE`, the documented entry
+    point for a config file of one's own, refuses it before Snakemake starts."""
+    marker = tmp_path / "marker"
+    work = _workflow(tmp_path, make_tiny_workflow, lambda params: None)
+    plan = tmp_path / "colleague.yaml"
+    plan.write_text(
+        f"__use_yte__: true\nseed: ?__import__('pathlib').Path('{marker}').touch() or 0\n"
+    )
+
+    def run(*cmd: str) -> tuple[int, list[str]]:
+        done = subprocess.run(cmd, cwd=work, env=ENV, capture_output=True, text=True,
+                              timeout=600)  # fmt: skip
+        out = done.stdout + done.stderr
+        assert "Traceback" not in out, out[-3000:]
+        return done.returncode, [ln for ln in out.splitlines() if ln.startswith("vnas:")]
+
+    make = ["make", "-s", "-f", str(REPO / "Makefile"), "-C", str(work), "pipeline", "STAMP=",
+            f"BIN={BIN}", "TARGET=all", "SNAKEMAKE_ARGS=-n"]  # fmt: skip
+    status, lines = run(*make, f"CONFIG={plan}")
+    assert status != 0 and not marker.exists()
+    assert len(lines) == 1 and str(plan) in lines[0] and "__use_yte__" in lines[0], lines
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("seed: 3\n")
+    assert run(*make, f"CONFIG={plain}") == (0, [])
+    # plain Snakemake: the file has run when the Snakefile's guard stops the dry run
+    status, lines = run(str(BIN / "snakemake"), "-n", "--configfile", str(plan), "--", "all")
+    assert status != 0 and len(lines) == 1 and "__use_yte__" in lines[0], lines
+    assert marker.exists()
+
+
 def test_27_7_dicom_series_with_mixed_pixel_spacing(tmp_path, pristine, model, capsys) -> None:
     raw = tmp_path / "raw"
     shutil.copytree(pristine["nih"], raw)
@@ -204,6 +263,28 @@ def test_27_7_dicom_series_with_mixed_pixel_spacing(tmp_path, pristine, model, c
     error = _one_error(capsys, _predict(model, odd[0].parent, tmp_path / "seg.nii.gz"))
     assert "PixelSpacing" in error and odd[0].name in error
     _nothing_left(tmp_path, "raw")
+
+
+def test_27_5_a_dicom_series_over_the_voxel_limit_is_refused_before_reading(
+    tmp_path, pristine, model, capsys, monkeypatch
+) -> None:
+    """The voxel limit holds for a DICOM series too, from its first slice's header: the
+    phantom's 8 slices of 16x16 are 2,048 voxels."""
+    from vnas.data.limits import DEFAULT_MAX_VOXELS, MAX_VOXELS_ENV
+
+    monkeypatch.setenv(MAX_VOXELS_ENV, str(DEFAULT_MAX_VOXELS))  # --max-voxels sets it
+    raw = tmp_path / "raw"
+    shutil.copytree(pristine["nih"], raw)
+    case = raw / "Pancreas-CT" / "PANCREAS_0001"
+    status = _predict(model, case, tmp_path / "seg.nii.gz", "--max-voxels", "2000")
+    error = _one_error(capsys, status)
+    assert "[16, 16, 8] = 2,048 voxels" in error and "2,000" in error, error
+    status = main(["preprocess", "--raw", str(raw), "--out", str(tmp_path / "out"), "--preset",
+                   "synthetic-nih", "--jobs", "1", "--no-progress",
+                   "--max-voxels", "2000"])  # fmt: skip
+    assert "2,048 voxels" in _one_error(capsys, status)
+    _nothing_left(tmp_path, "raw")
+    assert _predict(model, case, tmp_path / "seg.nii.gz", "--max-voxels", "2048") == 0
 
 
 def _deep_arch(folder: Path) -> dict:

@@ -10,13 +10,13 @@ import nibabel as nib
 import numpy as np
 import SimpleITK as sitk
 import torch
+from tests.conftest import MODEL_PREPROCESSING, model_folder
 from torch import nn
 
 from vnas.cli import main
 from vnas.eval.predict import predict_image
-from vnas.space.models import NETWORK_VERSION, build_model
 
-PREPROCESSING = {"hu_window": [-100.0, 240.0], "spacing": None, "orientation": "LPS"}
+PREPROCESSING = MODEL_PREPROCESSING
 SPACING_XYZ = (0.7, 0.9, 2.5)  # anisotropic, ITK order
 ORIGIN_XYZ = (-120.5, 33.0, 410.25)
 
@@ -38,28 +38,6 @@ def _ct(shape_zyx=(12, 36, 40), seed: int = 0) -> sitk.Image:
     image.SetOrigin(ORIGIN_XYZ)
     image.SetDirection(_direction())
     return image
-
-
-def _model_dir(tmp_path: Path, arch: str = "unet3d", name: str = "model", seed: int = 0) -> Path:
-    folder = tmp_path / name
-    folder.mkdir()
-    torch.manual_seed(seed)
-    model = build_model(arch, in_channels=1, num_classes=2, width=0.125)
-    torch.save(model.state_dict(), folder / "model.pt")
-    config = {
-        "arch": arch,
-        "arch_code": None,
-        "width": 0.125,
-        "in_channels": 1,
-        "num_classes": 2,
-        "classes": {"0": "background", "1": "pancreas"},
-        "patch": [32, 32, 32],
-        "test_patch": [32, 32, 32],
-        "preprocessing": PREPROCESSING,
-        "network_version": NETWORK_VERSION,
-    }
-    (folder / "config.json").write_text(json.dumps(config))
-    return folder
 
 
 def _predict(model: Path | str | list, source: Path, output: Path, *extra: str) -> int:
@@ -88,7 +66,7 @@ def test_nifti_output_has_the_input_shape_and_affine(tmp_path: Path) -> None:
     src = tmp_path / "ct.nii.gz"
     sitk.WriteImage(_ct(), str(src))
     out = tmp_path / "out" / "seg.nii.gz"
-    assert _predict(_model_dir(tmp_path), src, out) == 0
+    assert _predict(model_folder(tmp_path), src, out) == 0
     seg, ref = sitk.ReadImage(str(out)), sitk.ReadImage(str(src))
     assert seg.GetSize() == ref.GetSize()
     np.testing.assert_allclose(seg.GetSpacing(), ref.GetSpacing(), atol=1e-6)
@@ -110,7 +88,7 @@ def test_folder_of_niftis(tmp_path: Path) -> None:
     sitk.WriteImage(_ct((10, 33, 35), seed=2), str(src / "case_b.nii"))
     (src / "._case_a_0000.nii.gz").write_bytes(b"macOS resource fork")  # ignored
     out = tmp_path / "segs"
-    assert _predict(_model_dir(tmp_path), src, out) == 0
+    assert _predict(model_folder(tmp_path), src, out) == 0
     assert sorted(p.name for p in out.iterdir()) == [".vnas", "case_a.nii.gz", "case_b.nii.gz"]
     assert nib.load(out / "case_b.nii.gz").shape == (35, 33, 10)
 
@@ -123,7 +101,7 @@ def test_dicom_series_folder(tmp_path: Path) -> None:
     names = [f"{k:03d}.dcm" for k in range(8)]
     write_dicom_series(hu, (2.5, 0.9, 0.7), (-10.0, -20.0, 30.0), series, "P1", names, range(1, 9))
     out = tmp_path / "seg.nii.gz"
-    assert _predict(_model_dir(tmp_path), tmp_path / "PANCREAS_0001", out) == 0
+    assert _predict(model_folder(tmp_path), tmp_path / "PANCREAS_0001", out) == 0
     seg = sitk.ReadImage(str(out))
     assert seg.GetSize() == (34, 32, 8)
     np.testing.assert_allclose(seg.GetSpacing(), (0.7, 0.9, 2.5), atol=1e-4)
@@ -138,7 +116,7 @@ def _error(capsys, code: int) -> str:
 
 
 def test_bad_input(tmp_path: Path, capsys) -> None:
-    model = _model_dir(tmp_path)
+    model = model_folder(tmp_path)
     out = tmp_path / "seg.nii.gz"
     missing = tmp_path / "nope.nii.gz"
     assert str(missing) in _error(capsys, _predict(model, missing, out))
@@ -154,7 +132,7 @@ def test_bad_input(tmp_path: Path, capsys) -> None:
 
 
 def test_model_without_preprocessing_settings(tmp_path: Path, capsys) -> None:
-    model = _model_dir(tmp_path)
+    model = model_folder(tmp_path)
     config = json.loads((model / "config.json").read_text())
     del config["preprocessing"]
     (model / "config.json").write_text(json.dumps(config))
@@ -167,7 +145,7 @@ def test_model_without_preprocessing_settings(tmp_path: Path, capsys) -> None:
 def test_patch_the_network_cannot_take(tmp_path: Path, capsys) -> None:
     good = tmp_path / "ct.nii.gz"
     sitk.WriteImage(_ct(), str(good))
-    model = _model_dir(tmp_path)
+    model = model_folder(tmp_path)
     err = _error(capsys, _predict(model, good, tmp_path / "s.nii.gz", "--patch", "16", "30", "32"))
     assert "16x30x32" in err
 
@@ -229,8 +207,8 @@ def test_mirror_sets_are_nnunets_eight_flips() -> None:
 def test_ensemble_prediction_geometry_and_probabilities(tmp_path: Path, capsys) -> None:
     src = tmp_path / "ct.nii.gz"
     sitk.WriteImage(_ct(), str(src))
-    fold0 = _model_dir(tmp_path, name="fold0", seed=0)
-    fold1 = _model_dir(tmp_path, name="fold1", seed=1)
+    fold0 = model_folder(tmp_path, name="fold0", seed=0)
+    fold1 = model_folder(tmp_path, name="fold1", seed=1)
     out = tmp_path / "out" / "seg.nii.gz"
     assert _predict([fold0, fold1], src, out, "--save-probabilities") == 0
     assert "with 2 model(s), mirrored along z, y and x" in capsys.readouterr().out  # default
@@ -266,8 +244,8 @@ def test_ensemble_prediction_geometry_and_probabilities(tmp_path: Path, capsys) 
 def test_models_that_disagree_are_refused(tmp_path: Path, capsys) -> None:
     good = tmp_path / "ct.nii.gz"
     sitk.WriteImage(_ct(), str(good))
-    fold0 = _model_dir(tmp_path, name="fold0")
-    fold1 = _model_dir(tmp_path, name="fold1")
+    fold0 = model_folder(tmp_path, name="fold0")
+    fold1 = model_folder(tmp_path, name="fold1")
     config = json.loads((fold1 / "config.json").read_text())
     config["preprocessing"]["hu_window"] = [-1000.0, 1000.0]
     (fold1 / "config.json").write_text(json.dumps(config))
@@ -282,7 +260,7 @@ def test_models_that_disagree_are_refused(tmp_path: Path, capsys) -> None:
 def test_output_is_a_deprecated_spelling_of_out(tmp_path: Path, capsys) -> None:
     src = tmp_path / "ct.nii.gz"
     sitk.WriteImage(_ct(), str(src))
-    model = _model_dir(tmp_path)
+    model = model_folder(tmp_path)
     out = tmp_path / "seg.nii.gz"
     argv = ["predict", "--model", str(model), "--input", str(src), "--output", str(out)]
     assert main([*argv, "--device", "cpu", "--no-progress"]) == 0

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from tests.conftest import model_folder
 from tests.test_data_safety import digest
-from tests.test_predict import _ct, _model_dir
+from tests.test_predict import _ct
 
 from vnas.cli import main
 from vnas.files.lock import hold_lock
@@ -58,7 +59,7 @@ def model(tmp_path_factory) -> dict:
     data.mkdir()
     for k in range(2):
         sitk.WriteImage(_ct(seed=k), str(data / f"ct{k}.nii.gz"))
-    return {"root": root, "model": _model_dir(root), "data": data}
+    return {"root": root, "model": model_folder(root), "data": data}
 
 
 # --- item 1: --force never deletes what vnas did not write --------------------------------
@@ -258,7 +259,7 @@ def test_indirect_inputs_are_inputs(model, synthetic_dataset, tmp_path, capsys) 
     assert digest(outside) == before
 
     # predict reads the models an ensemble.json lists, and the ensemble folder itself
-    fold1 = _model_dir(tmp_path, name="fold1", seed=1)
+    fold1 = model_folder(tmp_path, name="fold1", seed=1)
     ensemble = tmp_path / "ens"
     assert (
         main(["ensemble", "--model", str(model["model"]), str(fold1), "--out", str(ensemble)]) == 0
@@ -474,3 +475,41 @@ def test_kill_9_of_train_with_workers_leaves_no_lock(synthetic_dataset, tmp_path
         for pid in workers:
             if _alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+# --- issue 27: a second run of a command that writes several files stops on the lock -----
+
+
+def _multi_file_argv(command: str, tmp_path: Path) -> tuple[list[str], Path]:
+    """A `vnas table` or `vnas report` writing into tmp_path/out; its Markdown file."""
+    from tests.test_tables import DSC, write_metrics
+
+    out = tmp_path / "out"
+    if command == "table":
+        write_metrics(tmp_path / "eval", "vnas", DSC["vnas"])
+        argv = ["table", "--dataset", "d", "--eval-root", str(tmp_path / "eval"), "--n-folds",
+                "2", "--method", "vnas", "V-NAS", "Search", "--out", str(out / "t.csv"),
+                "--summary-json", str(out / "t.json"), "--markdown", str(out / "t.md")]  # fmt: skip
+    else:
+        argv = ["report", "--dataset", "d", "--out", str(out / "t.html"), "--images",
+                str(out / "img"), "--markdown", str(out / "t.md")]  # fmt: skip
+    return argv, out / "t.md"
+
+
+@pytest.mark.parametrize("command", ["table", "report"])
+def test_a_second_run_of_a_multi_file_command_stops_on_the_lock(command, tmp_path, capsys) -> None:
+    """While one run writes the Markdown, a second run into the same files stops with
+    one line and writes none of them (its CSV or page would otherwise land beside the
+    first run's Markdown); once the first has ended it runs."""
+    from vnas.files.lock import hold_lock
+
+    argv, markdown = _multi_file_argv(command, tmp_path)
+    markdown.parent.mkdir()
+    with hold_lock(markdown, command):  # the first run, writing its Markdown
+        status = main(argv)
+        assert sorted(p.name for p in markdown.parent.iterdir()) == [".t.md.lock"]
+    err = capsys.readouterr().err.strip().splitlines()
+    assert status == 2 and len(err) == 1, err
+    assert str(markdown) in err[0] and "another vnas process is writing it" in err[0]
+    assert main(argv) == 0 and markdown.is_file()
+    assert not any(p.name.endswith(".lock") for p in markdown.parent.iterdir())

@@ -14,11 +14,11 @@ Every stage's command starts with the check, so after `dataset:` (or another key
 shapes the stages) changes, `dvc repro` stops with one line saying to regenerate
 dvc.yaml instead of running stages of the wrong dataset.
 
-The first stage, `check_params`, validates params.yaml against the workflow's schema
-(Snakemake parses the Snakefile, which runs the check, and lists the rules) and writes a
-small marker (committed to git) that every other stage depends on. DVC deletes a stage's outputs before it
-runs the stage's command, so without it `dvc exp run -S lr=abc` would delete the
-phantom's raw data before any stage reached the check.
+The first stage, `guard` (workflow/scripts/dvc_guard.py), stops `dvc repro` while a
+Snakemake run holds the workdir and validates params.yaml against the workflow's schema
+(Snakemake parses the Snakefile, which runs the check); when both pass it writes a small
+marker (committed to git) that every other stage depends on, so DVC runs it first and
+nothing is deleted or rebuilt before it passed: `dvc repro` with `lr: abc` stops there.
 
 What DVC needs besides the stages:
 
@@ -30,9 +30,7 @@ What DVC needs besides the stages:
   sees what it built and reruns only its out-of-date jobs, and a killed `dvc repro`
   resumes each search and training from its `checkpoint.pt`;
 - `plots:` draws the curves of every fold (dvclive's files), with axis titles;
-- a first stage, `workdir_free` (workflow/scripts/workdir_free.py), that every other
-  stage depends on: `dvc repro` stops there, before DVC deletes any output, while a
-  Snakemake run holds the workdir; then `check_params`, which validates params.yaml.
+- the guard stage first, described above.
 """
 
 from __future__ import annotations
@@ -48,17 +46,8 @@ from vnas.report.figure_names import FIGURES
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECK = "python workflow/scripts/dvc_yaml.py --check"
-#: The first stage: every other stage depends on its file (workdir_free.py).
-GUARD = {
-    "workdir_free": {
-        "cmd": "python workflow/scripts/workdir_free.py",
-        "deps": ["workflow/scripts/workdir_free.py"],
-        "outs": [{"workflow/workdir_free.txt": {"cache": False, "persist": True}}],
-        "always_changed": True,
-    }
-}
-#: The marker `check_params` writes when params.yaml passes; every other stage needs it.
-PARAMS_CHECKED = "workflow/params_checked.txt"
+#: The marker the `guard` stage writes when it passes; every other stage depends on it.
+GUARDED = "workflow/dvc_guard.txt"
 METRICS = "workflow/scripts/dvc_metrics.py"
 OPTIMISER = ["lr", "momentum", "weight_decay", "poly_power", "seed", "device"]
 
@@ -92,17 +81,21 @@ def snakemake(dataset: str, rules: list[str], targets: list[str]) -> str:
     )
 
 
-def check_params_stage(dataset: str) -> dict:
-    """The stage that validates params.yaml before any stage's outputs are deleted."""
+def guard_stage(dataset: str) -> dict:
+    """The first stage: a free workdir and a valid params.yaml, before DVC touches any
+    other stage's outputs."""
     return {
-        "cmd": (
-            f"{CHECK} && snakemake --config dataset={dataset} --list-rules > /dev/null "
-            f"&& echo 'params.yaml passed the schema check' > {PARAMS_CHECKED}"
-        ),
-        "deps": ["params.yaml", "workflow/schemas/params.schema.yaml"],
+        "cmd": f"{CHECK} && python workflow/scripts/dvc_guard.py --dataset {dataset}",
+        "deps": [
+            "workflow/scripts/dvc_guard.py",
+            "params.yaml",
+            "workflow/schemas/params.schema.yaml",
+        ],
         # git-tracked and kept (persist), so `dvc repro --dry` finds it in a fresh clone;
         # its text never changes, so rewriting it reruns no later stage
-        "outs": [{PARAMS_CHECKED: {"cache": False, "persist": True}}],
+        "outs": [{GUARDED: {"cache": False, "persist": True}}],
+        # the workdir check must run on every `dvc repro`, whatever changed
+        "always_changed": True,
     }
 
 
@@ -352,15 +345,11 @@ def render(params: dict) -> str:
         stages |= search_stages(source, datasets[source], f"-{source}", [])
     stages |= search_stages(name, cfg, "", ["dataset"])
     stages |= result_stages(name, cfg)
-    # every stage runs after the workdir guard and the params check, so DVC deletes
-    # nothing before either has passed
-    guards = ["workflow/workdir_free.txt", PARAMS_CHECKED]
+    # every stage runs after the guard, so DVC deletes nothing before it has passed
     for key, stage in stages.items():
-        stages[key] = {"cmd": stage.pop("cmd"), "deps": [*guards, *stage.pop("deps", [])]}
+        stages[key] = {"cmd": stage.pop("cmd"), "deps": [GUARDED, *stage.pop("deps", [])]}
         stages[key] |= stage
-    check = check_params_stage(name)
-    check["deps"] = ["workflow/workdir_free.txt", *check["deps"]]
-    stages = GUARD | {"check_params": check, **stages}
+    stages = {"guard": guard_stage(name), **stages}
     plots = [
         *curve_plots(name, cfg),
         *(f"results/figures/{name}/{fig}.png" for fig in FIGURES),

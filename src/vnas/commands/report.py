@@ -10,7 +10,7 @@ from pathlib import Path
 from vnas.commands.flags import add_force_argument
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_text
-from vnas.files.outputs import check_distinct, claim_file, output_dir
+from vnas.files.outputs import check_distinct, claim_file, output_dir, writing
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -99,19 +99,20 @@ def run(args: argparse.Namespace) -> int:
                "--search-diagnostics": args.search_diagnostics,
                "--benchmarks": args.benchmarks}  # fmt: skip
     claim = {"command": "report", "inputs": sources, "force": args.force}
-    if args.out:
-        claim_file(args.out, **claim)
-    if args.markdown:
-        claim_file(args.markdown, **claim, flag="--markdown")
-        text = render_markdown(inputs, relative_images(args.markdown, args.images))
-        with output_dir(args.images, **claim, flag="--images") as tmp:
-            for fig in inputs.figures:
-                shutil.copyfile(fig, tmp / fig.name)
-        atomic_write_text(args.markdown, text)
-        print(f"Markdown written to {args.markdown}, its figures to {args.images}")
-    if args.out:
-        atomic_write_text(args.out, render_report(inputs))
-        print(f"report written to {args.out}")
+    with writing([args.out, args.markdown], command="report"):  # one run's set, never two
+        if args.out:
+            claim_file(args.out, **claim)
+        if args.markdown:
+            claim_file(args.markdown, **claim, flag="--markdown")
+            text = render_markdown(inputs, relative_images(args.markdown, args.images))
+            with output_dir(args.images, **claim, flag="--images") as tmp:
+                for fig in inputs.figures:
+                    shutil.copyfile(fig, tmp / fig.name)
+            atomic_write_text(args.markdown, text)
+            print(f"Markdown written to {args.markdown}, its figures to {args.images}")
+        if args.out:
+            atomic_write_text(args.out, render_report(inputs))
+            print(f"report written to {args.out}")
     return 0
 
 

@@ -12,6 +12,7 @@ from vnas.files.outputs import (
     claim_file,
     markdown_signature,
     signed,
+    writing,
 )
 
 
@@ -111,14 +112,15 @@ def run(args: argparse.Namespace) -> int:
     # Every output is checked before the first is written: all or none change.
     inputs = {"--eval-root": args.eval_root, "--search-diagnostics": args.search_diagnostics}
     claim = {"command": "table", "inputs": inputs, "force": args.force}
-    claim_file(args.out, **claim, csv_header=csv.splitlines()[0])
-    for flag in ("--markdown", "--summary-json"):
-        if outputs[flag]:
-            claim_file(outputs[flag], **claim, flag=flag)
-    atomic_write_text(args.out, csv)
-    if args.markdown:
-        atomic_write_text(args.markdown, f"{markdown_signature('table')}\n{markdown}")
-    if args.summary_json:
-        atomic_write_json(args.summary_json, signed("table", summary_metrics(table)))
+    with writing(list(outputs.values()), command="table"):  # one run's set, never two
+        claim_file(args.out, **claim, csv_header=csv.splitlines()[0])
+        for flag in ("--markdown", "--summary-json"):
+            if outputs[flag]:
+                claim_file(outputs[flag], **claim, flag=flag)
+        atomic_write_text(args.out, csv)
+        if args.markdown:
+            atomic_write_text(args.markdown, f"{markdown_signature('table')}\n{markdown}")
+        if args.summary_json:
+            atomic_write_json(args.summary_json, signed("table", summary_metrics(table)))
     print(markdown)
     return 0

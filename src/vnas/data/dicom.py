@@ -7,7 +7,9 @@ file name or InstanceNumber) and applies RescaleSlope/RescaleIntercept, so voxel
 in HU. The InstanceNumber of every slice is returned too, because the NIH labels are
 indexed by it (see ``vnas.data.readers.nih``). A series whose slices disagree on
 PixelSpacing is refused (ITK would read them all at the first slice's spacing), and so
-is a file name that is not UTF-8 (GDCM aborts the process on one).
+is a file name that is not UTF-8 (GDCM aborts the process on one). The series' voxel
+count is checked against the voxel limit (`--max-voxels`) from the first slice's header
+before any voxel is read.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import SimpleITK as sitk
 
-from vnas.data.imageio import check_path_name
+from vnas.data.imageio import check_path_name, check_voxel_count
 from vnas.errors import VNASError
 
 INSTANCE_NUMBER = "0020|0013"
@@ -93,6 +95,20 @@ def _check_pixel_spacing(
         )
 
 
+def _check_series_voxels(files: Sequence[str], folder: Path) -> None:
+    """Raise ``VNASError`` before any voxel is read when the series holds more voxels than
+    the voxel limit: ITK allocates the first slice's rows x columns (x frames) for every
+    file of the series, so that header alone sizes the volume."""
+    info = sitk.ImageFileReader()
+    info.SetFileName(files[0])
+    try:
+        info.ReadImageInformation()
+    except RuntimeError:
+        raise VNASError("not a readable DICOM slice", files[0]) from None
+    size = list(info.GetSize())
+    check_voxel_count([*size[:2], int(np.prod(size[2:], dtype=np.int64)) * len(files)], folder)
+
+
 def read_dicom_series(case_dir: str | Path) -> tuple[sitk.Image, list[int]]:
     """Read the one CT series found anywhere below ``case_dir``.
 
@@ -125,6 +141,7 @@ def read_dicom_series(case_dir: str | Path) -> tuple[sitk.Image, list[int]]:
     for path in sorted(folder.iterdir()):
         if path.suffix.lower() == ".dcm" and path.resolve() not in in_series:
             raise VNASError("not a readable slice of the case's DICOM series", path)
+    _check_series_voxels(files, folder)
     reader = sitk.ImageSeriesReader()
     reader.SetFileNames(files)
     reader.MetaDataDictionaryArrayUpdateOn()

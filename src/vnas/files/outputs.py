@@ -419,6 +419,31 @@ def parents_made(output: str | Path) -> Iterator[None]:
 
 
 @contextlib.contextmanager
+def writing(paths: Sequence[str | Path | None], *, command: str) -> Iterator[None]:
+    """Hold the lock of every output file in ``paths`` (``None`` skipped) for the block,
+    creating their missing parent folders (removed again if the block raises).
+
+    For a command that writes several files one after the other (`table`'s CSV, Markdown
+    and summary; `report`'s page and Markdown): claim and write them inside the block,
+    so that two concurrent runs cannot leave one's CSV beside the other's Markdown. A
+    single file written atomically needs no lock: one run's whole file replaces the
+    other's.
+
+    Raises:
+        VNASError: another live process holds one of the locks (the message names it).
+    """
+    with contextlib.ExitStack() as stack:
+        seen: set[str] = set()
+        for path in paths:
+            if path is None or os.path.realpath(path) in seen:
+                continue
+            seen.add(os.path.realpath(path))
+            stack.enter_context(parents_made(path))
+            stack.enter_context(hold_lock(path, command))
+        yield
+
+
+@contextlib.contextmanager
 def output_dir(
     path: str | Path, *, command: str, inputs: Inputs, force: bool = False, flag: str = "--out"
 ) -> Iterator[Path]:
