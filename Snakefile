@@ -34,6 +34,7 @@ include: "workflow/rules/search.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/report.smk"
 include: "workflow/rules/experiment.smk"
+include: "workflow/rules/experiment2_common.smk"
 include: "workflow/rules/experiment2.smk"
 
 

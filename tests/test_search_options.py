@@ -114,7 +114,9 @@ def test_gdas_tau_anneals_linearly_from_start_to_end():
 
 def test_default_sampling_keeps_the_fingerprint_of_earlier_runs():
     base = {"lr": 0.05, "seed": 0, "out": "x", "memory_lean": True}
-    darts = identity_args({**base, "sampling": "darts", "gdas_tau": [10.0, 0.1]})
+    # The record leaves sampling out at its default (RECORDED_WHEN_SET, checked in
+    # test_run_config); GDAS's temperature alone then adds no key either.
+    darts = identity_args({**base, "gdas_tau": [10.0, 0.1]})
     assert darts == {"lr": 0.05, "seed": 0}  # no new keys: same fingerprint as before
     gdas = identity_args({**base, "sampling": "gdas", "gdas_tau": [10.0, 0.1]})
     assert gdas == {"lr": 0.05, "seed": 0, "sampling": "gdas", "gdas_tau": [10.0, 0.1]}

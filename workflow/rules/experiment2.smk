@@ -11,60 +11,22 @@
 # fold 0's held-out test cases; then `vnas experiment truth-table`. Every job writes a
 # Snakemake benchmark file (wall and CPU time) under benchmarks/.
 
-KA2 = "results/experiments/known_answer2"
-
-
 wildcard_constraints:
     ka2code=r"2d|3d|3d-[ED]\d",
     ka2seed=r"\d+",
 
 
-def ka2():
-    """The params.yaml block of the second known-answer experiment."""
-    return config["experiments"]["known_answer2"]
-
-
-def ka2_codes():
-    """Step 1's ablation codes: all-2D, one group switched to 3D, all-3D."""
-    return ["2d", *(f"3d-{g}" for g in ka2()["ablation_groups"]), "3d"]
-
-
-def ka2_ablation_runs():
-    """``(code, training seed)`` of every Step-1 retraining."""
-    runs = [(code, 0) for code in ka2_codes()]
-    return runs + [("2d", s) for s in ka2()["noise_seeds"] if s != 0]
-
-
-def ka2_training_args(wildcards):
-    cfg = ka2()
-    return [
-        *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
-        *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *("--lr", config["lr"], "--momentum", config["momentum"]),
-        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
-        *("--device", config["device"], "--workers", cfg["threads"] - 1),
-    ]
-
-
 rule ka2_ablation_code:
     """The arch JSON of one ablation code (α: a logit of 20 on the chosen op, so that its
     probability prints as 1)."""
+    conda:
+        "../envs/vnas.yaml"
     output:
         f"{KA2}/codes/{{ka2code}}.json",
-    run:
-        import numpy as np
-
-        from vnas.report.truth_table import group_code
-        from vnas.space.genotype import NUM_OPS, write_arch_json
-
-        encoder, decoder = group_code(wildcards.ka2code)
-        write_arch_json(
-            output[0],
-            20 * np.eye(NUM_OPS)[encoder],
-            20 * np.eye(NUM_OPS)[decoder],
-            command="experiment ablation-code",
-            extra={"ablation": wildcards.ka2code},
-        )
+    log:
+        f"{KA2}/logs/code_{{ka2code}}.log",
+    shell:
+        "python workflow/scripts/ablation_code.py {wildcards.ka2code:q} {output:q} 2> {log:q}"
 
 
 rule ka2_ablation_train:
@@ -137,7 +99,7 @@ rule ka2_step1:
     output:
         f"{KA2}_step1.json",
     params:
-        root=KA2,
+        root=lambda w: KA2,
         cues=lambda w: ka2()["cues"],
         groups=lambda w: ka2()["ablation_groups"],
         seeds=lambda w: ka2()["noise_seeds"],
@@ -157,48 +119,6 @@ rule ka2_step1:
 #
 # then, budget allowing, the exploratory hygiene re-run: known_answer2_step3_hygiene.json. Each
 # step's JSON goes into EXPERIMENTS.md with `vnas experiment report2`.
-
-
-def ka2_search_args(wildcards):
-    """The first experiment's search settings plus PT scoring (the plan's Steps 2-3)."""
-    cfg = ka2()
-    return [
-        *("--iterations", cfg["search_iterations"], "--warmup-fraction", cfg["warmup_fraction"]),
-        *("--arch-lr-rule", cfg["arch_lr_rule"], "--arch-lr", config["arch_lr"]),
-        *("--arch-weight-decay", config["arch_weight_decay"]),
-        *("--pt-patches", cfg["pt_patches"]),
-    ]
-
-
-def ka2_step3_methods():
-    """Step 3's retrained methods per cue: V-NAS and V-NAS-PT per seed, random codes, Mix."""
-    cfg = ka2()
-    seeds = cfg["search_seeds"]
-    return [
-        *(f"vnas-seed{s}" for s in seeds),
-        *(f"vnas-pt-seed{s}" for s in seeds),
-        *(f"random-{k}" for k in range(cfg["random_samples"])),
-        "mix",
-    ]
-
-
-def ka2_step3_arch(wildcards):
-    """`vnas train --arch` of a Step-3 method."""
-    method, root = wildcards.method, f"{KA2}/{wildcards.cue}"
-    if method.startswith("vnas-pt-seed"):
-        return f"{root}/step3/codes/{method}.json"
-    if method.startswith("vnas-seed"):
-        return f"{root}/step3/search/seed{method.removeprefix('vnas-seed')}/arch.json"
-    if method.startswith("random-"):
-        return f"{root}/random/sample-{method.removeprefix('random-')}.json"
-    return "mix"
-
-
-def ka2_step3_arch_input(wildcards):
-    arch = ka2_step3_arch(wildcards)
-    if wildcards.method.startswith("random-"):
-        return [f"{KA2}/{wildcards.cue}/random"]
-    return [] if arch == "mix" else [arch]
 
 
 rule ka2_mixed_search:
@@ -267,7 +187,7 @@ rule ka2_pt_code:
     output:
         f"{KA2}/{{cue}}/step3/codes/vnas-pt-seed{{ka2seed}}.json",
     params:
-        search=f"{KA2}/{{cue}}/step3/search/seed{{ka2seed}}",
+        search=lambda w: f"{KA2}/{w.cue}/step3/search/seed{w.ka2seed}",
     log:
         f"{KA2}/logs/pt_code_{{cue}}_seed{{ka2seed}}.log",
     shell:
@@ -345,7 +265,7 @@ rule ka2_step2:
     output:
         f"{KA2}_step2.json",
     params:
-        root=KA2,
+        root=lambda w: KA2,
         cues=lambda w: ka2()["cues"],
         seeds=lambda w: ka2()["search_seeds"],
     log:
@@ -374,7 +294,7 @@ rule ka2_step3:
     output:
         f"{KA2}_step3.json",
     params:
-        root=KA2,
+        root=lambda w: KA2,
         cues=lambda w: ka2()["cues"],
         seeds=lambda w: ka2()["search_seeds"],
         random=lambda w: ka2()["random_samples"],
@@ -434,7 +354,7 @@ rule ka2_step3_hygiene:
     output:
         f"{KA2}_step3_hygiene.json",
     params:
-        root=KA2,
+        root=lambda w: KA2,
         cues=lambda w: ka2()["cues"],
         seeds=lambda w: ka2()["search_seeds"],
         random=lambda w: ka2()["random_samples"],
