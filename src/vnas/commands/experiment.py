@@ -43,9 +43,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "benchmark files) and write the codes, 3D/P3D shares, agreement, held-out DSC with "
         "bootstrap intervals, the H1 permutation test and the jobs' costs as one JSON.",
     )
-    summarize.add_argument("--root", required=True, help="results/experiments/NAME")
-    summarize.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
-    summarize.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    _root_args(summarize)
+    _bootstrap_arg(summarize)
     summarize.add_argument("--out", required=True, help="summary JSON to write")
     add_force_argument(summarize)
     summarize.set_defaults(func=run_summarize)
@@ -92,12 +91,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "held-out DSC difference to all-2D with bootstrap intervals, the pre-registered "
         "criteria (a)-(c) and H5's verdict (EXPERIMENTS.md, Known answer 2) as one JSON.",
     )
-    truth.add_argument("--root", required=True, help="results/experiments/NAME")
-    truth.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
+    _root_args(truth)
     truth.add_argument("--groups", nargs="+", required=True, help="switched groups (E1 .. D5)")
     truth.add_argument("--noise-seeds", type=non_negative_int, nargs="+", required=True,
                        help="training seeds of the all-2D network (criterion b)")  # fmt: skip
-    truth.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    _bootstrap_arg(truth)
     truth.add_argument("--out", required=True, help="JSON to write")
     add_force_argument(truth)
     truth.set_defaults(func=run_truth_table)
@@ -122,7 +120,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _step_args(full)
     full.add_argument("--random-samples", type=positive_int, required=True,
                       help="random codes retrained")  # fmt: skip
-    full.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+    _bootstrap_arg(full)
     full.add_argument("--hygiene", action="store_true",
                       help="also compare ROOT/<cue>/hygiene/seed<S>/ (exploratory)")  # fmt: skip
     full.set_defaults(func=run_full_search)
@@ -141,9 +139,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report2.set_defaults(func=run_report2)
 
 
-def _step_args(parser: argparse.ArgumentParser) -> None:
+def _root_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="results/experiments/NAME")
     parser.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
+
+
+def _bootstrap_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples")
+
+
+def _check_bootstrap(args: argparse.Namespace) -> None:
+    if args.bootstrap < 100:
+        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+
+
+def _step_args(parser: argparse.ArgumentParser) -> None:
+    _root_args(parser)
     parser.add_argument("--seeds", type=non_negative_int, nargs="+", required=True,
                         help="search seeds")  # fmt: skip
     parser.add_argument("--step1", required=True, help="vnas experiment truth-table output")
@@ -152,25 +163,19 @@ def _step_args(parser: argparse.ArgumentParser) -> None:
 
 
 def run_summarize(args: argparse.Namespace) -> int:
-    from vnas.files.atomic import atomic_write_json
     from vnas.report.experiment_summary import summarize_experiment
 
-    if args.bootstrap < 100:
-        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    _check_bootstrap(args)
     claim_file(args.out, command="experiment summarize", inputs={"--root": args.root},
                force=args.force)  # fmt: skip
     summary = summarize_experiment(args.root, args.cues, args.bootstrap)
-    atomic_write_json(args.out, signed("experiment summarize", summary))
-    print(f"wrote {args.out}")
-    return 0
+    return _write_json(args, "experiment summarize", summary)
 
 
 def run_truth_table(args: argparse.Namespace) -> int:
-    from vnas.files.atomic import atomic_write_json
     from vnas.report.truth_table import ABLATION_GROUPS, summarize_truth_table
 
-    if args.bootstrap < 100:
-        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    _check_bootstrap(args)
     unknown = sorted(set(args.groups) - set(ABLATION_GROUPS))
     if unknown:
         raise VNASError(f"unknown --groups {unknown}: choose among {list(ABLATION_GROUPS)}")
@@ -179,12 +184,10 @@ def run_truth_table(args: argparse.Namespace) -> int:
     table = summarize_truth_table(
         args.root, args.cues, args.groups, args.noise_seeds, args.bootstrap
     )
-    atomic_write_json(args.out, signed("experiment truth-table", table))
-    print(f"wrote {args.out}")
-    return 0
+    return _write_json(args, "experiment truth-table", table)
 
 
-def _write_step(args: argparse.Namespace, command: str, record: dict) -> int:
+def _write_json(args: argparse.Namespace, command: str, record: dict) -> int:
     from vnas.files.atomic import atomic_write_json
 
     atomic_write_json(args.out, signed(command, record))
@@ -199,20 +202,19 @@ def run_one_mixed_cell(args: argparse.Namespace) -> int:
     claim_file(args.out, command="experiment one-mixed-cell", inputs=inputs, force=args.force)
     step1 = _load(args.step1, "Step-1 truth table")
     record = summarize_one_mixed_cell(args.root, args.cues, args.seeds, step1)
-    return _write_step(args, "experiment one-mixed-cell", record)
+    return _write_json(args, "experiment one-mixed-cell", record)
 
 
 def run_full_search(args: argparse.Namespace) -> int:
     from vnas.report.known_answer2 import summarize_full_search
 
-    if args.bootstrap < 100:
-        raise VNASError(f"--bootstrap must be at least 100, got {args.bootstrap}")
+    _check_bootstrap(args)
     inputs = {"--root": args.root, "--step1": args.step1}
     claim_file(args.out, command="experiment full-search", inputs=inputs, force=args.force)
     step1 = _load(args.step1, "Step-1 truth table")
     record = summarize_full_search(args.root, args.cues, args.seeds, args.random_samples,
                                    step1, args.bootstrap, args.hygiene)  # fmt: skip
-    return _write_step(args, "experiment full-search", record)
+    return _write_json(args, "experiment full-search", record)
 
 
 def run_report2(args: argparse.Namespace) -> int:
