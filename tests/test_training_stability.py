@@ -3,6 +3,8 @@ before ``lr_floor`` and ``dice_background`` existed resolving to their old behav
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch.optim.lr_scheduler import PolynomialLR
@@ -34,7 +36,7 @@ def test_the_floor_is_reached_at_the_last_iteration():
     assert lrs[0] == pytest.approx(0.05)
     assert lrs[-1] == pytest.approx(0.005)  # 10 % of lr at t = T
     assert lrs[-2] > 0.005  # and not before
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
     # the formula: lr (0.1 + 0.9 (1 - t/T)^0.9)
     assert lrs[10] == pytest.approx(0.05 * (0.1 + 0.9 * 0.5**0.9))
 
@@ -77,3 +79,40 @@ def test_the_new_settings_are_recorded_and_fingerprinted_when_set():
     # ce has no Dice: the background setting does not change its fingerprint
     ce = [TrainConfig(arch="a", data=data, optim=OptimConfig(dice_background=b)) for b in (1, 0)]
     assert len({str(identity_args(run_record(c, command="train"))) for c in ce}) == 1
+
+
+def _metrics(path, dsc: list[float], pred: list[int]) -> None:
+    import pandas as pd
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame({"case_id": [f"c{i}" for i in range(len(dsc))], "class": 1, "dsc": dsc,
+                  "pred_voxels": pred}).to_csv(path, index=False)  # fmt: skip
+
+
+def test_the_stability_summary_takes_the_first_candidate_that_keeps_the_seeds_together(tmp_path):
+    """C1: all-2D seeds agree but one all-3D seed predicts nothing on most cases
+    (collapsed); C2: every spread ≤ 0.10 and no collapse: C2 is the decision."""
+    from vnas.report.stability import summarize_stability
+
+    good = {0: 0.70, 1: 0.75, 2: 0.78}
+    for cand in ("C1", "C2"):
+        for code in ("2d", "3d"):
+            for seed, mean in good.items():
+                dsc, pred = [mean] * 4, [100] * 4
+                if cand == "C1" and code == "3d" and seed == 2:
+                    dsc, pred = [0.0, 0.0, 0.0, 0.72], [0, 0, 0, 100]  # 3 of 4 cases empty
+                path = tmp_path / cand / "tp" / "eval" / code / f"seed{seed}" / "metrics.csv"
+                _metrics(path, dsc, pred)
+    baseline = {"noise": {"tp": {"seed_means": [0.756, 0.165, 0.235]}}}
+    out = summarize_stability(tmp_path, "tp", ["C1", "C2"], ["2d", "3d"], [0, 1, 2], 0.10,
+                              baseline)  # fmt: skip
+    c1 = out["candidates"]["C1"]
+    assert c1["networks"]["3d"]["collapsed_seeds"] == [2] and not c1["accepted"]
+    assert c1["networks"]["2d"]["spread"] == pytest.approx(0.08)
+    assert out["candidates"]["C2"]["accepted"] and out["decision"] == "C2"
+    assert not out["C0"]["accepted"] and out["C0"]["networks"]["2d"]["spread"] == pytest.approx(
+        0.591
+    )
+    # a spread just above the limit is refused
+    out = summarize_stability(tmp_path, "tp", ["C2"], ["2d"], [0, 1, 2], 0.079)
+    assert out["decision"] is None

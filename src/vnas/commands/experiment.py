@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarize a known-answer experiment and write EXPERIMENTS.md from it",
         description="The known-answer experiment of EXPERIMENTS.md (make experiment).",
     )
-    commands = "summarize,report,probe,truth-table,one-mixed-cell,full-search,report2"
+    commands = "summarize,report,probe,truth-table,stability,one-mixed-cell,full-search,report2"
     sub = parser.add_subparsers(dest="experiment_command", required=True,
                                 metavar=f"{{{commands}}}")  # fmt: skip
 
@@ -100,6 +100,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_force_argument(truth)
     truth.set_defaults(func=run_truth_table)
 
+    stability = sub.add_parser(
+        "stability",
+        help="amendment A9 of the second known-answer experiment: training stability",
+        description="Read ROOT/<candidate>/<cue>/eval/<code>/seed<S>/metrics.csv "
+        "(rules ka2_stability_*) and write per candidate and network the training seeds' "
+        "mean held-out DSC, their spread, the collapsed seeds, A9's acceptance and the "
+        "first accepted candidate, with the jobs' CPU time, as one JSON.",
+    )
+    stability.add_argument("--root", required=True, help="the stability folder")
+    stability.add_argument("--cue", required=True, help="the cue (sub-folder)")
+    stability.add_argument("--candidates", nargs="+", required=True, help="in A9's order")
+    stability.add_argument("--codes", nargs="+", required=True, help="networks (2d, 3d)")
+    stability.add_argument("--seeds", type=non_negative_int, nargs="+", required=True,
+                           help="training seeds")  # fmt: skip
+    stability.add_argument("--max-spread", type=positive_float, required=True,
+                           help="largest accepted spread of the seeds' mean DSC")  # fmt: skip
+    stability.add_argument("--step1", help="Step 1's truth-table JSON: C0's all-2D seeds")
+    stability.add_argument("--out", required=True, help="JSON to write")
+    add_force_argument(stability)
+    stability.set_defaults(func=run_stability)
+
     mixed = sub.add_parser(
         "one-mixed-cell",
         help="Step 2 of the second known-answer experiment: H6",
@@ -135,6 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report2.add_argument("--step2", help="vnas experiment one-mixed-cell output")
     report2.add_argument("--step3", help="vnas experiment full-search output")
     report2.add_argument("--benchmarks", help="the experiment's benchmarks/ folder (CPU time)")
+    report2.add_argument("--stability", help="vnas experiment stability output (A9)")
     report2.add_argument("--markdown", required=True, help="EXPERIMENTS.md")
     report2.set_defaults(func=run_report2)
 
@@ -187,6 +209,22 @@ def run_truth_table(args: argparse.Namespace) -> int:
     return _write_json(args, "experiment truth-table", table)
 
 
+def run_stability(args: argparse.Namespace) -> int:
+    from vnas.report.experiment_summary import job_costs
+    from vnas.report.stability import summarize_stability
+
+    claim_file(args.out, command="experiment stability", inputs={"--root": args.root},
+               force=args.force)  # fmt: skip
+    baseline = _load(args.step1, "Step-1 JSON") if args.step1 else None
+    summary = summarize_stability(args.root, args.cue, args.candidates, args.codes,
+                                  args.seeds, args.max_spread, baseline)  # fmt: skip
+    costs = job_costs(Path(args.root).parent)["jobs"]
+    ours = [job for job in costs if job["rule"] == "stability"]  # stability_train_..., _evaluate_
+    summary["costs"] = {"jobs": len(ours), "cpu_s": sum(j["cpu_s"] for j in ours),
+                        "per_job": ours}  # fmt: skip
+    return _write_json(args, "experiment stability", summary)
+
+
 def _write_json(args: argparse.Namespace, command: str, record: dict) -> int:
     from vnas.files.atomic import atomic_write_json
 
@@ -220,10 +258,18 @@ def run_full_search(args: argparse.Namespace) -> int:
 def run_report2(args: argparse.Namespace) -> int:
     from vnas.report.known_answer2_report import write_block
 
+    if args.stability:
+        from vnas.report.known_answer2_report import write_stability_block
+
+        write_stability_block(Path(args.markdown), _load(args.stability, "stability JSON"),
+                              args.stability)  # fmt: skip
+        print(f"wrote the A9 stability block into {args.markdown}")
     steps = {n: _load(p, f"Step-{n} JSON") for n, p in
              ((1, args.step1), (2, args.step2), (3, args.step3)) if p}  # fmt: skip
     if not steps:
-        raise VNASError("give at least one of --step1, --step2, --step3")
+        if args.stability:
+            return 0
+        raise VNASError("give at least one of --step1, --step2, --step3, --stability")
     sources = {1: args.step1, 2: args.step2, 3: args.step3}
     costs = None
     if args.benchmarks:

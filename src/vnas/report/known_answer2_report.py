@@ -209,9 +209,26 @@ def write_block(
     costs: Mapping | None = None,
 ) -> None:
     """Replace the block between :data:`BEGIN` and :data:`END` of ``markdown``."""
+    _replace_block(markdown, BEGIN, END, results_markdown(steps, sources, costs))
+
+
+def _replace_block(markdown: Path, begin: str, end: str, block: str) -> None:
     text = markdown.read_text()
-    pattern = re.compile(re.escape(BEGIN) + ".*?" + re.escape(END), re.DOTALL)
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
     if not pattern.search(text):
-        raise VNASError(f"no generated block ({BEGIN} ... {END})", markdown)
-    block = results_markdown(steps, sources, costs)
+        raise VNASError(f"no generated block ({begin} ... {end})", markdown)
     atomic_write_text(markdown, pattern.sub(lambda _: block, text))
+
+
+STABILITY_BEGIN = (
+    "<!-- known_answer2 stability: written by `vnas experiment report2 --stability` -->"
+)
+STABILITY_END = "<!-- /known_answer2 stability -->"
+
+
+def write_stability_block(markdown: Path, summary: Mapping, source: str) -> None:
+    """Replace amendment A9's generated block of ``markdown`` (between its markers)."""
+    from vnas.report.stability import stability_markdown
+
+    lines = [STABILITY_BEGIN, "", *stability_markdown(summary, source), "", STABILITY_END]
+    _replace_block(markdown, STABILITY_BEGIN, STABILITY_END, "\n".join(lines))
