@@ -135,3 +135,26 @@ def test_truth_table_command_reads_the_step1_layout(tmp_path, capsys):
     assert table["test_cases"] == {"through-plane": 20, "in-plane": 20}
     assert main([*argv[:-1], str(tmp_path / "other.json"), "--groups", "E9"]) != 0
     assert "unknown --groups" in capsys.readouterr().err
+
+
+def test_seed_mean_takes_each_delta_against_the_mean_of_the_all_2d_seeds(tmp_path):
+    """Amendment A9: all-2D seeds at 0.2, 0.5 and 0.8 and a group at 0.6: Δ is +0.1
+    against their mean (0.5), where seed 0 alone would give +0.4; all-3D likewise."""
+    from vnas.report.truth_table import summarize_truth_table
+
+    root = tmp_path / "known_answer2"
+    values = {("2d", 0): 0.2, ("2d", 1): 0.5, ("2d", 2): 0.8, ("3d-E1", 0): 0.6,
+              ("3d", 0): 0.9, ("3d", 1): 0.6, ("3d", 2): 0.6}  # fmt: skip
+    for (code, seed), value in values.items():
+        folder = root / "through-plane" / "ablation" / "eval" / code / f"seed{seed}"
+        folder.mkdir(parents=True)
+        pd.DataFrame({"case_id": CASES, "class": 1, "dsc": value}).to_csv(
+            folder / "metrics.csv", index=False
+        )
+    mean = summarize_truth_table(root, ["through-plane"], ["E1"], [0, 1, 2], 200, seed_mean=True)
+    seed0 = summarize_truth_table(root, ["through-plane"], ["E1"], [0, 1, 2], 200)
+    assert mean["groups"]["E1"]["delta"]["through-plane"]["mean"] == pytest.approx(0.1)
+    assert seed0["groups"]["E1"]["delta"]["through-plane"]["mean"] == pytest.approx(0.4)
+    assert mean["all_3d"]["through-plane"]["mean"] == pytest.approx(0.2)
+    assert mean["noise"]["through-plane"]["spread"] == pytest.approx(0.6)
+    assert mean["reference"] != seed0["reference"]

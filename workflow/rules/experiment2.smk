@@ -105,11 +105,12 @@ rule ka2_step1:
         groups=lambda w: ka2()["ablation_groups"],
         seeds=lambda w: ka2()["noise_seeds"],
         bootstrap=lambda w: ka2()["bootstrap"],
+        seed_mean=lambda w: ["--seed-mean"] if ka2()["seed_mean_reference"] else [],
     log:
         f"{KA2}/logs/step1.log",
     shell:
         "vnas experiment truth-table --root {params.root:q} --cues {params.cues:q} "
-        "--groups {params.groups:q} --noise-seeds {params.seeds:q} "
+        "--groups {params.groups:q} --noise-seeds {params.seeds:q} {params.seed_mean:q} "
         "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
 
 

@@ -16,7 +16,8 @@ def ka2_codes():
 def ka2_ablation_runs():
     """``(code, training seed)`` of every Step-1 retraining."""
     runs = [(code, 0) for code in ka2_codes()]
-    return runs + [("2d", s) for s in ka2()["noise_seeds"] if s != 0]
+    networks = ["2d", "3d"] if ka2()["seed_mean_reference"] else ["2d"]  # amendment A9
+    return runs + [(code, s) for code in networks for s in ka2()["noise_seeds"] if s != 0]
 
 
 def ka2_training_args(wildcards):

@@ -95,6 +95,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     truth.add_argument("--groups", nargs="+", required=True, help="switched groups (E1 .. D5)")
     truth.add_argument("--noise-seeds", type=non_negative_int, nargs="+", required=True,
                        help="training seeds of the all-2D network (criterion b)")  # fmt: skip
+    truth.add_argument("--seed-mean", action="store_true",
+                       help="all-2D and all-3D as the mean of the noise seeds (A9)")  # fmt: skip
     _bootstrap_arg(truth)
     truth.add_argument("--out", required=True, help="JSON to write")
     add_force_argument(truth)
@@ -204,7 +206,7 @@ def run_truth_table(args: argparse.Namespace) -> int:
     claim_file(args.out, command="experiment truth-table", inputs={"--root": args.root},
                force=args.force)  # fmt: skip
     table = summarize_truth_table(
-        args.root, args.cues, args.groups, args.noise_seeds, args.bootstrap
+        args.root, args.cues, args.groups, args.noise_seeds, args.bootstrap, args.seed_mean
     )
     return _write_json(args, "experiment truth-table", table)
 

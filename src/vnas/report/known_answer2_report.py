@@ -36,11 +36,19 @@ def _yes(flag: bool | None) -> str:
     return "–" if flag is None else ("yes" if flag else "no")
 
 
+def _reference(s: Mapping) -> str:
+    """What all-2D and all-3D are in Step 1's table (amendment A9: the seeds' mean)."""
+    if s.get("reference", "seed 0") == "seed 0":
+        return "training seed 0"
+    seeds = ", ".join(map(str, s["noise_seeds"]))
+    return f"groups at training seed 0, all-2D and all-3D the per-case mean of seeds {seeds}"
+
+
 def _step1(s: Mapping) -> list[str]:
     lines = [
         "#### Step 1: the truth table",
         "",
-        f"Held-out DSC difference Δ (group in 3D − all-2D, training seed 0), mean over "
+        f"Held-out DSC difference Δ (group in 3D − all-2D, {_reference(s)}), mean over "
         f"{s['test_cases'].get(THROUGH, '?')} test cases with a {s['confidence']:.0%} "
         f"percentile bootstrap interval ({s['resamples']:,} resamples):",
         "",

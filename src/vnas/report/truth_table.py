@@ -184,23 +184,29 @@ def summarize_truth_table(
     groups: Sequence[str],
     noise_seeds: Sequence[int],
     resamples: int,
+    seed_mean: bool = False,
 ) -> dict:
     """Read ``ROOT/<cue>/ablation/eval/<code>/seed<S>/metrics.csv`` (the layout of
     ``workflow/rules/experiment2.smk``) and judge every group (:func:`group_verdicts`).
 
     The ablation codes are compared at training seed 0; ``noise_seeds`` are the all-2D
-    training seeds whose spread is criterion (b).
+    training seeds whose spread is criterion (b). ``seed_mean`` (amendment A9): all-2D
+    and all-3D are each, per test case, the mean DSC over the ``noise_seeds``, so that
+    every Δ is taken against the mean of the all-2D trainings rather than one of them.
     """
     root = Path(root)
 
     def path(cue: str, code: str, seed: int) -> Path:
         return root / cue / "ablation" / "eval" / code / f"seed{seed}" / "metrics.csv"
 
+    def network(cue: str, code: str) -> pd.Series:
+        if not (seed_mean and code in ("2d", "3d")):
+            return case_dsc(path(cue, code, 0))
+        seeds = [case_dsc(path(cue, code, s)) for s in noise_seeds]
+        return pd.concat(seeds, axis=1, join="outer").mean(axis=1, skipna=False)
+
     dsc = {
-        cue: {
-            code: case_dsc(path(cue, code, 0))
-            for code in ("2d", "3d", *(f"3d-{g}" for g in groups))
-        }
+        cue: {code: network(cue, code) for code in ("2d", "3d", *(f"3d-{g}" for g in groups))}
         for cue in cues
     }
     noise = {cue: [float(case_dsc(path(cue, "2d", s)).mean()) for s in noise_seeds] for cue in cues}
@@ -213,6 +219,7 @@ def summarize_truth_table(
         "cues": list(cues),
         "groups_tested": list(groups),
         "noise_seeds": list(noise_seeds),
+        "reference": "mean of the noise seeds (all-2D, all-3D)" if seed_mean else "seed 0",
         "resamples": resamples,
         "confidence": CONFIDENCE,
         "test_cases": {cue: len(dsc[cue]["2d"]) for cue in cues},
