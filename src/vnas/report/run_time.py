@@ -36,7 +36,13 @@ __all__ = [
 DEMO_CORES = 2
 
 #: The ``vnas`` subcommand of each workflow rule whose name differs from it.
-RULE_COMMANDS = {"synthesize": "synth", "random_archs": "arch", "table_manual": "table"}
+RULE_COMMANDS = {
+    "synthesize": "synth",
+    "random_archs": "arch",
+    "table_manual": "table",
+    "aggregate_pt": "aggregate",
+    "predict_test": "predict",
+}
 
 # Child process: CPU seconds (user + system) of the whole interpreter once the command's
 # parser is built, and whether torch was imported on the way.
