@@ -661,7 +661,7 @@ def goals_block(results: dict[str, dict]) -> str:
 def write_readme_blocks(path: str | Path, results: dict[str, dict]) -> None:
     """Replace the goals and memory blocks of ``path`` (README.md) from ``results``, in
     one atomic write; the rest of the file is left as it is."""
-    from vnas.commands.arch import replace_markdown_block
+    from vnas.files.markdown_block import replace_markdown_block
     from vnas.files.atomic import atomic_write_text
 
     if "memory" not in results:
