@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vnas.bench.markdown.gpu import GPU_BEGIN
 from vnas.bench.markdown.machine import _load
-from vnas.bench.markdown.text import _dims, _g, _table
+from vnas.bench.markdown.text import _dims, _g, _table, generated_block
 from vnas.bench.markdown.training import FIXED
 
 #: The demo-scale section (a ``--suite demo`` run replaces only it)
@@ -185,10 +185,7 @@ def demo_section(d: dict | None) -> str:
 
 
 def _previous_demo_block(previous: str | None) -> str | None:
-    if not previous or DEMO_BEGIN not in previous or DEMO_END not in previous:
-        return None
-    start = previous.index(DEMO_BEGIN)
-    return previous[start : previous.index(DEMO_END, start) + len(DEMO_END)]
+    return generated_block(previous, DEMO_BEGIN, DEMO_END)
 
 
 def replace_demo_block(previous: str, d: dict) -> str:

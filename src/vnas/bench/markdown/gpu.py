@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from vnas.bench.markdown.text import _dims, _g, _mb, _table
+from vnas.bench.markdown.text import _dims, _g, _mb, _table, generated_block
 from vnas.bench.markdown.training import STEP_HEADER, _step_rows
 
 GPU_GOAL = "GPU: 40,000-iteration paper-scale search < 3 h on one H100"
@@ -119,10 +119,7 @@ def gpu_section(g: dict | None) -> str:
 
 
 def _previous_gpu_block(previous: str | None) -> str | None:
-    if not previous or GPU_BEGIN not in previous or GPU_END not in previous:
-        return None
-    start = previous.index(GPU_BEGIN)
-    return previous[start : previous.index(GPU_END, start) + len(GPU_END)]
+    return generated_block(previous, GPU_BEGIN, GPU_END)
 
 
 def replace_gpu_block(previous: str, g: dict) -> str:

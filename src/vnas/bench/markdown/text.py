@@ -39,3 +39,12 @@ def _dims(v: Sequence[int]) -> str:
 
 def _percent(fraction: float | None) -> str:
     return "n/a" if fraction is None else f"{100 * fraction:.1f}%"
+
+
+def generated_block(previous: str | None, begin: str, end: str) -> str | None:
+    """The block between the markers ``begin`` and ``end`` (both included) of
+    ``previous``, or None where it has none."""
+    if not previous or begin not in previous or end not in previous:
+        return None
+    start = previous.index(begin)
+    return previous[start : previous.index(end, start) + len(end)]
