@@ -376,10 +376,13 @@ def threads_of(name):
 
 def sgd_args():
     """The weight step's SGD flags from params.yaml's top level: the main pipeline's and
-    the experiments' jobs alike."""
+    the experiments' jobs alike. The settings added later are passed only away from the
+    first runs' values, so that the jobs run before them keep their command."""
     return [
         *("--lr", config["lr"], "--momentum", config["momentum"]),
         *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *(("--lr-floor", config["lr_floor"]) if config["lr_floor"] else ()),
+        *(() if config["dice_background"] else ("--no-dice-background",)),
     ]
 
 

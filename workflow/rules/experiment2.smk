@@ -14,6 +14,7 @@
 wildcard_constraints:
     ka2code=r"2d|3d|3d-[ED]\d",
     ka2seed=r"\d+",
+    cand=r"C\d+",
 
 
 rule ka2_ablation_code:
@@ -110,6 +111,87 @@ rule ka2_step1:
         "vnas experiment truth-table --root {params.root:q} --cues {params.cues:q} "
         "--groups {params.groups:q} --noise-seeds {params.seeds:q} "
         "--bootstrap {params.bootstrap:q} --out {output:q} 2> {log:q}"
+
+
+# Amendment A9 (training stability): all-2D and all-3D with the training seeds of
+# `stability` under each candidate's training settings, evaluated like Step 1's runs:
+#
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_stability.json
+
+
+def ka2_candidate_args(wildcards):
+    """Step 1's training flags, then the candidate's (argparse keeps the last)."""
+    cand = ka2()["stability"]["candidates"][wildcards.cand]
+    return [
+        *ka2_training_args(wildcards),
+        *("--lr-floor", cand["lr_floor"]),
+        "--dice-background" if cand["dice_background"] else "--no-dice-background",
+    ]
+
+
+KA2_STABILITY = f"{KA2}/stability/{{cand}}/{{cue}}"
+
+
+use rule ka2_ablation_train as ka2_stability_train with:
+    output:
+        model=f"{KA2_STABILITY}/models/{{ka2code}}/seed{{ka2seed}}/model.pt",
+    params:
+        out=f"{KA2_STABILITY}/models/{{ka2code}}/seed{{ka2seed}}",
+        iterations=lambda w: ka2()["train_iterations"],
+        test_patch=lambda w: shape_arg(ka2()["test_patch"]),
+        training=ka2_candidate_args,
+    benchmark:
+        f"{KA2}/benchmarks/stability_train_{{cand}}_{{cue}}_{{ka2code}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/stability_train_{{cand}}_{{cue}}_{{ka2code}}_seed{{ka2seed}}.log",
+
+
+use rule ka2_ablation_evaluate as ka2_stability_evaluate with:
+    input:
+        model=f"{KA2_STABILITY}/models/{{ka2code}}/seed{{ka2seed}}/model.pt",
+        data=f"{KA2}/{{cue}}/preprocessed",
+        folds=f"{KA2}/{{cue}}/folds.json",
+        raw=f"{KA2}/{{cue}}/raw",
+    output:
+        metrics=f"{KA2_STABILITY}/eval/{{ka2code}}/seed{{ka2seed}}/metrics.csv",
+    params:
+        model=lambda w, input: os.path.dirname(input.model),
+        out=f"{KA2_STABILITY}/eval/{{ka2code}}/seed{{ka2seed}}",
+        device=config["device"],
+    benchmark:
+        f"{KA2}/benchmarks/stability_evaluate_{{cand}}_{{cue}}_{{ka2code}}_seed{{ka2seed}}.tsv"
+    log:
+        f"{KA2}/logs/stability_evaluate_{{cand}}_{{cue}}_{{ka2code}}_seed{{ka2seed}}.log",
+
+
+rule ka2_stability:
+    """A9's decision: per candidate and code, the seeds' mean held-out DSC, their spread,
+    collapsed seeds, and the first accepted candidate."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        lambda w: [
+            f"{KA2}/stability/{cand}/{st['cue']}/eval/{code}/seed{seed}/metrics.csv"
+            for st in [ka2()["stability"]]
+            for cand in st["candidates"]
+            for code in st["codes"]
+            for seed in st["seeds"]
+        ],
+    output:
+        f"{KA2}_stability.json",
+    params:
+        root=f"{KA2}/stability",
+        cue=lambda w: ka2()["stability"]["cue"],
+        candidates=lambda w: list(ka2()["stability"]["candidates"]),
+        codes=lambda w: ka2()["stability"]["codes"],
+        seeds=lambda w: ka2()["stability"]["seeds"],
+        max_spread=lambda w: ka2()["stability"]["max_spread"],
+    log:
+        f"{KA2}/logs/stability.log",
+    shell:
+        "vnas experiment stability --root {params.root:q} --cue {params.cue:q} "
+        "--candidates {params.candidates:q} --codes {params.codes:q} --seeds {params.seeds:q} "
+        "--max-spread {params.max_spread:q} --out {output:q} 2> {log:q}"
 
 
 # Steps 2 and 3 run only if Step 1 found a known answer (H5; EXPERIMENTS.md):

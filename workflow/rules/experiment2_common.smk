@@ -24,8 +24,7 @@ def ka2_training_args(wildcards):
     return [
         *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
         *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *("--lr", config["lr"], "--momentum", config["momentum"]),
-        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
+        *sgd_args(),
         *("--device", config["device"], "--workers", cfg["threads"] - 1),
     ]
 

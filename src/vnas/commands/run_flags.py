@@ -94,6 +94,11 @@ def add_setting(parser: argparse._ActionsContainer, cls: type, name: str) -> Non
     """Add ``--NAME`` for the config field ``name`` of ``cls``: its type, allowed range,
     default and help all read from the field (:func:`vnas.engine.config.setting`)."""
     f = setting_of(cls, name)
+    flag = "--" + name.replace("_", "-")
+    if f.type in ("bool", bool):  # --NAME / --no-NAME
+        action = argparse.BooleanOptionalAction
+        parser.add_argument(flag, action=action, default=f.default, help=f.metadata["help"])
+        return
     kind = int if f.type in ("int", int) else float
     bounds = f.metadata["range"]
 
@@ -105,9 +110,7 @@ def add_setting(parser: argparse._ActionsContainer, cls: type, name: str) -> Non
         return value
 
     parse.__name__ = kind.__name__  # argparse names the type in its errors
-    parser.add_argument(
-        "--" + name.replace("_", "-"), type=parse, default=f.default, help=f.metadata["help"]
-    )
+    parser.add_argument(flag, type=parse, default=f.default, help=f.metadata["help"])
 
 
 def add_device_arguments(parser: argparse._ActionsContainer) -> None:
@@ -155,6 +158,8 @@ def add_common_args(parser: argparse.ArgumentParser) -> None:
         help="ce: the paper's cross-entropy; dice_ce: MONAI DiceCELoss, a departure "
         "for tiny targets on short runs (see vnas.engine.losses)",
     )
+    for name in ("dice_background", "lr_floor"):
+        add_setting(opt, OptimConfig, name)
 
     run = parser.add_argument_group("execution")
     add_device_arguments(run)

@@ -133,6 +133,11 @@ class OptimConfig:
         seed: seeds the weights, the patches and the augmentation.
         loss: ``"ce"`` (the paper's cross-entropy) or ``"dice_ce"``
             (:mod:`vnas.engine.losses`).
+        dice_background: the Dice of ``dice_ce`` counts the background channel (MONAI's
+            ``include_background``; the first runs did). Off, a network predicting
+            background only scores the worst Dice instead of half of it.
+        lr_floor: the poly schedule ends at this fraction of ``lr`` instead of 0
+            (:mod:`vnas.engine.schedule`).
     """
 
     iterations: int = setting(40000, "iterations", minimum=1)
@@ -144,6 +149,13 @@ class OptimConfig:
     poly_power: float = setting(0.9, "poly lr decay power", minimum=0)
     seed: int = setting(0, "random seed", minimum=0)
     loss: str = "ce"
+    # Added after runs were recorded: an absent key means the first runs' behaviour.
+    dice_background: bool = setting(
+        True, "Dice+CE's Dice counts the background channel", recorded_when_set=True
+    )
+    lr_floor: float = setting(
+        0.0, "poly lr ends at this fraction of lr", minimum=0, maximum=1, recorded_when_set=True
+    )
 
 
 @dataclass(frozen=True)
@@ -287,11 +299,14 @@ OPERATIONAL_ARGS = frozenset(
 def identity_args(record: Mapping[str, Any]) -> dict[str, Any]:
     """The recorded settings (:func:`run_record`) that shape a run's result (fingerprinted).
 
-    GDAS's temperature only matters with ``sampling="gdas"``. Settings added after runs
+    GDAS's temperature only matters with ``sampling="gdas"``, ``dice_background`` only
+    with the ``dice_ce`` loss. Settings added after runs
     were first made are not in the record at their default (:data:`RECORDED_WHEN_SET`),
     so runs made before them keep their fingerprint and resume.
     """
     identity = {k: v for k, v in record.items() if k not in OPERATIONAL_ARGS}
     if identity.get("sampling", "darts") == "darts":
         identity.pop("gdas_tau", None)
+    if identity.get("loss") == "ce":  # no Dice to leave the background out of
+        identity.pop("dice_background", None)
     return identity

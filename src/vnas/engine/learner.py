@@ -42,7 +42,7 @@ class WeightLearner:
         amp: bool = False,
     ) -> None:
         self.model = model
-        self.loss_fn = get_loss(optim.loss)
+        self.loss_fn = get_loss(optim.loss, dice_background=optim.dice_background)
         params = (
             model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters()
         )
@@ -52,7 +52,9 @@ class WeightLearner:
         self.optimizer = torch.optim.SGD(
             self.params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
         )
-        self.scheduler = poly_schedule(self.optimizer, optim.iterations, optim.poly_power)
+        self.scheduler = poly_schedule(
+            self.optimizer, optim.iterations, optim.poly_power, optim.lr_floor
+        )
         self.scaler = make_scaler(self.device, amp)
 
     @property

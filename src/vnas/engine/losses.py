@@ -26,12 +26,18 @@ def cross_entropy(logits: torch.Tensor, label: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits.float(), label)
 
 
-def get_loss(name: str, dice_pooled: bool = False) -> LossFn:
+def get_loss(name: str, dice_pooled: bool = False, dice_background: bool = True) -> LossFn:
     """The loss ``name`` (one of ``LOSSES``) as ``loss(logits, label) -> scalar``.
 
     ``dice_pooled``: the Dice of ``dice_ce`` is computed over all voxels of the batch at
     once (MONAI's ``batch=True``, DiNTS's choice) rather than per patch and averaged; a
     patch without foreground then no longer contributes a Dice of its own.
+    ``dice_background``: the Dice of ``dice_ce`` counts the background channel (MONAI's
+    ``include_background``, the first runs' loss). A network that predicts background
+    only then keeps a near-perfect background Dice, a local minimum trainings were seen
+    to stall in; without it that network scores the worst Dice (nnU-Net leaves the
+    background out too). The cross-entropy term keeps every class either way; ``ce``
+    has no Dice and ignores it, so that one pipeline setting serves both losses.
     """
     if name == "ce":
         if dice_pooled:
@@ -40,6 +46,11 @@ def get_loss(name: str, dice_pooled: bool = False) -> LossFn:
     if name == "dice_ce":
         from monai.losses import DiceCELoss
 
-        dice_ce = DiceCELoss(to_onehot_y=True, softmax=True, batch=dice_pooled)
+        dice_ce = DiceCELoss(
+            to_onehot_y=True,
+            softmax=True,
+            batch=dice_pooled,
+            include_background=dice_background,
+        )
         return lambda logits, label: dice_ce(logits.float(), label.unsqueeze(1))
     raise VNASError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")

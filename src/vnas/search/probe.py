@@ -130,7 +130,7 @@ def gradient_statistics(grads: np.ndarray, steps: int, lr: float, seed: int = 0)
 def _gradients(model, ctx, batches: int) -> np.ndarray:
     """Per-batch gradients of the validation loss w.r.t. α and β, ``(batches, 21, 3)``."""
     data, optim, run = ctx.config.data, ctx.config.optim, ctx.config.run
-    loss_fn = get_loss(optim.loss)
+    loss_fn = get_loss(optim.loss, dice_background=optim.dice_background)
     stream = batch_stream(
         data.preprocessed, ctx.split["val"], ctx.patch, optim.batch_size, start=0, stop=batches,
         seed=optim.seed, stream=PROBE_STREAM, fg_ratio=data.fg_ratio, workers=run.workers,

@@ -112,7 +112,11 @@ class SearchTask:
         self.architect = (
             Architect(
                 model,
-                get_loss(config.optim.loss, dice_pooled=arch.arch_dice_pooled),
+                get_loss(
+                    config.optim.loss,
+                    dice_pooled=arch.arch_dice_pooled,
+                    dice_background=config.optim.dice_background,
+                ),
                 arch,
                 lr=schedule.arch_lr,
                 device=ctx.device,
@@ -209,7 +213,7 @@ def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
     train cases after each cell is fixed."""
     config: SearchConfig = ctx.config
     pt, optim, data = config.selection, config.optim, config.data
-    loss_fn = get_loss(optim.loss)
+    loss_fn = get_loss(optim.loss, dice_background=optim.dice_background)
 
     def stream(cases: list[str], which: int, batch_size: int, stop: int):
         return batch_stream(
