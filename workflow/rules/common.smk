@@ -374,20 +374,23 @@ def threads_of(name):
 # Multi-word arguments are lists: a rule's `{params.x:q}` quotes each word on its own.
 
 
-def sgd_args():
+def sgd_args(loss):
     """The weight step's SGD flags from params.yaml's top level: the main pipeline's and
-    the experiments' jobs alike. The settings added later are passed only away from the
-    first runs' values, so that the jobs run before them keep their command."""
+    the experiments' jobs alike. `lr_floor` and `dice_background` (EXPERIMENTS.md, Known
+    answer 2, A9) go to Dice+CE trainings only: the real datasets' `ce` runs keep the
+    paper's poly to 0. They are passed only away from the first runs' values, so that
+    jobs run before them keep their command."""
+    stable = loss == "dice_ce"
     return [
         *("--lr", config["lr"], "--momentum", config["momentum"]),
         *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
-        *(("--lr-floor", config["lr_floor"]) if config["lr_floor"] else ()),
-        *(() if config["dice_background"] else ("--no-dice-background",)),
+        *(("--lr-floor", config["lr_floor"]) if stable and config["lr_floor"] else ()),
+        *(("--no-dice-background",) if stable and not config["dice_background"] else ()),
     ]
 
 
-def optimiser_args():
-    return [*sgd_args(), *("--seed", config["seed"], "--device", config["device"])]
+def optimiser_args(loss):
+    return [*sgd_args(loss), *("--seed", config["seed"], "--device", config["device"])]
 
 
 def eval_root(wildcards, input):
@@ -560,6 +563,6 @@ def xp_training_args(wildcards):
     return [
         *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
         *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *sgd_args(),
+        *sgd_args(cfg["loss"]),
         *("--device", config["device"], "--workers", cfg["threads"] - 1),
     ]

@@ -24,7 +24,7 @@ def ka2_training_args(wildcards):
     return [
         *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
         *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *sgd_args(),
+        *sgd_args(cfg["loss"]),
         *("--device", config["device"], "--workers", cfg["threads"] - 1),
     ]
 

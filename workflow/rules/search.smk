@@ -21,7 +21,7 @@ rule search:
         width=lambda w: ds(w)["width"],
         patch=lambda w: shape_arg(ds(w)["patch"]),
         batch=lambda w: batch_of(w.dataset, "search"),
-        optimiser=optimiser_args(),
+        optimiser=lambda w: optimiser_args(ds(w)["loss"]),
         loss=lambda w: ds(w)["loss"],
         arch_opt=lambda w: [
             *("--arch-lr", config["arch_lr"], "--arch-lr-rule", ds(w)["arch_lr_rule"]),

@@ -21,7 +21,7 @@ rule train:
         patch=lambda w: shape_arg(ds(w)["patch"]),
         test_patch=lambda w: shape_arg(ds(w)["test_patch"]),
         batch=lambda w: batch_of(w.dataset, method_phase(w.method)),
-        optimiser=optimiser_args(),
+        optimiser=lambda w: optimiser_args(ds(w)["loss"]),
         loss=lambda w: ds(w)["loss"],
         val=lambda w: ["--val-every", ds(w)["val_every"]] if "val_every" in ds(w) else [],
         workers=lambda w: threads_of(w) - 1,
