@@ -119,18 +119,6 @@ rule ka2_step1:
 #   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_stability.json
 
 
-def ka2_candidate_args(wildcards):
-    """Step 1's training flags, then the candidate's (argparse keeps the last)."""
-    cand = ka2()["stability"]["candidates"][wildcards.cand]
-    return [
-        *ka2_training_args(wildcards),
-        *("--lr-floor", cand["lr_floor"]),
-        "--dice-background" if cand["dice_background"] else "--no-dice-background",
-    ]
-
-
-KA2_STABILITY = f"{KA2}/stability/{{cand}}/{{cue}}"
-
 
 use rule ka2_ablation_train as ka2_stability_train with:
     output:
@@ -170,13 +158,15 @@ rule ka2_stability:
     conda:
         "../envs/vnas.yaml"
     input:
-        lambda w: [
+        evals=lambda w: [
             f"{KA2}/stability/{cand}/{st['cue']}/eval/{code}/seed{seed}/metrics.csv"
             for st in [ka2()["stability"]]
             for cand in st["candidates"]
             for code in st["codes"]
             for seed in st["seeds"]
         ],
+        # C0, today's training: Step 1's all-2D seeds (A9: not re-run)
+        step1="docs/experiments/known_answer2/step1.json",
     output:
         f"{KA2}_stability.json",
     params:
@@ -191,7 +181,7 @@ rule ka2_stability:
     shell:
         "vnas experiment stability --root {params.root:q} --cue {params.cue:q} "
         "--candidates {params.candidates:q} --codes {params.codes:q} --seeds {params.seeds:q} "
-        "--max-spread {params.max_spread:q} --out {output:q} 2> {log:q}"
+        "--max-spread {params.max_spread:q} --step1 {input.step1:q} --out {output:q} 2> {log:q}"
 
 
 # Steps 2 and 3 run only if Step 1 found a known answer (H5; EXPERIMENTS.md):

@@ -29,6 +29,20 @@ def ka2_training_args(wildcards):
     ]
 
 
+def ka2_candidate_args(wildcards):
+    """Step 1's training flags, then a stability candidate's (A9; argparse keeps the last)."""
+    cand = ka2()["stability"]["candidates"][wildcards.cand]
+    return [
+        *ka2_training_args(wildcards),
+        *("--lr-floor", cand["lr_floor"]),
+        "--dice-background" if cand["dice_background"] else "--no-dice-background",
+    ]
+
+
+#: A stability candidate's runs (A9): models/ and eval/ as Step 1's ablation/ has them.
+KA2_STABILITY = f"{KA2}/stability/{{cand}}/{{cue}}"
+
+
 def ka2_search_args(wildcards):
     """The first experiment's search settings plus PT scoring (the plan's Steps 2-3)."""
     cfg = ka2()
