@@ -3,6 +3,8 @@ before ``lr_floor`` and ``dice_background`` existed resolving to their old behav
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 from torch.optim.lr_scheduler import PolynomialLR
@@ -34,7 +36,7 @@ def test_the_floor_is_reached_at_the_last_iteration():
     assert lrs[0] == pytest.approx(0.05)
     assert lrs[-1] == pytest.approx(0.005)  # 10 % of lr at t = T
     assert lrs[-2] > 0.005  # and not before
-    assert all(a > b for a, b in zip(lrs, lrs[1:]))
+    assert all(a > b for a, b in itertools.pairwise(lrs))
     # the formula: lr (0.1 + 0.9 (1 - t/T)^0.9)
     assert lrs[10] == pytest.approx(0.05 * (0.1 + 0.9 * 0.5**0.9))
 
