@@ -70,7 +70,10 @@ def test_first_run_block_has_the_demo_budget_and_says_how_to_scale_up(tmp_path) 
     text = plan_file.read_text()
     block = yaml.safe_load(text)["datasets"]["phantom"]
     assert {key: block[key] for key in FIRST_RUN} == FIRST_RUN
-    assert block["width"] == 0.0625 and block["folds"] == 2 and block["val_every"] == 25
+    # the demo's budget: what params.yaml gives the synthetic dataset, value for value
+    params = Path(__file__).resolve().parents[1] / "params.yaml"
+    demo = yaml.safe_load(params.read_text())["datasets"]["synthetic"]
+    assert {key: demo[key] for key in FIRST_RUN} == FIRST_RUN
     assert "To scale up" in text and "search_iterations and train_iterations 40000" in text
     # without --first-run: the paper's budget, no val_every
     assert main(["plan", "--raw", argv[2], "--out", str(tmp_path / "p.yaml"), "--no-progress"]) == 0

@@ -34,6 +34,24 @@ def test_time_is_summed_per_rule_folder(tmp_path):
     assert "with 2 cores these jobs need at least **27.0 s**" in text
 
 
+def test_training_cpu_is_listed_per_method(tmp_path):
+    files = [
+        _job(tmp_path / "train/vnas_fold0.tsv", 60.0, 50.0),
+        _job(tmp_path / "train/vnas_fold1.tsv", 70.0, 54.0),
+        _job(tmp_path / "train/vnas-pt_fold0.tsv", 8.0, 5.0),
+        _job(tmp_path / "train/manual-3d-3d_fold0.tsv", 90.0, 80.0),
+        _job(tmp_path / "evaluate/vnas_fold0.tsv", 9.0, 4.0),
+    ]
+    text = run_time_section(read_benchmarks(files))
+    rows = [line for line in text.splitlines() if line.startswith("| ") and "fold" not in line]
+    per_method = rows[rows.index("| method | jobs | CPU s | median CPU s per job |") + 1 :]
+    assert per_method == [
+        "| vnas | 2 | 104.0 | 52.0 |",
+        "| manual-3d-3d | 1 | 80.0 | 80.0 |",
+        "| vnas-pt | 1 | 5.0 | 5.0 |",
+    ]
+
+
 def test_quiet_wall_floor_is_the_longest_job_when_it_dominates(tmp_path):
     files = [
         _job(tmp_path / "search/fold0.tsv", 90.0, 80.0),

@@ -358,6 +358,15 @@ def train_arch_input(wildcards):
     return [arch] if arch.endswith(".json") else []
 
 
+def reused_model(wildcards):
+    """V-NAS's model of the fold, for V-NAS-PT's training: `vnas train --reuse` copies it
+    when V-NAS-PT's code is V-NAS's (perturbation scores left every cell at its argmax
+    op) and trains otherwise (vnas.engine.reuse); no input for another method."""
+    if wildcards.method != "vnas-pt":
+        return []
+    return [f"results/{wildcards.dataset}/models/vnas/fold{wildcards.fold}/model.pt"]
+
+
 def threads_of(name):
     return ds(name).get("threads", 1)
 
@@ -450,8 +459,9 @@ def benchmark_files(name):
     """The Snakemake `benchmark:` files (wall and CPU time per job) of every job that a
     dataset's tables and figures need, one folder per rule (`vnas report --benchmarks`)."""
     cfg, root = ds(name), f"results/benchmarks/{name}"
-    singles = ["preprocess", "split", "aggregate", "table", "figures"]
+    singles = ["preprocess", "split", "aggregate", "table", "figures", "report"]
     singles += ["synthesize"] if "synth" in cfg else []
+    singles += ["aggregate_pt"] if uses_perturbation(name) else []
     singles += ["random_archs"] if cfg["random_samples"] else []
     singles += ["table_manual"] if cfg["manual"] else []
     jobs = [f"{root}/{step}/job.tsv" for step in singles]
@@ -463,6 +473,9 @@ def benchmark_files(name):
         method=all_methods(name),
         fold=folds(name),
     )
+    jobs += expand("{root}/ensemble/{method}.tsv", root=root, method=table_methods(name))
+    if test_predictions(name):
+        jobs += expand("{root}/predict_test/{method}.tsv", root=root, method=table_methods(name))
     return jobs
 
 

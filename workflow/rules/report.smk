@@ -132,6 +132,8 @@ rule report:
         "results/report/{dataset}.html",
     params:
         report=lambda w, input: report_args(input),
+    benchmark:
+        "results/benchmarks/{dataset}/report/job.tsv"
     log:
         "results/logs/{dataset}/report.log",
     shell:

@@ -85,6 +85,8 @@ rule aggregate_pt:
         "results/{dataset}/arch-pt.json",
     params:
         dirs=lambda w, input: [os.path.dirname(p) for p in input],
+    benchmark:
+        "results/benchmarks/{dataset}/aggregate_pt/job.tsv"
     log:
         "results/logs/{dataset}/aggregate_pt.log",
     shell:

@@ -9,6 +9,7 @@ rule train:
         data="data/preprocessed/{dataset}",
         folds="results/{dataset}/folds.json",
         arch=train_arch_input,
+        reuse=reused_model,
     output:
         model="results/{dataset}/models/{method}/fold{fold}/model.pt",
         config="results/{dataset}/models/{method}/fold{fold}/config.json",
@@ -24,6 +25,7 @@ rule train:
         loss=lambda w: ds(w)["loss"],
         val=lambda w: ["--val-every", ds(w)["val_every"]] if "val_every" in ds(w) else [],
         workers=lambda w: threads_of(w) - 1,
+        reuse=lambda w, input: [a for p in input.reuse for a in ("--reuse", os.path.dirname(p))],
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,
@@ -37,7 +39,7 @@ rule train:
         "--out {params.out:q} --iterations {params.iterations:q} --width {params.width:q} "
         "--patch {params.patch:q} --test-patch {params.test_patch:q} "
         "--batch-size {params.batch:q} {params.optimiser:q} --loss {params.loss:q} "
-        "{params.val:q} --workers {params.workers:q} --force 2> {log:q}"
+        "{params.val:q} --workers {params.workers:q} {params.reuse:q} --force 2> {log:q}"
 
 
 rule evaluate:
@@ -89,6 +91,8 @@ rule ensemble:
     params:
         models=lambda w, input: [os.path.dirname(p) for p in input],
         out=lambda w, output: os.path.dirname(output[0]),
+    benchmark:
+        "results/benchmarks/{dataset}/ensemble/{method}.tsv"
     log:
         "results/logs/{dataset}/ensemble_{method}.log",
     shell:
@@ -113,6 +117,8 @@ rule predict_test:
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,
+    benchmark:
+        "results/benchmarks/{dataset}/predict_test/{method}.tsv"
     log:
         "results/logs/{dataset}/predict_test_{method}.log",
     shell:

@@ -20,6 +20,7 @@ import logging
 import math
 import platform
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -38,12 +39,37 @@ from vnas.search.architect import Architect
 from vnas.search.config import ArchOptimConfig
 from vnas.space.models import build_model, check_patch
 
-__all__ = ["format_table", "run_bench"]
+__all__ = ["QuickConfig", "format_table", "run_bench"]
 
 logger = logging.getLogger(__name__)
 
 FIXED_ARCH = "nih-paper"
 NUM_CLASSES = 2
+
+
+@dataclass(frozen=True)
+class QuickConfig:
+    """What the quick look measures (``vnas bench`` without ``--suite``).
+
+    Attributes:
+        width: channel multiplier of both networks.
+        patch: training patch and sliding-window size ``(D, H, W)``.
+        volume: the inference volume ``(D, H, W)``.
+        batch_size: patches per weight step and per sliding-window batch.
+        repeats: timed runs per measurement (after one warm-up run).
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        amp: mixed precision; ``None``: on for CUDA only.
+        seed: seeds the networks' weights.
+    """
+
+    width: float = 1.0
+    patch: tuple[int, int, int] = (64, 64, 64)
+    volume: tuple[int, int, int] = (128, 128, 128)
+    batch_size: int = 2
+    repeats: int = 5
+    device: str = "auto"
+    amp: bool | None = None
+    seed: int = 0
 
 
 def _median_seconds(fn: Callable[[], object], repeats: int, device: torch.device) -> float:
@@ -59,7 +85,7 @@ def _random_batch(batch: int, patch: Sequence[int], device: torch.device, seed: 
     return to_device({"image": image, "label": label}, device, resolve_channels_last(None, device))
 
 
-def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
+def _bench_training(arch: str, args: QuickConfig, device: torch.device, amp: bool) -> dict:
     model = build_model(arch, 1, NUM_CLASSES, args.width).to(device).train()
     if resolve_channels_last(None, device):  # as RunContext.place does for the commands
         model = model.to(memory_format=torch.channels_last_3d)
@@ -85,7 +111,7 @@ def _bench_training(arch: str, args, device: torch.device, amp: bool) -> dict:
     return result
 
 
-def _bench_inference(args, device: torch.device, amp: bool) -> dict:
+def _bench_inference(args: QuickConfig, device: torch.device, amp: bool) -> dict:
     from vnas.eval.inference import sliding_window_predict
 
     model = build_model(FIXED_ARCH, 1, NUM_CLASSES, args.width).to(device).eval()
@@ -114,9 +140,8 @@ def _bench_inference(args, device: torch.device, amp: bool) -> dict:
     }
 
 
-def run_bench(args) -> dict:
-    """Run every measurement; ``args`` carries ``width, patch, volume, batch_size, repeats,
-    device, amp, seed``. Returns the JSON-ready results."""
+def run_bench(args: QuickConfig) -> dict:
+    """Run every measurement at ``args``' sizes. Returns the JSON-ready results."""
     check_patch("fixed", args.patch)
     device = resolve_device(args.device)
     amp = resolve_amp(args.amp, device)

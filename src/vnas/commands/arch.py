@@ -20,9 +20,6 @@ import pandas as pd
 from vnas.commands.flags import add_force_argument
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
-
-# re-exported: vnas.bench.markdown imports it from here (to move with issue 26's bench part)
-from vnas.files.markdown_block import replace_markdown_block as replace_markdown_block
 from vnas.files.markdown_block import write_markdown_block
 from vnas.files.outputs import output_dir, signed
 from vnas.space.genotype import (

@@ -162,17 +162,23 @@ def _add_suite_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run_quick(args: argparse.Namespace) -> int:
-    from vnas.bench.quick import format_table, run_bench
+    from vnas.bench.quick import QuickConfig, format_table, run_bench
     from vnas.files.atomic import atomic_write_json
     from vnas.files.outputs import claim_file, signed
 
-    args.width = args.width or 1.0
-    args.patch = args.patch or [64, 64, 64]
-    args.repeats = args.repeats or 5
+    patch = tuple(args.patch or QuickConfig.patch)
+    config = QuickConfig(
+        width=args.width or QuickConfig.width,
+        patch=patch,
+        volume=tuple(args.volume or (2 * p for p in patch)),
+        batch_size=args.batch_size,
+        repeats=args.repeats or QuickConfig.repeats,
+        device=args.device,
+        amp=args.amp,
+        seed=args.seed,
+    )
     out = claim_file(args.out or QUICK_OUT, command="bench", inputs={}, force=args.force)
-    if args.volume is None:
-        args.volume = [2 * p for p in args.patch]
-    result = signed("bench", run_bench(args))
+    result = signed("bench", run_bench(config))
     atomic_write_json(out, result)
     print(json.dumps(result, indent=2))
     print(format_table(result))

@@ -102,6 +102,7 @@ def dataset_name(raw: str | Path) -> str:
 #: minutes. The warm-up share, the alpha/beta rate rule and Dice+CE are the demo's too:
 #: at 150 iterations, the paper's fixed 3e-4 leaves alpha/beta where they started and
 #: cross-entropy teaches these tiny networks no foreground voxel (README, the demo).
+#: tests/test_plan.py checks every value equals params.yaml's.
 FIRST_RUN = {
     "folds": 2,
     "width": 0.0625,
@@ -109,8 +110,8 @@ FIRST_RUN = {
     "warmup_fraction": 0.3333,
     "arch_lr_rule": "matched_movement",
     "loss": "dice_ce",
-    "train_iterations": 150,
-    "val_every": 25,
+    "train_iterations": 300,
+    "val_every": 50,
     "threads": 1,
 }
 

@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         method_table,
         random_row,
         rank_among_random,
+        reused_models,
         summary_metrics,
         to_markdown,
     )
@@ -108,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     else:
         csv = table.round(4).to_csv(index=False)
         title = f"{args.dataset}: {args.n_folds}-fold cross-validation"
-        markdown = to_markdown(table, title, search=search, ranks=ranks, preset=args.preset)
+        reused = reused_models(args.eval_root, methods, args.n_folds)
+        markdown = to_markdown(
+            table, title, search=search, ranks=ranks, preset=args.preset, reused=reused
+        )
     # Every output is checked before the first is written: all or none change.
     inputs = {"--eval-root": args.eval_root, "--search-diagnostics": args.search_diagnostics}
     claim = {"command": "table", "inputs": inputs, "force": args.force}

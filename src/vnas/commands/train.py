@@ -47,10 +47,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=TrainConfig.val_patches,
         help="fixed held-out patches the pseudo-Dice is measured on",
     )
+    parser.add_argument(
+        "--reuse",
+        metavar="DIR",
+        help="a finished `vnas train` folder: when its run is this training under another "
+        "architecture name (same code, cases, settings, seed, device), copy its results "
+        "instead of training again (recorded as reused_from in config.json); else train",
+    )
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from vnas.engine.retrain import run_training
 
-    return run_training(train_config(args))
+    return run_training(train_config(args), reuse=args.reuse)

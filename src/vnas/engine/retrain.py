@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import math
+from pathlib import Path
 
 import torch
 
@@ -29,9 +30,11 @@ from vnas.engine.learner import WeightLearner
 from vnas.engine.loop import Divergence, run_loop
 from vnas.engine.progress_plot import PROGRESS_PNG
 from vnas.engine.pseudo_dice import PseudoDice
+from vnas.engine.reuse import reuse_finished_run
 from vnas.engine.rundir import RunState, mark_done
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_save_torch
+from vnas.files.outputs import check_outside_inputs
 from vnas.space.models import build_model, describe_arch
 
 __all__ = ["RetrainTask", "run_training"]
@@ -125,9 +128,10 @@ def _validation(ctx: RunContext) -> PseudoDice | None:
     )
 
 
-def run_training(config: TrainConfig) -> int:
+def run_training(config: TrainConfig, reuse: str | None = None) -> int:
     """``vnas train``: retrain ``config.arch`` on fold ``config.data.fold``; see the module
-    docstring."""
+    docstring. ``reuse``: a finished run folder whose results are copied instead when it
+    is the same training (:mod:`vnas.engine.reuse`)."""
     arch = describe_arch(config.arch)
     if arch["kind"] == "search":
         raise VNASError(
@@ -135,11 +139,17 @@ def run_training(config: TrainConfig) -> int:
             "then train the arch.json it writes (or `mix` for the equal-weights baseline)"
         )
     optim = config.optim
+    if reuse is not None:
+        check_outside_inputs(config.data.out, {"--reuse": reuse}, folder=True)
     with prepare_run(
         config, command="train", arch=arch, require=("train",), results=RESULTS, owned=LOGS
     ) as ctx:
         if ctx.state is RunState.DONE:
             logger.info("%s: this run has already finished; nothing to do", ctx.out)
+            return 0
+        if reuse is not None and reuse_finished_run(
+            ctx.record, ctx.out, Path(reuse), (*RESULTS, *LOGS)
+        ):
             return 0
 
         model = ctx.place(build_model(config.arch, 1, ctx.num_classes, optim.width))

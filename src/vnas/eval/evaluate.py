@@ -24,7 +24,8 @@ Output folder, written whole or not at all:
   fold's cases (:func:`vnas.eval.metrics.summarise`: DSC and NSD in %, HD95 in mm, population
   std, NaN left out and ``*_n`` counting the values used);
 - ``predictions/<case_id>.nii.gz``: uint8 label maps in the original image's geometry;
-- ``config.json``: the settings and the vnas version.
+- ``config.json``: the settings and the vnas version (and the model's ``reused_from``
+  where ``vnas train --reuse`` copied it from another run, :mod:`vnas.engine.reuse`).
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from vnas.data.geometry import to_original
 from vnas.data.readers import Reader, get_reader
 from vnas.data.store import load_preprocessed, read_dataset_json
 from vnas.engine.checkpoint import load_model
+from vnas.engine.reuse import REUSED_FROM
 from vnas.errors import VNASError
 from vnas.eval.inference import (
     DEFAULT_WINDOW,
@@ -234,6 +236,8 @@ def evaluate_fold(
         "folds": str(folds_path),
         "fold": int(fold),
         "arch": config.get("arch"),
+        # the model's results copied from another run (`vnas train --reuse`), for the table
+        **({REUSED_FROM: config[REUSED_FROM]} if REUSED_FROM in config else {}),
         "patch": list(patch),
         "overlap": window.overlap,
         "blend": "gaussian",

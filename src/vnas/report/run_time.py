@@ -36,7 +36,13 @@ __all__ = [
 DEMO_CORES = 2
 
 #: The ``vnas`` subcommand of each workflow rule whose name differs from it.
-RULE_COMMANDS = {"synthesize": "synth", "random_archs": "arch", "table_manual": "table"}
+RULE_COMMANDS = {
+    "synthesize": "synth",
+    "random_archs": "arch",
+    "table_manual": "table",
+    "aggregate_pt": "aggregate",
+    "predict_test": "predict",
+}
 
 # Child process: CPU seconds (user + system) of the whole interpreter once the command's
 # parser is built, and whether torch was imported on the way.
@@ -50,7 +56,8 @@ print(json.dumps({"cpu_s": t.user + t.system, "torch": "torch" in sys.modules}))
 
 
 def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
-    """One row per job: ``rule``, ``wall_s``, ``cpu_s``, ``max_rss_mb``.
+    """One row per job: ``rule``, ``job`` (the file's name: ``METHOD_foldK`` for a
+    training), ``wall_s``, ``cpu_s``, ``max_rss_mb``.
 
     Raises:
         VNASError: a file is missing or is not a Snakemake benchmark TSV.
@@ -66,12 +73,13 @@ def read_benchmarks(paths: Sequence[str | Path]) -> pd.DataFrame:
         rows.append(
             {
                 "rule": path.parent.name,
+                "job": path.stem,
                 "wall_s": float(last["s"]),
                 "cpu_s": pd.to_numeric(last["cpu_time"], errors="coerce"),
                 "max_rss_mb": pd.to_numeric(last["max_rss"], errors="coerce"),
             }
         )
-    return pd.DataFrame(rows, columns=["rule", "wall_s", "cpu_s", "max_rss_mb"])
+    return pd.DataFrame(rows, columns=["rule", "job", "wall_s", "cpu_s", "max_rss_mb"])
 
 
 def startup_cost(command: str) -> dict:
@@ -99,6 +107,27 @@ def quiet_wall_floor(jobs: pd.DataFrame, cores: int = DEMO_CORES) -> float:
     """
     cpu = jobs["cpu_s"].dropna()
     return max(float(cpu.sum()) / cores, float(cpu.max())) if len(cpu) else math.nan
+
+
+def _train_methods(jobs: pd.DataFrame) -> list[str]:
+    """Markdown rows: the training jobs' CPU seconds per method (their file ``METHOD_foldK``),
+    costliest first: which rows the training budget goes to."""
+    train = jobs[(jobs["rule"] == "train") & jobs["job"].str.contains("_fold")]
+    if train.empty:
+        return []
+    method = train["job"].str.rsplit("_fold", n=1).str[0]
+    by = train.groupby(method, sort=False)["cpu_s"].agg(["size", "sum", "median"])
+    lines = [
+        "",
+        "**Training jobs per method** (CPU s; a method's job that copied another's finished "
+        "training, `vnas train --reuse`, costs only its start-up):",
+        "",
+        "| method | jobs | CPU s | median CPU s per job |",
+        "|---|---|---|---|",
+    ]
+    for name, r in by.sort_values("sum", ascending=False).iterrows():
+        lines.append(f"| {name} | {int(r['size'])} | {_fmt(r['sum'])} | {_fmt(r['median'])} |")
+    return lines
 
 
 def run_time_section(
@@ -139,6 +168,7 @@ def run_time_section(
         f"{cores} cores, or the longest job's): CPU time barely depends on other users' "
         "load, wall time does. Snakemake samples a job's CPU time every 30 s after its "
         "first 30 s, so a long job's last seconds may be missing from its row.",
+        *_train_methods(jobs),
     ]
     if startup:
         lines += [

@@ -18,12 +18,14 @@ Beyond the paper:
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from vnas.engine.reuse import REUSED_FROM
 from vnas.errors import VNASError
 from vnas.eval.metrics import METRIC_NAMES, summarise
 
@@ -66,6 +68,37 @@ def method_table(eval_root: str | Path, methods: list[Method], folds: int) -> pd
         summary.insert(0, "method_id", method.id)
         parts.append(summary)
     return pd.concat(parts, ignore_index=True)
+
+
+def reused_models(eval_root: str | Path, methods: list[Method], folds: int) -> dict[str, dict]:
+    """Per row name, the folds whose evaluated model was copied from another method's
+    training (``reused_from`` in the evaluation's ``config.json``, :mod:`vnas.engine.reuse`):
+    ``{row: {fold: source method id}}``, rows without any left out."""
+    names = {m.id: m.name for m in methods}
+    reused: dict[str, dict] = {}
+    for method in methods:
+        for fold in range(folds):
+            config = Path(eval_root) / method.id / f"fold{fold}" / "config.json"
+            source = json.loads(config.read_text()).get(REUSED_FROM) if config.is_file() else None
+            if source:
+                source_id = Path(source["run"]).parent.name
+                reused.setdefault(method.name, {})[fold] = names.get(source_id, source_id)
+    return reused
+
+
+def reuse_notes(reused: dict[str, dict]) -> list[str]:
+    """One note per row whose networks were trained once for another row."""
+    out = []
+    for row, sources in reused.items():
+        folds = ", ".join(str(k) for k in sorted(sources))
+        others = " and ".join(sorted(set(sources.values())))
+        out += [
+            f"**{row}.** On fold(s) {folds} its architecture code is {others}'s: that network "
+            f"was trained once and both rows evaluate it (`vnas train --reuse`; on the CPU a "
+            "retraining is a deterministic function of its code, cases, settings and seed).",
+            "",
+        ]
+    return out
 
 
 def per_method_means(
@@ -180,6 +213,7 @@ def to_markdown(
     search: dict | None = None,
     ranks: pd.DataFrame | None = None,
     preset: str | None = None,
+    reused: dict[str, dict] | None = None,
 ) -> str:
     """Render like the paper: a block per class, DSC/NSD in %, HD95 in mm.
 
@@ -192,6 +226,7 @@ def to_markdown(
         preset: the dataset's reader preset; where the paper reports V-NAS and Mix on the
             same dataset and class (:data:`PAPER_MIX`), the sentence under the block
             quotes the paper's difference.
+        reused: :func:`reused_models`, a note per row that reuses another's network.
     """
     lines = [f"# {title}", ""]
     # about the alpha/beta probabilities (did the search settle on one op per cell?),
@@ -219,7 +254,7 @@ def to_markdown(
         if ranks is not None and not ranks.empty:
             lines += rank_lines(ranks[ranks["class"] == class_name])
         lines.append("")
-    lines += notes(table, search)
+    lines += notes(table, search, reused)
     if _partly_defined(table):
         lines += [
             "**n.** A metric marked (n=K) is defined on only K of the row's cases (HD95 is "
@@ -273,9 +308,12 @@ def unlearnt_classes(table: pd.DataFrame) -> list[str]:
     return [str(c) for c, best in means.items() if best < UNLEARNT_DSC]
 
 
-def notes(table: pd.DataFrame, search: dict | None) -> list[str]:
+def notes(
+    table: pd.DataFrame, search: dict | None, reused: dict[str, dict] | None = None
+) -> list[str]:
     """The notes under the table: how decided the search was; what the Random row is;
-    which classes no method learnt."""
+    which classes no method learnt; which rows reuse another row's network
+    (:func:`reused_models`)."""
     out = []
     for class_name in unlearnt_classes(table):
         out += ([] if out else ["## Notes", ""]) + [
@@ -296,6 +334,8 @@ def notes(table: pd.DataFrame, search: dict | None) -> list[str]:
             "architecture.",
             "",
         ]
+    for note in reuse_notes(reused or {}):
+        out += ([] if out else ["## Notes", ""]) + [note]
     return out
 
 
