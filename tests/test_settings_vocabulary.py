@@ -4,6 +4,7 @@ dataclass fields agree on every shared setting's default and allowed range."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -113,3 +114,23 @@ def test_the_flags_help_is_the_field_help():
     assert (
         helps["warmup_fraction"] == setting_of(ArchOptimConfig, "warmup_fraction").metadata["help"]
     )
+
+
+@pytest.mark.parametrize(("node", "key", "cls", "name", "top"), SHARED, ids=_ids())
+def test_the_settings_record_takes_exactly_the_schema_range(node, key, cls, name, top, capsys):
+    """``--settings`` (the record a pipeline rule hands its job) takes and refuses the
+    same values as the flag (:func:`vnas.engine.config.settings_values`)."""
+    schema = _schema_of(node, key)
+    kind = int if schema["type"] == "integer" else float
+    step = 1 if kind is int else 1e-9
+    checks = []
+    if "minimum" in schema:
+        checks += [(schema["minimum"], True), (schema["minimum"] - step, False)]
+    if "exclusiveMinimum" in schema:
+        checks += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
+    if "maximum" in schema:
+        checks += [(schema["maximum"], True), (schema["maximum"] + step, False)]
+    for value, taken in checks:
+        record = json.dumps({name: kind(value)})
+        assert _parses(["search", *BASE, "--settings", record]) is taken, record
+    capsys.readouterr()

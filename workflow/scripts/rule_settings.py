@@ -90,7 +90,7 @@ def batch_of(ds: Mapping[str, Any], phase: str) -> int:
     (``search``, ``retrain``, ``mix``, ``unet3d``, ``vnet``) as ``vnas plan --gpu-memory``
     writes it."""
     batch = ds["batch_size"]
-    return batch[phase] if isinstance(batch, dict) else batch
+    return batch[phase] if isinstance(batch, Mapping) else batch
 
 
 def method_phase(method: str) -> str:
