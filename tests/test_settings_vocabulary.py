@@ -67,6 +67,19 @@ def test_the_schema_and_the_dataclass_agree_on_the_range(node, key, cls, name, t
         assert PARAMS[key] == field.default
 
 
+def _bound_checks(schema):
+    """(value, taken) at each bound of a schema range and just past it."""
+    step = 1 if schema["type"] == "integer" else 1e-9
+    checks = []
+    if "minimum" in schema:
+        checks += [(schema["minimum"], True), (schema["minimum"] - step, False)]
+    if "exclusiveMinimum" in schema:
+        checks += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
+    if "maximum" in schema:
+        checks += [(schema["maximum"], True), (schema["maximum"] + step, False)]
+    return checks
+
+
 def _parses(argv):
     try:
         build_parser().parse_args(argv)
@@ -85,14 +98,7 @@ def test_the_command_line_takes_exactly_the_schema_range(node, key, cls, name, t
     search = parser._subparsers._group_actions[0].choices["search"]
     action = next(a for a in search._actions if flag in a.option_strings)
     assert action.default == field.default
-    step = 1 if schema["type"] == "integer" else 1e-9
-    checks = []
-    if "minimum" in schema:
-        checks += [(schema["minimum"], True), (schema["minimum"] - step, False)]
-    if "exclusiveMinimum" in schema:
-        checks += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
-    if "maximum" in schema:
-        checks += [(schema["maximum"], True), (schema["maximum"] + step, False)]
+    checks = _bound_checks(schema)
     assert checks, f"{key} has no range in the schema"
     for value, taken in checks:
         text = str(int(value)) if schema["type"] == "integer" else repr(float(value))
@@ -122,15 +128,7 @@ def test_the_settings_record_takes_exactly_the_schema_range(node, key, cls, name
     same values as the flag (:func:`vnas.engine.config.settings_values`)."""
     schema = _schema_of(node, key)
     kind = int if schema["type"] == "integer" else float
-    step = 1 if kind is int else 1e-9
-    checks = []
-    if "minimum" in schema:
-        checks += [(schema["minimum"], True), (schema["minimum"] - step, False)]
-    if "exclusiveMinimum" in schema:
-        checks += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
-    if "maximum" in schema:
-        checks += [(schema["maximum"], True), (schema["maximum"] + step, False)]
-    for value, taken in checks:
+    for value, taken in _bound_checks(schema):
         record = json.dumps({name: kind(value)})
         assert _parses(["search", *BASE, "--settings", record]) is taken, record
     capsys.readouterr()

@@ -49,7 +49,6 @@ __all__ = [
     "saved_tensor_bytes",
     "stats_device",
     "stats_markdown",
-    "stats_model",
 ]
 
 META = torch.device("meta")
@@ -218,33 +217,6 @@ def stats_device(name: str) -> torch.device:
     return device
 
 
-def stats_model(
-    name: str,
-    patch: Sequence[int],
-    width: float,
-    classes: int,
-    in_channels: int,
-    device: torch.device,
-) -> tuple[str, nn.Module]:
-    """``(mode, model)`` of one ARCH (a preset, an arch JSON, ``search``, ``mix``, a
-    baseline or :data:`REFERENCE`), built on ``meta`` off CUDA: no memory is allocated
-    even at the paper's size, since everything is then counted from shapes."""
-    from vnas.space.genotype import resolve_arch
-    from vnas.space.models import BASELINES, build_model, check_patch
-    from vnas.space.network import VNASNet
-
-    with torch.device(device if device.type == "cuda" else "meta"):
-        if name == REFERENCE:
-            check_patch("fixed", patch)  # AHNet needs multiples of 32 as V-NAS does
-            return "reference", AHNetReference(in_channels, classes, patch)
-        if name in BASELINES:
-            check_patch(name, patch)
-            return "baseline", build_model(name, in_channels, classes, width)
-        spec = resolve_arch(name)
-        VNASNet.check_patch(patch)
-        return spec.mode, VNASNet(in_channels, classes, width, spec.cells)
-
-
 def network_record(
     name: str,
     patch: Sequence[int],
@@ -253,8 +225,25 @@ def network_record(
     in_channels: int,
     device: torch.device,
 ) -> dict[str, Any]:
-    """The stats record of one ARCH (what ``vnas arch stats --json`` prints)."""
-    mode, model = stats_model(name, patch, width, classes, in_channels, device)
+    """The stats record of one ARCH (a preset, an arch JSON, ``search``, ``mix``, a
+    baseline or :data:`REFERENCE`; what ``vnas arch stats --json`` prints). Off CUDA the
+    network is built on ``meta``: no memory is allocated even at the paper's size, since
+    everything is then counted from shapes."""
+    from vnas.space.genotype import resolve_arch
+    from vnas.space.models import BASELINES, build_model, check_patch
+    from vnas.space.network import VNASNet
+
+    with torch.device(device if device.type == "cuda" else "meta"):
+        if name == REFERENCE:
+            check_patch("fixed", patch)  # AHNet needs multiples of 32 as V-NAS does
+            mode, model = "reference", AHNetReference(in_channels, classes, patch)
+        elif name in BASELINES:
+            check_patch(name, patch)
+            mode, model = "baseline", build_model(name, in_channels, classes, width)
+        else:
+            spec = resolve_arch(name)
+            VNASNet.check_patch(patch)
+            mode, model = spec.mode, VNASNet(in_channels, classes, width, spec.cells)
     if mode == "reference":
         label = f"AH-Net (MONAI `AHNet`, psp_block_num={model.psp_block_num})"
     else:
