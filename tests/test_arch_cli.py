@@ -169,7 +169,7 @@ def test_stats_of_several_networks_with_baselines_and_ahnet(capsys):
 
 
 def test_stats_markdown_replaces_only_its_block(capsys, tmp_path):
-    from vnas.commands.arch import BEGIN, END
+    from vnas.space.arch_stats import BEGIN, END
 
     page = tmp_path / "page.md"
     page.write_text(f"# Title\n\nbefore\n\n{BEGIN}\nold numbers\n{END}\n\nafter\n")

@@ -100,10 +100,12 @@ def test_plan_writes_a_batch_per_phase_with_its_estimated_peak(tmp_path):
 @pytest.mark.slow
 def test_each_phase_gets_its_own_batch_in_the_pipeline(tmp_path):
     """A dry run of NIH with one batch per phase: the search, the fixed-code retraining
-    and each baseline's retraining are called with their own --batch-size, and the 3D
+    and each baseline's retraining are called with their own batch_size, and the 3D
     U-Net row trains Çiçek's network (unet3d_variant: cicek)."""
+    import json
     import os
     import re
+    import shlex
     import subprocess
     import sys
 
@@ -123,12 +125,18 @@ def test_each_phase_gets_its_own_batch_in_the_pipeline(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     shells = [ln for ln in result.stdout.splitlines() if "Shell command:" in ln]
     search = next(ln for ln in shells if "vnas search " in ln)
-    assert f"--batch-size {batches['search']} " in search
+
+    def batch(shell: str) -> int:
+        """The batch_size of a job's --settings record (workflow/scripts/rule_settings.py)."""
+        words = shlex.split(shell.split("Shell command:", 1)[1])
+        return json.loads(words[words.index("--settings") + 1])["batch_size"]
+
+    assert batch(search) == batches["search"]
 
     def train(method: str) -> str:
         return next(ln for ln in shells if f"--out results/nih/models/{method}/fold0" in ln)
 
-    assert f"--batch-size {batches['retrain']} " in train("manual-3d-3d")
+    assert batch(train("manual-3d-3d")) == batches["retrain"]
     for method in ("mix", "unet3d", "vnet"):
-        assert f"--batch-size {batches[method]} " in train(method), method
+        assert batch(train(method)) == batches[method], method
     assert re.search(r"--arch unet3d-cicek ", train("unet3d"))

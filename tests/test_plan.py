@@ -61,7 +61,7 @@ def _phantom_nnunet(tmp_path: Path, work: Path) -> Path:
 
 
 def test_first_run_block_has_the_demo_budget_and_says_how_to_scale_up(tmp_path) -> None:
-    from vnas.commands.plan import FIRST_RUN
+    from vnas.report.plan_file import FIRST_RUN
 
     _phantom_nnunet(tmp_path, tmp_path)
     plan_file = tmp_path / "plan.yaml"
@@ -221,3 +221,19 @@ def test_params_yaml_takes_a_planned_block_and_refuses_nnunet_without_window(tmp
     lines = [ln for ln in (dry.stdout + dry.stderr).splitlines() if ln.startswith("vnas:")]
     assert dry.returncode != 0 and len(lines) == 1, dry.stdout + dry.stderr
     assert "datasets.x.hu_window" in lines[0] and "vnas plan" in lines[0]
+
+
+def test_the_help_and_the_plan_file_name_the_checked_way_to_run_a_plan():
+    """`make pipeline CONFIG=... TARGET=...` checks a config file before Snakemake loads
+    it (issue 27); a bare `snakemake --configfile` runs a hostile file's code first."""
+    from vnas.cli import build_parser
+    from vnas.report.plan_file import render
+
+    plan = build_parser(("plan",))._subparsers._group_actions[0].choices["plan"]
+    assert "make pipeline CONFIG=PLAN TARGET=" in " ".join(plan.format_help().split())
+    assert "snakemake --configfile" not in plan.format_help()
+    fingerprint = {"foreground": {"voxels_sampled": 1, "percentile_0.5": 0, "median": 0,
+                                  "percentile_99.5": 0, "mean": 0, "std": 0},
+                   "spacings": [[1, 1, 1]], "shapes": [[2, 2, 2]], "cases": ["a"]}  # fmt: skip
+    text = render("x", "raw", fingerprint, {"median_shape": [2, 2, 2]}, {"folds": 4})
+    assert "# or `make pipeline CONFIG=THIS_FILE TARGET=results/tables/x.csv`." in text

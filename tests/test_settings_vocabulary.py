@@ -4,6 +4,7 @@ dataclass fields agree on every shared setting's default and allowed range."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,19 @@ def test_the_schema_and_the_dataclass_agree_on_the_range(node, key, cls, name, t
         assert PARAMS[key] == field.default
 
 
+def _bound_checks(schema):
+    """(value, taken) at each bound of a schema range and just past it."""
+    step = 1 if schema["type"] == "integer" else 1e-9
+    checks = []
+    if "minimum" in schema:
+        checks += [(schema["minimum"], True), (schema["minimum"] - step, False)]
+    if "exclusiveMinimum" in schema:
+        checks += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
+    if "maximum" in schema:
+        checks += [(schema["maximum"], True), (schema["maximum"] + step, False)]
+    return checks
+
+
 def _parses(argv):
     try:
         build_parser().parse_args(argv)
@@ -84,14 +98,7 @@ def test_the_command_line_takes_exactly_the_schema_range(node, key, cls, name, t
     search = parser._subparsers._group_actions[0].choices["search"]
     action = next(a for a in search._actions if flag in a.option_strings)
     assert action.default == field.default
-    step = 1 if schema["type"] == "integer" else 1e-9
-    checks = []
-    if "minimum" in schema:
-        checks += [(schema["minimum"], True), (schema["minimum"] - step, False)]
-    if "exclusiveMinimum" in schema:
-        checks += [(schema["exclusiveMinimum"], False), (schema["exclusiveMinimum"] + step, True)]
-    if "maximum" in schema:
-        checks += [(schema["maximum"], True), (schema["maximum"] + step, False)]
+    checks = _bound_checks(schema)
     assert checks, f"{key} has no range in the schema"
     for value, taken in checks:
         text = str(int(value)) if schema["type"] == "integer" else repr(float(value))
@@ -113,3 +120,15 @@ def test_the_flags_help_is_the_field_help():
     assert (
         helps["warmup_fraction"] == setting_of(ArchOptimConfig, "warmup_fraction").metadata["help"]
     )
+
+
+@pytest.mark.parametrize(("node", "key", "cls", "name", "top"), SHARED, ids=_ids())
+def test_the_settings_record_takes_exactly_the_schema_range(node, key, cls, name, top, capsys):
+    """``--settings`` (the record a pipeline rule hands its job) takes and refuses the
+    same values as the flag (:func:`vnas.engine.config.settings_values`)."""
+    schema = _schema_of(node, key)
+    kind = int if schema["type"] == "integer" else float
+    for value, taken in _bound_checks(schema):
+        record = json.dumps({name: kind(value)})
+        assert _parses(["search", *BASE, "--settings", record]) is taken, record
+    capsys.readouterr()

@@ -8,6 +8,12 @@ from pathlib import Path
 import jsonschema
 import yaml
 
+# What each rule reads, declared once (workflow/scripts/rule_settings.py; dvc_yaml.py reads
+# the same declarations for the DVC stages).
+sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
+from rule_settings import rule_settings, search_schedule as _search_schedule
+from rule_settings import uses_perturbation as _uses_perturbation
+
 
 def _holds(node, keys):
     """Whether the nested mapping ``node`` has the key path ``keys``."""
@@ -264,15 +270,7 @@ def table_methods(name):
 def uses_perturbation(name):
     """Whether a dataset's searches also score their ops by perturbation (its
     `selection: perturbation`), adding the V-NAS-PT row beside V-NAS (argmax)."""
-    return ds(name).get("selection", "argmax") == "perturbation"
-
-
-def perturbation_args(wildcards):
-    """`vnas search`'s perturbation-selection flags for a dataset (none for argmax)."""
-    cfg = ds(wildcards)
-    if not uses_perturbation(wildcards):
-        return []
-    return ["--pt-patches", cfg["pt_patches"], "--pt-finetune", cfg.get("pt_finetune", 0)]
+    return _uses_perturbation(ds(name))
 
 
 def manual_methods(name):
@@ -336,20 +334,6 @@ def method_label(dataset, method):
     return f"{PAPER_NAMES[method]} (published)", "Search (published)"
 
 
-def method_phase(method):
-    """The batch_size key of a method's retraining: a baseline's own network, or
-    `retrain` for every fixed V-NAS code (searched, transferred, published, random,
-    manual)."""
-    return method if method in BASELINES else "retrain"
-
-
-def batch_of(dataset, phase):
-    """The batch of one phase (`search`, `retrain`, `mix`, `unet3d`, `vnet`): batch_size
-    is one number for all, or one per phase as `vnas plan --gpu-memory` writes it."""
-    batch = ds(dataset)["batch_size"]
-    return batch[phase] if isinstance(batch, dict) else batch
-
-
 def train_arch_input(wildcards):
     """The file (or, for a random code, the folder of codes) `vnas train --arch` reads."""
     if wildcards.method.startswith("random-"):
@@ -387,10 +371,6 @@ def sgd_args(loss):
         *(("--lr-floor", config["lr_floor"]) if stable and config["lr_floor"] else ()),
         *(("--no-dice-background",) if stable and not config["dice_background"] else ()),
     ]
-
-
-def optimiser_args(loss):
-    return [*sgd_args(loss), *("--seed", config["seed"], "--device", config["device"])]
 
 
 def eval_root(wildcards, input):
@@ -486,24 +466,8 @@ def random_args(name):
 
 
 def search_schedule(cfg):
-    """The architecture schedule (warm-up, alpha/beta steps, alpha/beta rate after its rule)
-    of a search set by a params.yaml block (a dataset's or an experiment's), as
-    vnas.search.schedule.arch_schedule resolves it: the pipeline never works it out itself."""
-    from vnas.engine.config import OptimConfig
-    from vnas.search.config import ArchOptimConfig
-    from vnas.search.schedule import arch_schedule
-
-    arch = ArchOptimConfig(
-        arch_lr_rule=cfg["arch_lr_rule"],
-        arch_lr=config["arch_lr"],
-        warmup_fraction=cfg["warmup_fraction"],
-    )
-    return arch_schedule(arch, OptimConfig(iterations=cfg["search_iterations"]))
-
-
-def warmup_iterations(wildcards):
-    """Iterations before the first alpha/beta step of a dataset's searches."""
-    return search_schedule(ds(wildcards)).warmup
+    """The architecture schedule of a search set by a params.yaml block (rule_settings)."""
+    return _search_schedule(config, cfg)
 
 
 # --- known-answer experiments (rules/experiment.smk) --------------------------------

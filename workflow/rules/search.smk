@@ -16,18 +16,8 @@ rule search:
         diagnostics="results/{dataset}/search/fold{fold}/diagnostics.json",
     params:
         out="results/{dataset}/search/fold{fold}",
-        iterations=lambda w: ds(w)["search_iterations"],
-        warmup=warmup_iterations,
-        width=lambda w: ds(w)["width"],
-        patch=lambda w: shape_arg(ds(w)["patch"]),
-        batch=lambda w: batch_of(w.dataset, "search"),
-        optimiser=lambda w: optimiser_args(ds(w)["loss"]),
-        loss=lambda w: ds(w)["loss"],
-        arch_opt=lambda w: [
-            *("--arch-lr", config["arch_lr"], "--arch-lr-rule", ds(w)["arch_lr_rule"]),
-            *("--arch-weight-decay", config["arch_weight_decay"]),
-        ],
-        perturbation=perturbation_args,
+        # the declared settings (workflow/scripts/rule_settings.py), one JSON record
+        settings=lambda w: rule_settings("search", config, w),
         workers=lambda w: threads_of(w) - 1,
     threads: lambda w: threads_of(w)
     resources:
@@ -37,12 +27,9 @@ rule search:
     log:
         "results/logs/{dataset}/search_fold{fold}.log",
     shell:
-        "OMP_NUM_THREADS={threads:q} vnas search --preprocessed {input.data:q} "
-        "--folds {input.folds:q} --fold {wildcards.fold:q} --out {params.out:q} "
-        "--iterations {params.iterations:q} --warmup-iterations {params.warmup:q} --force "
-        "--width {params.width:q} --patch {params.patch:q} --batch-size {params.batch:q} "
-        "{params.optimiser:q} --loss {params.loss:q} {params.arch_opt:q} "
-        "{params.perturbation:q} --workers {params.workers:q} 2> {log:q}"
+        "OMP_NUM_THREADS={threads:q} vnas search --settings {params.settings:q} "
+        "--preprocessed {input.data:q} --folds {input.folds:q} --fold {wildcards.fold:q} "
+        "--out {params.out:q} --workers {params.workers:q} --force 2> {log:q}"
 
 
 rule aggregate:

@@ -16,14 +16,8 @@ rule train:
     params:
         out="results/{dataset}/models/{method}/fold{fold}",
         arch=lambda w: method_arch(w.dataset, w.method),
-        iterations=lambda w: ds(w)["train_iterations"],
-        width=lambda w: ds(w)["width"],
-        patch=lambda w: shape_arg(ds(w)["patch"]),
-        test_patch=lambda w: shape_arg(ds(w)["test_patch"]),
-        batch=lambda w: batch_of(w.dataset, method_phase(w.method)),
-        optimiser=lambda w: optimiser_args(ds(w)["loss"]),
-        loss=lambda w: ds(w)["loss"],
-        val=lambda w: ["--val-every", ds(w)["val_every"]] if "val_every" in ds(w) else [],
+        # the declared settings (workflow/scripts/rule_settings.py), one JSON record
+        settings=lambda w: rule_settings("train", config, w),
         workers=lambda w: threads_of(w) - 1,
         reuse=lambda w, input: [a for p in input.reuse for a in ("--reuse", os.path.dirname(p))],
     threads: lambda w: threads_of(w)
@@ -34,12 +28,10 @@ rule train:
     log:
         "results/logs/{dataset}/train_{method}_fold{fold}.log",
     shell:
-        "OMP_NUM_THREADS={threads:q} vnas train --arch {params.arch:q} "
-        "--preprocessed {input.data:q} --folds {input.folds:q} --fold {wildcards.fold:q} "
-        "--out {params.out:q} --iterations {params.iterations:q} --width {params.width:q} "
-        "--patch {params.patch:q} --test-patch {params.test_patch:q} "
-        "--batch-size {params.batch:q} {params.optimiser:q} --loss {params.loss:q} "
-        "{params.val:q} --workers {params.workers:q} {params.reuse:q} --force 2> {log:q}"
+        "OMP_NUM_THREADS={threads:q} vnas train --settings {params.settings:q} "
+        "--arch {params.arch:q} --preprocessed {input.data:q} --folds {input.folds:q} "
+        "--fold {wildcards.fold:q} --out {params.out:q} --workers {params.workers:q} "
+        "{params.reuse:q} --force 2> {log:q}"
 
 
 rule evaluate:

@@ -72,7 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the op it favours, how consistently (t statistic), and the drift Adam would make "
         "from it over --arch-steps steps at --compare-lr. Writes probe.json to --out.",
     )
-    add_common_args(probe)
+    add_common_args(probe, ProbeConfig)
     probe.add_argument("--at", type=non_negative_int, nargs="+", required=True,
                        metavar="ITERATION", help="iterations at which to measure")  # fmt: skip
     probe.add_argument("--batches", type=positive_int, default=ProbeConfig.batches,

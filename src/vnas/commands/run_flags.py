@@ -12,6 +12,7 @@ preset's (:func:`vnas.data.presets.preset_patches`). :func:`search_config` and
 from __future__ import annotations
 
 import argparse
+import json
 import math
 
 from vnas.engine.config import (
@@ -22,6 +23,7 @@ from vnas.engine.config import (
     config_from_flat,
     out_of_range,
     setting_of,
+    settings_values,
 )
 from vnas.engine.device import DEVICES
 from vnas.engine.losses import LOSSES
@@ -39,6 +41,7 @@ __all__ = [
     "positive_float",
     "positive_int",
     "search_config",
+    "settings_action",
     "train_config",
 ]
 
@@ -130,8 +133,49 @@ def add_device_arguments(parser: argparse._ActionsContainer) -> None:
     )
 
 
-def add_common_args(parser: argparse.ArgumentParser) -> None:
-    """Add the data, optimisation and engineering flags of search and train."""
+def settings_action(cls: type) -> type[argparse.Action]:
+    """The action of ``--settings JSON``: a JSON object of flat field names of the config
+    ``cls`` (``config.json``'s names: ``{"lr": 0.05, "patch": [64, 96, 96]}``), the one
+    record a pipeline rule hands its job (``workflow/scripts/rule_settings.py``). Checked
+    against the fields (:func:`vnas.engine.config.settings_values`) and applied where it
+    stands on the command line, as if its flags were written there: a flag after it wins,
+    as the later of two repeated flags does, and it wins over a flag before it."""
+
+    class _Settings(argparse.Action):
+        def __call__(self, parser, namespace, values, option_string=None) -> None:
+            try:
+                settings = json.loads(values)
+            except json.JSONDecodeError as err:
+                raise argparse.ArgumentError(self, f"not JSON: {err}") from None
+            if not isinstance(settings, dict):
+                raise argparse.ArgumentError(self, "must be a JSON object of settings")
+            try:
+                checked = settings_values(cls, settings)
+            except ValueError as err:
+                raise argparse.ArgumentError(self, str(err)) from None
+            choices = {a.dest: a.choices for a in parser._actions if a.choices}
+            for name, value in checked.items():
+                if name in choices and value not in choices[name]:
+                    raise argparse.ArgumentError(
+                        self, f"{name}: {value!r} is not one of {', '.join(choices[name])}"
+                    )
+                setattr(namespace, name, value)
+
+    return _Settings
+
+
+def add_common_args(parser: argparse.ArgumentParser, cls: type) -> None:
+    """Add the data, optimisation and engineering flags of search and train (``cls``:
+    their config, whose fields ``--settings`` may set)."""
+    parser.add_argument(
+        "--settings",
+        action=settings_action(cls),
+        metavar="JSON",
+        help="settings as one JSON object of their field names (as config.json records "
+        'them), e.g. \'{"lr": 0.01, "patch": [64, 96, 96]}\'; applied where it stands: a '
+        "flag after it overrides it, one before it is overridden. The pipeline's rules "
+        "pass their settings this way",
+    )
     data = parser.add_argument_group("data")
     data.add_argument("--preprocessed", required=True, help="folder written by vnas preprocess")
     data.add_argument("--folds", required=True, help="folds.json written by vnas split")

@@ -32,7 +32,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "V-NAS paper. Defaults are the paper's. Writes arch.json, config.json, "
         "trajectory.csv and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
     )
-    add_common_args(parser)
+    add_common_args(parser, SearchConfig)
     arch = parser.add_argument_group("architecture step (Adam on alpha, beta)")
     arch.add_argument(
         "--arch-lr-rule",

@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "progress.png and dvclive/ to --out; resumes from checkpoint.pt when rerun.",
     )
     parser.add_argument("--arch", required=True, help="architecture (see above)")
-    add_common_args(parser)
+    add_common_args(parser, TrainConfig)
     add_dims_argument(
         parser,
         "--test-patch",

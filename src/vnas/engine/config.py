@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -32,9 +33,11 @@ __all__ = [
     "RunOptions",
     "TrainConfig",
     "config_from_flat",
+    "flat_fields",
     "identity_args",
     "run_record",
     "setting",
+    "settings_values",
 ]
 
 #: The paper's GPU, one V100 with 16 GB (GB = 10^9 bytes, as GPUs are sold): the budget
@@ -268,6 +271,81 @@ def config_from_flat(cls: type[C], values: Mapping[str, Any]) -> C:
             value = values[f.name]
             kwargs[f.name] = tuple(value) if isinstance(value, list) else value
     return cls(**kwargs)
+
+
+def flat_fields(cls: type) -> dict[str, tuple[dataclasses.Field, Any]]:
+    """Every leaf field of the config ``cls`` by its flat name (the names of
+    :func:`config_from_flat` and ``config.json``), with its resolved type hint."""
+    hints = typing.get_type_hints(cls)
+    fields: dict[str, tuple[dataclasses.Field, Any]] = {}
+    for f in dataclasses.fields(cls):
+        kind = hints[f.name]
+        if dataclasses.is_dataclass(kind):
+            fields.update(flat_fields(kind))
+        else:
+            fields[f.name] = (f, kind)
+    return fields
+
+
+def _coerced(value: Any, kind: Any) -> Any:
+    """``value`` as a field of type ``kind`` holds it, as the command line's flags give it
+    (an int where a float is wanted becomes a float; a tuple a list), or raise
+    ``TypeError`` saying what was wanted."""
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    options = typing.get_args(kind) if union else (kind,)
+    if value is None:
+        if type(None) in options:
+            return None
+        raise TypeError("must not be null")
+    for option in (o for o in options if o is not type(None)):
+        origin = typing.get_origin(option)
+        if origin is tuple:
+            items = typing.get_args(option)
+            same = items[1:] == (Ellipsis,) or len(set(items)) == 1
+            if (
+                isinstance(value, list | tuple)
+                and same
+                and (items[1:] == (Ellipsis,) or len(value) == len(items))
+            ):
+                return [_coerced(v, items[0]) for v in value]
+            continue
+        if option is float and isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        if option is int and isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if option in (str, bool) and isinstance(value, option):
+            return value
+    raise TypeError(f"must be {getattr(kind, '__name__', None) or kind}".replace("typing.", ""))
+
+
+def settings_values(cls: type, settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Check a settings record (flat field names of the config ``cls`` and their values, as
+    a pipeline rule hands them to ``vnas search --settings``) against the fields: names,
+    types and :func:`setting` ranges. Returns the values as the flags would have parsed
+    them (a float field's ``1`` as ``1.0``, so that ``config.json`` and the fingerprint
+    are the same either way).
+
+    Raises:
+        ValueError: one line naming the first unknown field or bad value.
+    """
+    fields = flat_fields(cls)
+    values: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in fields:
+            raise ValueError(f"{name!r} is not a setting of {cls.__name__}")
+        f, kind = fields[name]
+        try:
+            values[name] = _coerced(value, kind)
+        except TypeError as err:
+            raise ValueError(f"{name}: {err}, got {value!r}") from None
+        why = (
+            out_of_range(values[name], f.metadata.get("range", {}))
+            if "range" in f.metadata
+            else None
+        )
+        if why is not None:
+            raise ValueError(f"{name}: {why}, got {value!r}")
+    return values
 
 
 #: Settings that change how a run executes but not its result: they may differ between

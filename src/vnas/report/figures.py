@@ -340,3 +340,60 @@ def search_warmup(search_dir: Path) -> int:
     if not path.is_file():
         return 0
     return recorded_schedule(search_dir, json.loads(path.read_text())).warmup
+
+
+def draw_figures(
+    results: Path,
+    searches: list[Path],
+    out: Path,
+    methods: list[str],
+    preset: str,
+    raw: str | Path,
+    case_count: int,
+) -> None:
+    """Write a dataset's figures (:data:`vnas.report.figure_names.FIGURES`) into ``out``
+    (``vnas figures``): from its results folder, the searches' ``arch.json`` files
+    ``searches``, the ``methods`` in order, and ``case_count`` test cases of the raw dataset
+    (read with the reader ``preset``) for the overlays."""
+    from vnas.data.readers import get_reader
+    from vnas.search.diagnostics import read_trajectory
+
+    arch_files = {p.parent.name: p for p in searches}
+    arch_files["aggregate"] = results / "arch.json"
+    save_figure(arch_probabilities_figure(arch_files), out / "arch_probabilities.png")
+    trajectories = {
+        p.parent.name: (*read_trajectory(p.parent / "trajectory.csv"), search_warmup(p.parent))
+        for p in searches
+    }
+    save_figure(search_trajectories_figure(trajectories), out / "search_trajectories.png")
+    save_figure(search_entropy_figure(trajectories), out / "search_entropy.png")
+
+    search_logs = {p.parent.name: p.parent / "trajectory.csv" for p in searches}
+    warmups = {name: warmup for name, (_, _, warmup) in trajectories.items()}
+    train_logs = {m: sorted(results.glob(f"models/{m}/fold*/metrics.csv")) for m in methods}
+    save_figure(curves_figure(search_logs, train_logs, warmups), out / "curves.png")
+
+    metrics = {
+        m: pd.concat(
+            [
+                pd.read_csv(p).assign(fold=p.parent.name)
+                for p in results.glob(f"eval/{m}/fold*/metrics.csv")
+            ]
+        )
+        for m in methods
+    }
+    first = metrics[methods[0]]
+    chosen = pick_cases(first_class_dsc(first), case_count)
+    fold_of = first.groupby("case_id")["fold"].first()
+
+    reader = get_reader(preset, raw)
+    cases, predictions = [], {m: {} for m in methods}
+    for case_id in chosen:
+        case = reader.load(str(case_id))
+        cases.append((str(case_id), case.image, np.asarray(case.label), tuple(case.spacing)))
+        for m in methods:
+            path = results / "eval" / m / fold_of[case_id] / "predictions" / f"{case_id}.nii.gz"
+            predictions[m][str(case_id)] = read_prediction(path)
+    scores = {m: class_scores(metrics[m]) for m in methods}
+    classes = {int(k): v for k, v in reader.classes.items() if int(k) > 0}
+    save_figure(overlay_figure(cases, predictions, scores, classes), out / "overlays.png")

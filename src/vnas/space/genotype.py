@@ -29,13 +29,16 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
 from vnas.files.outputs import signed
+
+if TYPE_CHECKING:
+    import pandas as pd
 from vnas.space.version import NETWORK_VERSION
 
 __all__ = [
@@ -50,11 +53,13 @@ __all__ = [
     "OP_NAMES",
     "ArchSpec",
     "Genotype",
+    "cell_table",
     "op_label",
     "random_genotypes",
     "read_arch_json",
     "resolve_arch",
     "write_arch_json",
+    "write_random_archs",
 ]
 
 ENCODER_STAGES: tuple[int, ...] = (3, 4, 6, 3)
@@ -217,6 +222,29 @@ def random_genotypes(count: int, seed: int) -> list[Genotype]:
         genotypes.append(
             Genotype(tuple(digits[:NUM_ENCODER_CELLS]), tuple(digits[NUM_ENCODER_CELLS:]))
         )
+    return genotypes
+
+
+#: A random code's file name in a folder of random architectures.
+SAMPLE_NAME = "sample-{k}.json"
+#: log(0) is -inf, which JSON cannot hold: the weight of the ops not drawn.
+NOT_DRAWN = -69.0  # softmax gives them about 1e-30
+
+
+def write_random_archs(folder: Path, count: int, seed: int) -> list[Genotype]:
+    """Write :func:`random_genotypes` into ``folder`` (``vnas arch random``, the random
+    baseline): one arch JSON per code, ``sample-K.json``, that ``vnas train --arch``
+    takes, and ``samples.json`` listing the seed, the codes and the files."""
+    genotypes = random_genotypes(count, seed)
+    for k, genotype in enumerate(genotypes):
+        weights = [np.where(np.eye(NUM_OPS)[list(d)] > 0, 0.0, NOT_DRAWN)
+                   for d in (genotype.encoder, genotype.decoder)]  # fmt: skip
+        how = {"method": "uniform over the 3^21 codes", "seed": seed, "sample": k}
+        write_arch_json(folder / SAMPLE_NAME.format(k=k), *weights, "arch random", {"random": how})
+    codes = [{"encoder": g.encoder_code, "decoder": g.decoder_code} for g in genotypes]
+    index = {"seed": seed, "samples": count, "codes": codes,
+             "files": [SAMPLE_NAME.format(k=k) for k in range(count)]}  # fmt: skip
+    atomic_write_json(folder / "samples.json", signed("arch random", index))
     return genotypes
 
 
@@ -428,3 +456,39 @@ def read_arch_json(path: str | Path) -> dict[str, Any]:
         _check_code_matches(genotype, a, b, path)
     record["code"] = {"encoder": genotype.encoder_code, "decoder": genotype.decoder_code}
     return record
+
+
+def _probabilities(spec: ArchSpec) -> tuple[list | None, list | None]:
+    """Per-cell op probabilities where they are known: mix (uniform) or an arch JSON."""
+    if spec.mode == "mix":
+        uniform = [1.0 / NUM_OPS] * NUM_OPS
+        return [uniform] * NUM_ENCODER_CELLS, [uniform] * NUM_DECODER_BLOCKS
+    if spec.mode == "fixed" and spec.name not in ARCH_PRESETS:  # an arch JSON file
+        record = read_arch_json(spec.name)
+        return record["alpha_probs"], record["beta_probs"]
+    return None, None
+
+
+def cell_table(spec: ArchSpec) -> pd.DataFrame:
+    """One row per cell: part, stage, cell, op (and op probabilities where known), as
+    ``vnas arch show`` prints it."""
+    import pandas as pd
+
+    genotype = spec.genotype or Genotype.uniform(0, 0)  # only its layout is used if mixed
+    alpha_probs, beta_probs = _probabilities(spec)
+    rows: list[dict[str, Any]] = []
+    enc = dec = 0
+    for part, stage, index, digit in genotype.cells():
+        row: dict[str, Any] = {
+            "part": part,
+            "stage": stage if part == "encoder" else "-",
+            "cell": index,
+            "op": op_label(part, digit) if spec.genotype else "mixed: 2D + 3D + P3D",
+        }
+        probs = alpha_probs if part == "encoder" else beta_probs
+        if probs is not None:
+            for name, p in zip(OP_NAMES, probs[enc if part == "encoder" else dec], strict=True):
+                row[f"p({name})"] = round(float(p), 3)
+        enc, dec = (enc + 1, dec) if part == "encoder" else (enc, dec + 1)
+        rows.append(row)
+    return pd.DataFrame(rows)

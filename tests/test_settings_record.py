@@ -1,0 +1,98 @@
+"""``vnas search|train --settings JSON``: the one record a pipeline rule hands its job
+(workflow/scripts/rule_settings.py). It makes the same config, and so the same
+``config.json`` and fingerprint, as the flags it stands for; it is checked against the
+config fields; and with flags, the later of the two wins, as with a repeated flag."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from vnas.cli import build_parser, main
+from vnas.commands.run_flags import search_config, train_config
+from vnas.engine.config import TrainConfig, identity_args, run_record, settings_values
+from vnas.search.config import SearchConfig
+
+BASE = ["--preprocessed", "p", "--folds", "f", "--fold", "0", "--out", "o"]
+#: A search job's record as the synthetic dataset's rule makes it: ints where the
+#: fields are floats (params.yaml's `width: 1`, `weight_decay: 0`), as YAML gives them.
+RECORD = {"iterations": 150, "warmup_iterations": 50, "width": 1, "patch": [32, 64, 64],
+          "batch_size": 2, "lr": 0.05, "momentum": 0.9, "weight_decay": 0, "poly_power": 0.9,
+          "seed": 0, "device": "auto", "loss": "dice_ce", "arch_lr": 0.0003,
+          "arch_lr_rule": "matched_movement", "arch_weight_decay": 0.001,
+          "pt_patches": 4}  # fmt: skip
+#: The flags the rules passed before the record, for the same settings.
+FLAGS = ["--iterations", "150", "--warmup-iterations", "50", "--width", "1", "--patch", "32",
+         "64", "64", "--batch-size", "2", "--lr", "0.05", "--momentum", "0.9",
+         "--weight-decay", "0", "--poly-power", "0.9", "--seed", "0", "--device", "auto",
+         "--loss", "dice_ce", "--arch-lr", "0.0003", "--arch-lr-rule", "matched_movement",
+         "--arch-weight-decay", "0.001", "--pt-patches", "4"]  # fmt: skip
+
+
+def parse(*argv: str):
+    return build_parser(("search", "train")).parse_args(list(argv))
+
+
+def test_the_record_makes_the_config_json_of_the_flags_it_stands_for():
+    by_flags = search_config(parse("search", *BASE, *FLAGS))
+    by_record = search_config(parse("search", "--settings", json.dumps(RECORD), *BASE))
+    assert by_record == by_flags
+    # the same text: key order, 1.0 and not 1 (the fingerprint hashes the text)
+    flags_json = json.dumps(run_record(by_flags, command="search"))
+    assert json.dumps(run_record(by_record, command="search")) == flags_json
+    assert identity_args(run_record(by_record, command="search"))["width"] == 1.0
+
+
+def test_a_training_record_makes_the_training_config_of_its_flags():
+    record = {"iterations": 300, "width": 0.5, "test_patch": [32, 64, 64], "val_every": 7}
+    flags = ["--iterations", "300", "--width", "0.5", "--test-patch", "32", "64", "64",
+             "--val-every", "7"]  # fmt: skip
+    by_flags = train_config(parse("train", "--arch", "mix", *BASE, *flags))
+    by_record = train_config(parse("train", "--arch", "mix", "--settings", json.dumps(record),
+                                   *BASE))  # fmt: skip
+    assert by_record == by_flags and isinstance(by_record, TrainConfig)
+
+
+def test_the_later_of_a_flag_and_the_record_wins():
+    record = json.dumps({"lr": 0.1, "batch_size": 3})
+    after = search_config(parse("search", *BASE, "--settings", record, "--lr", "0.2"))
+    assert (after.optim.lr, after.optim.batch_size) == (0.2, 3)  # the flag after it
+    before = search_config(parse("search", *BASE, "--lr", "0.2", "--settings", record))
+    assert (before.optim.lr, before.optim.batch_size) == (0.1, 3)  # the record after it
+    alone = search_config(parse("search", *BASE, "--lr", "0.2"))
+    assert alone.optim.batch_size == SearchConfig(None).optim.batch_size  # defaults stay
+
+
+@pytest.mark.parametrize(
+    ("record", "says"),
+    [
+        ('{"lrr": 0.1}', "'lrr' is not a setting of SearchConfig"),
+        ('{"lr": 0}', "lr: must be > 0, got 0"),
+        ('{"momentum": 1.5}', "momentum: must be <= 1, got 1.5"),
+        ('{"seed": 1.5}', "seed: must be int, got 1.5"),
+        ('{"lr": "0.1"}', "lr: must be float, got '0.1'"),
+        ('{"patch": [32, 64]}', "patch: must be tuple[int, int, int] | None, got [32, 64]"),
+        ('{"loss": "l1"}', "loss: 'l1' is not one of ce, dice_ce"),
+        ('{"arch_lr_rule": "x"}', "arch_lr_rule: 'x' is not one of fixed, matched_movement"),
+        ('["lr"]', "must be a JSON object of settings"),
+        ("lr=0.1", "not JSON"),
+    ],
+)
+def test_a_bad_record_is_one_line_naming_the_field(record, says, capsys):
+    with pytest.raises(SystemExit) as stop:
+        main(["search", *BASE, "--settings", record])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("vnas search: error: argument --settings: ") and says in err[-1]
+
+
+def test_settings_values_names_the_config_and_keeps_what_json_cannot_say():
+    assert settings_values(SearchConfig, {"width": 1, "arch_batch_size": None}) == {
+        "width": 1.0,
+        "arch_batch_size": None,
+    }
+    with pytest.raises(ValueError, match="'arch' is not a setting of SearchConfig"):
+        settings_values(SearchConfig, {"arch": "mix"})  # a training's, not a search's
+    with pytest.raises(ValueError, match="iterations: must be int, got True"):
+        settings_values(TrainConfig, {"iterations": True})
