@@ -164,3 +164,87 @@ def test_report2_writes_every_step_into_its_block(tmp_path):
     assert "old" not in text and "kept\n" in text and "kept too" in text
     assert "| D5 |" in text and "**H5 supported**" in text and "Step 2: not run." in text
     assert "3 jobs, **160 CPU s**" in text and "train 2 jobs 150 s" in text
+
+
+def _step1_record(through, inside, spread_tp, spread_ip):
+    """A truth-table record: per group ``(mean, ci_low)`` under each cue."""
+    groups = {
+        g: {"delta": {TP: {"mean": t[0], "ci": [t[1], t[0] + 0.05], "n": 20},
+                      IP: {"mean": i[0], "ci": [i[1], i[0] + 0.05], "n": 20}}}
+        for g, t, i in zip(("D4", "D5", "E1"), through, inside, strict=True)
+    }  # fmt: skip
+    noise = {TP: {"spread": spread_tp}, IP: {"spread": spread_ip}}
+    return {"groups": groups, "noise": noise}
+
+
+def test_a10_known_answer_needs_both_criteria_under_every_cue():
+    from vnas.report.truth_table import cue_independent_answers
+
+    step1 = _step1_record(
+        through=[(0.12, 0.05), (0.20, 0.10), (0.30, 0.20)],  # D4, D5, E1 through-plane
+        inside=[(0.30, 0.20), (0.40, 0.30), (0.30, -0.01)],  # E1's in-plane interval holds 0
+        spread_tp=0.10,
+        spread_ip=0.25,
+    )
+    out = cue_independent_answers(step1)
+    # D4: in-plane 0.30 > 0.25 and through-plane 0.12 > 0.10; D5 too; E1 fails (a) in-plane
+    assert out["known_answers"] == ["D4", "D5"] and out["step2_cell"] == "D5"
+    assert out["groups"]["E1"]["cues"][IP] == {"a": False, "b": True}
+    step1["noise"][TP]["spread"] = 0.5  # no group beats the through-plane noise
+    assert cue_independent_answers(step1)["step2_cell"] is None
+
+
+def test_a10_verdict_counts_3d_and_p3d_and_treats_no_answer_as_a_miss():
+    from vnas.report.known_answer2 import a10_verdict
+
+    hit = a10_verdict({TP: [1, 2, 1, 1, 1], IP: [1, 1, 2, 0, None]})
+    assert hit["hits"] == 8 and hit["need"] == 8 and hit["supported"]
+    assert hit["three_d"] == {TP: 4, IP: 2} and hit["unanswered"] == {TP: 0, IP: 1}
+    # P(X >= 8) for X ~ Binomial(10, 2/3)
+    assert hit["chance_p"] == pytest.approx(0.2991, abs=1e-4)
+    miss = a10_verdict({TP: [0, 0, 1, 1, 1], IP: [1, 1, 1, 1, None]})
+    assert miss["hits"] == 7 and not miss["supported"]
+
+
+def test_a10_summary_reads_both_readings_of_the_same_searches(tmp_path):
+    from vnas.cli import main
+    from vnas.report.known_answer2_report import A10_BEGIN, A10_END
+
+    for cue, argmax, pt in (
+        (TP, [0, 0, 0, 1, 0], [1, 1, 2, 1, 1]),
+        (IP, [0, 0, 1, 0, 0], [1, 1, 1, 1, 0]),
+    ):
+        for seed, (a, p) in enumerate(zip(argmax, pt, strict=True)):
+            folder = tmp_path / "root" / cue / "mixed-a10" / f"seed{seed}"
+            write_search(folder, [0] * 20 + [a], [0] * 20 + [p], [False] * 20 + [True])
+            record = json.loads((folder / "perturbation.json").read_text())
+            cell = {"best": p, "second": 0, "t_best_vs_second": 4.0 + seed,
+                    "removed": [0.0, 0.1, 0.05], "alone": [0.3, 0.0, 0.02]}  # fmt: skip
+            record["scores"] = [{}] * 20 + [cell]
+            (folder / "perturbation.json").write_text(json.dumps(record))
+    answers = tmp_path / "answers.json"
+    answers.write_text(json.dumps({"step2_cell": "D5", "step2_group": "D5"}))
+    out = tmp_path / "a10.json"
+    seeds = ["--seeds", "0", "1", "2", "3", "4"]
+    argv = ["experiment", "a10", "--root", str(tmp_path / "root"), "--cues", TP, IP, *seeds,
+            "--answers", str(answers), "--out", str(out)]  # fmt: skip
+    assert main(argv) == 0
+    summary = json.loads(out.read_text())
+    assert (
+        summary["verdicts"]["argmax"]["hits"] == 2
+        and not summary["verdicts"]["argmax"]["supported"]
+    )
+    assert summary["verdicts"]["perturbation"]["hits"] == 9
+    assert summary["verdicts"]["perturbation"]["supported"]
+    assert summary["paired"] == {"only_perturbation": 7, "only_argmax": 0,
+                                 "sign_test_p": pytest.approx(2 / 2**7)}  # fmt: skip
+    markdown = tmp_path / "E.md"
+    markdown.write_text(f"kept\n{A10_BEGIN}\nold\n{A10_END}\n")
+    assert main(["experiment", "report2", "--a10", str(out), "--markdown", str(markdown)]) == 0
+    text = markdown.read_text()
+    assert "old" not in text and text.startswith("kept\n")
+    assert "| perturbation | 3D, 3D, P3D, 3D, 3D | 3D, 3D, 3D, 3D, 2D | 9/10 |" in text
+    assert "**supported**" in text and "**not supported**" in text
+    answers.write_text(json.dumps({"step2_cell": None}))
+    argv[-1] = str(tmp_path / "b.json")
+    assert main(argv) == 2 and not (tmp_path / "b.json").exists()

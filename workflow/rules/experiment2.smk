@@ -15,6 +15,7 @@ wildcard_constraints:
     ka2code=r"2d|3d|3d-[ED]\d",
     ka2seed=r"\d+",
     cand=r"C\d+",
+    mixed=r"mixed|mixed-a10",
 
 
 rule ka2_ablation_code:
@@ -195,30 +196,31 @@ rule ka2_stability:
 
 
 rule ka2_mixed_search:
-    """Step 2: one search with every cell 2D but Step 1's cell (step1.json), mixed."""
+    """One search with every cell 2D but one, mixed: Step 1's cell (Step 2, folder
+    `mixed`) or the cell of A10's cue-independent answer (folder `mixed-a10`)."""
     conda:
         "../envs/vnas.yaml"
     input:
         data=f"{KA2}/{{cue}}/preprocessed",
         folds=f"{KA2}/{{cue}}/folds.json",
-        step1=f"{KA2}_step1.json",
+        cell=ka2_mixed_cell_source,
     output:
-        arch=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/arch.json",
-        pt=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}/perturbation.json",
+        arch=f"{KA2}/{{cue}}/{{mixed}}/seed{{ka2seed}}/arch.json",
+        pt=f"{KA2}/{{cue}}/{{mixed}}/seed{{ka2seed}}/perturbation.json",
     params:
-        out=f"{KA2}/{{cue}}/mixed/seed{{ka2seed}}",
+        out=f"{KA2}/{{cue}}/{{mixed}}/seed{{ka2seed}}",
         search=ka2_search_args,
         training=ka2_training_args,
     threads: lambda w: ka2()["threads"]
     resources:
         gpu=1,
     benchmark:
-        f"{KA2}/benchmarks/mixed_{{cue}}_seed{{ka2seed}}.tsv"
+        f"{KA2}/benchmarks/{{mixed}}_{{cue}}_seed{{ka2seed}}.tsv"
     log:
-        f"{KA2}/logs/mixed_{{cue}}_seed{{ka2seed}}.log",
+        f"{KA2}/logs/{{mixed}}_{{cue}}_seed{{ka2seed}}.log",
     shell:
         "cell=$(python -c 'import json, sys; print(json.load(open(sys.argv[1]))[\"step2_cell\"])' "
-        "{input.step1:q}) && OMP_NUM_THREADS={threads:q} vnas search "
+        "{input.cell:q}) && OMP_NUM_THREADS={threads:q} vnas search "
         "--preprocessed {input.data:q} --folds {input.folds:q} --fold 0 --out {params.out:q} "
         "--seed {wildcards.ka2seed:q} --fixed-code manual:2d/2d --mixed-cells \"$cell\" "
         "{params.search:q} {params.training:q} --no-progress --force 2> {log:q}"
@@ -438,3 +440,47 @@ rule ka2_step3_hygiene:
         "vnas experiment full-search --root {params.root:q} --cues {params.cues:q} "
         "--seeds {params.seeds:q} --step1 {input.step1:q} --random-samples {params.random:q} "
         "--bootstrap {params.bootstrap:q} --hygiene --out {output:q} 2> {log:q}"
+
+
+# Amendment A10 (EXPERIMENTS.md): after Step 1's re-run found no cue-dependent answer, the
+# cell whose answer (3D beats 2D) holds under both cues, searched alone, 5 seeds per cue:
+#
+#   snakemake --cores 2 --resources gpu=2 -- results/experiments/known_answer2_a10.json
+
+
+rule ka2_a10_answers:
+    """A10's rule on Step 1's truth table: the groups with a cue-independent answer."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        f"{KA2}_step1.json",
+    output:
+        f"{KA2}_a10_answers.json",
+    log:
+        f"{KA2}/logs/a10_answers.log",
+    shell:
+        "vnas experiment cue-independent --step1 {input:q} --out {output:q} 2> {log:q}"
+
+
+rule ka2_a10:
+    """A10's verdict per selection method (argmax, PT) on the one-mixed-cell searches."""
+    conda:
+        "../envs/vnas.yaml"
+    input:
+        answers=f"{KA2}_a10_answers.json",
+        searches=lambda w: [
+            f"{KA2}/{cue}/mixed-a10/seed{s}/perturbation.json"
+            for cue in ka2()["cues"]
+            for s in ka2()["search_seeds"]
+        ],
+    output:
+        f"{KA2}_a10.json",
+    params:
+        root=lambda w: KA2,
+        cues=lambda w: ka2()["cues"],
+        seeds=lambda w: ka2()["search_seeds"],
+    log:
+        f"{KA2}/logs/a10.log",
+    shell:
+        "vnas experiment a10 --root {params.root:q} --cues {params.cues:q} "
+        "--seeds {params.seeds:q} --answers {input.answers:q} --out {output:q} 2> {log:q}"

@@ -84,3 +84,8 @@ def ka2_step3_arch_input(wildcards):
     if wildcards.method.startswith("random-"):
         return [f"{KA2}/{wildcards.cue}/random"]
     return [] if arch == "mix" else [arch]
+
+
+def ka2_mixed_cell_source(wildcards):
+    """The JSON naming the mixed cell: Step 1's truth table (Step 2) or A10's answers."""
+    return f"{KA2}_step1.json" if wildcards.mixed == "mixed" else f"{KA2}_a10_answers.json"

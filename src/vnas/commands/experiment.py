@@ -32,7 +32,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="summarize a known-answer experiment and write EXPERIMENTS.md from it",
         description="The known-answer experiment of EXPERIMENTS.md (make experiment).",
     )
-    commands = "summarize,report,probe,truth-table,stability,one-mixed-cell,full-search,report2"
+    commands = (
+        "summarize,report,probe,truth-table,stability,one-mixed-cell,full-search,"
+        "cue-independent,a10,report2"
+    )
     sub = parser.add_subparsers(dest="experiment_command", required=True,
                                 metavar=f"{{{commands}}}")  # fmt: skip
 
@@ -148,6 +151,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                       help="also compare ROOT/<cue>/hygiene/seed<S>/ (exploratory)")  # fmt: skip
     full.set_defaults(func=run_full_search)
 
+    cue_free = sub.add_parser(
+        "cue-independent",
+        help="amendment A10: the groups whose answer holds under every cue",
+        description="Apply amendment A10's rule to a truth-table JSON: a group has a "
+        "cue-independent known answer if under every cue its Δ interval lies above 0 and "
+        "its Δ exceeds that cue's all-2D seed spread; write the groups and the cell.",
+    )
+    cue_free.add_argument("--step1", required=True, help="vnas experiment truth-table output")
+    cue_free.add_argument("--out", required=True, help="JSON to write")
+    add_force_argument(cue_free)
+    cue_free.set_defaults(func=run_cue_independent)
+
+    a10 = sub.add_parser(
+        "a10",
+        help="amendment A10: argmax and PT on the one-mixed-cell searches, side by side",
+        description="Read ROOT/<cue>/mixed-a10/seed<S>/ (arch.json, perturbation.json) and "
+        "write per cue and seed the op argmax and PT chose at the cue-independent cell, "
+        "A10's verdict per method and their paired comparison, as one JSON.",
+    )
+    _root_args(a10)
+    a10.add_argument("--seeds", type=non_negative_int, nargs="+", required=True,
+                     help="search seeds")  # fmt: skip
+    a10.add_argument("--answers", required=True, help="vnas experiment cue-independent output")
+    a10.add_argument("--out", required=True, help="JSON to write")
+    add_force_argument(a10)
+    a10.set_defaults(func=run_a10)
+
     report2 = sub.add_parser(
         "report2",
         help="write the second known-answer experiment's results into EXPERIMENTS.md",
@@ -159,6 +189,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report2.add_argument("--step3", help="vnas experiment full-search output")
     report2.add_argument("--benchmarks", help="the experiment's benchmarks/ folder (CPU time)")
     report2.add_argument("--stability", help="vnas experiment stability output (A9)")
+    report2.add_argument("--rerun", help="Step 1's truth table re-run under A9")
+    report2.add_argument("--rerun-benchmarks", help="the re-run's benchmarks/ folder")
+    report2.add_argument("--a10", help="vnas experiment a10 output")
     report2.add_argument("--markdown", required=True, help="EXPERIMENTS.md")
     report2.set_defaults(func=run_report2)
 
@@ -245,6 +278,25 @@ def run_one_mixed_cell(args: argparse.Namespace) -> int:
     return _write_json(args, "experiment one-mixed-cell", record)
 
 
+def run_cue_independent(args: argparse.Namespace) -> int:
+    from vnas.report.truth_table import cue_independent_answers
+
+    claim_file(args.out, command="experiment cue-independent", inputs={"--step1": args.step1},
+               force=args.force)  # fmt: skip
+    record = cue_independent_answers(_load(args.step1, "Step-1 truth table"))
+    return _write_json(args, "experiment cue-independent", record)
+
+
+def run_a10(args: argparse.Namespace) -> int:
+    from vnas.report.known_answer2 import summarize_a10
+
+    inputs = {"--root": args.root, "--answers": args.answers}
+    claim_file(args.out, command="experiment a10", inputs=inputs, force=args.force)
+    answers = _load(args.answers, "cue-independent answers")
+    record = summarize_a10(args.root, args.cues, args.seeds, answers)
+    return _write_json(args, "experiment a10", record)
+
+
 def run_full_search(args: argparse.Namespace) -> int:
     from vnas.report.known_answer2 import summarize_full_search
 
@@ -266,12 +318,20 @@ def run_report2(args: argparse.Namespace) -> int:
         write_stability_block(Path(args.markdown), _load(args.stability, "stability JSON"),
                               args.stability)  # fmt: skip
         print(f"wrote the A9 stability block into {args.markdown}")
+    if args.rerun:
+        _report_rerun(args)
+    if args.a10:
+        from vnas.report.known_answer2_report import write_a10_block
+
+        write_a10_block(Path(args.markdown), _load(args.a10, "A10 JSON"), args.a10)
+        print(f"wrote the A10 block into {args.markdown}")
     steps = {n: _load(p, f"Step-{n} JSON") for n, p in
              ((1, args.step1), (2, args.step2), (3, args.step3)) if p}  # fmt: skip
     if not steps:
-        if args.stability:
+        if args.stability or args.rerun or args.a10:
             return 0
-        raise VNASError("give at least one of --step1, --step2, --step3, --stability")
+        raise VNASError("give at least one of --step1, --step2, --step3, --stability, "
+                        "--rerun, --a10")  # fmt: skip
     sources = {1: args.step1, 2: args.step2, 3: args.step3}
     costs = None
     if args.benchmarks:
@@ -281,6 +341,16 @@ def run_report2(args: argparse.Namespace) -> int:
     write_block(Path(args.markdown), steps, sources, costs)
     print(f"wrote the Known answer 2 results into {args.markdown}")
     return 0
+
+
+def _report_rerun(args: argparse.Namespace) -> None:
+    from vnas.report.experiment_summary import job_costs
+    from vnas.report.known_answer2_report import write_rerun_block
+
+    costs = job_costs(Path(args.rerun_benchmarks).parent) if args.rerun_benchmarks else None
+    step1 = _load(args.rerun, "re-run truth table")
+    write_rerun_block(Path(args.markdown), step1, args.rerun, costs)
+    print(f"wrote the A9 re-run block into {args.markdown}")
 
 
 def _load(path: str, what: str) -> dict:

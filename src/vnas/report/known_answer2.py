@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -35,12 +36,15 @@ from vnas.search.diagnostics import cell_names
 from vnas.space.genotype import Genotype, read_arch_json
 
 __all__ = [
+    "A10_NEED",
     "ALPHA",
+    "a10_verdict",
     "fisher_greater",
     "group_cells",
     "h6_verdict",
     "h7_verdict",
     "h8_verdict",
+    "summarize_a10",
     "summarize_full_search",
     "summarize_one_mixed_cell",
     "two_level_bootstrap",
@@ -48,6 +52,10 @@ __all__ = [
 
 ALPHA = 0.05
 METHODS = ("argmax", "perturbation")
+#: Amendment A10: the share of the searches (both cues pooled) that must choose 3D/P3D.
+A10_NEED = 0.8
+#: The chance of choosing 3D/P3D for a selection that ignores the answer (1 op of 3 is 2D).
+A10_CHANCE = 2 / 3
 
 
 def group_cells(groups: Sequence[str]) -> list[int]:
@@ -177,6 +185,22 @@ def _codes(folder: Path) -> dict[str, list[int]]:
     }
 
 
+def _mixed_choices(
+    root: str | Path, cues: Sequence[str], seeds: Sequence[int], cell: str, folder: str
+) -> dict:
+    """``{method: {cue: [op digit per seed]}}`` at the mixed cell; PT's "no answer" is
+    ``None``."""
+    index = cell_names().index(cell)
+    runs = {cue: [_codes(Path(root) / cue / folder / f"seed{s}") for s in seeds] for cue in cues}
+    return {
+        "argmax": {cue: [r["argmax"][index] for r in rs] for cue, rs in runs.items()},
+        "perturbation": {
+            cue: [r["perturbation"][index] if r["answered"][index] else None for r in rs]
+            for cue, rs in runs.items()
+        },
+    }
+
+
 def summarize_one_mixed_cell(
     root: str | Path, cues: Sequence[str], seeds: Sequence[int], step1: Mapping
 ) -> dict:
@@ -184,15 +208,7 @@ def summarize_one_mixed_cell(
     cell = step1.get("step2_cell")
     if cell is None:
         raise VNASError("Step 1 found no group with a known answer: Step 2 is not run")
-    index = cell_names().index(cell)
-    runs = {cue: [_codes(Path(root) / cue / "mixed" / f"seed{s}") for s in seeds] for cue in cues}
-    chosen = {
-        "argmax": {cue: [r["argmax"][index] for r in rs] for cue, rs in runs.items()},
-        "perturbation": {
-            cue: [r["perturbation"][index] if r["answered"][index] else None for r in rs]
-            for cue, rs in runs.items()
-        },
-    }
+    chosen = _mixed_choices(root, cues, seeds, cell, "mixed")
     h6 = {
         m: h6_verdict({cue: [d in (1, 2) for d in ops] for cue, ops in chosen[m].items()})
         for m in METHODS
@@ -206,6 +222,86 @@ def summarize_one_mixed_cell(
         "pt_unanswered": unanswered,
         "h6": h6,
     }
+
+
+def a10_verdict(ops: Mapping[str, Sequence[int | None]]) -> dict:
+    """Amendment A10 for one method from ``{cue: [op digit per seed, None = PT's "no
+    answer"]}``: supported if at least :data:`A10_NEED` of all the searches choose 3D or
+    P3D (``None`` counts as not); ``chance_p``: the probability of at least that many
+    for a selection that picks 3D/P3D with probability 2/3 (the answer ignored)."""
+    from scipy.stats import binom
+
+    pooled = [d for cue_ops in ops.values() for d in cue_ops]
+    hits = sum(d in (1, 2) for d in pooled)
+    return {
+        "not_2d": {cue: int(sum(d in (1, 2) for d in v)) for cue, v in ops.items()},
+        "three_d": {cue: int(sum(d == 1 for d in v)) for cue, v in ops.items()},
+        "unanswered": {cue: int(sum(d is None for d in v)) for cue, v in ops.items()},
+        "searches": len(pooled),
+        "hits": int(hits),
+        "need": math.ceil(A10_NEED * len(pooled)),
+        "chance_p": float(binom.sf(hits - 1, len(pooled), A10_CHANCE)),
+        "supported": bool(hits >= math.ceil(A10_NEED * len(pooled))),
+    }
+
+
+def _paired_methods(chosen: Mapping[str, Mapping[str, Sequence[int | None]]]) -> dict:
+    """Argmax against PT on the same searches: how many times only one of them chose
+    3D/P3D, with the exact two-sided sign test on those discordant searches."""
+    from scipy.stats import binomtest
+
+    pairs = [
+        (a in (1, 2), p in (1, 2))
+        for cue in chosen["argmax"]
+        for a, p in zip(chosen["argmax"][cue], chosen["perturbation"][cue], strict=True)
+    ]
+    only_pt = sum(p and not a for a, p in pairs)
+    only_argmax = sum(a and not p for a, p in pairs)
+    n = only_pt + only_argmax
+    return {
+        "only_perturbation": only_pt,
+        "only_argmax": only_argmax,
+        "sign_test_p": float(binomtest(only_pt, n, 0.5).pvalue) if n else 1.0,
+    }
+
+
+def summarize_a10(
+    root: str | Path, cues: Sequence[str], seeds: Sequence[int], answers: Mapping
+) -> dict:
+    """Amendment A10: the one-mixed-cell searches (folder ``mixed-a10``) at the cell of
+    the cue-independent known answer (``answers``: :func:`~vnas.report.truth_table.
+    cue_independent_answers`), read by argmax and by PT, side by side."""
+    cell = answers.get("step2_cell")
+    if cell is None:
+        raise VNASError("no group has a cue-independent known answer: A10's searches not run")
+    chosen = _mixed_choices(root, cues, seeds, cell, "mixed-a10")
+    index = cell_names().index(cell)
+    keys = ("best", "second", "t_best_vs_second", "removed", "alone")
+
+    def cell_scores(cue: str, seed: int) -> dict:
+        record = _read(Path(root) / cue / "mixed-a10" / f"seed{seed}" / "perturbation.json")
+        return {k: record["scores"][index][k] for k in keys}
+
+    scores = {cue: [cell_scores(cue, s) for s in seeds] for cue in cues}
+    return {
+        "step": "known_answer2 amendment A10 (one mixed cell, cue-independent answer)",
+        "cell": cell,
+        "group": answers["step2_group"],
+        "seeds": list(seeds),
+        "chosen": chosen,
+        "verdicts": {m: a10_verdict(chosen[m]) for m in METHODS},
+        "paired": _paired_methods(chosen),
+        "pt_scores": scores,
+        "costs": _search_costs(Path(root), "mixed-a10"),
+    }
+
+
+def _search_costs(root: Path, rule: str) -> dict:
+    """CPU seconds of one rule's jobs (Snakemake benchmark files under ``root``)."""
+    from vnas.report.experiment_summary import job_costs
+
+    jobs = [j for j in job_costs(root)["jobs"] if j["rule"] == rule]
+    return {"jobs": len(jobs), "cpu_s": float(sum(j["cpu_s"] for j in jobs))}
 
 
 def _dsc_matrix(paths: Sequence[Path]) -> tuple[np.ndarray, pd.Index]:

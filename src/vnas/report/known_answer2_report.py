@@ -16,7 +16,15 @@ from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_text
 from vnas.report.truth_table import IN, THROUGH
 
-__all__ = ["BEGIN", "END", "results_markdown", "write_block"]
+__all__ = [
+    "BEGIN",
+    "END",
+    "a10_markdown",
+    "results_markdown",
+    "write_a10_block",
+    "write_block",
+    "write_rerun_block",
+]
 
 BEGIN = "<!-- known_answer2 results: written by `vnas experiment report2`, do not edit -->"
 END = "<!-- /known_answer2 results -->"
@@ -74,7 +82,7 @@ def _step1(s: Mapping) -> list[str]:
         "",
         f"(b): the all-2D network's mean DSC under the through-plane cue for training seeds "
         f"{', '.join(map(str, s['noise_seeds']))}: {seeds} (spread "
-        f"{noise.get('spread', float('nan')):.3f}).",
+        f"{noise.get('spread', float('nan')):.3f})." + _in_plane_noise(s["noise"]),
         "",
         f"**H5 {'supported' if s['h5'] else 'not supported'}**: "
         + (
@@ -85,6 +93,13 @@ def _step1(s: Mapping) -> list[str]:
         ),
     ]
     return lines
+
+
+def _in_plane_noise(noise: Mapping) -> str:
+    if IN not in noise:
+        return ""
+    seeds = ", ".join(f"{m:.3f}" for m in noise[IN]["seed_means"])
+    return f" Under the in-plane cue: {seeds} (spread {noise[IN]['spread']:.3f})."
 
 
 def _step2(s: Mapping) -> list[str]:
@@ -240,3 +255,79 @@ def write_stability_block(markdown: Path, summary: Mapping, source: str) -> None
 
     lines = [STABILITY_BEGIN, "", *stability_markdown(summary, source), "", STABILITY_END]
     _replace_block(markdown, STABILITY_BEGIN, STABILITY_END, "\n".join(lines))
+
+
+RERUN_BEGIN = "<!-- known_answer2 A9 re-run: written by `vnas experiment report2 --rerun` -->"
+RERUN_END = "<!-- /known_answer2 A9 re-run -->"
+
+
+def write_rerun_block(
+    markdown: Path, step1: Mapping, source: str, costs: Mapping | None = None
+) -> None:
+    """Replace the block of Step 1's re-run under A9 (between its markers)."""
+    lines = [RERUN_BEGIN, "", f"Written by `vnas experiment report2` from `{source}`.", ""]
+    lines += _step1(step1)[2:]  # its heading is the section's
+    if costs is not None:
+        lines += ["", *_costs(costs)]
+    lines += ["", RERUN_END]
+    _replace_block(markdown, RERUN_BEGIN, RERUN_END, "\n".join(lines))
+
+
+A10_BEGIN = "<!-- known_answer2 A10: written by `vnas experiment report2 --a10` -->"
+A10_END = "<!-- /known_answer2 A10 -->"
+_OPS = {0: "2D", 1: "3D", 2: "P3D", None: "–"}
+
+
+def a10_markdown(s: Mapping, source: str) -> list[str]:
+    """Amendment A10's results: per method the searches choosing 3D/P3D at the cell,
+    the verdict, the paired comparison and PT's scores per search."""
+    cues = list(s["chosen"]["argmax"])
+    lines = [
+        f"Written by `vnas experiment report2` from `{source}`.",
+        "",
+        f"Mixed cell {s['cell']} (group {s['group']}), every other cell 2D; search seeds "
+        f"{', '.join(map(str, s['seeds']))} per cue.",
+        "",
+        "| selection | " + " | ".join(f"ops {c}" for c in cues) + " | 3D/P3D | 3D | "
+        "no answer | needed | chance p | A10 |",
+        "|---|" + "---|" * len(cues) + "---|---|---|---|---|---|",
+    ]
+    for method, v in s["verdicts"].items():
+        ops = [", ".join(_OPS[d] for d in s["chosen"][method][c]) for c in cues]
+        lines.append(
+            f"| {method} | " + " | ".join(ops) + f" | {v['hits']}/{v['searches']} | "
+            f"{sum(v['three_d'].values())} | {sum(v['unanswered'].values())} | {v['need']} | "
+            f"{v['chance_p']:.3f} | **{'supported' if v['supported'] else 'not supported'}** |"
+        )
+    paired = s["paired"]
+    lines += [
+        "",
+        f"Same searches, two readings: only PT chose 3D/P3D in {paired['only_perturbation']}, "
+        f"only argmax in {paired['only_argmax']} (exact sign test, two-sided p "
+        f"{paired['sign_test_p']:.3f}).",
+        "",
+        "PT at the cell per search: the mean val-loss change with each op removed and kept "
+        "alone (2D, 3D, P3D), and the paired t of best against second best:",
+        "",
+        "| cue | seed | removed | alone | best | t |",
+        "|---|---|---|---|---|---|",
+    ]
+    for cue in cues:
+        for seed, r in zip(s["seeds"], s["pt_scores"][cue], strict=True):
+            removed = ", ".join(f"{v:+.4f}" for v in r["removed"])
+            alone = ", ".join(f"{v:+.4f}" for v in r["alone"])
+            lines.append(
+                f"| {cue} | {seed} | {removed} | {alone} | {_OPS[r['best']]} | "
+                f"{r['t_best_vs_second']:.2f} |"
+            )
+    if s.get("costs"):
+        c = s["costs"]
+        lines += ["", f"Cost (Snakemake benchmark files, `cpu_time`): {c['jobs']} searches, "
+                  f"**{c['cpu_s']:,.0f} CPU s**."]  # fmt: skip
+    return lines
+
+
+def write_a10_block(markdown: Path, summary: Mapping, source: str) -> None:
+    """Replace amendment A10's generated block of ``markdown`` (between its markers)."""
+    lines = [A10_BEGIN, "", *a10_markdown(summary, source), "", A10_END]
+    _replace_block(markdown, A10_BEGIN, A10_END, "\n".join(lines))

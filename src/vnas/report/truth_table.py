@@ -36,6 +36,7 @@ __all__ = [
     "THROUGH",
     "bootstrap_difference",
     "case_dsc",
+    "cue_independent_answers",
     "first_cell",
     "group_code",
     "group_verdicts",
@@ -225,4 +226,32 @@ def summarize_truth_table(
         "test_cases": {cue: len(dsc[cue]["2d"]) for cue in cues},
         "mean_dsc": means,
         **verdicts,
+    }
+
+
+def cue_independent_answers(step1: Mapping) -> dict:
+    """Amendment A10's rule on a Step-1 record: group *g* has a cue-independent known
+    answer ("3D beats 2D") if under **every** cue (a) Δ_g's interval lies above 0 and
+    (b) Δ_g exceeds that cue's all-2D seed spread. The cell: the first cell of the
+    answered group with the largest through-plane Δ, as Step 2's rule picks it.
+    """
+    spread = {cue: n["spread"] for cue, n in step1["noise"].items()}
+    groups: dict = {}
+    for group, g in step1["groups"].items():
+        per_cue = {
+            cue: {"a": d["ci"][0] > 0, "b": d["mean"] > spread.get(cue, float("inf"))}
+            for cue, d in g["delta"].items()
+        }
+        known = set(per_cue) == set(spread) and all(c["a"] and c["b"] for c in per_cue.values())
+        groups[group] = {"cues": per_cue, "known_answer": known}
+    known = [g for g, r in groups.items() if r["known_answer"]]
+    top = max(known, key=lambda g: step1["groups"][g]["delta"][THROUGH]["mean"], default=None)
+    return {
+        "step": "known_answer2 amendment A10 (cue-independent known answers)",
+        "rule": "under every cue: Delta interval above 0 and Delta above the all-2D seed spread",
+        "spread": spread,
+        "groups": groups,
+        "known_answers": known,
+        "step2_group": top,
+        "step2_cell": None if top is None else first_cell(top),
     }
