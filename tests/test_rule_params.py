@@ -261,3 +261,28 @@ def test_a_job_gets_exactly_its_declared_settings():
     assert train["iterations"] == cfg["train_iterations"]
     # the record is one shell word the command reads back as it was made
     assert shlex.split(shlex.quote(json.dumps(train))) == [json.dumps(train)]
+
+
+def test_experiment_sgd_flags_come_from_the_pipelines_declaration():
+    """The experiments' rules pass the weight step as flags made from OPTIMISER: A9's
+    settings reach Dice+CE jobs only, and only away from their old values; the flags
+    parse to the same optimiser config as the record of the same settings."""
+    from vnas.cli import build_parser
+    from vnas.commands.run_flags import train_config
+
+    config = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "poly_power": 0.9,
+              "lr_floor": 0.1, "dice_background": False}  # fmt: skip
+    flags = rule_settings.sgd_flags(config, {"loss": "dice_ce"})
+    sgd = ["--lr", "0.05", "--momentum", "0.9", "--weight-decay", "0.0005", "--poly-power", "0.9"]
+    assert flags == [*sgd, "--lr-floor", "0.1", "--no-dice-background"]
+    assert rule_settings.sgd_flags(config, {"loss": "ce"}) == sgd
+    old = {**config, "lr_floor": 0.0, "dice_background": True}
+    assert rule_settings.sgd_flags(old, {"loss": "dice_ce"}) == sgd
+    base = ["train", "--arch", "a", "--preprocessed", "p", "--folds", "f", "--fold", "0",
+            "--out", "o", "--loss", "dice_ce"]  # fmt: skip
+    by_flags = train_config(build_parser(("train",)).parse_args([*base, *flags]))
+    record = {k: config[k] for k in rule_settings.SGD_FIELDS}
+    by_record = train_config(
+        build_parser(("train",)).parse_args([*base, "--settings", json.dumps(record)])
+    )
+    assert by_flags.optim == by_record.optim and by_flags.optim.lr_floor == 0.1

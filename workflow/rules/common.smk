@@ -12,6 +12,7 @@ import yaml
 # the same declarations for the DVC stages).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
 from rule_settings import rule_settings, search_schedule as _search_schedule
+from rule_settings import sgd_flags as _sgd_flags
 from rule_settings import uses_perturbation as _uses_perturbation
 
 
@@ -358,18 +359,15 @@ def threads_of(name):
 # Multi-word arguments are lists: a rule's `{params.x:q}` quotes each word on its own.
 
 
-def sgd_args(loss):
-    """The weight step's SGD flags from params.yaml's top level: the main pipeline's and
-    the experiments' jobs alike. `lr_floor` and `dice_background` (EXPERIMENTS.md, Known
-    answer 2, A9) go to Dice+CE trainings only: the real datasets' `ce` runs keep the
-    paper's poly to 0. They are passed only away from the first runs' values, so that
-    jobs run before them keep their command."""
-    stable = loss == "dice_ce"
+def experiment_training_args(block):
+    """An experiment's training flags (its params.yaml block): both known-answer
+    experiments' searches and retrainings. The SGD flags come from rule_settings.py's
+    declaration, as the pipeline's `--settings` records do."""
     return [
-        *("--lr", config["lr"], "--momentum", config["momentum"]),
-        *("--weight-decay", config["weight_decay"], "--poly-power", config["poly_power"]),
-        *(("--lr-floor", config["lr_floor"]) if stable and config["lr_floor"] else ()),
-        *(("--no-dice-background",) if stable and not config["dice_background"] else ()),
+        *("--width", block["width"], "--patch", *shape_arg(block["patch"])),
+        *("--batch-size", block["batch_size"], "--loss", block["loss"]),
+        *_sgd_flags(config, block),
+        *("--device", config["device"], "--workers", block["threads"] - 1),
     ]
 
 
@@ -523,10 +521,4 @@ def xp_arch_lr(wildcards):
 
 
 def xp_training_args(wildcards):
-    cfg = xp(wildcards)
-    return [
-        *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
-        *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *sgd_args(cfg["loss"]),
-        *("--device", config["device"], "--workers", cfg["threads"] - 1),
-    ]
+    return experiment_training_args(xp(wildcards))

@@ -21,13 +21,7 @@ def ka2_ablation_runs():
 
 
 def ka2_training_args(wildcards):
-    cfg = ka2()
-    return [
-        *("--width", cfg["width"], "--patch", *shape_arg(cfg["patch"])),
-        *("--batch-size", cfg["batch_size"], "--loss", cfg["loss"]),
-        *sgd_args(cfg["loss"]),
-        *("--device", config["device"], "--workers", cfg["threads"] - 1),
-    ]
+    return experiment_training_args(ka2())
 
 
 def ka2_candidate_args(wildcards):

@@ -35,11 +35,12 @@ class Job:
     config: Mapping[str, Any]
     dataset: str
     method: str = ""
+    block: Mapping[str, Any] | None = None  # an experiment's block, in place of a dataset's
 
     @property
     def ds(self) -> Mapping[str, Any]:
-        """The dataset's params.yaml block."""
-        return self.config["datasets"][self.dataset]
+        """The dataset's params.yaml block (or the experiment's)."""
+        return self.block if self.block is not None else self.config["datasets"][self.dataset]
 
 
 @dataclass(frozen=True)
@@ -143,6 +144,28 @@ OPTIMISER = {
     "seed": top("seed"),
     "device": top("device"),
 }
+
+#: The weight step's fields of :data:`OPTIMISER`, which the experiments' rules pass too.
+SGD_FIELDS = ("lr", "momentum", "weight_decay", "poly_power", "lr_floor", "dice_background")
+
+
+def sgd_flags(config: Mapping[str, Any], block: Mapping[str, Any]) -> list[str]:
+    """The weight step's flags of an experiment's jobs (``block``: its params.yaml block,
+    which holds their ``loss``), read as :data:`OPTIMISER` declares them for the
+    pipeline's jobs: ``--lr 0.05 ... --no-dice-background``."""
+    job = Job(config, "", block=block)
+    flags: list[str] = []
+    for field in SGD_FIELDS:
+        value = OPTIMISER[field].value(job)
+        flag = "--" + field.replace("_", "-")
+        if value is UNSET:
+            continue
+        if isinstance(value, bool):
+            flags.append(flag if value else flag.replace("--", "--no-", 1))
+        else:
+            flags += [flag, str(value)]
+    return flags
+
 
 #: Each rule's settings: config field -> where it comes from, in the record's order.
 RULES: dict[str, dict[str, Read]] = {
