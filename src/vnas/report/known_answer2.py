@@ -231,17 +231,18 @@ def a10_verdict(ops: Mapping[str, Sequence[int | None]]) -> dict:
     for a selection that picks 3D/P3D with probability 2/3 (the answer ignored)."""
     from scipy.stats import binom
 
-    pooled = [d for cue_ops in ops.values() for d in cue_ops]
-    hits = sum(d in (1, 2) for d in pooled)
+    not_2d = {cue: sum(d in (1, 2) for d in v) for cue, v in ops.items()}
+    searches = sum(len(v) for v in ops.values())
+    hits, need = sum(not_2d.values()), math.ceil(A10_NEED * searches)
     return {
-        "not_2d": {cue: int(sum(d in (1, 2) for d in v)) for cue, v in ops.items()},
-        "three_d": {cue: int(sum(d == 1 for d in v)) for cue, v in ops.items()},
-        "unanswered": {cue: int(sum(d is None for d in v)) for cue, v in ops.items()},
-        "searches": len(pooled),
-        "hits": int(hits),
-        "need": math.ceil(A10_NEED * len(pooled)),
-        "chance_p": float(binom.sf(hits - 1, len(pooled), A10_CHANCE)),
-        "supported": bool(hits >= math.ceil(A10_NEED * len(pooled))),
+        "not_2d": not_2d,
+        "three_d": {cue: sum(d == 1 for d in v) for cue, v in ops.items()},
+        "unanswered": {cue: sum(d is None for d in v) for cue, v in ops.items()},
+        "searches": searches,
+        "hits": hits,
+        "need": need,
+        "chance_p": float(binom.sf(hits - 1, searches, A10_CHANCE)),
+        "supported": hits >= need,
     }
 
 
@@ -300,8 +301,8 @@ def _search_costs(root: Path, rule: str) -> dict:
     """CPU seconds of one rule's jobs (Snakemake benchmark files under ``root``)."""
     from vnas.report.experiment_summary import job_costs
 
-    jobs = [j for j in job_costs(root)["jobs"] if j["rule"] == rule]
-    return {"jobs": len(jobs), "cpu_s": float(sum(j["cpu_s"] for j in jobs))}
+    row = job_costs(root)["by_rule"].get(rule, {"jobs": 0, "cpu_s": 0.0})
+    return {"jobs": int(row["jobs"]), "cpu_s": float(row["cpu_s"])}
 
 
 def _dsc_matrix(paths: Sequence[Path]) -> tuple[np.ndarray, pd.Index]:

@@ -253,8 +253,12 @@ def write_stability_block(markdown: Path, summary: Mapping, source: str) -> None
     """Replace amendment A9's generated block of ``markdown`` (between its markers)."""
     from vnas.report.stability import stability_markdown
 
-    lines = [STABILITY_BEGIN, "", *stability_markdown(summary, source), "", STABILITY_END]
-    _replace_block(markdown, STABILITY_BEGIN, STABILITY_END, "\n".join(lines))
+    _write_marked(markdown, STABILITY_BEGIN, STABILITY_END, stability_markdown(summary, source))
+
+
+def _write_marked(markdown: Path, begin: str, end: str, lines: list[str]) -> None:
+    """Replace the block between ``begin`` and ``end`` with ``lines``, markers kept."""
+    _replace_block(markdown, begin, end, "\n".join([begin, "", *lines, "", end]))
 
 
 RERUN_BEGIN = "<!-- known_answer2 A9 re-run: written by `vnas experiment report2 --rerun` -->"
@@ -265,12 +269,11 @@ def write_rerun_block(
     markdown: Path, step1: Mapping, source: str, costs: Mapping | None = None
 ) -> None:
     """Replace the block of Step 1's re-run under A9 (between its markers)."""
-    lines = [RERUN_BEGIN, "", f"Written by `vnas experiment report2` from `{source}`.", ""]
+    lines = [f"Written by `vnas experiment report2` from `{source}`.", ""]
     lines += _step1(step1)[2:]  # its heading is the section's
     if costs is not None:
         lines += ["", *_costs(costs)]
-    lines += ["", RERUN_END]
-    _replace_block(markdown, RERUN_BEGIN, RERUN_END, "\n".join(lines))
+    _write_marked(markdown, RERUN_BEGIN, RERUN_END, lines)
 
 
 A10_BEGIN = "<!-- known_answer2 A10: written by `vnas experiment report2 --a10` -->"
@@ -329,5 +332,4 @@ def a10_markdown(s: Mapping, source: str) -> list[str]:
 
 def write_a10_block(markdown: Path, summary: Mapping, source: str) -> None:
     """Replace amendment A10's generated block of ``markdown`` (between its markers)."""
-    lines = [A10_BEGIN, "", *a10_markdown(summary, source), "", A10_END]
-    _replace_block(markdown, A10_BEGIN, A10_END, "\n".join(lines))
+    _write_marked(markdown, A10_BEGIN, A10_END, a10_markdown(summary, source))
