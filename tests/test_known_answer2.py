@@ -248,3 +248,19 @@ def test_a10_summary_reads_both_readings_of_the_same_searches(tmp_path):
     answers.write_text(json.dumps({"step2_cell": None}))
     argv[-1] = str(tmp_path / "b.json")
     assert main(argv) == 2 and not (tmp_path / "b.json").exists()
+
+
+def test_a10_commands_refuse_a_file_of_another_kind_in_one_line(tmp_path, capsys):
+    from vnas.cli import main
+
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"cues": [TP]}))
+    out = tmp_path / "out.json"
+    argv = ["experiment", "cue-independent", "--step1", str(other), "--out", str(out)]
+    assert main(argv) == 2 and not out.exists()
+    assert "other.json: not a Step-1 truth table (no groups, noise" in capsys.readouterr().err
+    markdown = tmp_path / "E.md"
+    markdown.write_text("kept\n")
+    assert main(["experiment", "report2", "--a10", str(other), "--markdown", str(markdown)]) == 2
+    assert "not a vnas experiment a10 output (no cell" in capsys.readouterr().err
+    assert markdown.read_text() == "kept\n"

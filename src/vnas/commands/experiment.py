@@ -196,6 +196,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     report2.set_defaults(func=run_report2)
 
 
+#: The fields the commands read from a truth table and from an A10 summary.
+TRUTH_TABLE = ("groups", "noise", "all_3d", "known_answers", "noise_seeds", "test_cases",
+               "confidence", "resamples")  # fmt: skip
+A10_RECORD = ("cell", "group", "seeds", "chosen", "verdicts", "paired", "pt_scores")
+
+
 def _root_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", required=True, help="results/experiments/NAME")
     parser.add_argument("--cues", nargs="+", required=True, help="the cues (sub-folders)")
@@ -283,7 +289,7 @@ def run_cue_independent(args: argparse.Namespace) -> int:
 
     claim_file(args.out, command="experiment cue-independent", inputs={"--step1": args.step1},
                force=args.force)  # fmt: skip
-    record = cue_independent_answers(_load(args.step1, "Step-1 truth table"))
+    record = cue_independent_answers(_load(args.step1, "Step-1 truth table", TRUTH_TABLE))
     return _write_json(args, "experiment cue-independent", record)
 
 
@@ -292,7 +298,7 @@ def run_a10(args: argparse.Namespace) -> int:
 
     inputs = {"--root": args.root, "--answers": args.answers}
     claim_file(args.out, command="experiment a10", inputs=inputs, force=args.force)
-    answers = _load(args.answers, "cue-independent answers")
+    answers = _load(args.answers, "cue-independent answers", ("step2_cell", "step2_group"))
     record = summarize_a10(args.root, args.cues, args.seeds, answers)
     return _write_json(args, "experiment a10", record)
 
@@ -323,7 +329,8 @@ def run_report2(args: argparse.Namespace) -> int:
     if args.a10:
         from vnas.report.known_answer2_report import write_a10_block
 
-        write_a10_block(Path(args.markdown), _load(args.a10, "A10 JSON"), args.a10)
+        summary = _load(args.a10, "vnas experiment a10 output", A10_RECORD)
+        write_a10_block(Path(args.markdown), summary, args.a10)
         print(f"wrote the A10 block into {args.markdown}")
     steps = {n: _load(p, f"Step-{n} JSON") for n, p in
              ((1, args.step1), (2, args.step2), (3, args.step3)) if p}  # fmt: skip
@@ -348,18 +355,23 @@ def _report_rerun(args: argparse.Namespace) -> None:
     from vnas.report.known_answer2_report import write_rerun_block
 
     costs = job_costs(Path(args.rerun_benchmarks).parent) if args.rerun_benchmarks else None
-    step1 = _load(args.rerun, "re-run truth table")
+    step1 = _load(args.rerun, "re-run truth table", TRUTH_TABLE)
     write_rerun_block(Path(args.markdown), step1, args.rerun, costs)
     print(f"wrote the A9 re-run block into {args.markdown}")
 
 
-def _load(path: str, what: str) -> dict:
+def _load(path: str, what: str, keys: tuple[str, ...] = ()) -> dict:
+    """The JSON object at ``path``; ``keys``: the fields a ``what`` must hold."""
     try:
-        return json.loads(Path(path).read_text())
+        record = json.loads(Path(path).read_text())
     except FileNotFoundError:
         raise VNASError(f"{what} not found", path) from None
     except (OSError, ValueError) as err:
         raise VNASError(f"not a readable {what} ({err})", path) from None
+    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
+    if missing:
+        raise VNASError(f"not a {what} (no {', '.join(missing)})", path)
+    return record
 
 
 def run_report(args: argparse.Namespace) -> int:
