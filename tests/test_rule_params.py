@@ -1,13 +1,15 @@
 """Each DVC stage lists the params.yaml keys its rules read (issue 26): a key a rule reads
 but its stage leaves out would make `dvc exp run -S key=...` silently not rerun it.
 
-The search and train rules hand their job the settings they declare once
-(workflow/scripts/rule_settings.py), and dvc_yaml.py lists the keys of the same
-declaration; the tests below check that each declared setting reads only the keys it
-declares (by recording what it reads), that those rules pass nothing else as a setting,
-and that each stage lists its rules' declared keys.
+Every rule of the main pipeline that reads params.yaml declares what it reads once
+(workflow/scripts/rule_settings.py): its settings, which it hands its jobs (a
+``--settings`` record for search and train, ``params:`` entries for the others), and the
+other keys it reads. dvc_yaml.py lists the keys of the same declarations. The tests below
+check that each declared setting reads only the keys it declares (by recording what it
+reads), that a rule reads nothing outside its declaration and formats no setting that is
+not declared, and that each stage lists its rules' declared keys.
 
-For every other read, what a rule reads is found in the rule files' text:
+What a rule reads is found in the rule files' text:
 ``config["key"]``, ``ds(w)["key"]``, ``cfg["key"]`` and ``.get("key")``, in the rule's own
 block and in every helper of ``workflow/rules/common.smk`` it names, transitively. A key
 counts as listed where the stage or a stage upstream of it (whose outputs it depends on)
@@ -53,11 +55,12 @@ def _blocks(text: str, head: str) -> dict[str, str]:
     return blocks
 
 
+RULE_HEAD = r"^rule (\w+):"
 HELPERS = _blocks((REPO / "workflow/rules/common.smk").read_text(), r"^def (\w+)\(")
 RULES = {
     name: block
     for path in sorted((REPO / "workflow/rules").glob("*.smk"))
-    for name, block in _blocks(path.read_text(), r"^rule (\w+):").items()
+    for name, block in _blocks(path.read_text(), RULE_HEAD).items()
 }
 
 
@@ -66,8 +69,8 @@ def reads(text: str, seen: set[str] | None = None) -> tuple[set[str], set[str]]:
     seen = set() if seen is None else seen
     top = set(TOP_KEY.findall(text)) - {"datasets", "experiments", "dataset"}
     dataset = {a or b for a, b in DATASET_KEY.findall(text)}
-    for rule in re.findall(r'\brule_settings\(\s*"(\w+)"', text):  # its declared keys
-        keys = {k for read in rule_settings.RULES[rule].values() for k in read.keys}
+    for rule in re.findall(r'\brule_(?:settings|params)\(\s*"(\w+)"', text):  # declared
+        keys = set(rule_settings.RULES[rule].keys())
         top |= {k for k in keys if not k.startswith("@")}
         dataset |= {k[1:].split(".")[0] for k in keys if k.startswith("@")}
     for name, body in HELPERS.items():
@@ -169,13 +172,21 @@ class Recording(Mapping):
         return len(self.data)
 
 
+def runs_for(rule: str, cfg: dict) -> bool:
+    """Whether ``rule`` has jobs for a dataset (synthesize: synthetic datasets only)."""
+    return rule != "synthesize" or "synth" in cfg
+
+
 def undeclared_reads(params: dict) -> dict[str, list[str]]:
     """``rule.field``: the params.yaml keys a declared setting reads but does not declare
-    (for every dataset, and for a training every batch phase)."""
+    (for every dataset, and for a training every batch phase). A declared key covers what
+    lies under it (``@synth``: the synth block)."""
     missing = {}
-    for rule, reads_ in rule_settings.RULES.items():
-        for name, read in reads_.items():
-            for dataset in params["datasets"]:
+    for rule, declaration in rule_settings.RULES.items():
+        for name, read in declaration.settings.items():
+            for dataset, cfg in params["datasets"].items():
+                if not runs_for(rule, cfg):
+                    continue
                 for method in ("vnas", "mix", "unet3d", "vnet"):
                     seen: set[str] = set()
                     job = rule_settings.Job(Recording(params, "", seen), dataset, method)
@@ -183,8 +194,9 @@ def undeclared_reads(params: dict) -> dict[str, list[str]]:
                     declared = {f"datasets.{dataset}.{k[1:]}" if k.startswith("@") else k
                                 for k in read.keys}  # fmt: skip
                     # reaching a declared key (datasets, datasets.X) is no read of its own
-                    gaps = sorted(k for k in seen if k not in declared
-                                  and not any(d.startswith(k + ".") for d in declared))  # fmt: skip
+                    gaps = sorted(k for k in seen if not any(
+                        k == d or d.startswith(k + ".") or k.startswith(d + ".")
+                        for d in declared))  # fmt: skip
                     if gaps:
                         key = f"{rule}.{name}"
                         missing[key] = sorted({*missing.get(key, []), *gaps})
@@ -204,7 +216,7 @@ def test_each_declared_setting_reads_only_the_keys_it_declares():
 
 def test_a_setting_reading_an_undeclared_key_fails(monkeypatch):
     width = rule_settings.Read(("@width",), lambda job: job.ds["patch"])
-    monkeypatch.setitem(rule_settings.RULES["train"], "width", width)
+    monkeypatch.setitem(rule_settings.RULES["train"].settings, "width", width)
     gaps = undeclared_reads(PARAMS)
     assert gaps == {"train.width": sorted(f"datasets.{d}.patch" for d in PARAMS["datasets"])}
 
@@ -227,20 +239,131 @@ def test_search_and_train_pass_their_settings_as_one_declared_record():
         }, rule
 
 
-@pytest.mark.parametrize("dataset", list(PARAMS["datasets"]))
-def test_each_stage_lists_its_rules_declared_keys(dataset):
-    params = {**PARAMS, "dataset": dataset}
+def unlisted_declared(params: dict) -> tuple[dict[str, list[str]], set[str]]:
+    """(``stage/rule``: the declared keys of the rule that its stage does not list, the
+    declared rules some stage runs)."""
     stages = yaml.safe_load(dvc_yaml.render(params))["stages"]
-    checked = set()
+    missing, checked = {}, set()
     for stage, spec in stages.items():
         allowed = re.search(r"--allowed-rules ([\w ]+?) --", spec.get("cmd", ""))
         for rule in allowed.group(1).split() if allowed else []:
             if rule in rule_settings.RULES:
-                owner = stage.split("-", 1)[1] if "-" in stage else dataset
-                declared = rule_settings.stage_params(rule, params, owner)
-                assert set(declared) <= set(spec["params"]), (stage, rule)
+                owner = stage.split("-", 1)[1] if "-" in stage else params["dataset"]
+                declared = rule_settings.stage_params([rule], params, owner)
+                gaps = sorted(set(declared) - set(spec.get("params", [])))
+                if gaps:
+                    missing[f"{stage}/{rule}"] = gaps
                 checked.add(rule)
-    assert checked == set(rule_settings.RULES)
+    return missing, checked
+
+
+def test_each_stage_lists_its_rules_declared_keys():
+    checked = set()
+    for dataset in PARAMS["datasets"]:
+        missing, seen = unlisted_declared({**PARAMS, "dataset": dataset})
+        assert missing == {}, dataset
+        checked |= seen
+    # every declared rule runs in some dataset's stages (synthesize: the synthetic one's),
+    # but demo_doc, which `make demo` alone asks for
+    assert checked == set(rule_settings.RULES) - {"demo_doc"}
+
+
+def test_a_stage_missing_a_declared_key_fails(monkeypatch):
+    render = dvc_yaml.rules_stage
+
+    def without_overlap(*args, **kwargs):
+        stage = render(*args, **kwargs)
+        stage["params"] = [p for p in stage.get("params", []) if not p.endswith(".overlap")]
+        return stage
+
+    monkeypatch.setattr(dvc_yaml, "rules_stage", without_overlap)
+    missing, _ = unlisted_declared(PARAMS)
+    assert missing == {"evaluate/evaluate": [f"datasets.{PARAMS['dataset']}.overlap"]}
+
+
+#: The rule files of the main pipeline, whose rules read params.yaml only as declared.
+PIPELINE = ("data.smk", "search.smk", "train.smk", "report.smk")
+PIPELINE_RULES = {
+    name: block
+    for path in PIPELINE
+    for name, block in _blocks((REPO / "workflow/rules" / path).read_text(), RULE_HEAD).items()
+}
+
+
+def reads_outside_declaration(rules: Mapping[str, str]) -> dict[str, list[str]]:
+    """``rule``: the keys its text (and the helpers it names) reads that its declaration
+    leaves out, keys that shape dvc.yaml and ``threads`` aside (a rule without a
+    declaration declares nothing)."""
+    outside = {}
+    for rule, block in rules.items():
+        declared = rule_settings.RULES.get(rule, rule_settings.Rule({})).keys()
+        top, dataset = reads(block)
+        gaps = (top - {k for k in declared if not k.startswith("@")}) | (
+            dataset
+            - {k[1:].split(".")[0] for k in declared if k.startswith("@")}
+            - SHAPES_DVC_YAML
+            - OPERATIONAL
+        )
+        if gaps:
+            outside[rule] = sorted(gaps)
+    return outside
+
+
+def test_a_pipeline_rule_reads_params_only_as_declared():
+    assert reads_outside_declaration(PIPELINE_RULES) == {}
+
+
+def test_a_rule_reading_outside_its_declaration_fails():
+    evaluate = PIPELINE_RULES["evaluate"].replace(
+        "    params:\n", '    params:\n        loss=lambda w: ds(w)["loss"],\n'
+    )
+    split = PIPELINE_RULES["split"].replace('**rule_params("split", config)', 'n=config["lr"]')
+    gaps = reads_outside_declaration({"evaluate": evaluate, "split": split})
+    assert gaps == {"evaluate": ["loss"], "split": ["lr"]}
+
+
+def test_a_rule_passes_each_declared_setting_from_its_declaration():
+    """A declared rule without a ``--settings`` record takes its declared settings as
+    ``params:`` entries (``**rule_params``), and its shell formats each of them, and no
+    other params entry than those and the ones its block names (inputs, outputs)."""
+    for rule, declaration in rule_settings.RULES.items():
+        block = RULES[rule]
+        if rule in SETTINGS_RULES or not declaration.settings:
+            continue
+        assert f'**rule_params("{rule}", config)' in block, rule
+        named = set(re.findall(r"^        (\w+)=", block, re.M))
+        shell = set(re.findall(r"\{params\.(\w+)", block[block.index("shell:") :]))
+        assert set(declaration.settings) <= shell, rule
+        assert shell <= set(declaration.settings) | named, rule
+        assert not named & set(declaration.settings), rule
+
+
+def test_a_rules_params_are_what_it_passed_before_its_declaration():
+    """The ``params:`` values of the flag rules: a changed value would rerun their jobs."""
+
+    class Wildcards:
+        dataset = "synthetic"
+
+    cfg = PARAMS["datasets"]["synthetic"]
+    planned = {**PARAMS, "datasets": {"synthetic": {**cfg, "hu_window": [-100, 240],
+                                                     "spacing": [2.0, 1.0, 1.0]}}}  # fmt: skip
+
+    def values(rule, config=PARAMS):
+        return {k: f(Wildcards) for k, f in rule_settings.rule_params(rule, config).items()}
+
+    assert values("preprocess") == {"preset": cfg["preset"], "settings": []}
+    assert values("preprocess", planned)["settings"] == [
+        *("--hu-window", "-100", "240", "--spacing", "2.0", "1.0", "1.0")
+    ]
+    synth = cfg["synth"]
+    assert values("synthesize") == {**{k: synth[k] for k in ("kind", "cases", "seed")},
+                                    "shape": [str(n) for n in synth["shape"]]}  # fmt: skip
+    unshaped = {**PARAMS, "datasets": {"synthetic": {**cfg, "synth": {
+        k: v for k, v in synth.items() if k != "shape"}}}}  # fmt: skip
+    assert values("synthesize", unshaped)["shape"] == ["48", "96", "96"]  # the old default
+    assert values("split") == {"seed": PARAMS["seed"], "folds": cfg["folds"]}
+    assert values("evaluate") == {"device": PARAMS["device"], "overlap": cfg["overlap"],
+                                  "nsd": cfg["nsd_tolerance_mm"]}  # fmt: skip
 
 
 def test_a_job_gets_exactly_its_declared_settings():
@@ -255,9 +378,9 @@ def test_a_job_gets_exactly_its_declared_settings():
     assert search["lr"] == PARAMS["lr"] and search["arch_lr"] == PARAMS["arch_lr"]
     assert search["arch_lr_rule"] == cfg["arch_lr_rule"]
     assert search["iterations"] == cfg["search_iterations"]
-    assert set(search) <= set(rule_settings.RULES["search"])
+    assert set(search) <= set(rule_settings.RULES["search"].settings)
     train = json.loads(rule_settings.rule_settings("train", PARAMS, Wildcards))
-    assert set(train) == set(rule_settings.RULES["train"]) - ({"val_every"} - set(cfg))
+    assert set(train) == set(rule_settings.RULES["train"].settings) - ({"val_every"} - set(cfg))
     assert train["iterations"] == cfg["train_iterations"]
     # the record is one shell word the command reads back as it was made
     assert shlex.split(shlex.quote(json.dumps(train))) == [json.dumps(train)]

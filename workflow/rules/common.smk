@@ -9,10 +9,12 @@ import jsonschema
 import yaml
 
 # What each rule reads, declared once (workflow/scripts/rule_settings.py; dvc_yaml.py reads
-# the same declarations for the DVC stages).
+# the same declarations for the DVC stages): a rule's settings are its `params:`, a
+# `--settings` record (rule_settings) or one entry each (rule_params).
 sys.path.insert(0, str(Path(workflow.basedir) / "workflow" / "scripts"))
-from rule_settings import rule_settings, search_schedule as _search_schedule
+from rule_settings import rule_params, rule_settings, search_schedule as _search_schedule
 from rule_settings import sgd_flags as _sgd_flags
+from rule_settings import words as shape_arg  # a shape as separate arguments (`:q` quotes each)
 from rule_settings import uses_perturbation as _uses_perturbation
 
 
@@ -220,24 +222,8 @@ def test_images_input(wildcards):
     return ancient(folder)
 
 
-def preprocess_overrides(wildcards):
-    """`--hu-window LO HI` and `--spacing SZ SY SX` where the dataset sets them."""
-    cfg = ds(wildcards)
-    args = []
-    if cfg.get("hu_window") is not None:
-        args += ["--hu-window", *(str(v) for v in cfg["hu_window"])]
-    if cfg.get("spacing") is not None:
-        args += ["--spacing", *(str(v) for v in cfg["spacing"])]
-    return args
-
-
 def folds(name):
     return range(ds(name)["folds"])
-
-
-def shape_arg(shape):
-    """A shape as separate arguments (the rules quote each with `:q`)."""
-    return [str(s) for s in shape]
 
 
 # --- methods -----------------------------------------------------------------------

@@ -10,10 +10,7 @@ rule synthesize:
     wildcard_constraints:
         dataset="|".join(d for d in DATASETS if is_synthetic(d)) or "^$",
     params:
-        kind=lambda w: ds(w)["synth"]["kind"],
-        cases=lambda w: ds(w)["synth"]["cases"],
-        seed=lambda w: ds(w)["synth"]["seed"],
-        shape=lambda w: shape_arg(ds(w)["synth"].get("shape", [48, 96, 96])),
+        **rule_params("synthesize", config),  # kind, cases, seed, shape
     benchmark:
         "results/benchmarks/{dataset}/synthesize/job.tsv"
     log:
@@ -33,9 +30,8 @@ rule preprocess:
     output:
         directory("data/preprocessed/{dataset}"),
     params:
+        **rule_params("preprocess", config),  # preset, settings (--hu-window, --spacing)
         raw_manifest=raw_identity,
-        preset=lambda w: ds(w)["preset"],
-        settings=preprocess_overrides,
     threads: 2
     benchmark:
         "results/benchmarks/{dataset}/preprocess/job.tsv"
@@ -55,8 +51,7 @@ rule split:
     output:
         "results/{dataset}/folds.json",
     params:
-        folds=lambda w: ds(w)["folds"],
-        seed=config["seed"],
+        **rule_params("split", config),  # seed, folds
     benchmark:
         "results/benchmarks/{dataset}/split/job.tsv"
     log:

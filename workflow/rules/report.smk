@@ -25,8 +25,7 @@ rule table:
         diagnostics=lambda w, input: (
             ["--search-diagnostics", *input.diagnostics] if input.diagnostics else []
         ),
-        folds=lambda w: ds(w)["folds"],
-        preset=lambda w: ds(w)["preset"],
+        **rule_params("table", config),  # folds, preset
         eval_root=eval_root,
     benchmark:
         "results/benchmarks/{dataset}/table/job.tsv"
@@ -54,7 +53,7 @@ rule table_manual:
         md="results/tables/{dataset}_manual.md",
     params:
         methods=lambda w: method_args(w.dataset, manual_methods(w.dataset)),
-        folds=lambda w: ds(w)["folds"],
+        **rule_params("table_manual", config),  # folds
         eval_root=eval_root,
     benchmark:
         "results/benchmarks/{dataset}/table_manual/job.tsv"
@@ -108,8 +107,7 @@ rule figures:
         ),
     params:
         methods=lambda w: table_methods(w.dataset),
-        preset=lambda w: ds(w)["preset"],
-        cases=lambda w: ds(w)["figure_cases"],
+        **rule_params("figures", config),  # preset, cases
         results=lambda w, input: os.path.dirname(input.arch),
         out=lambda w, output: os.path.dirname(output.heatmap),
     benchmark:

@@ -87,8 +87,7 @@ rule random_archs:
     output:
         directory("results/{dataset}/random"),
     params:
-        samples=lambda w: ds(w)["random_samples"],
-        seed=config["seed"],
+        **rule_params("random_archs", config),  # seed, samples
     benchmark:
         "results/benchmarks/{dataset}/random_archs/job.tsv"
     log:

@@ -49,9 +49,7 @@ rule evaluate:
     params:
         model=lambda w, input: os.path.dirname(input.model),
         out="results/{dataset}/eval/{method}/fold{fold}",
-        overlap=lambda w: ds(w)["overlap"],
-        nsd=lambda w: ds(w)["nsd_tolerance_mm"],
-        device=config["device"],
+        **rule_params("evaluate", config),  # device, overlap, nsd
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,
@@ -105,7 +103,7 @@ rule predict_test:
     params:
         model=lambda w, input: os.path.dirname(input.ensemble),
         images=lambda w: test_images(w.dataset),
-        device=config["device"],
+        **rule_params("predict_test", config),  # device
     threads: lambda w: threads_of(w)
     resources:
         gpu=1,

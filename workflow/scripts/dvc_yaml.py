@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 
 import yaml
@@ -81,6 +82,16 @@ def snakemake(dataset: str, rules: list[str], targets: list[str]) -> str:
     )
 
 
+def rules_stage(
+    params: dict, dataset: str, rules: list[str], targets: list[str], first: Sequence[str] = ()
+) -> dict:
+    """A stage's command and params: Snakemake limited to ``rules``, and the params.yaml
+    keys those rules declare (rule_settings.py), after ``first`` (the first stage's
+    `dataset`); one list of rules, so a stage lists what each rule it runs reads."""
+    keys = [*first, *stage_params(rules, params, dataset)]
+    return {"cmd": snakemake(dataset, rules, targets), **({"params": keys} if keys else {})}
+
+
 def guard_stage(dataset: str) -> dict:
     """The first stage: a free workdir and a valid params.yaml, before DVC touches any
     other stage's outputs."""
@@ -112,52 +123,39 @@ def persist(*paths: str) -> list[dict]:
 
 def search_stages(params: dict, name: str, suffix: str, first_params: list[str]) -> dict:
     """synthesize (synthetic only), preprocess, split, search, aggregate of one dataset."""
-    d = f"datasets.{name}"
     cfg = params["datasets"][name]
     stages = {}
     if "synth" in cfg:
         stages[f"synthesize{suffix}"] = {
-            "cmd": snakemake(name, ["synthesize"], [cfg["raw"]]),
+            **rules_stage(params, name, ["synthesize"], [cfg["raw"]], first_params),
             "deps": ["src/vnas/data"],
-            "params": [*first_params, f"{d}.synth"],
             "outs": persist(cfg["raw"]),
         }
         first_params = []
     stages[f"preprocess{suffix}"] = {
-        "cmd": snakemake(name, ["preprocess"], [f"data/preprocessed/{name}"]),
+        **rules_stage(params, name, ["preprocess"], [f"data/preprocessed/{name}"], first_params),
         "deps": [cfg["raw"], "src/vnas/data"],
-        "params": [
-            *first_params,
-            f"{d}.raw",
-            f"{d}.preset",
-            # a dataset's own preprocessing (`vnas plan`), where params.yaml sets it
-            *(f"{d}.{key}" for key in ("hu_window", "spacing") if key in cfg),
-        ],
         "outs": persist(f"data/preprocessed/{name}"),
     }
     stages[f"split{suffix}"] = {
-        "cmd": snakemake(name, ["split"], [f"results/{name}/folds.json"]),
+        **rules_stage(params, name, ["split"], [f"results/{name}/folds.json"]),
         "deps": [f"data/preprocessed/{name}"],
-        "params": ["seed", f"{d}.folds"],
         "outs": persist(f"results/{name}/folds.json"),
     }
     stages[f"search{suffix}"] = {
-        "cmd": snakemake(name, ["search", "all_searches"], ["all_searches"]),
+        **rules_stage(params, name, ["search", "all_searches"], ["all_searches"]),
         "deps": [f"data/preprocessed/{name}", f"results/{name}/folds.json", "src/vnas"],
-        # the search rule's declared settings (rule_settings.py), and `selection`, which
-        # also adds the V-NAS-PT stage
-        "params": stage_params("search", params, name),
         # persist also lets a killed `dvc repro` resume every search from its checkpoint.pt
         "outs": persist(f"results/{name}/search"),
     }
     stages[f"aggregate{suffix}"] = {
-        "cmd": snakemake(name, ["aggregate"], [f"results/{name}/arch.json"]),
+        **rules_stage(params, name, ["aggregate"], [f"results/{name}/arch.json"]),
         "deps": [f"results/{name}/search"],
         "outs": persist(f"results/{name}/arch.json", f"results/{name}/diagnostics.json"),
     }
     if uses_perturbation(cfg):
         stages[f"aggregate_pt{suffix}"] = {
-            "cmd": snakemake(name, ["aggregate_pt"], [f"results/{name}/arch-pt.json"]),
+            **rules_stage(params, name, ["aggregate_pt"], [f"results/{name}/arch-pt.json"]),
             "deps": [f"results/{name}/search"],
             "outs": persist(f"results/{name}/arch-pt.json"),
         }
@@ -166,35 +164,25 @@ def search_stages(params: dict, name: str, suffix: str, first_params: list[str])
 
 def result_stages(params: dict, name: str) -> dict:
     """train, evaluate, tables, figures of the selected dataset."""
-    d = f"datasets.{name}"
     cfg = params["datasets"][name]
     tables = [f"results/tables/{name}.csv", f"results/tables/{name}.md"]
     table_rules = ["table"]
     if cfg["manual"]:
         tables += [f"results/tables/{name}_manual.csv", f"results/tables/{name}_manual.md"]
         table_rules.append("table_manual")
-    train_params = [
-        # the train rule's declared settings (rule_settings.py) ...
-        *stage_params("train", params, name),
-        # ... and what decides the trainings and their --arch (method_arch, train_arch_input)
-        *([f"{d}.unet3d_variant"] if "unet3d_variant" in cfg else []),
-        *(f"{d}.{key}" for key in ("methods", "manual", "random_samples", "transfer_from")),
-        f"{d}.paper_preset",
-        *([f"{d}.selection"] if "selection" in cfg else []),  # adds the V-NAS-PT row
-    ]
+    table = rules_stage(params, name, table_rules, tables[::2])
     random = [f"results/{name}/random"] if cfg["random_samples"] else []
     stages = {}
     if random:
         stages["random"] = {
-            "cmd": snakemake(name, ["random_archs"], random),
-            "params": ["seed", f"{d}.random_samples"],
+            **rules_stage(params, name, ["random_archs"], random),
             "outs": persist(*random),
         }
     return (
         stages
         | {
             "train": {
-                "cmd": snakemake(name, ["train", "all_models"], ["all_models"]),
+                **rules_stage(params, name, ["train", "all_models"], ["all_models"]),
                 "deps": [
                     f"data/preprocessed/{name}",
                     f"results/{name}/folds.json",
@@ -204,12 +192,11 @@ def result_stages(params: dict, name: str) -> dict:
                     *random,
                     "src/vnas",
                 ],
-                "params": train_params,
                 # persist also lets a killed `dvc repro` resume every training from its checkpoint
                 "outs": persist(f"results/{name}/models"),
             },
             "evaluate": {
-                "cmd": snakemake(name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
+                **rules_stage(params, name, ["evaluate", "all_evaluations"], ["all_evaluations"]),
                 "deps": [
                     f"data/preprocessed/{name}",
                     f"results/{name}/folds.json",
@@ -217,27 +204,26 @@ def result_stages(params: dict, name: str) -> dict:
                     cfg["raw"],  # the reference labels (evaluate --raw)
                     "src/vnas",
                 ],
-                "params": ["device", f"{d}.overlap", f"{d}.nsd_tolerance_mm"],
                 "outs": persist(f"results/{name}/eval"),
             },
             "ensemble": {
-                "cmd": snakemake(name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
+                **rules_stage(params, name, ["ensemble", "all_ensembles"], ["all_ensembles"]),
                 "deps": [f"results/{name}/models"],
                 "outs": persist(f"results/{name}/ensemble"),
             },
-            **predict_stage(name, cfg),
+            **predict_stage(params, name),
             "tables": {
+                **table,
                 "cmd": (
-                    f"{snakemake(name, table_rules, tables[::2])} && python {METRICS} "
+                    f"{table['cmd']} && python {METRICS} "
                     f"results/tables/{name}_metrics.json {metric_file(name)}"
                 ),
                 "deps": [f"results/{name}/eval", f"results/{name}/diagnostics.json"],
-                "params": [f"{d}.preset"],  # the paper's figure the Mix sentence quotes
                 "outs": persist(*tables, f"results/tables/{name}_metrics.json"),
                 "metrics": [{metric_file(name): {"cache": False}}],
             },
             "figures": {
-                "cmd": snakemake(name, ["figures", "report"], [f"results/report/{name}.html"]),
+                **rules_stage(params, name, ["figures", "report"], [f"results/report/{name}.html"]),
                 "deps": [
                     cfg["raw"],
                     f"results/{name}/search",
@@ -248,26 +234,25 @@ def result_stages(params: dict, name: str) -> dict:
                     f"results/{name}/eval",
                     *tables[1::2],
                 ],
-                "params": [f"{d}.figure_cases"],
                 "outs": persist(f"results/figures/{name}", f"results/report/{name}.html"),
             },
         }
     )
 
 
-def predict_stage(name: str, cfg: dict) -> dict:
+def predict_stage(params: dict, name: str) -> dict:
     """The test images predicted by each table method's fold ensemble, where params.yaml
     names them (`test_images`) or the dataset is synthetic (`vnas synth` writes
     imagesTs); a real dataset's RAW/imagesTs is predicted by Snakemake's `all` alone."""
+    cfg = params["datasets"][name]
     images = cfg.get("test_images") or (f"{cfg['raw']}/imagesTs" if "synth" in cfg else None)
     if images is None:
         return {}
     return {
         "predictions": {
-            "cmd": snakemake(name, ["predict_test", "all_predictions"], ["all_predictions"]),
+            **rules_stage(params, name, ["predict_test", "all_predictions"], ["all_predictions"]),
             # the models too: ensemble.json names the model folders, not their weights
             "deps": [f"results/{name}/ensemble", f"results/{name}/models", images, "src/vnas"],
-            "params": ["device"],
             "outs": persist(f"results/{name}/predictions"),
         }
     }

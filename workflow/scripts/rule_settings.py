@@ -1,17 +1,22 @@
 """What each pipeline rule reads from params.yaml, declared once: the settings it hands its
-job, and the params.yaml keys they come from.
+jobs, the params.yaml keys they come from, and the other keys it reads.
 
 A rule that runs ``vnas search`` or ``vnas train`` hands its job one record, a JSON
 object of config field names and values (``vnas search --settings JSON``), made here by
-:func:`rule_settings` from the rule's declaration in :data:`RULES`. The same declaration
-gives the rule's DVC stage its params (:func:`stage_params`, read by dvc_yaml.py), so a
-rule cannot read a key its stage does not list; and the record is a ``params:`` entry of
-the rule, so Snakemake reruns exactly the jobs whose settings changed.
+:func:`rule_settings` from the rule's declaration in :data:`RULES`. Every other rule that
+reads params.yaml (synthesize, preprocess, split, random_archs, evaluate, predict_test,
+table, table_manual, figures, report) gets its settings as ``params:`` entries, one per
+declared setting (:func:`rule_params`; ``params: **rule_params("split", config)``), which
+its shell formats as flags. The same declaration gives the rule's DVC stage its params
+(:func:`stage_params`, read by dvc_yaml.py), so a rule cannot read a key its stage does
+not list; and its settings are ``params:`` entries of the rule, so Snakemake reruns
+exactly the jobs whose settings changed.
 
-A declaration maps each config field (``vnas.engine.config``, ``vnas.search.config``) to
-a :class:`Read`: the params.yaml keys it comes from (``@key`` is the dataset's
-``datasets.NAME.key``) and how its value is found from them. Adding a setting to a rule
-is one line here.
+A declaration (:class:`Rule`) maps each setting (a config field of ``vnas.engine.config``
+or ``vnas.search.config`` for a record, a ``params:`` name otherwise) to a :class:`Read`:
+the params.yaml keys it comes from (``@key`` is the dataset's ``datasets.NAME.key``) and
+how its value is found from them; and it names the keys the rule reads besides (which
+jobs it runs and their inputs). Adding a setting to a rule is one line here.
 
 Imported by the Snakefile (workflow/rules/common.smk) and by dvc_yaml.py.
 """
@@ -19,7 +24,7 @@ Imported by the Snakefile (workflow/rules/common.smk) and by dvc_yaml.py.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,43 +172,156 @@ def sgd_flags(config: Mapping[str, Any], block: Mapping[str, Any]) -> list[str]:
     return flags
 
 
-#: Each rule's settings: config field -> where it comes from, in the record's order.
-RULES: dict[str, dict[str, Read]] = {
-    "search": {
-        "iterations": of_dataset("search_iterations"),
-        # the warm-up as arch_schedule resolves it from the dataset's share (passed in
-        # iterations, as search folders have always recorded it)
-        "warmup_iterations": Read(
-            ("@search_iterations", "@warmup_fraction", "arch_lr", "@arch_lr_rule"),
-            lambda job: search_schedule(job.config, job.ds).warmup,
+@dataclass(frozen=True)
+class Rule:
+    """One rule's declaration: the settings it hands its jobs (name -> :class:`Read`, in
+    the order they are passed), and the other params.yaml keys it reads (``@key``: the
+    dataset's), such as those that choose its jobs or their inputs. Keys that shape
+    dvc.yaml itself (the folds, methods, raw folder ...) may be left out of ``reads``:
+    changing one stops every stage until dvc.yaml is regenerated."""
+
+    settings: dict[str, Read]
+    reads: tuple[str, ...] = ()
+
+    def keys(self) -> list[str]:
+        """Every params.yaml key the rule declares, its settings' first, each once."""
+        keys = [key for read in self.settings.values() for key in read.keys]
+        return list(dict.fromkeys([*keys, *self.reads]))
+
+
+def synth(key: str) -> Read:
+    """A setting of the dataset's ``synth`` block (the rule reads the block as a whole)."""
+    return Read(("@synth",), lambda job: job.ds["synth"][key])
+
+
+def words(values: Any) -> list[str]:
+    """A shape as separate shell words (a rule's ``{params.x:q}`` quotes each)."""
+    return [str(v) for v in values]
+
+
+def synth_shape(job: Job) -> list[str]:
+    """The shape of a synthetic dataset's volumes: its ``synth.shape``, else the
+    phantom's default (``vnas synth``'s)."""
+    from vnas.data.phantom import DEFAULT_SHAPE
+
+    return words(job.ds["synth"].get("shape", DEFAULT_SHAPE))
+
+
+def flags_if_set(*keys: str) -> Read:
+    """Flags of optional dataset keys, each ``--key V...`` where the dataset sets it (not
+    null): ``--hu-window -100 240 --spacing 2.0 1.0 1.0`` from a `vnas plan` block."""
+
+    def value(job: Job) -> list[str]:
+        flags: list[str] = []
+        for key in keys:
+            if job.ds.get(key) is not None:
+                flags += ["--" + key.replace("_", "-"), *words(job.ds[key])]
+        return flags
+
+    return Read(tuple(f"@{key}" for key in keys), value)
+
+
+#: What chooses the methods of a dataset's table and figures (common.smk's table_methods,
+#: besides the methods and transfer_from that shape dvc.yaml): the V-NAS-PT row and the
+#: published codes.
+TABLE_ROWS = ("@selection", "@paper_preset")
+
+#: The rules that read the raw folder (common.smk's raw_input) read the preset too: its
+#: missing-data message names what to download.
+RAW_MESSAGE = ("@preset",)
+
+#: Each rule's declaration, in the order of the pipeline. A setting's name is a config
+#: field for search and train (their record's keys), the ``params:`` name otherwise (the
+#: one its shell formats). A value of a ``params:`` setting is exactly what the rule
+#: passed before it was declared here: a changed value would rerun its jobs.
+RULES: dict[str, Rule] = {
+    "synthesize": Rule(
+        {
+            "kind": synth("kind"),
+            "cases": synth("cases"),
+            "seed": synth("seed"),
+            "shape": Read(("@synth",), synth_shape),
+        }
+    ),
+    "preprocess": Rule(
+        {
+            "preset": of_dataset("preset"),
+            # a dataset's own preprocessing (`vnas plan`), where params.yaml sets it
+            "settings": flags_if_set("hu_window", "spacing"),
+        },
+        # the raw folder, whose manifest digest is a param (common.smk's raw_identity)
+        reads=("@raw",),
+    ),
+    "split": Rule({"seed": top("seed"), "folds": of_dataset("folds")}),
+    "search": Rule(
+        {
+            "iterations": of_dataset("search_iterations"),
+            # the warm-up as arch_schedule resolves it from the dataset's share (passed in
+            # iterations, as search folders have always recorded it)
+            "warmup_iterations": Read(
+                ("@search_iterations", "@warmup_fraction", "arch_lr", "@arch_lr_rule"),
+                lambda job: search_schedule(job.config, job.ds).warmup,
+            ),
+            "width": of_dataset("width"),
+            "patch": of_dataset("patch"),
+            "batch_size": batch("search", phase=lambda job: "search"),
+            **OPTIMISER,
+            "loss": of_dataset("loss"),
+            "arch_lr": top("arch_lr"),
+            "arch_lr_rule": of_dataset("arch_lr_rule"),
+            "arch_weight_decay": top("arch_weight_decay"),
+            "pt_patches": perturbation("pt_patches", 0),
+            "pt_finetune": perturbation("pt_finetune", 0),
+        }
+    ),
+    "random_archs": Rule({"seed": top("seed"), "samples": of_dataset("random_samples")}),
+    "train": Rule(
+        {
+            "iterations": of_dataset("train_iterations"),
+            "width": of_dataset("width"),
+            "patch": of_dataset("patch"),
+            "test_patch": of_dataset("test_patch"),
+            "batch_size": batch(
+                "retrain", *BASELINE_PHASES, phase=lambda j: method_phase(j.method)
+            ),
+            **OPTIMISER,
+            "loss": of_dataset("loss"),
+            "val_every": if_set("val_every"),
+        },
+        # the 3D U-Net a training builds (its --arch, common.smk's method_arch), and which
+        # trainings run (the `all_models` target's methods)
+        reads=(
+            "@unet3d_variant",
+            *("@methods", "@manual", "@random_samples", "@transfer_from"),
+            "@paper_preset",
+            "@selection",
         ),
-        "width": of_dataset("width"),
-        "patch": of_dataset("patch"),
-        "batch_size": batch("search", phase=lambda job: "search"),
-        **OPTIMISER,
-        "loss": of_dataset("loss"),
-        "arch_lr": top("arch_lr"),
-        "arch_lr_rule": of_dataset("arch_lr_rule"),
-        "arch_weight_decay": top("arch_weight_decay"),
-        "pt_patches": perturbation("pt_patches", 0),
-        "pt_finetune": perturbation("pt_finetune", 0),
-    },
-    "train": {
-        "iterations": of_dataset("train_iterations"),
-        "width": of_dataset("width"),
-        "patch": of_dataset("patch"),
-        "test_patch": of_dataset("test_patch"),
-        "batch_size": batch("retrain", *BASELINE_PHASES, phase=lambda j: method_phase(j.method)),
-        **OPTIMISER,
-        "loss": of_dataset("loss"),
-        "val_every": if_set("val_every"),
-    },
+    ),
+    "evaluate": Rule(
+        {
+            "device": top("device"),
+            "overlap": of_dataset("overlap"),
+            "nsd": of_dataset("nsd_tolerance_mm"),
+        },
+        reads=RAW_MESSAGE,
+    ),
+    "predict_test": Rule({"device": top("device")}, reads=RAW_MESSAGE),
+    # the preset names the paper's figure the Mix sentence quotes
+    "table": Rule({"folds": of_dataset("folds"), "preset": of_dataset("preset")}, reads=TABLE_ROWS),
+    "table_manual": Rule({"folds": of_dataset("folds")}),
+    "figures": Rule(
+        {"preset": of_dataset("preset"), "cases": of_dataset("figure_cases")}, reads=TABLE_ROWS
+    ),
+    # the V-NAS-PT code, an input where the dataset selects by perturbation
+    "report": Rule({}, reads=("@selection",)),
+    # the report as docs/demo.md, with every job's benchmark (no DVC stage: `make demo`)
+    "demo_doc": Rule({}, reads=TABLE_ROWS),
 }
 
 
 def settings_of(rule: str, job: Job) -> dict[str, Any]:
-    """The settings ``rule`` hands one job: field -> value, in the declaration's order."""
-    values = {name: read.value(job) for name, read in RULES[rule].items()}
+    """The settings ``rule`` hands one job: name -> value, in the declaration's order."""
+    values = {name: read.value(job) for name, read in RULES[rule].settings.items()}
     return {name: value for name, value in values.items() if value is not UNSET}
 
 
@@ -215,6 +333,17 @@ def rule_settings(rule: str, config: Mapping[str, Any], wildcards: Any) -> str:
     return json.dumps(settings_of(rule, job))
 
 
+def rule_params(rule: str, config: Mapping[str, Any]) -> dict[str, Callable[[Any], Any]]:
+    """The ``params:`` entries of a rule that passes its settings as flags, one per
+    declared setting, each a function of a job's wildcards (``params: **rule_params(
+    "split", config)``; the shell formats ``--n-folds {params.folds:q}``)."""
+
+    def entry(read: Read) -> Callable[[Any], Any]:
+        return lambda wildcards: read.value(Job(config, wildcards.dataset))
+
+    return {name: entry(read) for name, read in RULES[rule].settings.items()}
+
+
 def _holds(params: Mapping[str, Any], key: str) -> bool:
     node: Any = params
     for part in key.split("."):
@@ -224,14 +353,15 @@ def _holds(params: Mapping[str, Any], key: str) -> bool:
     return True
 
 
-def stage_params(rule: str, params: Mapping[str, Any], dataset: str) -> list[str]:
-    """The params.yaml keys of ``rule``'s settings for ``dataset``, for its DVC stage:
-    each key params.yaml holds, the most specific only (``batch_size.search`` where the
-    batch is planned per phase, so that a retraining batch planned anew leaves the
-    searches alone), in the declaration's order."""
+def stage_params(rules: Sequence[str], params: Mapping[str, Any], dataset: str) -> list[str]:
+    """The params.yaml keys the ``rules`` of one DVC stage declare for ``dataset``: each
+    key params.yaml holds, the most specific only (``batch_size.search`` where the batch
+    is planned per phase, so that a retraining batch planned anew leaves the searches
+    alone), in the declarations' order. A rule without a declaration (a target such as
+    ``all_models``, or one that reads only keys shaping dvc.yaml) adds none."""
     keys: list[str] = []
-    for read in RULES[rule].values():
-        for key in read.keys:
+    for rule in rules:
+        for key in RULES[rule].keys() if rule in RULES else []:
             full = f"datasets.{dataset}.{key[1:]}" if key.startswith("@") else key
             if _holds(params, full) and full not in keys:
                 keys.append(full)
