@@ -12,9 +12,9 @@ from tests.test_plan import _phantom_nnunet
 from vnas.bench.batch_plan import PhaseMemory, measure_phase, measure_step, plan_batch
 from vnas.bench.training import StepSettings, Variant
 from vnas.cli import main
-from vnas.commands.plan_batch import MARKER, checked_replacement
 from vnas.engine.device import resolve_channels_last
 from vnas.errors import VNASError
+from vnas.report.planned_batch import MARKER, checked_replacement
 
 REPO = Path(__file__).resolve().parents[1]
 CPU = torch.device("cpu")

@@ -56,10 +56,13 @@ from vnas.errors import VNASError
 
 __all__ = [
     "CALIBRATION_WIDTH",
+    "DATASET_SHARE",
     "PAPER_GPU_GB",
     "PHASES",
     "LiveTensorBytes",
     "PhaseMemory",
+    "batch_plan",
+    "dataset_voxels",
     "measure_phase",
     "measure_step",
     "phase_archs",
@@ -83,6 +86,8 @@ PHASES = {
 }
 #: The largest batch the plan considers.
 MAX_BATCH = 1024
+#: nnU-Net's cap: one batch covers at most this share of the dataset's voxels.
+DATASET_SHARE = 0.05
 
 
 def phase_archs(unet3d_variant: str = "cicek") -> dict[str, tuple[str, bool]]:
@@ -261,3 +266,53 @@ def plan_batch(
     while batch < max_batch and memory.gpu_range_gb(batch + 1, factor, overhead_gb)[1] <= budget_gb:
         batch += 1
     return batch
+
+
+def dataset_voxels(fingerprint: dict, spacing: Sequence[float]) -> float:
+    """Voxels of every case at the target ``spacing`` (the fingerprint's shapes resampled)."""
+    return sum(
+        math.prod(n * s / t for n, s, t in zip(shape, sp, spacing, strict=True))
+        for shape, sp in zip(fingerprint["shapes"], fingerprint["spacings"], strict=True)
+    )
+
+
+def batch_plan(
+    width: float,
+    patch: Sequence[int],
+    budget_gb: float,
+    device: torch.device,
+    unet3d_variant: str = "cicek",
+    calibration_width: float | None = None,
+    voxels: float | None = None,
+) -> dict[str, dict]:
+    """Per phase: the planned batch, its estimated GPU range and the next batch's.
+
+    Args:
+        voxels: the dataset's voxels at its target spacing, where known: nnU-Net's cap,
+            a batch of at most :data:`DATASET_SHARE` of them (at least 2).
+
+    Returns:
+        phase -> ``{"batch", "memory_batch", "cap", "arch", "range_gb", "next_gb",
+        "measured_on", "measured_width"}``; ``batch`` 0 where even one sample does not fit.
+    """
+    cap = MAX_BATCH
+    if voxels is not None:
+        cap = max(2, round(DATASET_SHARE * voxels / math.prod(patch)))
+    plans = {}
+    for phase in PHASES:
+        memory = measure_phase(
+            phase, width, patch, device, unet3d_variant, calibration_width or CALIBRATION_WIDTH
+        )
+        allowed = plan_batch(memory, budget_gb)
+        batch = min(allowed, cap)
+        plans[phase] = {
+            "batch": batch,
+            "memory_batch": allowed,
+            "cap": cap if voxels is not None else None,
+            "arch": memory.arch,
+            "range_gb": memory.gpu_range_gb(max(batch, 1)),
+            "next_gb": memory.gpu_range_gb(max(batch, 1) + 1),
+            "measured_on": memory.measured_on,
+            "measured_width": memory.measured_width,
+        }
+    return plans

@@ -7,7 +7,6 @@ import re
 from pathlib import Path
 
 from vnas.commands.flags import add_force_argument, default_jobs
-from vnas.commands.plan_batch import batch_lines, batch_plan, checked_replacement, dataset_voxels
 from vnas.report.plan_file import (
     FIRST_RUN,
     dataset_block,
@@ -15,6 +14,7 @@ from vnas.report.plan_file import (
     dataset_name,
     render,
 )
+from vnas.report.planned_batch import batch_lines, checked_replacement
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -98,6 +98,7 @@ def add_gpu_memory_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Fingerprint, plan, write (or, with --params, plan one block's batches)."""
+    from vnas.bench.batch_plan import dataset_voxels
     from vnas.data.plan import dataset_fingerprint, detect_layout, propose_plan
     from vnas.errors import VNASError
     from vnas.files.atomic import atomic_write_json, atomic_write_text
@@ -146,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
 
 def planned_batches(args: argparse.Namespace, block: dict, voxels: float | None) -> list[str]:
     """The commented batch_size lines of ``block`` for ``--gpu-memory``."""
+    from vnas.bench.batch_plan import batch_plan
     from vnas.engine.device import resolve_device
 
     plans = batch_plan(

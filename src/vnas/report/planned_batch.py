@@ -1,5 +1,6 @@
-"""``vnas plan --gpu-memory``: each phase's batch, written into a dataset block with its
-reasons as YAML comments (the memory model and rule: :mod:`vnas.bench.batch_plan`).
+"""The ``batch_size`` entry ``vnas plan --gpu-memory`` writes: each phase's planned batch
+in a dataset block, with its reasons as YAML comments (the memory model, the rule and
+the plan itself: :mod:`vnas.bench.batch_plan`).
 
 Two places take the planned batch: the block of a new dataset that ``vnas plan --raw``
 writes, and an existing block of params.yaml (``vnas plan --params params.yaml
@@ -10,77 +11,16 @@ the command before it writes.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Sequence
 from pathlib import Path
 
 from vnas.errors import VNASError
 
-__all__ = ["MARKER", "batch_lines", "batch_plan", "dataset_voxels", "replace_batch_size"]
+__all__ = ["MARKER", "batch_lines", "checked_replacement", "replace_batch_size"]
 
 #: The first words of the comment vnas writes above a planned batch_size.
 MARKER = "# batch_size planned by `vnas plan --gpu-memory"
-#: nnU-Net's cap: one batch covers at most this share of the dataset's voxels.
-DATASET_SHARE = 0.05
-
-
-def dataset_voxels(fingerprint: dict, spacing: Sequence[float]) -> float:
-    """Voxels of every case at the target ``spacing`` (the fingerprint's shapes resampled)."""
-    return sum(
-        math.prod(n * s / t for n, s, t in zip(shape, sp, spacing, strict=True))
-        for shape, sp in zip(fingerprint["shapes"], fingerprint["spacings"], strict=True)
-    )
-
-
-def batch_plan(
-    width: float,
-    patch: Sequence[int],
-    budget_gb: float,
-    device,
-    unet3d_variant: str = "cicek",
-    calibration_width: float | None = None,
-    voxels: float | None = None,
-) -> dict[str, dict]:
-    """Per phase: the planned batch, its estimated GPU range and the next batch's.
-
-    Args:
-        voxels: the dataset's voxels at its target spacing, where known: nnU-Net's cap,
-            a batch of at most :data:`DATASET_SHARE` of them (at least 2).
-
-    Returns:
-        phase -> ``{"batch", "memory_batch", "cap", "arch", "range_gb", "next_gb",
-        "measured_on", "measured_width"}``; ``batch`` 0 where even one sample does not fit.
-    """
-    from vnas.bench.batch_plan import (
-        CALIBRATION_WIDTH,
-        MAX_BATCH,
-        PHASES,
-        measure_phase,
-        plan_batch,
-    )
-
-    cap = MAX_BATCH
-    if voxels is not None:
-        cap = max(2, round(DATASET_SHARE * voxels / math.prod(patch)))
-    plans = {}
-    for phase in PHASES:
-        memory = measure_phase(
-            phase, width, patch, device, unet3d_variant, calibration_width or CALIBRATION_WIDTH
-        )
-        allowed = plan_batch(memory, budget_gb)
-        batch = min(allowed, cap)
-        plans[phase] = {
-            "batch": batch,
-            "memory_batch": allowed,
-            "cap": cap if voxels is not None else None,
-            "arch": memory.arch,
-            "range_gb": memory.gpu_range_gb(max(batch, 1)),
-            "next_gb": memory.gpu_range_gb(max(batch, 1) + 1),
-            "measured_on": memory.measured_on,
-            "measured_width": memory.measured_width,
-        }
-    return plans
 
 
 def _range(values: Sequence[float]) -> str:
@@ -88,8 +28,9 @@ def _range(values: Sequence[float]) -> str:
 
 
 def batch_lines(plans: dict[str, dict], budget_gb: float, width: float, indent: int = 4) -> list:
-    """The commented ``batch_size:`` mapping of a dataset block, ``indent`` spaces deep."""
-    from vnas.bench.batch_plan import CALIBRATION_BATCHES
+    """The commented ``batch_size:`` mapping of a dataset block, ``indent`` spaces deep
+    (``plans``: :func:`vnas.bench.batch_plan.batch_plan`'s)."""
+    from vnas.bench.batch_plan import CALIBRATION_BATCHES, DATASET_SHARE
     from vnas.bench.memory import CUDA_FACTOR, CUDA_OVERHEAD_GB
     from vnas.files.outputs import signature
 
