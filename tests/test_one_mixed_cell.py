@@ -36,7 +36,7 @@ def test_an_architecture_step_moves_the_mixed_row_and_holds_the_fixed_ones():
     before = model.beta.detach().clone()
     fixed_alpha = model.alpha.detach().clone()
     optim = ArchOptimConfig(arch_lr=0.1, arch_weight_decay=1e-1)  # decay would move them
-    architect = Architect(model, cross_entropy, optim)
+    architect = Architect(model, cross_entropy, optim, lr=optim.arch_lr)
     x = torch.randn(2, 1, 32, 32, 32)
     y = (x[:, 0] > 0).long()
     for _ in range(2):

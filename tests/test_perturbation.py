@@ -15,7 +15,7 @@ from vnas.cli import main
 from vnas.engine.losses import cross_entropy, get_loss
 from vnas.errors import VNASError
 from vnas.search.architect import Architect
-from vnas.search.config import ArchOptimConfig
+from vnas.search.config import ArchOptimConfig, SearchConfig
 from vnas.search.perturbation import (
     cell_logits,
     pool_scores,
@@ -160,7 +160,7 @@ def test_k_val_batches_step_on_their_mean_gradient():
     expected = torch.cat(hand_gradient(model, [b1, b2]))
     before = torch.cat([model.alpha, model.beta]).detach().clone()
     optim = ArchOptimConfig(arch_lr=1e-3, arch_weight_decay=0.0)
-    architect = Architect(model, cross_entropy, optim)
+    architect = Architect(model, cross_entropy, optim, lr=optim.arch_lr)
     architect.step(*b1, *b2)
     stats = architect.gradient_statistics()
     rms = expected.pow(2).mean(dim=1).sqrt()
@@ -177,7 +177,7 @@ def test_weight_decay_share_is_what_the_decay_adds():
     model = VNASNet(1, 2, 0.0625, "search").train()
     model.alpha.data.fill_(0.5)
     model.beta.data.fill_(0.5)
-    architect = Architect(model, cross_entropy, ArchOptimConfig(arch_weight_decay=1e-3))
+    architect = Architect(model, cross_entropy, ArchOptimConfig(arch_weight_decay=1e-3), lr=3e-4)
     architect.step(*arch_batch(1))
     stats = architect.gradient_statistics()
     np.testing.assert_allclose(stats["rms_decay"], [5e-4] * 21, rtol=1e-6)
@@ -263,14 +263,14 @@ def test_new_search_settings_are_recorded_only_when_set():
     """Earlier search folders keep their fingerprint: the settings this issue added are
     left out of config.json at their defaults and recorded when given."""
     from vnas.cli import build_parser
-    from vnas.commands.run_flags import search_config
+    from vnas.commands.run_flags import run_config
     from vnas.engine.config import run_record
 
     base = ["search", "--preprocessed", "p", "--folds", "f.json", "--fold", "0", "--out", "o"]
-    plain = run_record(search_config(build_parser().parse_args(base)), command="search")
+    plain = run_record(run_config(SearchConfig, build_parser().parse_args(base)), command="search")
     assert not {"pt_patches", "arch_grad_batches", "arch_dice_pooled", "blank"} & set(plain)
     flags = ["--pt-patches", "8", "--arch-grad-batches", "4", "--arch-dice-pooled"]
-    config = search_config(build_parser().parse_args([*base, *flags]))
+    config = run_config(SearchConfig, build_parser().parse_args([*base, *flags]))
     assert config.selection.pt_patches == 8 and config.arch_optim.arch_grad_batches == 4
     record = run_record(config, command="search")
     assert record["pt_patches"] == 8 and record["arch_grad_batches"] == 4

@@ -391,7 +391,8 @@ def test_experiment_sgd_flags_come_from_the_pipelines_declaration():
     settings reach Dice+CE jobs only, and only away from their old values; the flags
     parse to the same optimiser config as the record of the same settings."""
     from vnas.cli import build_parser
-    from vnas.commands.run_flags import train_config
+    from vnas.commands.run_flags import run_config
+    from vnas.engine.config import TrainConfig
 
     config = {"lr": 0.05, "momentum": 0.9, "weight_decay": 0.0005, "poly_power": 0.9,
               "lr_floor": 0.1, "dice_background": False}  # fmt: skip
@@ -403,9 +404,9 @@ def test_experiment_sgd_flags_come_from_the_pipelines_declaration():
     assert rule_settings.sgd_flags(old, {"loss": "dice_ce"}) == sgd
     base = ["train", "--arch", "a", "--preprocessed", "p", "--folds", "f", "--fold", "0",
             "--out", "o", "--loss", "dice_ce"]  # fmt: skip
-    by_flags = train_config(build_parser(("train",)).parse_args([*base, *flags]))
+    by_flags = run_config(TrainConfig, build_parser(("train",)).parse_args([*base, *flags]))
     record = {k: config[k] for k in rule_settings.SGD_FIELDS}
-    by_record = train_config(
-        build_parser(("train",)).parse_args([*base, "--settings", json.dumps(record)])
+    by_record = run_config(
+        TrainConfig, build_parser(("train",)).parse_args([*base, "--settings", json.dumps(record)])
     )
     assert by_flags.optim == by_record.optim and by_flags.optim.lr_floor == 0.1

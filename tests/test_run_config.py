@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from vnas.cli import build_parser
-from vnas.commands.run_flags import search_config, train_config
+from vnas.commands.run_flags import run_config
 from vnas.engine.config import OptimConfig, TrainConfig, config_from_flat, run_record
 from vnas.engine.context import prepare_run
 from vnas.search.config import ArchOptimConfig, ProbeConfig, SearchConfig
@@ -123,9 +123,9 @@ def _prepare(argv: list[str]):
         return prepare_run(probe.search(), command="probe", arch=search, record=probe.record(),
                            require=("train", "val"))  # fmt: skip
     if args.command == "search":
-        return prepare_run(search_config(args), command="search", arch=search,
+        return prepare_run(run_config(SearchConfig, args), command="search", arch=search,
                            require=("train", "val"))  # fmt: skip
-    config = train_config(args)
+    config = run_config(TrainConfig, args)
     return prepare_run(config, command="train", arch=describe_arch(config.arch))
 
 
@@ -163,9 +163,9 @@ def test_the_synthetic_nih_preset_patch_is_used_when_none_is_given(tmp_path, mon
 def test_a_config_rebuilt_from_its_record_is_the_same_config():
     """What a report does with a search's config.json (vnas.report.html)."""
     for argv in (CASES[2][0], CASES[3][0]):
-        config = search_config(build_parser().parse_args(argv))
+        config = run_config(SearchConfig, build_parser().parse_args(argv))
         assert config_from_flat(SearchConfig, run_record(config, command="search")) == config
-    config = train_config(build_parser().parse_args(CASES[5][0]))
+    config = run_config(TrainConfig, build_parser().parse_args(CASES[5][0]))
     assert config.test_patch == (64, 64, 64) and config.optim.width == 0.5
     assert config_from_flat(TrainConfig, run_record(config, command="train")) == config
 

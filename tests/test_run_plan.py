@@ -11,6 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 from tests.test_search import ITERATIONS, WARMUP, search_argv
 
 import vnas.search.task
@@ -24,6 +25,8 @@ REPO = Path(__file__).resolve().parents[1]
 #: test_search's search (8 iterations, a checkpoint every 4, warm-up 3, α/β lr 0.05)
 #: under the rule that scales the α/β rate.
 RULE = ("--arch-lr-rule", "matched_movement", "--device", "cpu")
+#: The same, as a pipeline rule hands it: the settings record.
+RULE_RECORD = ("--settings", json.dumps({"arch_lr_rule": "matched_movement", "device": "cpu"}))
 
 
 def test_the_plan_is_resolved_once_and_recorded(synthetic_dataset, tmp_path):
@@ -61,13 +64,19 @@ def test_a_run_folder_without_a_plan_resumes_with_its_fingerprint(
 
     with monkeypatch.context() as patch:
         patch.setattr(vnas.search.task, "write_arch_json", killed)
-        assert main(search_argv(synthetic_dataset, out, *RULE)) != 0
+        assert main(search_argv(synthetic_dataset, out, *RULE_RECORD)) != 0
     assert (out / "checkpoint.pt").is_file() and not (out / "done").exists()
+    # the optimisers took their rates straight from the typed config and the plan: SGD
+    # the config's lr (before its poly decay), Adam the rate the record's rule resolved
+    task = torch.load(out / "checkpoint.pt", map_location="cpu", weights_only=True)["task"]
+    assert task["learner"]["optimizer"]["param_groups"][0]["initial_lr"] == 0.002
+    adam = task["architect"]["optimizer"]["param_groups"][0]
+    assert adam["lr"] == read_plan(out).arch.arch_lr == pytest.approx(0.05 * 36_800 / 5)
     before = json.loads((out / "config.json").read_text())
     (out / PLAN_NAME).unlink()  # the layout of a folder made before plan.json
 
     with caplog.at_level(logging.INFO):
-        assert main(search_argv(synthetic_dataset, out, *RULE)) == 0
+        assert main(search_argv(synthetic_dataset, out, *RULE_RECORD)) == 0
     assert re.search(r"resuming from .* at iteration 4 of 8", caplog.text)
     after = json.loads((out / "config.json").read_text())
     assert after["fingerprint"] == before["fingerprint"]

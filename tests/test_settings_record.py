@@ -10,8 +10,14 @@ import json
 import pytest
 
 from vnas.cli import build_parser, main
-from vnas.commands.run_flags import search_config, train_config
-from vnas.engine.config import TrainConfig, identity_args, run_record, settings_values
+from vnas.commands.run_flags import run_config
+from vnas.engine.config import (
+    OptimConfig,
+    TrainConfig,
+    identity_args,
+    run_record,
+    settings_values,
+)
 from vnas.search.config import SearchConfig
 
 BASE = ["--preprocessed", "p", "--folds", "f", "--fold", "0", "--out", "o"]
@@ -35,8 +41,8 @@ def parse(*argv: str):
 
 
 def test_the_record_makes_the_config_json_of_the_flags_it_stands_for():
-    by_flags = search_config(parse("search", *BASE, *FLAGS))
-    by_record = search_config(parse("search", "--settings", json.dumps(RECORD), *BASE))
+    by_flags = run_config(SearchConfig, parse("search", *BASE, *FLAGS))
+    by_record = run_config(SearchConfig, parse("search", "--settings", json.dumps(RECORD), *BASE))
     assert by_record == by_flags
     # the same text: key order, 1.0 and not 1 (the fingerprint hashes the text)
     flags_json = json.dumps(run_record(by_flags, command="search"))
@@ -44,24 +50,42 @@ def test_the_record_makes_the_config_json_of_the_flags_it_stands_for():
     assert identity_args(run_record(by_record, command="search"))["width"] == 1.0
 
 
+def test_the_record_reaches_the_config_whole():
+    """The record's values go from the command line to the typed config in one step
+    (docs/ARCHITECTURE.md, "How a parameter flows"): kept whole, never copied into the
+    namespace field by field, which holds only what the flags set."""
+    args = parse("search", "--settings", json.dumps(RECORD), *BASE, "--seed", "3")
+    assert args.settings == settings_values(SearchConfig, RECORD)
+    assert set(vars(args)) & set(RECORD) == {"seed"} and args.seed == 3
+    config = run_config(SearchConfig, args)
+    assert (config.optim.lr, config.arch_optim.arch_lr, config.optim.seed) == (0.05, 3e-4, 3)
+
+
 def test_a_training_record_makes_the_training_config_of_its_flags():
     record = {"iterations": 300, "width": 0.5, "test_patch": [32, 64, 64], "val_every": 7}
     flags = ["--iterations", "300", "--width", "0.5", "--test-patch", "32", "64", "64",
              "--val-every", "7"]  # fmt: skip
-    by_flags = train_config(parse("train", "--arch", "mix", *BASE, *flags))
-    by_record = train_config(parse("train", "--arch", "mix", "--settings", json.dumps(record),
-                                   *BASE))  # fmt: skip
+    by_flags = run_config(TrainConfig, parse("train", "--arch", "mix", *BASE, *flags))
+    by_record = run_config(
+        TrainConfig, parse("train", "--arch", "mix", "--settings", json.dumps(record), *BASE)
+    )
     assert by_record == by_flags and isinstance(by_record, TrainConfig)
 
 
 def test_the_later_of_a_flag_and_the_record_wins():
     record = json.dumps({"lr": 0.1, "batch_size": 3})
-    after = search_config(parse("search", *BASE, "--settings", record, "--lr", "0.2"))
+    after = run_config(SearchConfig, parse("search", *BASE, "--settings", record, "--lr", "0.2"))
     assert (after.optim.lr, after.optim.batch_size) == (0.2, 3)  # the flag after it
-    before = search_config(parse("search", *BASE, "--lr", "0.2", "--settings", record))
+    before = run_config(SearchConfig, parse("search", *BASE, "--lr", "0.2", "--settings", record))
     assert (before.optim.lr, before.optim.batch_size) == (0.1, 3)  # the record after it
-    alone = search_config(parse("search", *BASE, "--lr", "0.2"))
+    alone = run_config(SearchConfig, parse("search", *BASE, "--lr", "0.2"))
     assert alone.optim.batch_size == SearchConfig(None).optim.batch_size  # defaults stay
+    # the same value before and after: the one after still wins
+    both = parse("search", *BASE, "--lr", "0.2", "--settings", record, "--lr", "0.2")
+    assert run_config(SearchConfig, both).optim.lr == 0.2
+    # of two records, the later wins field by field
+    two = parse("search", *BASE, "--settings", record, "--settings", '{"lr": 0.3}')
+    assert run_config(SearchConfig, two).optim == OptimConfig(lr=0.3, batch_size=3)
 
 
 @pytest.mark.parametrize(

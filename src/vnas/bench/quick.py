@@ -97,7 +97,9 @@ def _bench_training(arch: str, args: QuickConfig, device: torch.device, amp: boo
             lambda: learner.step(image, label), args.repeats, device
         )
         if arch == "search":
-            architect = Architect(model, segmentation_loss, ArchOptimConfig(), device, amp)
+            architect = Architect(
+                model, segmentation_loss, ArchOptimConfig(), device, amp, lr=ArchOptimConfig.arch_lr
+            )
             val_image, val_label = _random_batch(args.batch_size, args.patch, device, 1)
 
             def iteration() -> None:

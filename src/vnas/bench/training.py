@@ -165,7 +165,9 @@ def build_step(variant: Variant, settings: StepSettings, seed: int) -> Step:
             lambda: learner.step(image, label), parameters, model, [learner.optimizer], learner,
             batch=(image, label),
         )  # fmt: skip
-    architect = Architect(model, segmentation_loss, ArchOptimConfig(), device, amp)
+    architect = Architect(
+        model, segmentation_loss, ArchOptimConfig(), device, amp, lr=ArchOptimConfig.arch_lr
+    )
     architect.model = net
     val_image, val_label = _random_batch(settings, seed + 1, variant.channels_last)
 

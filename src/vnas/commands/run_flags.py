@@ -4,9 +4,9 @@ from them.
 Every default is read from the library's configs, where the paper's values are written
 once (:mod:`vnas.engine.config`, :mod:`vnas.search.config`), and ``--help`` shows it
 (:mod:`vnas.commands.flags`); ``--patch`` and ``--test-patch`` default to the dataset
-preset's (:func:`vnas.data.presets.preset_patches`). :func:`search_config` and
-:func:`train_config` turn the parsed flags into the configs ``run_search`` and
-``run_training`` take.
+preset's (:func:`vnas.data.presets.preset_patches`). :func:`run_config` turns the parsed
+command line, the ``--settings`` record whole and the flags, into the config
+``run_search`` or ``run_training`` takes.
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+from typing import TypeVar
 
 from vnas.engine.config import (
     DataConfig,
     OptimConfig,
     RunOptions,
-    TrainConfig,
     config_from_flat,
     out_of_range,
     setting_of,
@@ -27,7 +27,6 @@ from vnas.engine.config import (
 )
 from vnas.engine.device import DEVICES
 from vnas.engine.losses import LOSSES
-from vnas.search.config import SearchConfig
 
 __all__ = [
     "add_common_args",
@@ -40,10 +39,11 @@ __all__ = [
     "overlap_fraction",
     "positive_float",
     "positive_int",
-    "search_config",
+    "run_config",
     "settings_action",
-    "train_config",
 ]
+
+C = TypeVar("C")
 
 
 def positive_int(text: str) -> int:
@@ -136,10 +136,14 @@ def add_device_arguments(parser: argparse._ActionsContainer) -> None:
 def settings_action(cls: type) -> type[argparse.Action]:
     """The action of ``--settings JSON``: a JSON object of flat field names of the config
     ``cls`` (``config.json``'s names: ``{"lr": 0.05, "patch": [64, 96, 96]}``), the one
-    record a pipeline rule hands its job (``workflow/scripts/rule_settings.py``). Checked
-    against the fields (:func:`vnas.engine.config.settings_values`) and applied where it
-    stands on the command line, as if its flags were written there: a flag after it wins,
-    as the later of two repeated flags does, and it wins over a flag before it."""
+    record a pipeline rule hands its job (``workflow/scripts/rule_settings.py``).
+
+    Checked against the fields (:func:`vnas.engine.config.settings_values`) and kept whole
+    as ``args.settings``, which :func:`run_config` builds the config from: its values
+    never pass through the namespace one by one. It stands where it is on the command
+    line, as if its flags were written there: it wins over a flag before it (it drops
+    that flag's value) and a flag after it wins, as the later of two repeated flags does.
+    """
 
     class _Settings(argparse.Action):
         def __call__(self, parser, namespace, values, option_string=None) -> None:
@@ -159,7 +163,11 @@ def settings_action(cls: type) -> type[argparse.Action]:
                     raise argparse.ArgumentError(
                         self, f"{name}: {value!r} is not one of {', '.join(choices[name])}"
                     )
-                setattr(namespace, name, value)
+            # a flag before the record loses: the record drops its value (or the default);
+            # a flag after it sets the field again, and run_config lays it over the record
+            for name in checked:
+                vars(namespace).pop(name, None)
+            namespace.settings = {**(namespace.settings or {}), **checked}
 
     return _Settings
 
@@ -241,11 +249,9 @@ def add_common_args(parser: argparse.ArgumentParser, cls: type) -> None:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
-def search_config(args: argparse.Namespace) -> SearchConfig:
-    """The :class:`vnas.search.config.SearchConfig` of parsed ``vnas search`` flags."""
-    return config_from_flat(SearchConfig, vars(args))
-
-
-def train_config(args: argparse.Namespace) -> TrainConfig:
-    """The :class:`vnas.engine.config.TrainConfig` of parsed ``vnas train`` flags."""
-    return config_from_flat(TrainConfig, vars(args))
+def run_config(cls: type[C], args: argparse.Namespace) -> C:
+    """The config ``cls`` (:class:`vnas.search.config.SearchConfig`,
+    :class:`vnas.engine.config.TrainConfig`) of a parsed ``vnas search`` or ``vnas train``
+    command line: the ``--settings`` record, with the flags laid over it (those it
+    overrode are no longer in ``args``, :func:`settings_action`)."""
+    return config_from_flat(cls, {**(args.settings or {}), **vars(args)})

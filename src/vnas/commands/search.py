@@ -11,7 +11,7 @@ from vnas.commands.run_flags import (
     non_negative_int,
     positive_float,
     positive_int,
-    search_config,
+    run_config,
 )
 from vnas.search.config import (
     SAMPLES_PER_CASE,
@@ -167,4 +167,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.search.task import run_search
 
-    return run_search(search_config(args))
+    return run_search(run_config(SearchConfig, args))

@@ -9,7 +9,7 @@ from vnas.commands.run_flags import (
     add_dims_argument,
     non_negative_int,
     positive_int,
-    train_config,
+    run_config,
 )
 from vnas.engine.config import TrainConfig
 
@@ -60,4 +60,4 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from vnas.engine.retrain import run_training
 
-    return run_training(train_config(args), reuse=args.reuse)
+    return run_training(run_config(TrainConfig, args), reuse=args.reuse)

@@ -7,6 +7,8 @@ voxel-wise cross-entropy (``vnas.engine.losses``); the values are
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import torch
 from torch import nn
 
@@ -15,11 +17,20 @@ from vnas.engine.device import autocast, make_scaler
 from vnas.engine.losses import cross_entropy, get_loss
 from vnas.engine.schedule import poly_schedule
 
-__all__ = ["WeightLearner", "segmentation_loss"]
+__all__ = ["WeightLearner", "segmentation_loss", "sgd"]
 
 
 #: The paper's loss, the default everywhere.
 segmentation_loss = cross_entropy
+
+
+def sgd(params: Iterable[nn.Parameter], optim: OptimConfig) -> torch.optim.SGD:
+    """The paper's SGD on ``params`` at ``optim``'s learning rate, momentum and weight
+    decay: the one place a weight optimiser is made from the typed config (the weight step
+    and perturbation selection's fine-tuning share it)."""
+    return torch.optim.SGD(
+        params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
+    )
 
 
 class WeightLearner:
@@ -49,9 +60,7 @@ class WeightLearner:
         self.params = [p for p in params if p.requires_grad]
         self.device = device or self.params[0].device
         self.amp = amp
-        self.optimizer = torch.optim.SGD(
-            self.params, lr=optim.lr, momentum=optim.momentum, weight_decay=optim.weight_decay
-        )
+        self.optimizer = sgd(self.params, optim)
         self.scheduler = poly_schedule(
             self.optimizer, optim.iterations, optim.poly_power, optim.lr_floor
         )

@@ -37,9 +37,10 @@ class Architect:
         model: a network with ``arch_parameters()`` (a :class:`vnas.space.network.VNASNet` in
             search mode).
         loss_fn: ``loss_fn(logits, label) -> scalar``.
-        optim: Adam's learning rate, weight decay and betas.
-        lr: the learning rate the search's rule set (:func:`vnas.search.schedule.arch_schedule`,
-            the run's plan) instead of ``optim.arch_lr``.
+        optim: Adam's weight decay and betas.
+        lr: Adam's learning rate: the rate the search's rule resolved
+            (:func:`vnas.search.schedule.arch_schedule`, the run's plan), never
+            ``optim.arch_lr`` as given, so that the rule cannot be skipped.
         device: the model's device (for autocast).
         amp: mixed precision with its own ``GradScaler``.
     """
@@ -52,7 +53,7 @@ class Architect:
         device: torch.device | None = None,
         amp: bool = False,
         *,
-        lr: float | None = None,
+        lr: float,
     ) -> None:
         self.model = model
         self.loss_fn = loss_fn
@@ -63,7 +64,7 @@ class Architect:
         self.amp = amp
         self.optimizer = torch.optim.Adam(
             self.params,
-            lr=optim.arch_lr if lr is None else lr,
+            lr=lr,
             betas=optim.arch_betas,
             weight_decay=optim.arch_weight_decay,
         )

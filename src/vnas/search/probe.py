@@ -162,7 +162,7 @@ def run_probe(config: ProbeConfig) -> int:
             logger.info("%s: this probe has already finished; nothing to do", ctx.out)
             return 0
         model = ctx.place(build_model("search", 1, ctx.num_classes, config.optim.width))
-        task = SearchTask(ctx, model, ctx.plan.arch)
+        task = SearchTask(ctx, model)
         task.start(0)
         model.train()
         probes = []

@@ -39,10 +39,9 @@ import torch
 
 from vnas.data.batches import batch_stream, to_device
 from vnas.engine.context import RunContext, prepare_run
-from vnas.engine.learner import WeightLearner
+from vnas.engine.learner import WeightLearner, sgd
 from vnas.engine.loop import Divergence, run_loop
 from vnas.engine.losses import get_loss
-from vnas.engine.plan import ArchSchedule
 from vnas.engine.rundir import RunState, mark_done
 from vnas.errors import VNASError
 from vnas.files.atomic import atomic_write_json
@@ -98,12 +97,14 @@ class SearchTask:
     Args:
         ctx: the run's context; its config is a :class:`vnas.search.config.SearchConfig`.
         model: a :class:`vnas.space.network.VNASNet` in search mode, on ``ctx.device``.
-        schedule: the warm-up and the α/β learning rate as the run's plan resolved them
-            (:func:`vnas.search.schedule.arch_schedule`).
+
+    The warm-up and the α/β learning rate are those the run's plan resolved
+    (``ctx.plan.arch``, :func:`vnas.search.schedule.arch_schedule`).
     """
 
-    def __init__(self, ctx: RunContext, model: torch.nn.Module, schedule: ArchSchedule) -> None:
+    def __init__(self, ctx: RunContext, model: torch.nn.Module) -> None:
         config: SearchConfig = ctx.config
+        schedule = ctx.plan.arch
         self.ctx = ctx
         self.model = model
         self.warmup = schedule.warmup
@@ -227,8 +228,7 @@ def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
     if pt.pt_finetune > 0:
         # DARTS-PT's tuning between cells: plain SGD at the search's base rate (its poly
         # schedule has reached ~0 by the end of the search)
-        sgd = torch.optim.SGD(model.weight_parameters(), lr=optim.lr, momentum=optim.momentum,
-                              weight_decay=optim.weight_decay)  # fmt: skip
+        optimizer = sgd(model.weight_parameters(), optim)
         train = stream(ctx.split["train"], FINETUNE_STREAM, optim.batch_size,
                        pt.pt_finetune * NUM_CELLS)  # fmt: skip
 
@@ -236,9 +236,9 @@ def perturbation_selection(ctx: RunContext, model: torch.nn.Module) -> dict:
             net.train()
             for _ in range(pt.pt_finetune):
                 image, label = to_device(next(train), ctx.device, ctx.channels_last)
-                sgd.zero_grad(set_to_none=True)
+                optimizer.zero_grad(set_to_none=True)
                 loss_fn(net(image), label).backward()
-                sgd.step()
+                optimizer.step()
 
     logger.info("perturbation selection on %d fixed val patches%s", pt.pt_patches,
                 f", {pt.pt_finetune} fine-tuning steps per cell" if finetune else "")  # fmt: skip
@@ -300,8 +300,7 @@ def run_search(config: SearchConfig) -> int:
         if ctx.state is RunState.DONE:
             logger.info("%s: this search has already finished; nothing to do", ctx.out)
             return 0
-        planned = ctx.plan.arch
-        warmup, arch_steps, arch_lr, rule = dataclasses.astuple(planned)
+        warmup, arch_steps, arch_lr, rule = dataclasses.astuple(ctx.plan.arch)
         if warmup >= optim.iterations and not blank:
             logger.warning(
                 "warm-up (%d iterations) is not shorter than the search (%d): α and β will "
@@ -331,7 +330,7 @@ def run_search(config: SearchConfig) -> int:
             else "",
             ", memory-lean cells" if config.memory_lean else "",
         )
-        task = SearchTask(ctx, model, planned)
+        task = SearchTask(ctx, model)
         settings = ctx.loop_settings(TRAJECTORY_CSV, f"search fold {config.data.fold}")
         run_loop(task, settings, resume=ctx.state is RunState.RESUME)
         record = write_arch_json(ctx.out / ARCH_JSON, model.alpha, model.beta)
