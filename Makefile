@@ -28,10 +28,12 @@ help:
 install: $(STAMP)
 
 # Exactly the locked versions, each checked against its hash; --no-deps so that nothing
-# outside the lock comes in. Then vnas itself, editable (its code is this checkout).
+# outside the lock comes in. Two pip processes at once, each on half the lock: one pip
+# keeps one core busy for a minute and a half (workflow/scripts/install_lock.py). Then
+# vnas itself, editable (its code is this checkout), and pip check over it all.
 $(STAMP): pyproject.toml constraints.txt $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --require-hashes --no-deps -r $(LOCK)
+	$(PYTHON) workflow/scripts/install_lock.py $(BIN)/python $(LOCK) --jobs 2
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	$(BIN)/python -m pip check
 	touch $(STAMP)
@@ -73,8 +75,8 @@ format: $(STAMP)
 # the maintainers' (`make docs`). On a CPU the "gpu" resource just counts concurrent
 # training jobs (threads: 1 each).
 demo: $(STAMP)
-	$(BIN)/snakemake --cores 2 --resources gpu=2 -- all
-	$(BIN)/snakemake --cores 2 --report results/report/synthetic_snakemake.html -- all
+	$(BIN)/snakemake --cores 2 --resources gpu=2 \
+		--report results/report/synthetic_snakemake.html --report-after-run -- all
 	@echo
 	@cat results/tables/synthetic.md
 	@echo
