@@ -416,3 +416,24 @@ def test_peak_memory_sees_a_large_allocation():
         block = np.ones(64 * 2**20, dtype=np.float32)  # 256 MB, every page touched
         del block
     assert mem["peak_mb"] >= 200, mem
+
+
+def test_hardware_training_rerun_replaces_only_its_block(smoke, tmp_path):
+    """A folder of only hardware + training (the width-0.25 step measured again) adds its
+    block to an existing BENCHMARKS.md, keeps every other line, and replaces itself."""
+    from vnas.bench.markdown.rerun import RERUN_BEGIN, RERUN_END
+
+    rerun = tmp_path / "rerun"
+    rerun.mkdir()
+    for name in ("hardware.json", "training.json"):
+        (rerun / name).write_text(json.dumps(smoke["files"][name]))
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text(smoke["markdown"])
+    argv = ["bench", "--out", str(rerun), "--markdown", str(markdown)]
+    assert main(argv) == 0
+    first = markdown.read_text()
+    assert first.startswith(smoke["markdown"].rstrip())  # the full run's text, all of it
+    block = first[first.index(RERUN_BEGIN) : first.index(RERUN_END)]
+    assert "## Training step, rerun" in block and "### Hardware limit" in block
+    assert "CPU: all-3D training step" in block and ("**met**" in block or "not met" in block)
+    assert main(argv) == 0 and markdown.read_text() == first  # replaced, not added again

@@ -4,7 +4,9 @@ Without ``--suite`` (the quick look): a weight step of the fixed nih-paper and o
 search network, a search iteration and sliding-window inference (:mod:`vnas.bench.quick`).
 With ``--suite``: the benchmark suite (:mod:`vnas.bench.suite`), one JSON per part in
 ``--out`` and, with ``--markdown``, ``BENCHMARKS.md`` rendered from them. ``--markdown``
-without ``--suite`` re-renders from the JSON files already in ``--out``.
+without ``--suite`` re-renders from the JSON files already in ``--out``. A folder of only
+a GPU run, a demo-scale run or a hardware + training rerun replaces only its own block of
+an existing ``--markdown`` file.
 """
 
 from __future__ import annotations
@@ -85,7 +87,8 @@ def _add_mode_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--markdown",
         metavar="PATH",
-        help="write BENCHMARKS.md rendered from the suite's JSON files in --out",
+        help="write BENCHMARKS.md rendered from the suite's JSON files in --out (a folder "
+        "of only --suite gpu, demo, or hardware training replaces only its own block)",
     )
     parser.add_argument(
         "--readme",
@@ -248,6 +251,7 @@ def _write_markdown(args: argparse.Namespace, out: Path) -> None:
         replace_gpu_block,
         write_readme_blocks,
     )
+    from vnas.bench.markdown.rerun import RERUN_PARTS, replace_rerun_block
     from vnas.files.atomic import atomic_write_text
 
     results = load_results(out)
@@ -256,6 +260,8 @@ def _write_markdown(args: argparse.Namespace, out: Path) -> None:
         text = replace_gpu_block(previous, results["gpu"])
     elif "demo" in results and set(results) <= {"demo", "hardware"} and previous:
         text = replace_demo_block(previous, results["demo"])  # a demo-scale run: only it
+    elif set(results) == RERUN_PARTS and previous:  # the training step again: only it
+        text = replace_rerun_block(previous, results)
     else:
         text = render_markdown(results, previous)
     atomic_write_text(args.markdown, markdown_text(text))

@@ -1,0 +1,66 @@
+"""The training-step rerun (``vnas bench --suite hardware training``, into a folder of its
+own): the matmul limit and the training step measured again, without rerunning the whole
+suite, in a block of its own; the rest of BENCHMARKS.md stays as its own run wrote it."""
+
+from __future__ import annotations
+
+from vnas.bench.markdown.demo import DEMO_BEGIN
+from vnas.bench.markdown.goals import evaluate_goals
+from vnas.bench.markdown.machine import _hardware, _load
+from vnas.bench.markdown.text import generated_block
+from vnas.bench.markdown.training import _training
+
+RERUN_BEGIN = (
+    "<!-- vnas bench rerun: written by `vnas bench --suite hardware training`, "
+    "do not edit by hand -->"
+)
+RERUN_END = "<!-- /vnas bench rerun -->"
+#: The parts a rerun holds: a folder of exactly these replaces only the rerun block.
+RERUN_PARTS = frozenset({"hardware", "training"})
+
+
+def _demoted(lines: list[str]) -> list[str]:
+    """The sections' headings one level down, under the rerun's own."""
+    return [f"#{line}" if line.startswith("##") else line for line in lines]
+
+
+def rerun_section(results: dict[str, dict]) -> str:
+    """The block of one hardware + training run, with its training goal's verdict."""
+    training = results["training"]
+    meta = training["meta"]
+    goal, measured, verdict = next(
+        row for row in evaluate_goals(results) if row[0].startswith("CPU: all-3D training")
+    )
+    lines = [
+        RERUN_BEGIN,
+        "## Training step, rerun",
+        "",
+        f"The matmul limit and the training step measured again in one run, on "
+        f"{meta['machine']['date']}; load average at start "
+        f"{_load(meta['machine'].get('load_average'))}, at end "
+        f"{_load(meta.get('load_average_at_end'))}. Rerun: `{meta['command']}`. The "
+        "Goals table at the end is the full suite's run; this run's verdict on the same "
+        f"goal: **{goal}**: {measured}, **{verdict}**.",
+        "",
+        *_demoted(_hardware(results["hardware"])),
+        *_demoted(_training(training)),
+        RERUN_END,
+    ]
+    return "\n".join(lines).rstrip()
+
+
+def previous_rerun_block(previous: str | None) -> str | None:
+    """The rerun block of an earlier BENCHMARKS.md, if it has one."""
+    return generated_block(previous, RERUN_BEGIN, RERUN_END)
+
+
+def replace_rerun_block(previous: str, results: dict[str, dict]) -> str:
+    """``previous`` with its rerun block replaced by ``results``'; a file without one gets
+    it before the demo-scale section (or at the end)."""
+    block = previous_rerun_block(previous)
+    if block is not None:
+        return previous.replace(block, rerun_section(results))
+    start = previous.find(DEMO_BEGIN)
+    if start >= 0:
+        return previous[:start] + rerun_section(results) + "\n\n" + previous[start:]
+    return previous.rstrip() + "\n\n" + rerun_section(results) + "\n"
