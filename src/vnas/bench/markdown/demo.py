@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from vnas.bench.markdown.gpu import GPU_BEGIN
 from vnas.bench.markdown.machine import _load
-from vnas.bench.markdown.text import _dims, _g, _table, generated_block
+from vnas.bench.markdown.text import _dims, _g, _table, generated_block, put_block
 from vnas.bench.markdown.training import FIXED
 
 #: The demo-scale section (a ``--suite demo`` run replaces only it)
@@ -191,10 +191,4 @@ def _previous_demo_block(previous: str | None) -> str | None:
 def replace_demo_block(previous: str, d: dict) -> str:
     """``previous`` BENCHMARKS.md with its demo-scale section replaced by ``d``'s; a file
     without one gets it before the GPU section (or at the end)."""
-    block = _previous_demo_block(previous)
-    if block is not None:
-        return previous.replace(block, demo_section(d))
-    start = previous.find(GPU_BEGIN)
-    if start >= 0:
-        return previous[:start] + demo_section(d) + "\n\n" + previous[start:]
-    return previous.rstrip() + "\n\n" + demo_section(d) + "\n"
+    return put_block(previous, _previous_demo_block(previous), demo_section(d), GPU_BEGIN)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from vnas.bench.markdown.demo import DEMO_BEGIN
 from vnas.bench.markdown.goals import evaluate_goals
 from vnas.bench.markdown.machine import _hardware, _load
-from vnas.bench.markdown.text import generated_block
+from vnas.bench.markdown.text import generated_block, put_block
 from vnas.bench.markdown.training import _training
 
 RERUN_BEGIN = (
@@ -57,10 +57,5 @@ def previous_rerun_block(previous: str | None) -> str | None:
 def replace_rerun_block(previous: str, results: dict[str, dict]) -> str:
     """``previous`` with its rerun block replaced by ``results``'; a file without one gets
     it before the demo-scale section (or at the end)."""
-    block = previous_rerun_block(previous)
-    if block is not None:
-        return previous.replace(block, rerun_section(results))
-    start = previous.find(DEMO_BEGIN)
-    if start >= 0:
-        return previous[:start] + rerun_section(results) + "\n\n" + previous[start:]
-    return previous.rstrip() + "\n\n" + rerun_section(results) + "\n"
+    new = rerun_section(results)
+    return put_block(previous, previous_rerun_block(previous), new, DEMO_BEGIN)

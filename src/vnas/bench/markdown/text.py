@@ -48,3 +48,14 @@ def generated_block(previous: str | None, begin: str, end: str) -> str | None:
         return None
     start = previous.index(begin)
     return previous[start : previous.index(end, start) + len(end)]
+
+
+def put_block(previous: str, block: str | None, new: str, before: str) -> str:
+    """``previous`` with its generated ``block`` replaced by ``new``; where it has none,
+    ``new`` goes before the marker ``before`` (or at the end)."""
+    if block is not None:
+        return previous.replace(block, new)
+    start = previous.find(before)
+    if start >= 0:
+        return previous[:start] + new + "\n\n" + previous[start:]
+    return previous.rstrip() + "\n\n" + new + "\n"
