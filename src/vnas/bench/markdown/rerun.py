@@ -5,7 +5,7 @@ suite, in a block of its own; the rest of BENCHMARKS.md stays as its own run wro
 from __future__ import annotations
 
 from vnas.bench.markdown.demo import DEMO_BEGIN
-from vnas.bench.markdown.goals import evaluate_goals
+from vnas.bench.markdown.goals import GOALS, evaluate_goals
 from vnas.bench.markdown.machine import _hardware, _load
 from vnas.bench.markdown.text import generated_block, put_block
 from vnas.bench.markdown.training import _training
@@ -28,9 +28,8 @@ def rerun_section(results: dict[str, dict]) -> str:
     """The block of one hardware + training run, with its training goal's verdict."""
     training = results["training"]
     meta = training["meta"]
-    goal, measured, verdict = next(
-        row for row in evaluate_goals(results) if row[0].startswith("CPU: all-3D training")
-    )
+    goal = dict(GOALS)["training"]
+    _, measured, verdict = next(row for row in evaluate_goals(results) if row[0] == goal)
     lines = [
         RERUN_BEGIN,
         "## Training step, rerun",
