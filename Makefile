@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements.lock
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: install test test-fast demo pipeline demo-time experiment experiment2-step1 experiment2-steps23 docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
+.PHONY: install test test-fast demo pipeline demo-time demo-setup experiment experiment2-step1 experiment2-steps23 docs bench lint format clean-results help cluster-up cluster-down dvc.yaml lock plots
 
 help:
 	@echo "make demo    set up and run the whole pipeline on the synthetic phantom dataset"
@@ -21,6 +21,7 @@ help:
 	@echo "make experiment2-step1, experiment2-steps23  the second known-answer experiment"
 	@echo "make docs    regenerate the network size tables (README.md, docs/network.md) and docs/demo.md"
 	@echo "make demo-time  time a fresh \`make demo\` and write its wall time into README.md"
+	@echo "make demo-setup  time the parallel install and the in-run report (after make demo-time), into BENCHMARKS.md"
 	@echo "make plots   dvc plots show as a page that works offline (dvc_plots/index.html)"
 	@echo "make bench   rerun every CPU benchmark, rewrite BENCHMARKS.md and README's memory table"
 	@echo "make lock    re-resolve requirements.lock (and workflow/envs/vnas.yaml) from pyproject.toml"
@@ -155,6 +156,14 @@ demo-time: $(STAMP)
 	$(BIN)/python workflow/scripts/timed_run.py --out $(DEMO_TIME)/run_time.json \
 		--label commit=$$(git rev-parse --short HEAD) -- $(MAKE) -C $(DEMO_TIME)/clone -o $(STAMP) demo
 	$(BIN)/python workflow/scripts/demo_time.py $(DEMO_TIME)/run_time.json README.md
+
+# Maintainers, after `make demo-time`: the demo's two levers outside the networks (two pip
+# processes at once; the report written by the run), each against what it replaced, in
+# alternating pairs on the finished demo in $(DEMO_TIME)/clone; the record goes into
+# docs/runs/ (committed) and its section into BENCHMARKS.md. About 6 minutes.
+demo-setup: $(STAMP)
+	$(BIN)/python workflow/scripts/demo_setup.py measure --demo-dir $(DEMO_TIME)/clone \
+		--out docs/runs/demo-setup.json --markdown BENCHMARKS.md
 
 # `dvc plots show` as a page that works offline (DVC's own loads vega from a CDN):
 # dvc_plots/index.html. Arguments: `make plots PLOTS_ARGS="diff main exp-1"`.

@@ -21,6 +21,7 @@ from vnas.bench.markdown import (
     render_markdown,
     replace_gpu_block,
 )
+from vnas.bench.markdown.demo_setup import SETUP_BEGIN, SETUP_END
 from vnas.cli import main
 from vnas.files.outputs import markdown_signature
 from vnas.space.models import NETWORK_VERSION
@@ -266,6 +267,16 @@ def test_gpu_run_replaces_only_its_section() -> None:
     older = "# B\n\n## Training\nkept\n\n## Goals\nkept\n"
     added = replace_gpu_block(older, _gpu(2.5))
     assert added.index("## Training") < added.index(GPU_BEGIN) < added.index("## Goals")
+
+
+def test_a_full_render_keeps_the_demo_setup_block() -> None:
+    """`vnas bench` does not measure the demo's install and report levers
+    (workflow/scripts/demo_setup.py does): a full re-render keeps their block as it was."""
+    block = f"{SETUP_BEGIN}\n## Demo set-up: install and report\nmeasured\n{SETUP_END}"
+    previous = render_markdown({"memory": _memory()}).replace("## Goals", block + "\n\n## Goals")
+    text = render_markdown({"memory": _memory()}, previous)
+    assert block in text and text.index(block) < text.index(GPU_BEGIN) < text.index("## Goals")
+    assert block not in render_markdown({"memory": _memory()})
 
 
 def _write_suite(folder: Path, results: dict) -> None:

@@ -141,7 +141,7 @@ rule report:
 
 rule demo_doc:
     """docs/demo.md, the README's demo results: the default dataset's report as Markdown,
-    its figures copied into docs/images/demo (`make demo` asks for it)."""
+    its figures copied into docs/images/demo (`make docs` asks for it)."""
     conda:
         "../envs/vnas.yaml"
     input:

@@ -10,6 +10,8 @@ re-render without measuring.
   :mod:`~vnas.bench.markdown.inference`, :mod:`~vnas.bench.markdown.data`,
   :mod:`~vnas.bench.markdown.memory`, :mod:`~vnas.bench.markdown.gpu`,
   :mod:`~vnas.bench.markdown.demo`: a section each;
+- :mod:`~vnas.bench.markdown.demo_setup`: the demo's install and report levers, measured
+  by ``workflow/scripts/demo_setup.py`` and kept as they are by a full re-render;
 - :mod:`~vnas.bench.markdown.goals`: the goals table and README's generated blocks;
 - :mod:`~vnas.bench.markdown.text`: the number and table formatting they share.
 """
@@ -26,6 +28,7 @@ from vnas.bench.markdown.demo import (
     demo_section,
     replace_demo_block,
 )
+from vnas.bench.markdown.demo_setup import previous_setup_block
 from vnas.bench.markdown.goals import (
     GOALS,
     GOALS_BEGIN,
@@ -112,6 +115,9 @@ def render_markdown(results: dict[str, dict], previous: str | None = None) -> st
     kept_demo = _previous_demo_block(previous) if demo is None else None
     if demo is not None or kept_demo:
         lines += [kept_demo or demo_section(demo), ""]
+    kept_setup = previous_setup_block(previous)  # measured outside vnas bench: kept as is
+    if kept_setup:
+        lines += [kept_setup, ""]
     kept = _previous_gpu_block(previous) if gpu is None else None
     lines += [kept or gpu_section(gpu), ""]
     lines += _defaults(results)
