@@ -19,7 +19,7 @@ from vnas.bench.markdown.demo_setup import (
     setup_section,
 )
 from vnas.bench.markdown.gpu import GPU_BEGIN
-from vnas.files.outputs import markdown_signature
+from vnas.files.outputs import claim_file, markdown_signature, signed
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
@@ -113,3 +113,70 @@ def test_an_unfinished_demo_folder_is_refused_before_timing(tmp_path) -> None:
     with pytest.raises(SystemExit, match="is not a finished demo"):
         _script().measure(type("Args", (), {"demo_dir": str(tmp_path), "lock": "x", "pairs": 1})())
     assert not (tmp_path / "done.txt").exists()
+
+
+def _measure_args(tmp_path, **flags) -> list[str]:
+    flags = {"--demo-dir": str(tmp_path / "demo"), "--lock": str(tmp_path / "lock.txt"), **flags}
+    return ["measure", *(word for pair in flags.items() for word in pair)]
+
+
+@pytest.mark.parametrize(
+    ("out", "problem"),
+    [
+        ("lock.txt", "is also the input --lock"),
+        ("demo/r.json", "lies inside the input --demo-dir"),
+        (".", "contains the input --lock"),
+        ("mine.json", "exists and was not written by `vnas bench demo-setup`"),
+        ("BENCHMARKS.md", "--markdown and --out name the same file"),
+    ],
+)
+def test_measure_refuses_an_out_it_may_not_write_before_timing(
+    tmp_path, capsys, monkeypatch, out, problem
+) -> None:
+    """Checked before anything runs (the unfinished demo folder would stop it next)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "demo").mkdir()
+    (tmp_path / "lock.txt").write_text("pins\n")
+    (tmp_path / "mine.json").write_text('{"a user": "file"}\n')
+    (tmp_path / "BENCHMARKS.md").write_text(f"{markdown_signature('bench')}\n# b\n")
+    before = {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()}
+    argv = _measure_args(tmp_path, **{"--out": str(tmp_path / out)})
+    assert _script().main([*argv, "--markdown", str(tmp_path / "BENCHMARKS.md")]) == 2
+    error = capsys.readouterr().err.strip()
+    assert problem in error and "\n" not in error and error.startswith("vnas: error: ")
+    assert {p: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+def test_measure_refuses_a_markdown_vnas_bench_did_not_write(tmp_path, capsys) -> None:
+    (tmp_path / "demo").mkdir()
+    notes = tmp_path / "NOTES.md"
+    notes.write_text("# my notes\n")
+    argv = _measure_args(tmp_path, **{"--out": str(tmp_path / "r.json")})
+    assert _script().main([*argv, "--markdown", str(notes)]) == 2
+    assert "was not written by `vnas bench`" in capsys.readouterr().err
+    assert notes.read_text() == "# my notes\n" and not (tmp_path / "r.json").exists()
+
+
+def test_render_names_the_file_of_a_missing_or_foreign_record(tmp_path, capsys) -> None:
+    markdown = tmp_path / "BENCHMARKS.md"
+    markdown.write_text(f"{markdown_signature('bench')}\n# b\n")
+    other = tmp_path / "other.json"
+    other.write_text('{"install": []}\n')
+    for record, problem in (
+        (tmp_path / "none.json", "demo set-up record not found"),
+        (other, "not a demo set-up record (no command, commit"),
+    ):
+        assert _script().main(["render", str(record), str(markdown)]) == 2
+        error = capsys.readouterr().err.strip()
+        assert error.startswith(f"vnas: error: {record}: {problem}") and "\n" not in error
+    assert markdown.read_text() == f"{markdown_signature('bench')}\n# b\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["BENCHMARKS.md", "other.json"]
+
+
+def test_a_record_measure_wrote_may_be_replaced(tmp_path) -> None:
+    """The committed record is signed, so `make demo-setup` can rewrite it."""
+    record = tmp_path / "demo-setup.json"
+    record.write_text(json.dumps(signed(_script().SIGNER, _record())))
+    claim_file(record, command=_script().SIGNER, inputs={})
+    committed = Path(__file__).resolve().parents[1] / "docs" / "runs" / "demo-setup.json"
+    claim_file(committed, command=_script().SIGNER, inputs={})

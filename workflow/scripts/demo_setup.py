@@ -20,12 +20,16 @@ change in load hits them alike; wall and CPU seconds (this process's waited-for 
 ``getrusage``) of every run go into ``--out``, with the commit, CPUs and load average.
 ``render`` (and ``measure`` with ``--markdown``) writes the section from that record
 through vnas.bench.markdown.demo_setup; no number is typed by hand.
+
+Both outputs follow vnas's file rules (vnas.files.outputs), checked before anything is
+timed: ``--out`` replaces only a record this script wrote (it is signed ``vnas SIGNER``),
+``--markdown`` only a BENCHMARKS.md that `vnas bench` wrote, neither may be the other or lie
+in an input (``--lock``, ``--demo-dir``), and both are written whole or not at all.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import subprocess
@@ -35,12 +39,19 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from generated import write_atomic
+from vnas.bench.markdown.demo_setup import RECORD_FIELDS, replace_setup_block
+from vnas.bench.markdown.text import markdown_text
+from vnas.errors import VNASError
+from vnas.files.atomic import atomic_write_json, atomic_write_text
+from vnas.files.outputs import check_distinct, claim_file, signed
+from vnas.files.records import load_record
 
 SCRIPTS = Path(__file__).resolve().parent
 REPO = SCRIPTS.parents[1]
 #: ``make demo``'s Snakemake flags, without its report (each variant adds its own).
 DEMO_RUN = ("--cores", "2", "--resources", "gpu=2")
+#: How the record is signed (``vnas bench demo-setup <version>``): what --out may replace.
+SIGNER = "bench demo-setup"
 
 
 def timed(command: list[str], **kwargs) -> dict:
@@ -128,14 +139,29 @@ def measure(args: argparse.Namespace) -> dict:
     }
 
 
+def claim_markdown(markdown: Path, inputs: dict) -> None:
+    """``markdown`` must be an existing BENCHMARKS.md that `vnas bench` wrote (its section is
+    put in among the others) and lie outside ``inputs``."""
+    claim_file(markdown, command="bench", inputs=inputs, flag="--markdown")
+    if not markdown.is_file():
+        raise VNASError("not found; the section goes into an existing BENCHMARKS.md", markdown)
+
+
+def claim_outputs(args: argparse.Namespace) -> None:
+    """Check both outputs of ``measure`` before anything is timed."""
+    inputs = {"--lock": args.lock, "--demo-dir": args.demo_dir}
+    check_distinct({"--out": args.out, "--markdown": args.markdown})
+    claim_file(args.out, command=SIGNER, inputs=inputs)
+    if args.markdown:
+        claim_markdown(Path(args.markdown), inputs)
+
+
 def render(record_path: Path, markdown: Path) -> None:
     """BENCHMARKS.md's demo-setup section rewritten from the record; the rest kept."""
-    from vnas.bench.markdown.demo_setup import replace_setup_block
-    from vnas.bench.markdown.text import markdown_text
-
-    record = json.loads(record_path.read_text())
+    claim_markdown(markdown, {"record": record_path})
+    record = load_record(record_path, "demo set-up record", RECORD_FIELDS)
     text = replace_setup_block(markdown.read_text(), record)
-    write_atomic(markdown, markdown_text(text))
+    atomic_write_text(markdown, markdown_text(text))
     print(f"demo_setup.py: wrote {markdown}", file=sys.stderr)
 
 
@@ -152,18 +178,23 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("record", help="the JSON record `measure` wrote")
     r.add_argument("markdown", help="BENCHMARKS.md")
     args = parser.parse_args(argv)
-    if args.action == "render":
-        render(Path(args.record), Path(args.markdown))
-        return 0
-    if args.pairs < 1:
+    if args.action == "measure" and args.pairs < 1:
         parser.error("--pairs must be at least 1")
-    record = measure(args)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(out, json.dumps(record, indent=2) + "\n")
-    print(f"demo_setup.py: wrote {out}", file=sys.stderr)
-    if args.markdown:
-        render(out, Path(args.markdown))
+    try:
+        if args.action == "render":
+            render(Path(args.record), Path(args.markdown))
+            return 0
+        claim_outputs(args)
+        record = measure(args)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_json(out, signed(SIGNER, record))
+        print(f"demo_setup.py: wrote {out}", file=sys.stderr)
+        if args.markdown:
+            render(out, Path(args.markdown))
+    except VNASError as err:
+        print(f"vnas: error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -9,7 +9,6 @@ experiment (:mod:`vnas.report.truth_table`).
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 
@@ -23,6 +22,7 @@ from vnas.commands.run_flags import (
 from vnas.engine.config import config_from_flat
 from vnas.errors import VNASError
 from vnas.files.outputs import claim_file, output_dir, signed
+from vnas.files.records import load_record
 from vnas.search.config import ProbeConfig
 
 
@@ -256,7 +256,7 @@ def run_stability(args: argparse.Namespace) -> int:
 
     claim_file(args.out, command="experiment stability", inputs={"--root": args.root},
                force=args.force)  # fmt: skip
-    baseline = _load(args.step1, "Step-1 JSON") if args.step1 else None
+    baseline = load_record(args.step1, "Step-1 JSON") if args.step1 else None
     summary = summarize_stability(args.root, args.cue, args.candidates, args.codes,
                                   args.seeds, args.max_spread, baseline)  # fmt: skip
     costs = job_costs(Path(args.root).parent)["jobs"]
@@ -279,7 +279,7 @@ def run_one_mixed_cell(args: argparse.Namespace) -> int:
 
     inputs = {"--root": args.root, "--step1": args.step1}
     claim_file(args.out, command="experiment one-mixed-cell", inputs=inputs, force=args.force)
-    step1 = _load(args.step1, "Step-1 truth table")
+    step1 = load_record(args.step1, "Step-1 truth table")
     record = summarize_one_mixed_cell(args.root, args.cues, args.seeds, step1)
     return _write_json(args, "experiment one-mixed-cell", record)
 
@@ -289,7 +289,7 @@ def run_cue_independent(args: argparse.Namespace) -> int:
 
     claim_file(args.out, command="experiment cue-independent", inputs={"--step1": args.step1},
                force=args.force)  # fmt: skip
-    record = cue_independent_answers(_load(args.step1, "Step-1 truth table", TRUTH_TABLE))
+    record = cue_independent_answers(load_record(args.step1, "Step-1 truth table", TRUTH_TABLE))
     return _write_json(args, "experiment cue-independent", record)
 
 
@@ -298,7 +298,7 @@ def run_a10(args: argparse.Namespace) -> int:
 
     inputs = {"--root": args.root, "--answers": args.answers}
     claim_file(args.out, command="experiment a10", inputs=inputs, force=args.force)
-    answers = _load(args.answers, "cue-independent answers", ("step2_cell", "step2_group"))
+    answers = load_record(args.answers, "cue-independent answers", ("step2_cell", "step2_group"))
     record = summarize_a10(args.root, args.cues, args.seeds, answers)
     return _write_json(args, "experiment a10", record)
 
@@ -309,7 +309,7 @@ def run_full_search(args: argparse.Namespace) -> int:
     _check_bootstrap(args)
     inputs = {"--root": args.root, "--step1": args.step1}
     claim_file(args.out, command="experiment full-search", inputs=inputs, force=args.force)
-    step1 = _load(args.step1, "Step-1 truth table")
+    step1 = load_record(args.step1, "Step-1 truth table")
     record = summarize_full_search(args.root, args.cues, args.seeds, args.random_samples,
                                    step1, args.bootstrap, args.hygiene)  # fmt: skip
     return _write_json(args, "experiment full-search", record)
@@ -321,7 +321,7 @@ def run_report2(args: argparse.Namespace) -> int:
     if args.stability:
         from vnas.report.known_answer2_report import write_stability_block
 
-        write_stability_block(Path(args.markdown), _load(args.stability, "stability JSON"),
+        write_stability_block(Path(args.markdown), load_record(args.stability, "stability JSON"),
                               args.stability)  # fmt: skip
         print(f"wrote the A9 stability block into {args.markdown}")
     if args.rerun:
@@ -329,10 +329,10 @@ def run_report2(args: argparse.Namespace) -> int:
     if args.a10:
         from vnas.report.known_answer2_report import write_a10_block
 
-        summary = _load(args.a10, "vnas experiment a10 output", A10_RECORD)
+        summary = load_record(args.a10, "vnas experiment a10 output", A10_RECORD)
         write_a10_block(Path(args.markdown), summary, args.a10)
         print(f"wrote the A10 block into {args.markdown}")
-    steps = {n: _load(p, f"Step-{n} JSON") for n, p in
+    steps = {n: load_record(p, f"Step-{n} JSON") for n, p in
              ((1, args.step1), (2, args.step2), (3, args.step3)) if p}  # fmt: skip
     if not steps:
         if args.stability or args.rerun or args.a10:
@@ -355,32 +355,18 @@ def _report_rerun(args: argparse.Namespace) -> None:
     from vnas.report.known_answer2_report import write_rerun_block
 
     costs = job_costs(Path(args.rerun_benchmarks).parent) if args.rerun_benchmarks else None
-    step1 = _load(args.rerun, "re-run truth table", TRUTH_TABLE)
+    step1 = load_record(args.rerun, "re-run truth table", TRUTH_TABLE)
     write_rerun_block(Path(args.markdown), step1, args.rerun, costs)
     print(f"wrote the A9 re-run block into {args.markdown}")
-
-
-def _load(path: str, what: str, keys: tuple[str, ...] = ()) -> dict:
-    """The JSON object at ``path``; ``keys``: the fields a ``what`` must hold."""
-    try:
-        record = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise VNASError(f"{what} not found", path) from None
-    except (OSError, ValueError) as err:
-        raise VNASError(f"not a readable {what} ({err})", path) from None
-    missing = [k for k in keys if not isinstance(record, dict) or k not in record]
-    if missing:
-        raise VNASError(f"not a {what} (no {', '.join(missing)})", path)
-    return record
 
 
 def run_report(args: argparse.Namespace) -> int:
     from vnas.report.experiment_report import results_markdown, write_figures, write_results
 
-    summary = _load(args.summary, "experiment summary")
+    summary = load_record(args.summary, "experiment summary")
     if "cues" not in summary or "h1" not in summary:
         raise VNASError("not a `vnas experiment summarize` file", args.summary)
-    timing = _load(args.timing, "timing record") if args.timing else None
+    timing = load_record(args.timing, "timing record") if args.timing else None
     markdown = Path(args.markdown)
     images = os.path.relpath(Path(args.images), markdown.parent or Path("."))
     block = results_markdown(summary, timing, images, args.summary)

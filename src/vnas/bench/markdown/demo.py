@@ -18,13 +18,18 @@ DEMO_END = "<!-- /vnas bench demo -->"
 NOISE = 0.05
 
 
+def speed_verdict(speedup: float) -> str:
+    """Kept: faster by more than the noise; rejected: slower by more than it."""
+    if speedup >= 1 + NOISE:
+        return "kept"
+    return "no measurable gain" if speedup > 1 - NOISE else "rejected (slower)"
+
+
 def _lever_verdict(speedup: float, loss_difference: float, tol: float) -> str:
     """Kept: faster by more than the noise, with the same loss curve."""
     if loss_difference > tol:
         return "rejected (loss curve differs)"
-    if speedup >= 1 + NOISE:
-        return "kept"
-    return "no measurable gain" if speedup > 1 - NOISE else "rejected (slower)"
+    return speed_verdict(speedup)
 
 
 def _compile_payback(comp: dict) -> list[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from statistics import median
 
-from vnas.bench.markdown.demo import NOISE
+from vnas.bench.markdown.demo import speed_verdict
 from vnas.bench.markdown.gpu import GPU_BEGIN
 from vnas.bench.markdown.machine import _load
 from vnas.bench.markdown.text import _g, _table, generated_block, put_block
@@ -32,6 +32,12 @@ LEVERS = {
 }
 
 
+#: The fields :func:`setup_section` reads from a record.
+RECORD_FIELDS = (
+    "command", "commit", "date", "cpus", "load_average_at_start", "load_average_at_end",
+    "pairs", *LEVERS,
+)  # fmt: skip
+
 HEADER = ("lever", "variant", "wall s, each run", "wall s", "CPU s", "speed-up", "verdict")
 
 
@@ -46,12 +52,6 @@ def pair_ratios(runs: list[dict], is_baseline) -> list[float]:
     return ratios
 
 
-def _verdict(speedup: float) -> str:
-    if speedup >= 1 + NOISE:
-        return "kept"
-    return "no measurable gain" if speedup > 1 - NOISE else "rejected (slower)"
-
-
 def _lever_rows(name: str, runs: list[dict]) -> list[tuple]:
     is_baseline, base_name, new_name = LEVERS[name]
     speedup = median(pair_ratios(runs, is_baseline))
@@ -60,7 +60,7 @@ def _lever_rows(name: str, runs: list[dict]) -> list[tuple]:
         mine = [r for r in runs if is_baseline(r) == baseline]
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in mine)
         wall, cpu = (_g(median(r[key] for r in mine)) for key in ("wall_s", "cpu_s"))
-        judged = ("1.00×", "") if baseline else (f"{speedup:.2f}×", _verdict(speedup))
+        judged = ("1.00×", "") if baseline else (f"{speedup:.2f}×", speed_verdict(speedup))
         rows.append((name, label, walls, wall, cpu, *judged))
     return rows
 
